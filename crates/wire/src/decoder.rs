@@ -1,0 +1,459 @@
+//! Turning received bytes into validated frames: the one frame parser of the
+//! project.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::close::CloseFrame;
+use crate::config::{Config, MaskPolicy};
+use crate::error::ProtocolError;
+use crate::header::FrameHeader;
+use crate::mask::apply_mask;
+use crate::opcode::OpCode;
+use crate::utf8::Utf8Validator;
+
+/// A complete, validated, unmasked frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The last frame of its message (always true for control frames).
+    pub fin: bool,
+    /// The frame type.
+    pub opcode: OpCode,
+    /// RSV1: the message this frame starts is compressed.
+    pub rsv1: bool,
+    /// The unmasked payload, sharing the read buffer's memory.
+    pub payload: Bytes,
+}
+
+/// The data message being received, between its first and last frame.
+#[derive(Debug, Clone, Copy)]
+struct InMessage {
+    opcode: OpCode,
+    compressed: bool,
+    total: u64,
+    fragments: usize,
+}
+
+/// A frame whose header was read and whose payload is still arriving.
+#[derive(Debug, Clone, Copy)]
+struct InFrame {
+    header: FrameHeader,
+    len: usize,
+    /// Payload bytes already unmasked (and validated, for text).
+    done: usize,
+}
+
+/// Reads frames out of a buffer of received bytes, enforcing every rule of
+/// RFC 6455 §5 and the configured limits.
+///
+/// The payload is unmasked in place and split off the buffer without a copy.
+/// Text is validated as it arrives, so invalid UTF-8 fails on the read that
+/// brings it even if the frame is not complete yet.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use frameway_wire::{Config, FrameDecoder, OpCode, Role};
+///
+/// let mut decoder = FrameDecoder::new(Config::new(Role::Server));
+/// // RFC 6455 §5.7: a masked "Hello" from a client, arriving in two reads.
+/// let wire = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+/// let mut buf = BytesMut::from(&wire[..4]);
+/// assert!(decoder.decode(&mut buf).unwrap().is_none());
+/// buf.extend_from_slice(&wire[4..]);
+/// let frame = decoder.decode(&mut buf).unwrap().unwrap();
+/// assert_eq!((frame.opcode, &frame.payload[..]), (OpCode::Text, &b"Hello"[..]));
+/// ```
+#[derive(Debug, Clone)]
+pub struct FrameDecoder {
+    config: Config,
+    /// RSV bits a negotiated extension defines (RSV1 = 0b100).
+    allowed_rsv: u8,
+    frame: Option<InFrame>,
+    message: Option<InMessage>,
+    utf8: Utf8Validator,
+    close_received: bool,
+}
+
+impl FrameDecoder {
+    /// A decoder at the start of a connection.
+    pub fn new(config: Config) -> Self {
+        FrameDecoder {
+            config,
+            allowed_rsv: 0,
+            frame: None,
+            message: None,
+            utf8: Utf8Validator::new(),
+            close_received: false,
+        }
+    }
+
+    /// Accepts RSV1 on the first frame of data messages (permessage-deflate).
+    pub fn allow_rsv1(&mut self) {
+        self.allowed_rsv |= 0b100;
+    }
+
+    /// Changes the receive limits, e.g. after a handshake hook raised them.
+    pub fn set_limits(&mut self, limits: crate::Limits) {
+        self.config.limits = limits;
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> crate::Limits {
+        self.config.limits
+    }
+
+    /// Whether a close frame has been received.
+    pub fn close_received(&self) -> bool {
+        self.close_received
+    }
+
+    /// Whether the decoder is between messages (no fragmented message and no
+    /// partial frame pending).
+    pub fn is_idle(&self) -> bool {
+        self.frame.is_none() && self.message.is_none()
+    }
+
+    /// The number of payload bytes the frame in progress still needs, if a
+    /// header has been read; lets the caller size its next read.
+    pub fn bytes_wanted(&self, buffered: usize) -> usize {
+        match self.frame {
+            Some(f) => f.len.saturating_sub(buffered),
+            None => 0,
+        }
+    }
+
+    /// Decodes the next frame from the front of `buf`, consuming it.
+    /// `Ok(None)` means more bytes are needed; everything decoded so far is
+    /// remembered, so call again after appending to `buf`.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
+        let mut frame = match self.frame {
+            Some(frame) => frame,
+            None => {
+                let Some((header, header_len)) = FrameHeader::decode(buf)? else {
+                    return Ok(None);
+                };
+                self.check(&header)?;
+                buf.advance(header_len);
+                self.begin(&header);
+                InFrame {
+                    header,
+                    // Checked against the limits, so it fits in memory.
+                    len: header.payload_len as usize,
+                    done: 0,
+                }
+            }
+        };
+        let available = buf.len().min(frame.len);
+        if available > frame.done {
+            let fresh = &mut buf[frame.done..available];
+            if let Some(key) = frame.header.mask {
+                apply_mask(fresh, key, frame.done);
+            }
+            if self.validating_utf8(&frame.header) {
+                self.utf8.feed(fresh).map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+            frame.done = available;
+        }
+        if frame.done < frame.len {
+            self.frame = Some(frame);
+            return Ok(None);
+        }
+        self.frame = None;
+        let payload = buf.split_to(frame.len).freeze();
+        self.finish(&frame.header, &payload)?;
+        Ok(Some(Frame {
+            fin: frame.header.fin,
+            opcode: frame.header.opcode,
+            rsv1: frame.header.rsv1,
+            payload,
+        }))
+    }
+
+    /// Connection-level checks a header must pass before its payload is read.
+    fn check(&self, h: &FrameHeader) -> Result<(), ProtocolError> {
+        if self.close_received {
+            return Err(ProtocolError::FrameAfterClose);
+        }
+        let rsv = h.rsv_bits();
+        let rsv1_misplaced = h.rsv1 && !matches!(h.opcode, OpCode::Text | OpCode::Binary);
+        if rsv & !self.allowed_rsv != 0 || rsv1_misplaced {
+            return Err(ProtocolError::ReservedBits(rsv));
+        }
+        match (self.config.incoming_mask, h.mask.is_some()) {
+            (MaskPolicy::Required, false) => return Err(ProtocolError::UnmaskedFrame),
+            (MaskPolicy::Forbidden, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        let limits = &self.config.limits;
+        if h.payload_len > limits.max_frame_len {
+            return Err(ProtocolError::FrameTooBig {
+                size: h.payload_len,
+                limit: limits.max_frame_len,
+            });
+        }
+        let (total, fragments) = match (h.opcode, self.message) {
+            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+            (OpCode::Text | OpCode::Binary, Some(_)) => {
+                return Err(ProtocolError::ExpectedContinuation)
+            }
+            (OpCode::Continuation, Some(m)) => (m.total + h.payload_len, m.fragments + 1),
+            (OpCode::Text | OpCode::Binary, None) => (h.payload_len, 1),
+            _ => return Ok(()),
+        };
+        if total > limits.max_message_len {
+            return Err(ProtocolError::MessageTooBig {
+                size: total,
+                limit: limits.max_message_len,
+            });
+        }
+        if fragments > limits.max_fragments {
+            return Err(ProtocolError::TooManyFragments(limits.max_fragments));
+        }
+        Ok(())
+    }
+
+    /// Updates the message state for a header that passed [`Self::check`].
+    fn begin(&mut self, h: &FrameHeader) {
+        match h.opcode {
+            OpCode::Text | OpCode::Binary => {
+                self.utf8.reset();
+                self.message = Some(InMessage {
+                    opcode: h.opcode,
+                    compressed: h.rsv1,
+                    total: h.payload_len,
+                    fragments: 1,
+                });
+            }
+            OpCode::Continuation => {
+                if let Some(m) = &mut self.message {
+                    m.total += h.payload_len;
+                    m.fragments += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Text is validated here unless it is compressed, in which case the
+    /// inflated message is validated by the layer that inflates it.
+    fn validating_utf8(&self, h: &FrameHeader) -> bool {
+        match h.opcode {
+            OpCode::Text | OpCode::Continuation => self
+                .message
+                .is_some_and(|m| m.opcode == OpCode::Text && !m.compressed),
+            _ => false,
+        }
+    }
+
+    fn finish(&mut self, h: &FrameHeader, payload: &[u8]) -> Result<(), ProtocolError> {
+        match h.opcode {
+            OpCode::Close => {
+                CloseFrame::parse(payload)?;
+                self.close_received = true;
+            }
+            OpCode::Ping | OpCode::Pong => {}
+            _ if h.fin => {
+                if self.validating_utf8(h) {
+                    self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                }
+                self.message = None;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Role;
+    use crate::Limits;
+
+    fn frame(fin: bool, opcode: OpCode, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
+        let header = FrameHeader::new(fin, opcode, mask, payload.len() as u64);
+        let mut out = [0u8; crate::MAX_HEADER_LEN];
+        let n = header.encode(&mut out);
+        let mut bytes = out[..n].to_vec();
+        let start = bytes.len();
+        bytes.extend_from_slice(payload);
+        if let Some(key) = mask {
+            apply_mask(&mut bytes[start..], key, 0);
+        }
+        bytes
+    }
+
+    const KEY: Option<[u8; 4]> = Some([9, 8, 7, 6]);
+
+    fn server() -> FrameDecoder {
+        FrameDecoder::new(Config::new(Role::Server))
+    }
+
+    fn decode_all(d: &mut FrameDecoder, bytes: &[u8]) -> Result<Vec<Frame>, ProtocolError> {
+        let mut buf = BytesMut::from(bytes);
+        let mut out = Vec::new();
+        while let Some(f) = d.decode(&mut buf)? {
+            out.push(f);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn decodes_byte_by_byte() {
+        let wire = frame(true, OpCode::Text, KEY, "héllo wörld".as_bytes());
+        let mut d = server();
+        let mut buf = BytesMut::new();
+        let mut got = None;
+        for b in &wire {
+            assert!(got.is_none());
+            buf.extend_from_slice(std::slice::from_ref(b));
+            got = d.decode(&mut buf).unwrap();
+        }
+        assert_eq!(&got.unwrap().payload[..], "héllo wörld".as_bytes());
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn server_requires_masking_and_client_forbids_it() {
+        let mut d = server();
+        assert_eq!(
+            decode_all(&mut d, &frame(true, OpCode::Binary, None, b"x")),
+            Err(ProtocolError::UnmaskedFrame)
+        );
+        let mut d = FrameDecoder::new(Config::new(Role::Client));
+        assert_eq!(
+            decode_all(&mut d, &frame(true, OpCode::Binary, KEY, b"x")),
+            Err(ProtocolError::MaskedFrame)
+        );
+        let mut relaxed = Config::new(Role::Server);
+        relaxed.incoming_mask = MaskPolicy::Any;
+        let mut d = FrameDecoder::new(relaxed);
+        assert_eq!(decode_all(&mut d, &frame(true, OpCode::Binary, None, b"x")).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn reserved_bits_need_an_extension() {
+        let mut wire = frame(true, OpCode::Text, KEY, b"x");
+        wire[0] |= 0x40;
+        assert_eq!(decode_all(&mut server(), &wire), Err(ProtocolError::ReservedBits(0b100)));
+        let mut d = server();
+        d.allow_rsv1();
+        assert!(decode_all(&mut d, &wire).unwrap()[0].rsv1);
+        // Even with the extension, RSV1 on a control frame or RSV2 is an error.
+        let mut ping = frame(true, OpCode::Ping, KEY, b"");
+        ping[0] |= 0x40;
+        assert_eq!(decode_all(&mut d, &ping), Err(ProtocolError::ReservedBits(0b100)));
+        let mut rsv2 = frame(true, OpCode::Text, KEY, b"x");
+        rsv2[0] |= 0x20;
+        assert_eq!(decode_all(&mut server(), &rsv2), Err(ProtocolError::ReservedBits(0b010)));
+    }
+
+    #[test]
+    fn fragments_with_interleaved_control_frames() {
+        let mut wire = frame(false, OpCode::Text, KEY, b"Hel");
+        wire.extend(frame(true, OpCode::Ping, KEY, b"p"));
+        wire.extend(frame(false, OpCode::Continuation, KEY, b"lo "));
+        wire.extend(frame(true, OpCode::Continuation, KEY, b"there"));
+        let frames = decode_all(&mut server(), &wire).unwrap();
+        let kinds: Vec<_> = frames.iter().map(|f| (f.opcode, f.fin)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (OpCode::Text, false),
+                (OpCode::Ping, true),
+                (OpCode::Continuation, false),
+                (OpCode::Continuation, true)
+            ]
+        );
+    }
+
+    #[test]
+    fn continuation_sequence_errors() {
+        assert_eq!(
+            decode_all(&mut server(), &frame(true, OpCode::Continuation, KEY, b"x")),
+            Err(ProtocolError::UnexpectedContinuation)
+        );
+        let mut wire = frame(false, OpCode::Text, KEY, b"x");
+        wire.extend(frame(true, OpCode::Binary, KEY, b"y"));
+        assert_eq!(decode_all(&mut server(), &wire), Err(ProtocolError::ExpectedContinuation));
+    }
+
+    #[test]
+    fn invalid_utf8_fails_before_the_frame_is_complete() {
+        let payload = b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4\x90\x80\x80\x65\x64\x69\x74\x65\x64";
+        let wire = frame(true, OpCode::Text, KEY, payload);
+        let mut d = server();
+        // Header plus the first 13 payload bytes: valid text then 0xF4 0x90.
+        let mut buf = BytesMut::from(&wire[..6 + 13]);
+        assert_eq!(d.decode(&mut buf), Err(ProtocolError::InvalidUtf8));
+    }
+
+    #[test]
+    fn invalid_utf8_across_fragments() {
+        let mut wire = frame(false, OpCode::Text, KEY, b"ok \xe2\x82");
+        wire.extend(frame(true, OpCode::Continuation, KEY, b"\xac fine"));
+        assert_eq!(decode_all(&mut server(), &wire).unwrap().len(), 2);
+        let mut wire = frame(false, OpCode::Text, KEY, b"ok \xe2\x82");
+        wire.extend(frame(true, OpCode::Continuation, KEY, b"\x41"));
+        assert_eq!(decode_all(&mut server(), &wire), Err(ProtocolError::InvalidUtf8));
+        // Text that ends mid-code-point.
+        let wire = frame(true, OpCode::Text, KEY, b"ok \xe2\x82");
+        assert_eq!(decode_all(&mut server(), &wire), Err(ProtocolError::InvalidUtf8));
+    }
+
+    #[test]
+    fn binary_is_not_utf8_checked() {
+        let wire = frame(true, OpCode::Binary, KEY, b"\xff\xfe");
+        assert_eq!(decode_all(&mut server(), &wire).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn limits_are_checked_from_the_header_and_on_the_running_total() {
+        let mut config = Config::new(Role::Server);
+        config.limits = Limits::default()
+            .with_max_frame_len(10)
+            .with_max_message_len(15)
+            .with_max_fragments(3);
+        // The header alone (no payload yet) trips the frame limit.
+        let wire = frame(true, OpCode::Binary, KEY, &[0; 11]);
+        let mut d = FrameDecoder::new(config);
+        assert_eq!(
+            d.decode(&mut BytesMut::from(&wire[..6])),
+            Err(ProtocolError::FrameTooBig { size: 11, limit: 10 })
+        );
+        let mut wire = frame(false, OpCode::Binary, KEY, &[0; 8]);
+        wire.extend(frame(true, OpCode::Continuation, KEY, &[0; 8]));
+        assert_eq!(
+            decode_all(&mut FrameDecoder::new(config), &wire),
+            Err(ProtocolError::MessageTooBig { size: 16, limit: 15 })
+        );
+        let mut wire = Vec::new();
+        wire.extend(frame(false, OpCode::Binary, KEY, b"a"));
+        for _ in 0..3 {
+            wire.extend(frame(false, OpCode::Continuation, KEY, b"a"));
+        }
+        assert_eq!(
+            decode_all(&mut FrameDecoder::new(config), &wire),
+            Err(ProtocolError::TooManyFragments(3))
+        );
+    }
+
+    #[test]
+    fn close_frames_are_validated_and_end_the_stream() {
+        let wire = frame(true, OpCode::Close, KEY, &1005u16.to_be_bytes());
+        assert_eq!(decode_all(&mut server(), &wire), Err(ProtocolError::InvalidCloseCode(1005)));
+        let mut wire = frame(true, OpCode::Close, KEY, &1000u16.to_be_bytes());
+        wire.extend(frame(true, OpCode::Text, KEY, b"late"));
+        let mut d = server();
+        assert_eq!(decode_all(&mut d, &wire), Err(ProtocolError::FrameAfterClose));
+        assert!(d.close_received());
+    }
+
+    #[test]
+    fn payload_shares_the_read_buffer() {
+        let wire = frame(true, OpCode::Binary, KEY, &[7; 1000]);
+        let mut buf = BytesMut::from(&wire[..]);
+        let start = buf.as_ptr() as usize;
+        let f = server().decode(&mut buf).unwrap().unwrap();
+        assert_eq!(f.payload.as_ptr() as usize, start + 8);
+    }
+}

@@ -1,0 +1,47 @@
+//! Sec-WebSocket-Key and Sec-WebSocket-Accept (RFC 6455 §4.2.2).
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// The `Sec-WebSocket-Accept` value for a `Sec-WebSocket-Key`.
+///
+/// ```
+/// // The example of RFC 6455 §1.3.
+/// assert_eq!(
+///     frameway_wire::handshake::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+///     "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+/// );
+/// ```
+pub fn accept_key(key: &[u8]) -> String {
+    let mut sha = sha1_smol::Sha1::new();
+    sha.update(key);
+    sha.update(GUID);
+    STANDARD.encode(sha.digest().bytes())
+}
+
+/// A `Sec-WebSocket-Key` from 16 random bytes.
+pub fn generate_key(random: [u8; 16]) -> String {
+    STANDARD.encode(random)
+}
+
+/// Whether `key` is the base64 encoding of exactly 16 bytes, as the RFC
+/// requires of a client's key.
+pub fn is_valid_key(key: &[u8]) -> bool {
+    key.len() == 24 && STANDARD.decode(key).is_ok_and(|k| k.len() == 16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_validation() {
+        assert!(is_valid_key(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        assert!(is_valid_key(generate_key([0xff; 16]).as_bytes()));
+        assert!(!is_valid_key(b"dGhlIHNhbXBsZSBub25jZQ")); // unpadded
+        assert!(!is_valid_key(b"c2hvcnQ=")); // 5 bytes
+        assert!(!is_valid_key(b"!!!!!!!!!!!!!!!!!!!!!!=="));
+    }
+}

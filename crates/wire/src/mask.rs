@@ -1,0 +1,93 @@
+//! Masking (RFC 6455 §5.3): XOR with a four-byte key, repeated.
+
+/// XORs `buf` in place with `key`, as if `buf` started `offset` bytes into a
+/// masked payload. The offset lets a payload that arrives in pieces be
+/// unmasked piece by piece.
+///
+/// Works a machine word at a time over the aligned middle of the buffer so it
+/// runs at memory speed; the compiler vectorises the word loop.
+///
+/// ```
+/// use frameway_wire::apply_mask;
+/// let key = [1, 2, 3, 4];
+/// let mut data = *b"Hello, world";
+/// apply_mask(&mut data, key, 0);
+/// assert_ne!(&data, b"Hello, world");
+/// // Unmasking the second half on its own gives the same result.
+/// apply_mask(&mut data[..5], key, 0);
+/// apply_mask(&mut data[5..], key, 5);
+/// assert_eq!(&data, b"Hello, world");
+/// ```
+#[inline]
+pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
+    let key = rotate(key, offset);
+    if buf.len() < 16 {
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b ^= key[i & 3];
+        }
+        return;
+    }
+    // SAFETY: u64 has no invalid bit patterns and align_to_mut only yields an
+    // aligned, in-bounds middle slice.
+    let (head, words, tail) = unsafe { buf.align_to_mut::<u64>() };
+    for (i, b) in head.iter_mut().enumerate() {
+        *b ^= key[i & 3];
+    }
+    let key = rotate(key, head.len());
+    let word_key = u64::from_ne_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ]);
+    for w in words.iter_mut() {
+        *w ^= word_key;
+    }
+    for (i, b) in tail.iter_mut().enumerate() {
+        *b ^= key[i & 3];
+    }
+}
+
+/// The key as seen from `by` bytes into the payload.
+#[inline]
+fn rotate(key: [u8; 4], by: usize) -> [u8; 4] {
+    [
+        key[by & 3],
+        key[(by + 1) & 3],
+        key[(by + 2) & 3],
+        key[(by + 3) & 3],
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(buf: &mut [u8], key: [u8; 4], offset: usize) {
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b ^= key[(i + offset) & 3];
+        }
+    }
+
+    #[test]
+    fn matches_bytewise_masking_for_every_length_offset_and_alignment() {
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        let source: Vec<u8> = (0..300u32).map(|i| (i * 7 + 3) as u8).collect();
+        for start in 0..8 {
+            for len in 0..(source.len() - start) {
+                for offset in 0..4 {
+                    let mut fast = source.clone();
+                    let mut slow = source.clone();
+                    apply_mask(&mut fast[start..start + len], key, offset);
+                    naive(&mut slow[start..start + len], key, offset);
+                    assert_eq!(fast, slow, "start {start} len {len} offset {offset}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rfc_example_hello() {
+        // RFC 6455 §5.7: a masked "Hello".
+        let mut payload = [0x7f, 0x9f, 0x4d, 0x51, 0x58];
+        apply_mask(&mut payload, [0x37, 0xfa, 0x21, 0x3d], 0);
+        assert_eq!(&payload, b"Hello");
+    }
+}
