@@ -1,0 +1,155 @@
+//! Per-connection settings: limits, masking, timeouts, keep-alive.
+
+use std::time::Duration;
+
+use frameway_wire::{Config, Limits, MaskPolicy, Role};
+
+/// Settings for one connection, server or client.
+///
+/// Field names follow lua-resty-websocket (`max_payload_len`,
+/// `max_recv_len`, `max_send_len`, `timeout`) and Ktor (`ping_interval`,
+/// `pong_timeout`).
+///
+/// ```
+/// use std::time::Duration;
+/// use frameway::WebSocketConfig;
+/// let config = WebSocketConfig::default()
+///     .max_payload_len(16 << 20)
+///     .ping_interval(Duration::from_secs(20))
+///     .pong_timeout(Duration::from_secs(15));
+/// assert_eq!(config.max_recv_len, 16 << 20);
+/// ```
+#[derive(Debug, Clone)]
+pub struct WebSocketConfig {
+    /// The largest single frame accepted.
+    pub max_frame_len: u64,
+    /// The largest message accepted (all fragments together).
+    pub max_recv_len: u64,
+    /// The largest message this side will send.
+    pub max_send_len: u64,
+    /// The most fragments per message.
+    pub max_fragments: usize,
+    /// Mask outgoing frames: `Some(true)` is lua-resty-websocket's
+    /// `send_masked` for a server, `Some(false)` the client's
+    /// `send_unmasked`; `None` follows the RFC for the role.
+    pub send_masked: Option<bool>,
+    /// What to require of incoming frames' masking (`force_masking`);
+    /// `None` follows the RFC for the role.
+    pub incoming_mask: Option<MaskPolicy>,
+    /// Timeout for each read (`recv`, `recv_frame`).
+    pub read_timeout: Option<Duration>,
+    /// Timeout for each write.
+    pub write_timeout: Option<Duration>,
+    /// Send a ping this often while the connection is being read.
+    pub ping_interval: Option<Duration>,
+    /// Close the connection if no pong arrives this long after a ping.
+    pub pong_timeout: Duration,
+    /// How long to wait for the peer's close frame after sending ours.
+    pub close_timeout: Duration,
+    /// Answer pings automatically.
+    pub auto_pong: bool,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        WebSocketConfig {
+            max_frame_len: 16 << 20,
+            max_recv_len: 16 << 20,
+            max_send_len: 16 << 20,
+            max_fragments: 1 << 20,
+            send_masked: None,
+            incoming_mask: None,
+            read_timeout: None,
+            write_timeout: None,
+            ping_interval: None,
+            pong_timeout: Duration::from_secs(15),
+            close_timeout: Duration::from_secs(5),
+            auto_pong: true,
+        }
+    }
+}
+
+impl WebSocketConfig {
+    /// Sets the frame, receive and send limits at once, as
+    /// lua-resty-websocket's `max_payload_len` does.
+    pub fn max_payload_len(mut self, len: u64) -> Self {
+        self.max_frame_len = len;
+        self.max_recv_len = len;
+        self.max_send_len = len;
+        self
+    }
+
+    /// Sets the largest message accepted.
+    pub fn max_recv_len(mut self, len: u64) -> Self {
+        self.max_recv_len = len;
+        self.max_frame_len = self.max_frame_len.min(len);
+        self
+    }
+
+    /// Sets the largest message sent.
+    pub fn max_send_len(mut self, len: u64) -> Self {
+        self.max_send_len = len;
+        self
+    }
+
+    /// Sets the most fragments per message.
+    pub fn max_fragments(mut self, count: usize) -> Self {
+        self.max_fragments = count;
+        self
+    }
+
+    /// Sets the read and write timeouts (lua-resty-websocket's `timeout`).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = Some(timeout);
+        self.write_timeout = Some(timeout);
+        self
+    }
+
+    /// Sends a ping every `interval` (Ktor's `pingInterval`).
+    pub fn ping_interval(mut self, interval: Duration) -> Self {
+        self.ping_interval = Some(interval);
+        self
+    }
+
+    /// How long to wait for a pong before closing the connection.
+    pub fn pong_timeout(mut self, timeout: Duration) -> Self {
+        self.pong_timeout = timeout;
+        self
+    }
+
+    /// How long to wait for the peer's close frame.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// Forces masking of outgoing frames on or off.
+    pub fn send_masked(mut self, masked: bool) -> Self {
+        self.send_masked = Some(masked);
+        self
+    }
+
+    /// Sets what incoming frames' masking must be.
+    pub fn incoming_mask(mut self, policy: MaskPolicy) -> Self {
+        self.incoming_mask = Some(policy);
+        self
+    }
+
+    /// The protocol core's configuration for `role`.
+    pub(crate) fn wire(&self, role: Role) -> Config {
+        let mut config = Config::new(role);
+        config.limits = Limits {
+            max_frame_len: self.max_frame_len,
+            max_message_len: self.max_recv_len,
+            max_fragments: self.max_fragments,
+        };
+        config.max_send_len = self.max_send_len;
+        if let Some(masked) = self.send_masked {
+            config.mask_outgoing = masked;
+        }
+        if let Some(policy) = self.incoming_mask {
+            config.incoming_mask = policy;
+        }
+        config
+    }
+}

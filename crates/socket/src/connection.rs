@@ -1,0 +1,590 @@
+//! [`WebSocket`]: one connection over any byte stream, with a frame API
+//! (lua-resty-websocket's `recv_frame`/`send_frame`) and a message API
+//! (`Stream` + `Sink` of [`Message`]).
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use frameway_wire::{
+    CloseCode, CloseFrame, CloseState, Frame, Message, OpCode, Protocol, Role, Utf8Bytes,
+};
+use futures_core::Stream;
+use futures_sink::Sink;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{sleep, Sleep};
+
+use crate::config::WebSocketConfig;
+use crate::error::{Error, Result, TimeoutKind};
+use crate::keepalive::{Keepalive, KeepaliveAction};
+
+/// Queued output above which writers wait for the socket (backpressure).
+const WRITE_HIGH_WATER: usize = 128 * 1024;
+/// Bytes read onto the stack when the connection holds no read buffer.
+const STACK_READ: usize = 4096;
+/// The smallest read buffer worth allocating once data is flowing.
+const MIN_READ_BUF: usize = 8 * 1024;
+
+fn entropy(buf: &mut [u8]) {
+    // The OS generator only fails if the kernel has none to give; masking
+    // keys must not be predictable, so there is no weaker fallback.
+    getrandom::fill(buf).expect("the operating system's random generator failed");
+}
+
+/// What a read produced.
+pub(crate) enum Incoming {
+    Frame(Frame),
+    Message(Message),
+}
+
+impl Incoming {
+    pub(crate) fn into_message(self) -> Message {
+        match self {
+            Incoming::Message(m) => m,
+            Incoming::Frame(_) => unreachable!("message mode yields messages"),
+        }
+    }
+
+    pub(crate) fn into_frame(self) -> Frame {
+        match self {
+            Incoming::Frame(f) => f,
+            Incoming::Message(_) => unreachable!("frame mode yields frames"),
+        }
+    }
+}
+
+/// A WebSocket connection over `S` (a `TcpStream`, a TLS stream, hyper's
+/// upgraded connection, or any `AsyncRead + AsyncWrite`).
+///
+/// Reading drives the protocol: pings are answered, a close frame is
+/// echoed, keep-alive pings go out, and protocol violations are answered
+/// with the right close code, all while the application reads. Idle
+/// connections hold no buffers.
+///
+/// ```no_run
+/// # async fn demo(mut ws: frameway::WebSocket<tokio::net::TcpStream>) -> frameway::Result<()> {
+/// use frameway::Message;
+/// while let Some(msg) = ws.recv().await {
+///     match msg? {
+///         Message::Text(text) => ws.send_text(format!("echo: {text}")).await?,
+///         Message::Binary(data) => ws.send_binary(data).await?,
+///         _ => {}
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+pub struct WebSocket<S> {
+    io: S,
+    proto: Protocol,
+    rbuf: BytesMut,
+    config: WebSocketConfig,
+    keepalive: Option<Keepalive>,
+    close_timer: Option<Pin<Box<Sleep>>>,
+    subprotocol: Option<String>,
+    /// A read result held back until the replies it caused are flushed.
+    pending: Option<Incoming>,
+    /// A fatal error to report once its close frame is flushed.
+    failure: Option<Error>,
+    done: bool,
+}
+
+impl<S> std::fmt::Debug for WebSocket<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("role", &self.proto.config().role)
+            .field("close_state", &self.proto.close_state())
+            .field("subprotocol", &self.subprotocol)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Wraps a stream whose opening handshake is already done. `read_buf`
+    /// holds bytes that arrived after the handshake (they belong to the
+    /// WebSocket stream and are read first).
+    ///
+    /// ```
+    /// # async fn demo() {
+    /// use frameway::{Role, WebSocket, WebSocketConfig};
+    /// let (a, _b) = tokio::io::duplex(64);
+    /// let ws = WebSocket::from_raw_socket(a, Role::Server, WebSocketConfig::default(), bytes::Bytes::new());
+    /// # drop(ws); }
+    /// ```
+    pub fn from_raw_socket(io: S, role: Role, config: WebSocketConfig, read_buf: Bytes) -> Self {
+        let mut proto = Protocol::new(config.wire(role), entropy);
+        proto.set_auto_pong(config.auto_pong);
+        let keepalive = config
+            .ping_interval
+            .map(|interval| Keepalive::new(interval, config.pong_timeout));
+        WebSocket {
+            io,
+            proto,
+            rbuf: BytesMut::from(&read_buf[..]),
+            config,
+            keepalive,
+            close_timer: None,
+            subprotocol: None,
+            pending: None,
+            failure: None,
+            done: false,
+        }
+    }
+
+    pub(crate) fn with_subprotocol(mut self, protocol: Option<String>) -> Self {
+        self.subprotocol = protocol;
+        self
+    }
+
+    /// The subprotocol agreed in the handshake, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.subprotocol.as_deref()
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &WebSocketConfig {
+        &self.config
+    }
+
+    /// Where the closing handshake stands.
+    pub fn close_state(&self) -> CloseState {
+        self.proto.close_state()
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// The underlying stream, mutably. Reading or writing it directly
+    /// corrupts the WebSocket stream.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.io
+    }
+
+    /// Sets the read and write timeouts (lua-resty-websocket's `set_timeout`).
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.config.read_timeout = timeout;
+        self.config.write_timeout = timeout;
+    }
+
+    /// Changes the largest message accepted from now on.
+    pub fn set_max_recv_len(&mut self, len: u64) {
+        self.config = self.config.clone().max_recv_len(len);
+        self.proto.set_limits(self.config.wire(self.proto.config().role).limits);
+    }
+
+    /// Whether the connection can be handed to a pool: open, nothing
+    /// half-received or half-sent, nothing buffered.
+    pub(crate) fn is_reusable(&self) -> bool {
+        !self.done
+            && self.failure.is_none()
+            && self.pending.is_none()
+            && self.proto.close_state() == CloseState::Open
+            && self.proto.is_idle()
+            && !self.proto.has_output()
+            && self.rbuf.is_empty()
+    }
+
+    pub(crate) fn into_inner(self) -> S {
+        self.io
+    }
+
+    // ----- reading -----
+
+    /// Receives the next message, assembling fragments; `None` once the
+    /// connection has closed cleanly. Close frames are returned as
+    /// [`Message::Close`] (the answering close frame is already sent).
+    pub async fn recv(&mut self) -> Option<Result<Message>> {
+        let timeout = self.config.read_timeout;
+        let next = poll_fn(|cx| {
+            let waker = cx.waker().clone();
+            self.poll_incoming(cx, &waker, false)
+        });
+        match with_timeout(timeout, TimeoutKind::Read, next).await {
+            Ok(item) => item.map(|r| r.map(Incoming::into_message)),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// Receives the next frame as it arrived: fragments are returned one by
+    /// one (the later ones as [`OpCode::Continuation`]), control frames as
+    /// they come. Text is still validated as UTF-8 across fragments.
+    pub async fn recv_frame(&mut self) -> Option<Result<Frame>> {
+        let timeout = self.config.read_timeout;
+        let next = poll_fn(|cx| {
+            let waker = cx.waker().clone();
+            self.poll_incoming(cx, &waker, true)
+        });
+        match with_timeout(timeout, TimeoutKind::Read, next).await {
+            Ok(item) => item.map(|r| r.map(Incoming::into_frame)),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// The read state machine. `write_waker` is woken when a write that a
+    /// read caused (pong, close reply) can make progress; split halves pass a
+    /// waker that reaches both tasks.
+    pub(crate) fn poll_incoming(
+        &mut self,
+        cx: &mut Context<'_>,
+        write_waker: &Waker,
+        frames: bool,
+    ) -> Poll<Option<Result<Incoming>>> {
+        loop {
+            if self.done {
+                return Poll::Ready(None);
+            }
+            if self.failure.is_some() {
+                // Best effort: the peer may already be gone.
+                let _ = ready!(self.poll_write_out(write_waker));
+                let _ = ready!(self.poll_shutdown(write_waker));
+                self.done = true;
+                return Poll::Ready(self.failure.take().map(Err));
+            }
+            if let Some(item) = self.pending.take() {
+                match self.poll_write_out(write_waker) {
+                    Poll::Pending => {
+                        self.pending = Some(item);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Err(e)) => {
+                        self.done = true;
+                        return Poll::Ready(Some(Err(e.into())));
+                    }
+                    Poll::Ready(Ok(())) => return Poll::Ready(Some(Ok(item))),
+                }
+            }
+            if self.proto.close_state() == CloseState::Closed {
+                return self.poll_finish_close(cx, write_waker).map(|r| match r {
+                    Ok(()) => None,
+                    Err(e) => Some(Err(e)),
+                });
+            }
+            if self.proto.has_output() {
+                match self.poll_write_out(write_waker) {
+                    Poll::Ready(Err(e)) => {
+                        self.done = true;
+                        return Poll::Ready(Some(Err(e.into())));
+                    }
+                    Poll::Pending if self.proto.output().len() >= WRITE_HIGH_WATER => {
+                        return Poll::Pending
+                    }
+                    _ => {}
+                }
+            }
+            let decoded = if frames {
+                self.proto.read_frame(&mut self.rbuf).map(|f| f.map(Incoming::Frame))
+            } else {
+                self.proto.read_message(&mut self.rbuf).map(|m| m.map(Incoming::Message))
+            };
+            match decoded {
+                Ok(Some(item)) => {
+                    self.on_incoming(&item);
+                    if self.proto.has_output() {
+                        self.pending = Some(item);
+                        continue;
+                    }
+                    return Poll::Ready(Some(Ok(item)));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.failure = Some(Error::Protocol(e));
+                    continue;
+                }
+            }
+            if let Some(keepalive) = &mut self.keepalive {
+                if let Poll::Ready(action) = keepalive.poll(cx) {
+                    match action {
+                        KeepaliveAction::Ping => {
+                            // Fails only once our close is sent, when pings stop mattering.
+                            let _ = self.proto.send_frame(true, OpCode::Ping, b"frameway");
+                        }
+                        KeepaliveAction::Dead => {
+                            let timeout = keepalive.timeout;
+                            let _ = self.proto.close_with(CloseCode::GOING_AWAY, "pong timeout");
+                            self.failure = Some(Error::PongTimeout(timeout));
+                        }
+                    }
+                    continue;
+                }
+            }
+            if self.proto.close_state() == CloseState::Sent {
+                if let Poll::Ready(()) = self.poll_close_timer(cx) {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(Error::Timeout(
+                        TimeoutKind::Close,
+                        self.config.close_timeout,
+                    ))));
+                }
+            }
+            match ready!(self.poll_fill(cx)) {
+                Ok(0) => {
+                    self.done = true;
+                    return Poll::Ready(match self.proto.close_state() {
+                        CloseState::Closed => None,
+                        _ => Some(Err(Error::AbnormalClose)),
+                    });
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+            }
+        }
+    }
+
+    fn on_incoming(&mut self, item: &Incoming) {
+        let is_pong = match item {
+            Incoming::Frame(f) => f.opcode == OpCode::Pong,
+            Incoming::Message(m) => matches!(m, Message::Pong(_)),
+        };
+        if is_pong {
+            if let Some(keepalive) = &mut self.keepalive {
+                keepalive.on_pong();
+            }
+        }
+    }
+
+    /// Both close frames are through. The server closes TCP first (RFC 6455
+    /// §7.1.1); the client waits for that, up to the close timeout.
+    fn poll_finish_close(&mut self, cx: &mut Context<'_>, write_waker: &Waker) -> Poll<Result<()>> {
+        if self.proto.config().role == Role::Server {
+            let _ = ready!(self.poll_write_out(write_waker));
+            let _ = ready!(self.poll_shutdown(write_waker));
+            self.done = true;
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if let Poll::Ready(()) = self.poll_close_timer(cx) {
+                self.done = true;
+                return Poll::Ready(Ok(()));
+            }
+            self.rbuf.clear();
+            match ready!(self.poll_fill(cx)) {
+                Ok(0) | Err(_) => {
+                    self.done = true;
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+
+    fn poll_close_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let timeout = self.config.close_timeout;
+        self.close_timer
+            .get_or_insert_with(|| Box::pin(sleep(timeout)))
+            .as_mut()
+            .poll(cx)
+    }
+
+    /// Reads more bytes into the read buffer. With no buffer allocated (an
+    /// idle connection), it reads onto the stack first so that waiting holds
+    /// no heap memory.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 && self.pending.is_none() {
+            self.rbuf = BytesMut::new();
+        }
+        if self.rbuf.capacity() == 0 {
+            let mut stack = [MaybeUninit::<u8>::uninit(); STACK_READ];
+            let mut buf = ReadBuf::uninit(&mut stack);
+            ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
+            let filled = buf.filled();
+            if !filled.is_empty() {
+                let wanted = filled.len().max(MIN_READ_BUF.min(filled.len() * 2));
+                self.rbuf = BytesMut::with_capacity(wanted);
+                self.rbuf.extend_from_slice(filled);
+            }
+            return Poll::Ready(Ok(filled.len()));
+        }
+        let wanted = self.proto.bytes_wanted(self.rbuf.len()).max(MIN_READ_BUF);
+        if self.rbuf.capacity() - self.rbuf.len() < MIN_READ_BUF {
+            self.rbuf.reserve(wanted);
+        }
+        let spare = self.rbuf.spare_capacity_mut();
+        let mut buf = ReadBuf::uninit(spare);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
+        let n = buf.filled().len();
+        // SAFETY: `poll_read` initialised the first `n` spare bytes.
+        unsafe { self.rbuf.set_len(self.rbuf.len() + n) };
+        Poll::Ready(Ok(n))
+    }
+
+    // ----- writing -----
+
+    /// Writes everything queued and flushes the stream.
+    pub(crate) fn poll_write_out(&mut self, waker: &Waker) -> Poll<io::Result<()>> {
+        let mut cx = Context::from_waker(waker);
+        while self.proto.has_output() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(&mut cx, self.proto.output()))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.proto.consume_output(n);
+        }
+        Pin::new(&mut self.io).poll_flush(&mut cx)
+    }
+
+    fn poll_shutdown(&mut self, waker: &Waker) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(&mut Context::from_waker(waker))
+    }
+
+    pub(crate) fn poll_ready_inner(&mut self, waker: &Waker) -> Poll<Result<()>> {
+        if self.proto.output().len() >= WRITE_HIGH_WATER {
+            ready!(self.poll_write_out(waker))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    pub(crate) fn queue(&mut self, message: &Message) -> Result<()> {
+        if self.done {
+            return Err(Error::Closed);
+        }
+        self.proto.send(message)?;
+        Ok(())
+    }
+
+    pub(crate) fn poll_close_inner(&mut self, waker: &Waker) -> Poll<Result<()>> {
+        if !self.done && matches!(self.proto.close_state(), CloseState::Open | CloseState::Received) {
+            let close = CloseFrame::new(CloseCode::NORMAL, "").ok();
+            self.proto.send_close(close.as_ref())?;
+        }
+        ready!(self.poll_write_out(waker))?;
+        Poll::Ready(Ok(()))
+    }
+
+    async fn flush_with_timeout(&mut self) -> Result<()> {
+        let timeout = self.config.write_timeout;
+        let flush = poll_fn(|cx| self.poll_write_out(cx.waker()).map_err(Error::from));
+        with_timeout(timeout, TimeoutKind::Write, flush).await?
+    }
+
+    /// Sends a message and flushes it.
+    pub async fn send(&mut self, message: impl Into<Message>) -> Result<()> {
+        let message = message.into();
+        poll_fn(|cx| self.poll_ready_inner(cx.waker())).await?;
+        self.queue(&message)?;
+        self.flush_with_timeout().await
+    }
+
+    /// Sends an unfragmented text frame.
+    pub async fn send_text(&mut self, text: impl Into<Utf8Bytes>) -> Result<()> {
+        self.send(Message::Text(text.into())).await
+    }
+
+    /// Sends an unfragmented binary frame.
+    pub async fn send_binary(&mut self, data: impl Into<Bytes>) -> Result<()> {
+        self.send(Message::Binary(data.into())).await
+    }
+
+    /// Sends a ping (at most 125 bytes). Does not wait for the pong.
+    pub async fn send_ping(&mut self, payload: impl Into<Bytes>) -> Result<()> {
+        self.send(Message::Ping(payload.into())).await
+    }
+
+    /// Sends a pong (at most 125 bytes).
+    pub async fn send_pong(&mut self, payload: impl Into<Bytes>) -> Result<()> {
+        self.send(Message::Pong(payload.into())).await
+    }
+
+    /// Sends a close frame with a status and reason (or none for 1005).
+    /// Does not wait for the peer's close; keep reading, or use
+    /// [`WebSocket::close`].
+    pub async fn send_close(&mut self, close: Option<CloseFrame>) -> Result<()> {
+        self.send(Message::Close(close)).await
+    }
+
+    /// Sends one raw frame, as lua-resty-websocket's `send_frame`: fragments
+    /// are sent as a text or binary frame with `fin = false` followed by
+    /// continuation frames.
+    pub async fn send_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) -> Result<()> {
+        poll_fn(|cx| self.poll_ready_inner(cx.waker())).await?;
+        if self.done {
+            return Err(Error::Closed);
+        }
+        self.proto.send_frame(fin, opcode, payload)?;
+        self.flush_with_timeout().await
+    }
+
+    /// Flushes queued frames.
+    pub async fn flush(&mut self) -> Result<()> {
+        self.flush_with_timeout().await
+    }
+
+    /// Closes cleanly: sends a close frame (unless one was sent), waits for
+    /// the peer's close frame up to the close timeout (discarding data that
+    /// arrives meanwhile), and closes the stream.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
+        if self.proto.close_state() == CloseState::Open {
+            self.proto.close_with(code, reason)?;
+        }
+        self.flush_with_timeout().await?;
+        let timeout = self.config.close_timeout;
+        let drain = async {
+            while let Some(item) = self.recv_frame().await {
+                item?;
+            }
+            Ok::<(), Error>(())
+        };
+        with_timeout(Some(timeout), TimeoutKind::Close, drain).await??;
+        poll_fn(|cx| self.poll_shutdown(cx.waker())).await.ok();
+        Ok(())
+    }
+
+    /// Splits into a read half and a write half that can be used from
+    /// different tasks. Pongs and close replies are still sent by the read
+    /// half while the application only reads.
+    pub fn split(self) -> (crate::ReadHalf<S>, crate::WriteHalf<S>) {
+        crate::split::split(self)
+    }
+}
+
+/// Runs `fut` with an optional timeout.
+pub(crate) async fn with_timeout<T>(
+    timeout: Option<Duration>,
+    kind: TimeoutKind,
+    fut: impl Future<Output = T>,
+) -> Result<T> {
+    match timeout {
+        Some(limit) => tokio::time::timeout(limit, fut)
+            .await
+            .map_err(|_| Error::Timeout(kind, limit)),
+        None => Ok(fut.await),
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
+    type Item = Result<Message>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let waker = cx.waker().clone();
+        this.poll_incoming(cx, &waker, false)
+            .map(|item| item.map(|r| r.map(Incoming::into_message)))
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_ready_inner(cx.waker())
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
+        self.get_mut().queue(&item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_write_out(cx.waker()).map_err(Error::from)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_close_inner(cx.waker())
+    }
+}

@@ -1,0 +1,247 @@
+//! Accepting connections: the server side of the opening handshake over any
+//! stream, and upgrading a request another HTTP server already parsed.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use frameway_wire::handshake::{
+    accept_response, parse_request, rejection_response, validate_request, write_response,
+    ClientOffer, HandshakeLimits, RequestError,
+};
+use frameway_wire::Role;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::config::WebSocketConfig;
+use crate::connection::{with_timeout, WebSocket};
+use crate::error::{Error, Result, TimeoutKind};
+
+/// How an application answers an opening request: accept (choosing a
+/// subprotocol, adding headers) or refuse with a status and body.
+///
+/// ```
+/// use frameway::server::Decision;
+/// use http::StatusCode;
+/// let accept = Decision::accept().protocol("chat").header("x-server", "frameway");
+/// let refuse = Decision::reject(StatusCode::FORBIDDEN, "no such room");
+/// # let _ = (accept, refuse);
+/// ```
+#[derive(Debug, Clone)]
+pub enum Decision {
+    /// Upgrade the connection.
+    Accept {
+        /// The subprotocol to answer with; must be one the client offered.
+        protocol: Option<String>,
+        /// Extra response headers.
+        headers: HeaderMap,
+    },
+    /// Answer with an HTTP error and close.
+    Reject {
+        /// The status.
+        status: StatusCode,
+        /// Extra response headers.
+        headers: HeaderMap,
+        /// The body.
+        body: Bytes,
+    },
+}
+
+impl Decision {
+    /// Accept with no subprotocol and no extra headers.
+    pub fn accept() -> Self {
+        Decision::Accept {
+            protocol: None,
+            headers: HeaderMap::new(),
+        }
+    }
+
+    /// Refuse with `status` and `body`.
+    pub fn reject(status: StatusCode, body: impl Into<Bytes>) -> Self {
+        Decision::Reject {
+            status,
+            headers: HeaderMap::new(),
+            body: body.into(),
+        }
+    }
+
+    /// Chooses the subprotocol (ignored when rejecting).
+    pub fn protocol(mut self, name: impl Into<String>) -> Self {
+        if let Decision::Accept { protocol, .. } = &mut self {
+            *protocol = Some(name.into());
+        }
+        self
+    }
+
+    /// Adds a response header. Invalid names or values are ignored.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            match &mut self {
+                Decision::Accept { headers, .. } | Decision::Reject { headers, .. } => {
+                    headers.append(name, value);
+                }
+            }
+        }
+        self
+    }
+}
+
+/// Server-side settings: the connection's settings plus handshake limits.
+///
+/// ```
+/// use frameway::server::ServerConfig;
+/// use frameway::WebSocketConfig;
+/// let config = ServerConfig::default().websocket(WebSocketConfig::default().max_payload_len(1 << 20));
+/// # let _ = config;
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Settings for accepted connections.
+    pub websocket: WebSocketConfig,
+    /// Limits on the request head.
+    pub limits: HandshakeLimits,
+    /// How long a client may take to send its request.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            websocket: WebSocketConfig::default(),
+            limits: HandshakeLimits::default(),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Sets the accepted connections' settings.
+    pub fn websocket(mut self, config: WebSocketConfig) -> Self {
+        self.websocket = config;
+        self
+    }
+}
+
+/// Accepts a WebSocket connection on `io` with default settings, taking the
+/// first subprotocol the client offers (if any).
+///
+/// ```no_run
+/// # async fn demo() -> frameway::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+/// let (tcp, _) = listener.accept().await?;
+/// let mut ws = frameway::accept(tcp).await?;
+/// ws.send_text("welcome").await?;
+/// # Ok(()) }
+/// ```
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(io: S) -> Result<WebSocket<S>> {
+    accept_with(io, ServerConfig::default(), |_, offer| match offer.protocols.first() {
+        Some(p) => Decision::accept().protocol(p.clone()),
+        None => Decision::accept(),
+    })
+    .await
+}
+
+/// Accepts a WebSocket connection on `io`, letting `decide` see the request
+/// and accept (with a subprotocol and headers) or refuse it.
+///
+/// A bad request is answered with its status (400, 405, 426 with
+/// `Sec-WebSocket-Version: 13`, 431) and reported as [`Error::BadRequest`];
+/// a refusal as [`Error::Refused`].
+pub async fn accept_with<S, F>(mut io: S, config: ServerConfig, decide: F) -> Result<WebSocket<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: FnOnce(&Request<()>, &ClientOffer) -> Decision,
+{
+    let read = read_request(&mut io, config.limits);
+    let (request, rest) = match with_timeout(Some(config.handshake_timeout), TimeoutKind::Handshake, read).await?? {
+        Ok(parsed) => parsed,
+        Err(err) => return Err(refuse(&mut io, err).await),
+    };
+    let offer = match validate_request(&request) {
+        Ok(offer) => offer,
+        Err(err) => return Err(refuse(&mut io, err).await),
+    };
+    match decide(&request, &offer) {
+        Decision::Accept { protocol, headers } => {
+            let protocol = protocol.filter(|p| offer.protocols.contains(p));
+            let mut response = accept_response(&offer, protocol.as_deref(), None)
+                .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+            response.headers_mut().extend(headers);
+            let mut out = Vec::with_capacity(256);
+            write_response(&response, b"", &mut out);
+            io.write_all(&out).await?;
+            io.flush().await?;
+            Ok(WebSocket::from_raw_socket(io, Role::Server, config.websocket, rest).with_subprotocol(protocol))
+        }
+        Decision::Reject {
+            status,
+            headers,
+            body,
+        } => {
+            let mut response = Response::new(());
+            *response.status_mut() = status;
+            *response.headers_mut() = headers;
+            let mut out = Vec::new();
+            write_response(&response, &body, &mut out);
+            io.write_all(&out).await?;
+            let _ = io.shutdown().await;
+            Err(Error::Refused(status))
+        }
+    }
+}
+
+/// Reads until a whole request head has arrived; returns it and the bytes
+/// after it.
+async fn read_request<S: AsyncRead + Unpin>(
+    io: &mut S,
+    limits: HandshakeLimits,
+) -> Result<std::result::Result<(Request<()>, Bytes), RequestError>> {
+    let mut buf = BytesMut::with_capacity(1024);
+    loop {
+        if io.read_buf(&mut buf).await? == 0 {
+            return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        match parse_request(&buf, limits) {
+            Ok(Some((request, len))) => {
+                let rest = buf.split_off(len).freeze();
+                return Ok(Ok((request, rest)));
+            }
+            Ok(None) => continue,
+            Err(err) => return Ok(Err(err)),
+        }
+    }
+}
+
+async fn refuse<S: AsyncWrite + Unpin>(io: &mut S, err: RequestError) -> Error {
+    let response = rejection_response(&err);
+    let mut out = Vec::new();
+    write_response(&response, response.body().as_bytes(), &mut out);
+    // The client may be gone; the error to report is the request's.
+    let _ = io.write_all(&out).await;
+    let _ = io.shutdown().await;
+    Error::BadRequest(err)
+}
+
+/// Checks a request that an HTTP server (hyper, axum) already parsed and
+/// builds the `101` response to send, choosing `protocol` if the client
+/// offered it. After sending it, take the upgraded stream and wrap it with
+/// [`WebSocket::from_raw_socket`] (`Role::Server`), passing any bytes the
+/// HTTP server read past the request.
+///
+/// ```
+/// let request = http::Request::get("/ws")
+///     .header("host", "example.com")
+///     .header("upgrade", "websocket")
+///     .header("connection", "Upgrade")
+///     .header("sec-websocket-version", "13")
+///     .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+///     .body(())
+///     .unwrap();
+/// let response = frameway::server::upgrade_response(&request, None).unwrap();
+/// assert_eq!(response.status(), 101);
+/// assert_eq!(response.headers()["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+/// ```
+pub fn upgrade_response<B>(request: &Request<B>, protocol: Option<&str>) -> std::result::Result<Response<()>, RequestError> {
+    let offer = validate_request(request)?;
+    let protocol = protocol.filter(|p| offer.protocols.iter().any(|o| o == p));
+    Ok(accept_response(&offer, protocol, None).expect("handshake headers are valid"))
+}
