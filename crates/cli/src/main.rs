@@ -1,1 +1,52 @@
-fn main(){}
+//! The `frameway` command: an echo server and an interactive client.
+
+mod client;
+mod echo;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Frameway: a WebSocket stack and gateway.
+#[derive(Parser)]
+#[command(name = "frameway", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a WebSocket echo server.
+    Echo(echo::EchoArgs),
+    /// Connect to a WebSocket server: send stdin lines, print what arrives.
+    Client(client::ClientArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Echo(args) => echo::run(args),
+        Command::Client(args) => client::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("frameway: error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A tokio runtime: one thread unless more are asked for, since one thread
+/// per process is the fastest shape for a WebSocket server on a pinned core.
+fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+}

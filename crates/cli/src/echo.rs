@@ -1,0 +1,71 @@
+//! `frameway echo`: echoes every message back, with limits high enough for
+//! Autobahn|Testsuite (16 MiB messages, a million fragments).
+
+use std::net::SocketAddr;
+
+use clap::Args;
+use frameway::server::{accept_with, Decision, ServerConfig};
+use frameway::{Message, WebSocketConfig};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Args)]
+pub struct EchoArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9001")]
+    listen: SocketAddr,
+    /// Largest message accepted, in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    max_message: u64,
+    /// Worker threads (1 runs everything on the main thread).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+pub fn run(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
+    crate::runtime(args.threads)?.block_on(serve(args))
+}
+
+async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    eprintln!("frameway echo listening on ws://{}", listener.local_addr()?);
+    let config = ServerConfig::default().websocket(
+        WebSocketConfig::default()
+            .max_payload_len(args.max_message)
+            .max_fragments(1 << 20),
+    );
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            // Running out of file descriptors must not stop the server.
+            Err(e) => {
+                eprintln!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let config = config.clone();
+        tokio::spawn(async move {
+            if let Err(e) = echo(tcp, config).await {
+                eprintln!("{peer}: {e}");
+            }
+        });
+    }
+}
+
+async fn echo(tcp: TcpStream, config: ServerConfig) -> frameway::Result<()> {
+    let _ = tcp.set_nodelay(true);
+    let mut ws = accept_with(tcp, config, |_, offer| match offer.protocols.first() {
+        Some(p) => Decision::accept().protocol(p.clone()),
+        None => Decision::accept(),
+    })
+    .await?;
+    while let Some(msg) = ws.recv().await {
+        match msg? {
+            msg @ (Message::Text(_) | Message::Binary(_)) => ws.send(msg).await?,
+            _ => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! Parsing `ws://` and `wss://` URLs (RFC 6455 §3) into what the client
+//! needs: where to connect, whether to speak TLS, and what to ask for.
+
+use http::Uri;
+
+use crate::error::{Error, Result};
+
+/// A parsed WebSocket URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WsUrl {
+    /// `wss://`.
+    pub(crate) tls: bool,
+    /// The host, lowercased, without the brackets of an IPv6 literal.
+    pub(crate) host: String,
+    /// The port, or the scheme's default (80, 443).
+    pub(crate) port: u16,
+    /// The request target: path and query, `/` when the URL has none.
+    pub(crate) path: String,
+}
+
+impl WsUrl {
+    /// Parses `url`, reporting what is wrong with it as [`Error::InvalidUrl`].
+    pub(crate) fn parse(url: &str) -> Result<WsUrl> {
+        let invalid = |reason| Error::InvalidUrl {
+            url: url.to_owned(),
+            reason,
+        };
+        // RFC 6455 §3: fragments are meaningless in WebSocket URIs and MUST
+        // NOT be used; refusing them beats silently dropping part of a URL.
+        if url.contains('#') {
+            return Err(invalid("a WebSocket URL must not have a fragment"));
+        }
+        let uri: Uri = url.parse().map_err(|_| invalid("not a valid URL"))?;
+        let tls = match uri.scheme_str() {
+            Some(s) if s.eq_ignore_ascii_case("ws") => false,
+            Some(s) if s.eq_ignore_ascii_case("wss") => true,
+            Some(_) => return Err(invalid("the scheme must be ws:// or wss://")),
+            None => return Err(invalid("missing scheme (ws:// or wss://)")),
+        };
+        let authority = uri.authority().ok_or_else(|| invalid("missing host"))?;
+        if authority.as_str().contains('@') {
+            // There is no standard way to send them in a WebSocket
+            // handshake; use `ConnectOptions::header("authorization", ..)`.
+            return Err(invalid("credentials in the URL are not supported"));
+        }
+        let host = authority.host();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        if host.is_empty() {
+            return Err(invalid("missing host"));
+        }
+        let port = match authority.port() {
+            Some(port) => match port.as_u16() {
+                0 => return Err(invalid("port 0 is not a valid destination")),
+                port => port,
+            },
+            None if tls => 443,
+            None => 80,
+        };
+        let path = match uri.path_and_query() {
+            Some(pq) if !pq.as_str().is_empty() => pq.as_str().to_owned(),
+            _ => "/".to_owned(),
+        };
+        Ok(WsUrl {
+            tls,
+            host: host.to_ascii_lowercase(),
+            port,
+            path,
+        })
+    }
+
+    fn default_port(&self) -> u16 {
+        if self.tls {
+            443
+        } else {
+            80
+        }
+    }
+
+    /// The host as it appears in a URL: IPv6 literals in brackets.
+    fn url_host(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        }
+    }
+
+    /// `host:port`, as a CONNECT request and pool names want it.
+    pub(crate) fn authority(&self) -> String {
+        format!("{}:{}", self.url_host(), self.port)
+    }
+
+    /// The `Host` header: the port is left out when it is the scheme's
+    /// default, as browsers do.
+    pub(crate) fn host_header(&self) -> String {
+        if self.port == self.default_port() {
+            self.url_host()
+        } else {
+            self.authority()
+        }
+    }
+
+    /// `ws` or `wss`.
+    pub(crate) fn scheme(&self) -> &'static str {
+        if self.tls {
+            "wss"
+        } else {
+            "ws"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(url: &str) -> &'static str {
+        match WsUrl::parse(url) {
+            Err(Error::InvalidUrl { reason, .. }) => reason,
+            other => panic!("{url}: expected InvalidUrl, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn plain_and_tls_with_default_ports() {
+        let url = WsUrl::parse("ws://Example.com/chat?room=1").unwrap();
+        assert_eq!(
+            url,
+            WsUrl {
+                tls: false,
+                host: "example.com".into(),
+                port: 80,
+                path: "/chat?room=1".into()
+            }
+        );
+        assert_eq!(url.host_header(), "example.com");
+        assert_eq!(url.authority(), "example.com:80");
+
+        let url = WsUrl::parse("WSS://example.com").unwrap();
+        assert!(url.tls);
+        assert_eq!(url.port, 443);
+        assert_eq!(url.path, "/");
+        assert_eq!(url.scheme(), "wss");
+    }
+
+    #[test]
+    fn explicit_ports_go_into_the_host_header() {
+        let url = WsUrl::parse("wss://example.com:8443/x").unwrap();
+        assert_eq!(url.port, 8443);
+        assert_eq!(url.host_header(), "example.com:8443");
+        // The default port written out is still the default.
+        assert_eq!(WsUrl::parse("ws://h:80/").unwrap().host_header(), "h");
+    }
+
+    #[test]
+    fn ipv6_literals() {
+        let url = WsUrl::parse("ws://[::1]:9001/socket").unwrap();
+        assert_eq!(url.host, "::1");
+        assert_eq!(url.port, 9001);
+        assert_eq!(url.host_header(), "[::1]:9001");
+        assert_eq!(url.authority(), "[::1]:9001");
+        assert_eq!(WsUrl::parse("wss://[::1]").unwrap().host_header(), "[::1]");
+    }
+
+    #[test]
+    fn query_without_path() {
+        assert_eq!(WsUrl::parse("ws://h?a=b").unwrap().path, "/?a=b");
+    }
+
+    #[test]
+    fn bad_urls_say_why() {
+        assert_eq!(reason("http://example.com/"), "the scheme must be ws:// or wss://");
+        assert_eq!(reason("example.com/chat"), "not a valid URL");
+        assert_eq!(reason("/chat"), "missing scheme (ws:// or wss://)");
+        assert_eq!(reason("ws:///chat"), "not a valid URL");
+        assert_eq!(reason("ws://h/chat#top"), "a WebSocket URL must not have a fragment");
+        assert_eq!(reason("ws://user:pw@h/"), "credentials in the URL are not supported");
+        assert_eq!(reason("ws://h:0/"), "port 0 is not a valid destination");
+        assert_eq!(reason("ws://h:65536/"), "not a valid URL");
+        assert_eq!(reason("ws://exa mple.com/"), "not a valid URL");
+        assert_eq!(reason(""), "not a valid URL");
+    }
+}
