@@ -14,50 +14,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::Frame as TFrame;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame as TCloseFrame, WebSocketConfig as TConfig};
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, Message as TMessage};
 
-const LIMIT: Duration = Duration::from_secs(20);
+mod support;
+use support::echo_server;
 
-/// An echo server: data messages come back as they are; the text
-/// `close:CODE:REASON` makes the server close with that code and reason.
-async fn echo_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (tcp, _) = listener.accept().await.unwrap();
-            tokio::spawn(async move {
-                let config = ServerConfig::default().websocket(WebSocketConfig::default().max_payload_len(32 << 20));
-                let decide = |req: &http::Request<()>, offer: &frameway::wire::handshake::ClientOffer| {
-                    if req.uri().path() == "/forbidden" {
-                        return Decision::reject(http::StatusCode::FORBIDDEN, "go away").header("x-why", "test");
-                    }
-                    match offer.protocols.iter().find(|p| *p == "chat.v2") {
-                        Some(p) => Decision::accept().protocol(p.clone()).header("x-served-by", "frameway"),
-                        None => Decision::accept(),
-                    }
-                };
-                let Ok(mut ws) = accept_with(tcp, config, decide).await else { return };
-                while let Some(Ok(msg)) = ws.recv().await {
-                    match msg {
-                        Message::Text(t) if t.starts_with("close:") => {
-                            let mut parts = t.splitn(3, ':').skip(1);
-                            let code: u16 = parts.next().unwrap().parse().unwrap();
-                            let reason = parts.next().unwrap_or("");
-                            let _ = ws.close(CloseCode::new(code).unwrap(), reason).await;
-                            return;
-                        }
-                        m @ (Message::Text(_) | Message::Binary(_)) => {
-                            if ws.send(m).await.is_err() {
-                                return;
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
+const LIMIT: Duration = Duration::from_secs(20);
 
 async fn tungstenite_client(
     addr: SocketAddr,

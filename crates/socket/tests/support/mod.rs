@@ -1,0 +1,230 @@
+//! Shared pieces of the integration tests: an echo server, test
+//! certificates, and the Python `websockets` peers.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+
+use frameway::server::{accept_with, Decision, ServerConfig};
+use frameway::{CloseCode, Message, WebSocketConfig};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+
+/// Byte `i` of the test pattern shared with tests/peers/ws_client.py.
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+/// Serves one echo session on `io`: data messages come back as they are;
+/// the text `close:CODE:REASON` closes with that code and reason; requests
+/// to `/forbidden` are refused with 403.
+pub async fn echo_session<S: AsyncRead + AsyncWrite + Unpin>(io: S) {
+    let config = ServerConfig::default().websocket(WebSocketConfig::default().max_payload_len(32 << 20));
+    let decide = |req: &http::Request<()>, offer: &frameway::wire::handshake::ClientOffer| {
+        if req.uri().path() == "/forbidden" {
+            return Decision::reject(http::StatusCode::FORBIDDEN, "go away").header("x-why", "test");
+        }
+        match offer.protocols.iter().find(|p| p.starts_with("chat.v2")) {
+            Some(p) => Decision::accept().protocol(p.clone()).header("x-served-by", "frameway"),
+            None => Decision::accept(),
+        }
+    };
+    let Ok(mut ws) = accept_with(io, config, decide).await else { return };
+    while let Some(Ok(msg)) = ws.recv().await {
+        match msg {
+            Message::Text(t) if t.starts_with("close:") => {
+                let mut parts = t.splitn(3, ':').skip(1);
+                let code: u16 = parts.next().unwrap().parse().unwrap();
+                let reason = parts.next().unwrap_or("");
+                let _ = ws.close(CloseCode::new(code).unwrap(), reason).await;
+                return;
+            }
+            m @ (Message::Text(_) | Message::Binary(_)) => {
+                if ws.send(m).await.is_err() {
+                    return;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A plain-TCP echo server on 127.0.0.1; see [`echo_session`].
+pub async fn echo_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            tokio::spawn(echo_session(tcp));
+        }
+    });
+    addr
+}
+
+/// A wss echo server with `pki`'s server certificate; with `client_auth`,
+/// clients must present a certificate signed by the test CA.
+pub async fn tls_echo_server(pki: &TestPki, client_auth: bool) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(pki.server_config(client_auth)));
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    echo_session(tls).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A throwaway CA with a server certificate for 127.0.0.1/localhost and a
+/// client certificate, written to a temporary directory for foreign peers.
+pub struct TestPki {
+    pub dir: PathBuf,
+    pub ca_pem: String,
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+    pub client_cert_pem: String,
+    pub client_key_pem: String,
+}
+
+impl TestPki {
+    pub fn new(name: &str) -> TestPki {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // Distinct names: with rcgen's default name on both, OpenSSL takes
+        // the leaf for a self-signed certificate.
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Frameway Test CA");
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+
+        let server_key = KeyPair::generate().unwrap();
+        let mut server = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+        server.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
+        let server = server.signed_by(&server_key, &issuer).unwrap();
+        let client_key = KeyPair::generate().unwrap();
+        let mut client = CertificateParams::new(vec!["client.test".into()]).unwrap();
+        client.distinguished_name.push(rcgen::DnType::CommonName, "client.test");
+        let client = client.signed_by(&client_key, &issuer).unwrap();
+
+        let dir = std::env::temp_dir().join(format!("frameway-pki-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pki = TestPki {
+            dir,
+            ca_pem: ca.pem(),
+            server_cert_pem: server.pem(),
+            server_key_pem: server_key.serialize_pem(),
+            client_cert_pem: client.pem(),
+            client_key_pem: client_key.serialize_pem(),
+        };
+        for (file, pem) in [
+            ("ca.pem", &pki.ca_pem),
+            ("server.pem", &pki.server_cert_pem),
+            ("server.key", &pki.server_key_pem),
+            ("client.pem", &pki.client_cert_pem),
+            ("client.key", &pki.client_key_pem),
+        ] {
+            std::fs::write(pki.dir.join(file), pem).unwrap();
+        }
+        pki
+    }
+
+    pub fn path(&self, file: &str) -> String {
+        self.dir.join(file).to_string_lossy().into_owned()
+    }
+
+    pub fn server_config(&self, client_auth: bool) -> rustls::ServerConfig {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let certs = vec![CertificateDer::from_pem_slice(self.server_cert_pem.as_bytes()).unwrap()];
+        let key = PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes()).unwrap();
+        let builder = if client_auth {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).unwrap()).unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        builder.with_single_cert(certs, key).unwrap()
+    }
+}
+
+impl Drop for TestPki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The interpreter of the Python peers' venv (made by scripts/install-test-deps).
+pub fn python() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = root.join(".venv-peers/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/install-test-deps (scripts/test does)",
+        python.display()
+    );
+    python
+}
+
+pub fn peer_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers").join(name)
+}
+
+/// Runs tests/peers/ws_client.py with a JSON script; returns its stdout
+/// (`OK` or `FAIL …`).
+pub async fn python_client(url: &str, script: serde_json::Value, args: &[&str]) -> String {
+    let mut child = Command::new(python())
+        .arg(peer_script("ws_client.py"))
+        .args(["--url", url, "--script", "-", "--timeout", "30"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncWriteExt;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(script.to_string().as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Starts tests/peers/ws_echo_server.py; returns the process (killed on
+/// drop) and its port.
+pub async fn python_server(args: &[&str]) -> (Child, u16) {
+    let mut child = Command::new(python())
+        .arg(peer_script("ws_echo_server.py"))
+        .args(["--port", "0", "--timeout", "60"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next_line().await.unwrap().expect("the peer printed READY");
+    let port = line.strip_prefix("READY ").expect("READY <port>").parse().unwrap();
+    (child, port)
+}
