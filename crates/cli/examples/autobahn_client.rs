@@ -51,7 +51,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    let (mut ws, _) = connect_with(&format!("{base}/updateReports?agent={agent}"), options()).await?;
+    let (mut ws, _) =
+        connect_with(&format!("{base}/updateReports?agent={agent}"), options()).await?;
     while ws.recv().await.is_some() {}
     Ok(())
 }

@@ -68,12 +68,10 @@ async fn session(args: ClientArgs) -> Result<(), Box<dyn std::error::Error>> {
                     let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
                     let _ = writeln!(stdout.lock(), "{hex}");
                 }
-                Message::Close(close) => {
-                    match close {
-                        Some(c) => eprintln!("closed by server: {} {}", c.code, c.reason),
-                        None => eprintln!("closed by server (no status)"),
-                    }
-                }
+                Message::Close(close) => match close {
+                    Some(c) => eprintln!("closed by server: {} {}", c.code, c.reason),
+                    None => eprintln!("closed by server (no status)"),
+                },
                 Message::Ping(_) | Message::Pong(_) => {}
             }
         }
@@ -95,7 +93,9 @@ async fn session(args: ClientArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     // End of input: close cleanly and wait for the server's answer.
-    writer.send(Message::Close(CloseFrame::new(CloseCode::NORMAL, "").ok())).await?;
+    writer
+        .send(Message::Close(CloseFrame::new(CloseCode::NORMAL, "").ok()))
+        .await?;
     match tokio::time::timeout(std::time::Duration::from_secs(5), printer).await {
         Ok(done) => Ok(done??),
         Err(_) => Err("the server did not finish the closing handshake within 5 s".into()),

@@ -62,9 +62,8 @@ async fn echo(tcp: TcpStream, config: ServerConfig) -> frameway::Result<()> {
     })
     .await?;
     while let Some(msg) = ws.recv().await {
-        match msg? {
-            msg @ (Message::Text(_) | Message::Binary(_)) => ws.send(msg).await?,
-            _ => {}
+        if let msg @ (Message::Text(_) | Message::Binary(_)) = msg? {
+            ws.send(msg).await?;
         }
     }
     Ok(())

@@ -16,7 +16,9 @@ struct Chat {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> frameway::Result<()> {
-    let url = std::env::args().nth(1).unwrap_or_else(|| "ws://127.0.0.1:9002".into());
+    let url = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "ws://127.0.0.1:9002".into());
     let options = ConnectOptions::default().websocket(
         WebSocketConfig::default()
             .ping_interval(Duration::from_secs(20))

@@ -28,6 +28,8 @@ const WRITE_HIGH_WATER: usize = 128 * 1024;
 const STACK_READ: usize = 4096;
 /// The smallest read buffer worth allocating once data is flowing.
 const MIN_READ_BUF: usize = 8 * 1024;
+/// The most the read buffer grows by in one step.
+const MAX_READ_STEP: usize = 256 * 1024;
 
 fn entropy(buf: &mut [u8]) {
     // The OS generator only fails if the kernel has none to give; masking
@@ -174,7 +176,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Changes the largest message accepted from now on.
     pub fn set_max_recv_len(&mut self, len: u64) {
         self.config = self.config.clone().max_recv_len(len);
-        self.proto.set_limits(self.config.wire(self.proto.config().role).limits);
+        self.proto
+            .set_limits(self.config.wire(self.proto.config().role).limits);
     }
 
     /// Whether the connection can be handed to a pool: open, nothing
@@ -277,9 +280,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
             }
             let decoded = if frames {
-                self.proto.read_frame(&mut self.rbuf).map(|f| f.map(Incoming::Frame))
+                self.proto
+                    .read_frame(&mut self.rbuf)
+                    .map(|f| f.map(Incoming::Frame))
             } else {
-                self.proto.read_message(&mut self.rbuf).map(|m| m.map(Incoming::Message))
+                self.proto
+                    .read_message(&mut self.rbuf)
+                    .map(|m| m.map(Incoming::Message))
             };
             match decoded {
                 Ok(Some(item)) => {
@@ -402,9 +409,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             }
             return Poll::Ready(Ok(filled.len()));
         }
-        let wanted = self.proto.bytes_wanted(self.rbuf.len()).max(MIN_READ_BUF);
         if self.rbuf.capacity() - self.rbuf.len() < MIN_READ_BUF {
-            self.rbuf.reserve(wanted);
+            // Grow towards the frame being received, but in steps: a header
+            // alone must not make us commit its whole (limit-sized) payload.
+            let wanted = self.proto.bytes_wanted(self.rbuf.len());
+            self.rbuf.reserve(wanted.clamp(MIN_READ_BUF, MAX_READ_STEP));
         }
         let spare = self.rbuf.spare_capacity_mut();
         let mut buf = ReadBuf::uninit(spare);
@@ -450,7 +459,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     pub(crate) fn poll_close_inner(&mut self, waker: &Waker) -> Poll<Result<()>> {
-        if !self.done && matches!(self.proto.close_state(), CloseState::Open | CloseState::Received) {
+        if !self.done
+            && matches!(
+                self.proto.close_state(),
+                CloseState::Open | CloseState::Received
+            )
+        {
             let close = CloseFrame::new(CloseCode::NORMAL, "").ok();
             self.proto.send_close(close.as_ref())?;
         }
@@ -581,7 +595,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_write_out(cx.waker()).map_err(Error::from)
+        self.get_mut()
+            .poll_write_out(cx.waker())
+            .map_err(Error::from)
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {

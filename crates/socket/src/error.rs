@@ -30,8 +30,9 @@ pub enum TimeoutKind {
 /// use frameway::Error;
 /// fn describe(err: &Error) -> &'static str {
 ///     match err {
-///         Error::UpgradeRefused { .. } => "the server said no",
-///         Error::Timeout(_) => "too slow",
+///         Error::UpgradeRefused(refused) if refused.status == 401 => "log in first",
+///         Error::UpgradeRefused(_) => "the server said no",
+///         Error::Timeout(..) => "too slow",
 ///         Error::Protocol(_) => "the peer broke the protocol",
 ///         _ => "something else",
 ///     }
@@ -55,15 +56,8 @@ pub enum Error {
     BadResponse(#[from] ResponseError),
     /// The server answered the upgrade with a status other than 101
     /// (Ktor's `WebSocketException` for a refused upgrade).
-    #[error("upgrade refused with HTTP {status}")]
-    UpgradeRefused {
-        /// The status.
-        status: StatusCode,
-        /// The response headers.
-        headers: HeaderMap,
-        /// The response body (up to 64 KiB).
-        body: Bytes,
-    },
+    #[error("upgrade refused with HTTP {}", .0.status)]
+    UpgradeRefused(Box<RefusedUpgrade>),
     /// An application's handshake callback refused the request.
     #[error("upgrade refused by the application with HTTP {0}")]
     Refused(StatusCode),
@@ -76,6 +70,10 @@ pub enum Error {
     /// TLS failed.
     #[error("TLS error: {0}")]
     Tls(#[from] rustls::Error),
+    /// An option given to the library cannot be used (an invalid header,
+    /// key, subprotocol or pool size), or the call is not allowed now.
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
     /// A certificate, key or CA file could not be used.
     #[error("TLS configuration: {0}")]
     TlsConfig(String),
@@ -105,6 +103,17 @@ pub enum Error {
     /// `recv_json` got a message that is not text or binary.
     #[error("expected a data message, got {0}")]
     UnexpectedMessage(&'static str),
+}
+
+/// The server's answer to an upgrade it refused.
+#[derive(Debug, Clone)]
+pub struct RefusedUpgrade {
+    /// The status.
+    pub status: StatusCode,
+    /// The response headers.
+    pub headers: HeaderMap,
+    /// The response body (up to 64 KiB).
+    pub body: Bytes,
 }
 
 /// A result with [`Error`].

@@ -39,10 +39,10 @@ mod split;
 pub use client::connect;
 pub use config::WebSocketConfig;
 pub use connection::WebSocket;
-pub use error::{Error, Result, TimeoutKind};
+pub use error::{Error, RefusedUpgrade, Result, TimeoutKind};
 pub use frameway_wire::{
-    CloseCode, CloseFrame, CloseState, Frame, Limits, MaskPolicy, Message, OpCode, ProtocolError, Role,
-    Utf8Bytes,
+    CloseCode, CloseFrame, CloseState, Frame, Limits, MaskPolicy, Message, OpCode, ProtocolError,
+    Role, Utf8Bytes,
 };
 pub use server::accept;
 pub use split::{ReadHalf, WriteHalf};

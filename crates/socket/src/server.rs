@@ -133,9 +133,11 @@ impl ServerConfig {
 /// # Ok(()) }
 /// ```
 pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(io: S) -> Result<WebSocket<S>> {
-    accept_with(io, ServerConfig::default(), |_, offer| match offer.protocols.first() {
-        Some(p) => Decision::accept().protocol(p.clone()),
-        None => Decision::accept(),
+    accept_with(io, ServerConfig::default(), |_, offer| {
+        match offer.protocols.first() {
+            Some(p) => Decision::accept().protocol(p.clone()),
+            None => Decision::accept(),
+        }
     })
     .await
 }
@@ -152,10 +154,11 @@ where
     F: FnOnce(&Request<()>, &ClientOffer) -> Decision,
 {
     let read = read_request(&mut io, config.limits);
-    let (request, rest) = match with_timeout(Some(config.handshake_timeout), TimeoutKind::Handshake, read).await?? {
-        Ok(parsed) => parsed,
-        Err(err) => return Err(refuse(&mut io, err).await),
-    };
+    let (request, rest) =
+        match with_timeout(Some(config.handshake_timeout), TimeoutKind::Handshake, read).await?? {
+            Ok(parsed) => parsed,
+            Err(err) => return Err(refuse(&mut io, err).await),
+        };
     let offer = match validate_request(&request) {
         Ok(offer) => offer,
         Err(err) => return Err(refuse(&mut io, err).await),
@@ -170,7 +173,10 @@ where
             write_response(&response, b"", &mut out);
             io.write_all(&out).await?;
             io.flush().await?;
-            Ok(WebSocket::from_raw_socket(io, Role::Server, config.websocket, rest).with_subprotocol(protocol))
+            Ok(
+                WebSocket::from_raw_socket(io, Role::Server, config.websocket, rest)
+                    .with_subprotocol(protocol),
+            )
         }
         Decision::Reject {
             status,
@@ -240,7 +246,10 @@ async fn refuse<S: AsyncWrite + Unpin>(io: &mut S, err: RequestError) -> Error {
 /// assert_eq!(response.status(), 101);
 /// assert_eq!(response.headers()["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
 /// ```
-pub fn upgrade_response<B>(request: &Request<B>, protocol: Option<&str>) -> std::result::Result<Response<()>, RequestError> {
+pub fn upgrade_response<B>(
+    request: &Request<B>,
+    protocol: Option<&str>,
+) -> std::result::Result<Response<()>, RequestError> {
     let offer = validate_request(request)?;
     let protocol = protocol.filter(|p| offer.protocols.iter().any(|o| o == p));
     Ok(accept_response(&offer, protocol, None).expect("handshake headers are valid"))

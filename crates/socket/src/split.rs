@@ -105,7 +105,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReadHalf<S> {
     /// # Panics
     /// If the halves come from different connections.
     pub fn unsplit(self, write: WriteHalf<S>) -> WebSocket<S> {
-        assert!(self.is_pair_of(&write), "unsplit of halves of different connections");
+        assert!(
+            self.is_pair_of(&write),
+            "unsplit of halves of different connections"
+        );
         drop(write);
         let shared = Arc::into_inner(self.shared).expect("both halves were given");
         shared.ws.into_inner().unwrap_or_else(|e| e.into_inner())
@@ -116,7 +119,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for ReadHalf<S> {
     type Item = Result<Message>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.poll_read(cx, false).map(|o| o.map(|r| r.map(Incoming::into_message)))
+        self.poll_read(cx, false)
+            .map(|o| o.map(|r| r.map(Incoming::into_message)))
     }
 }
 

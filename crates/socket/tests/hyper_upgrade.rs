@@ -28,7 +28,8 @@ async fn handle(mut req: Request<Incoming>) -> Result<Response<Empty<Bytes>>, In
     tokio::spawn(async move {
         let upgraded = on_upgrade.await.unwrap();
         let io = TokioIo::new(upgraded);
-        let mut ws = WebSocket::from_raw_socket(io, Role::Server, WebSocketConfig::default(), Bytes::new());
+        let mut ws =
+            WebSocket::from_raw_socket(io, Role::Server, WebSocketConfig::default(), Bytes::new());
         while let Some(Ok(msg)) = ws.recv().await {
             if let m @ (Message::Text(_) | Message::Binary(_)) = msg {
                 ws.send(m).await.unwrap();
@@ -101,7 +102,11 @@ async fn hyper_rejects_a_wrong_version_with_426() {
         .unwrap();
         let mut buf = [0u8; 512];
         let n = tcp.read(&mut buf).await.unwrap();
-        assert!(buf[..n].starts_with(b"HTTP/1.1 426 "), "{:?}", String::from_utf8_lossy(&buf[..n]));
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 426 "),
+            "{:?}",
+            String::from_utf8_lossy(&buf[..n])
+        );
     })
     .await
     .unwrap();

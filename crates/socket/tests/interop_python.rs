@@ -19,21 +19,33 @@ async fn python_client_messages_fragments_pings_and_close() {
         {"ping": "70696e67"},
         {"close": [4000, "done here"]}
     ]);
-    assert_eq!(python_client(&format!("ws://{addr}/"), script, &[]).await, "OK");
+    assert_eq!(
+        python_client(&format!("ws://{addr}/"), script, &[]).await,
+        "OK"
+    );
 }
 
 #[tokio::test]
 async fn python_client_sees_server_close_code_and_reason() {
     let addr = echo_server().await;
     let script = json!([{"send_text": "close:4002:server says bye"}, {"expect_close": [4002, "server says bye"]}]);
-    assert_eq!(python_client(&format!("ws://{addr}/"), script, &[]).await, "OK");
+    assert_eq!(
+        python_client(&format!("ws://{addr}/"), script, &[]).await,
+        "OK"
+    );
 }
 
 #[tokio::test]
 async fn python_client_subprotocol() {
     let addr = echo_server().await;
-    let script = json!([{"expect_subprotocol": "chat.v2"}, {"send_text": "x"}, {"expect_text": "x"}]);
-    let out = python_client(&format!("ws://{addr}/"), script, &["--subprotocol", "chat.v2"]).await;
+    let script =
+        json!([{"expect_subprotocol": "chat.v2"}, {"send_text": "x"}, {"expect_text": "x"}]);
+    let out = python_client(
+        &format!("ws://{addr}/"),
+        script,
+        &["--subprotocol", "chat.v2"],
+    )
+    .await;
     assert_eq!(out, "OK");
 }
 
@@ -50,16 +62,25 @@ async fn python_client_over_wss_with_test_ca_and_mtls() {
     let addr = tls_echo_server(&pki, false).await;
     let url = format!("wss://localhost:{}/", addr.port());
     let script = json!([{"send_text": "secure"}, {"expect_text": "secure"}, {"close": [1000, ""]}]);
-    assert_eq!(python_client(&url, script.clone(), &["--cafile", &pki.path("ca.pem")]).await, "OK");
+    assert_eq!(
+        python_client(&url, script.clone(), &["--cafile", &pki.path("ca.pem")]).await,
+        "OK"
+    );
 
     let addr = tls_echo_server(&pki, true).await;
     let url = format!("wss://localhost:{}/", addr.port());
     let with_cert = [
-        "--cafile", &pki.path("ca.pem"),
-        "--certfile", &pki.path("client.pem"),
-        "--keyfile", &pki.path("client.key"),
+        "--cafile",
+        &pki.path("ca.pem"),
+        "--certfile",
+        &pki.path("client.pem"),
+        "--keyfile",
+        &pki.path("client.key"),
     ];
     assert_eq!(python_client(&url, script.clone(), &with_cert).await, "OK");
     let without = python_client(&url, script, &["--cafile", &pki.path("ca.pem")]).await;
-    assert!(without.starts_with("FAIL"), "mTLS must refuse a client without a certificate: {without}");
+    assert!(
+        without.starts_with("FAIL"),
+        "mTLS must refuse a client without a certificate: {without}"
+    );
 }

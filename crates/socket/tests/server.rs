@@ -9,9 +9,13 @@ use frameway::{CloseCode, Message, WebSocketConfig};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode as TCloseCode, Data, OpCode as TOpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{
+    CloseCode as TCloseCode, Data, OpCode as TOpCode,
+};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame as TFrame;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame as TCloseFrame, WebSocketConfig as TConfig};
+use tokio_tungstenite::tungstenite::protocol::{
+    CloseFrame as TCloseFrame, WebSocketConfig as TConfig,
+};
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, Message as TMessage};
 
 mod support;
@@ -23,10 +27,16 @@ async fn tungstenite_client(
     addr: SocketAddr,
     path: &str,
 ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>> {
-    let config = TConfig::default().max_message_size(Some(64 << 20)).max_frame_size(Some(64 << 20));
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(format!("ws://{addr}{path}"), Some(config), false)
-        .await
-        .unwrap();
+    let config = TConfig::default()
+        .max_message_size(Some(64 << 20))
+        .max_frame_size(Some(64 << 20));
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(
+        format!("ws://{addr}{path}"),
+        Some(config),
+        false,
+    )
+    .await
+    .unwrap();
     ws
 }
 
@@ -57,13 +67,37 @@ async fn fragmented_message_with_interleaved_ping() {
     tokio::time::timeout(LIMIT, async {
         let addr = echo_server().await;
         let mut ws = tungstenite_client(addr, "/").await;
-        ws.send(TMessage::Frame(TFrame::message("frag", TOpCode::Data(Data::Text), false))).await.unwrap();
+        ws.send(TMessage::Frame(TFrame::message(
+            "frag",
+            TOpCode::Data(Data::Text),
+            false,
+        )))
+        .await
+        .unwrap();
         ws.send(TMessage::Ping("in-between".into())).await.unwrap();
-        ws.send(TMessage::Frame(TFrame::message("ment", TOpCode::Data(Data::Continue), false))).await.unwrap();
-        ws.send(TMessage::Frame(TFrame::message("ed", TOpCode::Data(Data::Continue), true))).await.unwrap();
+        ws.send(TMessage::Frame(TFrame::message(
+            "ment",
+            TOpCode::Data(Data::Continue),
+            false,
+        )))
+        .await
+        .unwrap();
+        ws.send(TMessage::Frame(TFrame::message(
+            "ed",
+            TOpCode::Data(Data::Continue),
+            true,
+        )))
+        .await
+        .unwrap();
         // The pong for the interleaved ping comes first, then the whole message.
-        assert_eq!(ws.next().await.unwrap().unwrap(), TMessage::Pong("in-between".into()));
-        assert_eq!(ws.next().await.unwrap().unwrap(), TMessage::text("fragmented"));
+        assert_eq!(
+            ws.next().await.unwrap().unwrap(),
+            TMessage::Pong("in-between".into())
+        );
+        assert_eq!(
+            ws.next().await.unwrap().unwrap(),
+            TMessage::text("fragmented")
+        );
     })
     .await
     .unwrap();
@@ -75,7 +109,9 @@ async fn close_codes_and_reasons_both_ways() {
         let addr = echo_server().await;
         // Server-initiated close.
         let mut ws = tungstenite_client(addr, "/").await;
-        ws.send(TMessage::text("close:4001:custom reason")).await.unwrap();
+        ws.send(TMessage::text("close:4001:custom reason"))
+            .await
+            .unwrap();
         match ws.next().await.unwrap().unwrap() {
             TMessage::Close(Some(f)) => {
                 assert_eq!(u16::from(f.code), 4001);
@@ -85,7 +121,12 @@ async fn close_codes_and_reasons_both_ways() {
         }
         // Client-initiated close is echoed with the same code.
         let mut ws = tungstenite_client(addr, "/").await;
-        ws.close(Some(TCloseFrame { code: TCloseCode::Away, reason: "bye".into() })).await.unwrap();
+        ws.close(Some(TCloseFrame {
+            code: TCloseCode::Away,
+            reason: "bye".into(),
+        }))
+        .await
+        .unwrap();
         match ws.next().await.unwrap().unwrap() {
             TMessage::Close(Some(f)) => assert_eq!(f.code, TCloseCode::Away),
             other => panic!("expected a close, got {other:?}"),
@@ -102,7 +143,10 @@ async fn subprotocol_and_response_headers() {
     tokio::time::timeout(LIMIT, async {
         let addr = echo_server().await;
         let mut request = format!("ws://{addr}/").into_client_request().unwrap();
-        request.headers_mut().insert("sec-websocket-protocol", "chat.v1, chat.v2".parse().unwrap());
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            "chat.v1, chat.v2".parse().unwrap(),
+        );
         let (_ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
         assert_eq!(response.headers()["sec-websocket-protocol"], "chat.v2");
         assert_eq!(response.headers()["x-served-by"], "frameway");
@@ -190,9 +234,9 @@ async fn protocol_violations_close_with_the_rfc_code() {
     tokio::time::timeout(LIMIT, async {
         let addr = echo_server().await;
         let cases: [(&[u8], u16); 4] = [
-            (&[0x81, 0x81, 0, 0, 0, 0, 0xff], 1007),      // invalid UTF-8
-            (&[0x83, 0x80, 0, 0, 0, 0], 1002),            // reserved opcode
-            (&[0x81, 0x00], 1002),                        // unmasked client frame
+            (&[0x81, 0x81, 0, 0, 0, 0, 0xff], 1007), // invalid UTF-8
+            (&[0x83, 0x80, 0, 0, 0, 0], 1002),       // reserved opcode
+            (&[0x81, 0x00], 1002),                   // unmasked client frame
             (&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xed], 1002), // close code 1005
         ];
         for (frame, code) in cases {
@@ -205,7 +249,11 @@ async fn protocol_violations_close_with_the_rfc_code() {
             let mut reply = Vec::new();
             tcp.read_to_end(&mut reply).await.unwrap();
             assert_eq!(reply[0], 0x88, "a close frame for {frame:?}");
-            assert_eq!(u16::from_be_bytes([reply[2], reply[3]]), code, "for {frame:?}");
+            assert_eq!(
+                u16::from_be_bytes([reply[2], reply[3]]),
+                code,
+                "for {frame:?}"
+            );
         }
     })
     .await
@@ -219,8 +267,11 @@ async fn oversized_message_is_refused_with_1009_before_it_arrives() {
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
-            let config = ServerConfig::default().websocket(WebSocketConfig::default().max_payload_len(1024));
-            let mut ws = accept_with(tcp, config, |_, _| Decision::accept()).await.unwrap();
+            let config =
+                ServerConfig::default().websocket(WebSocketConfig::default().max_payload_len(1024));
+            let mut ws = accept_with(tcp, config, |_, _| Decision::accept())
+                .await
+                .unwrap();
             ws.recv().await
         });
         let mut ws = tungstenite_client(addr, "/").await;
@@ -229,12 +280,16 @@ async fn oversized_message_is_refused_with_1009_before_it_arrives() {
             tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp,
             _ => unreachable!(),
         };
-        tcp.write_all(&[0x82, 0xFF, 0, 0, 0, 0, 0, 0x10, 0, 0, 1, 2, 3, 4]).await.unwrap();
+        tcp.write_all(&[0x82, 0xFF, 0, 0, 0, 0, 0, 0x10, 0, 0, 1, 2, 3, 4])
+            .await
+            .unwrap();
         let mut reply = [0u8; 4];
         tcp.read_exact(&mut reply).await.unwrap();
         assert_eq!(u16::from_be_bytes([reply[2], reply[3]]), 1009);
         match server.await.unwrap() {
-            Some(Err(frameway::Error::Protocol(e))) => assert_eq!(e.close_code(), CloseCode::TOO_BIG),
+            Some(Err(frameway::Error::Protocol(e))) => {
+                assert_eq!(e.close_code(), CloseCode::TOO_BIG)
+            }
             other => panic!("expected a 1009 protocol error, got {other:?}"),
         }
     })
@@ -253,7 +308,10 @@ async fn split_halves_answer_pings_while_the_writer_is_busy() {
             let (mut read, mut write) = ws.split();
             let writer = tokio::spawn(async move {
                 for i in 0..100 {
-                    write.send(Message::text(format!("tick {i}"))).await.unwrap();
+                    write
+                        .send(Message::text(format!("tick {i}")))
+                        .await
+                        .unwrap();
                 }
                 write
             });
@@ -267,7 +325,9 @@ async fn split_halves_answer_pings_while_the_writer_is_busy() {
             drop(read.unsplit(write));
         });
         let mut ws = tungstenite_client(addr, "/").await;
-        ws.send(TMessage::Ping("are you there".into())).await.unwrap();
+        ws.send(TMessage::Ping("are you there".into()))
+            .await
+            .unwrap();
         let mut ticks = 0;
         let mut pong = false;
         while ticks < 100 || !pong {
@@ -298,7 +358,9 @@ async fn keepalive_closes_a_dead_connection() {
                     .ping_interval(Duration::from_millis(100))
                     .pong_timeout(Duration::from_millis(200)),
             );
-            let mut ws = accept_with(tcp, config, |_, _| Decision::accept()).await.unwrap();
+            let mut ws = accept_with(tcp, config, |_, _| Decision::accept())
+                .await
+                .unwrap();
             let mut pings_answered = 0;
             loop {
                 match ws.recv().await {
@@ -313,7 +375,10 @@ async fn keepalive_closes_a_dead_connection() {
         // goes silent without closing.
         let mut ws = tungstenite_client(addr, "/").await;
         for _ in 0..2 {
-            assert!(matches!(ws.next().await.unwrap().unwrap(), TMessage::Ping(_)));
+            assert!(matches!(
+                ws.next().await.unwrap().unwrap(),
+                TMessage::Ping(_)
+            ));
             ws.flush().await.unwrap(); // tungstenite queues the pong; flush sends it
         }
         let (answered, err) = server.await.unwrap();

@@ -192,7 +192,10 @@ mod tests {
             CloseFrame::parse(b"\x03\xe8\xff\xfe"),
             Err(ProtocolError::InvalidUtf8)
         );
-        assert_eq!(ProtocolError::InvalidUtf8.close_code(), CloseCode::INVALID_DATA);
+        assert_eq!(
+            ProtocolError::InvalidUtf8.close_code(),
+            CloseCode::INVALID_DATA
+        );
     }
 
     #[test]

@@ -149,7 +149,9 @@ impl FrameDecoder {
                 apply_mask(fresh, key, frame.done);
             }
             if self.validating_utf8(&frame.header) {
-                self.utf8.feed(fresh).map_err(|_| ProtocolError::InvalidUtf8)?;
+                self.utf8
+                    .feed(fresh)
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
             }
             frame.done = available;
         }
@@ -327,24 +329,38 @@ mod tests {
         let mut relaxed = Config::new(Role::Server);
         relaxed.incoming_mask = MaskPolicy::Any;
         let mut d = FrameDecoder::new(relaxed);
-        assert_eq!(decode_all(&mut d, &frame(true, OpCode::Binary, None, b"x")).unwrap().len(), 1);
+        assert_eq!(
+            decode_all(&mut d, &frame(true, OpCode::Binary, None, b"x"))
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
     fn reserved_bits_need_an_extension() {
         let mut wire = frame(true, OpCode::Text, KEY, b"x");
         wire[0] |= 0x40;
-        assert_eq!(decode_all(&mut server(), &wire), Err(ProtocolError::ReservedBits(0b100)));
+        assert_eq!(
+            decode_all(&mut server(), &wire),
+            Err(ProtocolError::ReservedBits(0b100))
+        );
         let mut d = server();
         d.allow_rsv1();
         assert!(decode_all(&mut d, &wire).unwrap()[0].rsv1);
         // Even with the extension, RSV1 on a control frame or RSV2 is an error.
         let mut ping = frame(true, OpCode::Ping, KEY, b"");
         ping[0] |= 0x40;
-        assert_eq!(decode_all(&mut d, &ping), Err(ProtocolError::ReservedBits(0b100)));
+        assert_eq!(
+            decode_all(&mut d, &ping),
+            Err(ProtocolError::ReservedBits(0b100))
+        );
         let mut rsv2 = frame(true, OpCode::Text, KEY, b"x");
         rsv2[0] |= 0x20;
-        assert_eq!(decode_all(&mut server(), &rsv2), Err(ProtocolError::ReservedBits(0b010)));
+        assert_eq!(
+            decode_all(&mut server(), &rsv2),
+            Err(ProtocolError::ReservedBits(0b010))
+        );
     }
 
     #[test]
@@ -374,12 +390,16 @@ mod tests {
         );
         let mut wire = frame(false, OpCode::Text, KEY, b"x");
         wire.extend(frame(true, OpCode::Binary, KEY, b"y"));
-        assert_eq!(decode_all(&mut server(), &wire), Err(ProtocolError::ExpectedContinuation));
+        assert_eq!(
+            decode_all(&mut server(), &wire),
+            Err(ProtocolError::ExpectedContinuation)
+        );
     }
 
     #[test]
     fn invalid_utf8_fails_before_the_frame_is_complete() {
-        let payload = b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4\x90\x80\x80\x65\x64\x69\x74\x65\x64";
+        let payload =
+            b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4\x90\x80\x80\x65\x64\x69\x74\x65\x64";
         let wire = frame(true, OpCode::Text, KEY, payload);
         let mut d = server();
         // Header plus the first 13 payload bytes: valid text then 0xF4 0x90.
@@ -394,10 +414,16 @@ mod tests {
         assert_eq!(decode_all(&mut server(), &wire).unwrap().len(), 2);
         let mut wire = frame(false, OpCode::Text, KEY, b"ok \xe2\x82");
         wire.extend(frame(true, OpCode::Continuation, KEY, b"\x41"));
-        assert_eq!(decode_all(&mut server(), &wire), Err(ProtocolError::InvalidUtf8));
+        assert_eq!(
+            decode_all(&mut server(), &wire),
+            Err(ProtocolError::InvalidUtf8)
+        );
         // Text that ends mid-code-point.
         let wire = frame(true, OpCode::Text, KEY, b"ok \xe2\x82");
-        assert_eq!(decode_all(&mut server(), &wire), Err(ProtocolError::InvalidUtf8));
+        assert_eq!(
+            decode_all(&mut server(), &wire),
+            Err(ProtocolError::InvalidUtf8)
+        );
     }
 
     #[test]
@@ -418,13 +444,19 @@ mod tests {
         let mut d = FrameDecoder::new(config);
         assert_eq!(
             d.decode(&mut BytesMut::from(&wire[..6])),
-            Err(ProtocolError::FrameTooBig { size: 11, limit: 10 })
+            Err(ProtocolError::FrameTooBig {
+                size: 11,
+                limit: 10
+            })
         );
         let mut wire = frame(false, OpCode::Binary, KEY, &[0; 8]);
         wire.extend(frame(true, OpCode::Continuation, KEY, &[0; 8]));
         assert_eq!(
             decode_all(&mut FrameDecoder::new(config), &wire),
-            Err(ProtocolError::MessageTooBig { size: 16, limit: 15 })
+            Err(ProtocolError::MessageTooBig {
+                size: 16,
+                limit: 15
+            })
         );
         let mut wire = Vec::new();
         wire.extend(frame(false, OpCode::Binary, KEY, b"a"));
@@ -440,11 +472,17 @@ mod tests {
     #[test]
     fn close_frames_are_validated_and_end_the_stream() {
         let wire = frame(true, OpCode::Close, KEY, &1005u16.to_be_bytes());
-        assert_eq!(decode_all(&mut server(), &wire), Err(ProtocolError::InvalidCloseCode(1005)));
+        assert_eq!(
+            decode_all(&mut server(), &wire),
+            Err(ProtocolError::InvalidCloseCode(1005))
+        );
         let mut wire = frame(true, OpCode::Close, KEY, &1000u16.to_be_bytes());
         wire.extend(frame(true, OpCode::Text, KEY, b"late"));
         let mut d = server();
-        assert_eq!(decode_all(&mut d, &wire), Err(ProtocolError::FrameAfterClose));
+        assert_eq!(
+            decode_all(&mut d, &wire),
+            Err(ProtocolError::FrameAfterClose)
+        );
         assert!(d.close_received());
     }
 

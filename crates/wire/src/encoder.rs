@@ -83,7 +83,9 @@ impl FrameEncoder {
         mask: Option<[u8; 4]>,
     ) -> Result<EncodedHeader, ProtocolError> {
         if self.close_sent {
-            return Err(ProtocolError::InvalidSend("the close frame was already sent"));
+            return Err(ProtocolError::InvalidSend(
+                "the close frame was already sent",
+            ));
         }
         if opcode.is_control() {
             if !fin {
@@ -197,15 +199,20 @@ mod tests {
     fn fragmented_send_state_and_running_limit() {
         let mut e = FrameEncoder::new(10);
         let mut out = BytesMut::new();
-        e.encode(false, OpCode::Text, b"12345", None, &mut out).unwrap();
+        e.encode(false, OpCode::Text, b"12345", None, &mut out)
+            .unwrap();
         // Control frames may interleave; a new message may not.
         e.encode(true, OpCode::Ping, b"", None, &mut out).unwrap();
         assert!(e.encode(true, OpCode::Text, b"x", None, &mut out).is_err());
         assert_eq!(
             e.encode(true, OpCode::Continuation, b"123456", None, &mut out),
-            Err(ProtocolError::MessageTooBig { size: 11, limit: 10 })
+            Err(ProtocolError::MessageTooBig {
+                size: 11,
+                limit: 10
+            })
         );
-        e.encode(true, OpCode::Continuation, b"12345", None, &mut out).unwrap();
+        e.encode(true, OpCode::Continuation, b"12345", None, &mut out)
+            .unwrap();
         assert!(!e.is_fragmenting());
     }
 

@@ -184,9 +184,17 @@ mod tests {
             (0x1_0000, 10),
             (u64::MAX >> 1, 10),
         ] {
-            assert_eq!(round_trip(FrameHeader::new(true, OpCode::Binary, None, len)), expected);
             assert_eq!(
-                round_trip(FrameHeader::new(false, OpCode::Text, Some([1, 2, 3, 4]), len)),
+                round_trip(FrameHeader::new(true, OpCode::Binary, None, len)),
+                expected
+            );
+            assert_eq!(
+                round_trip(FrameHeader::new(
+                    false,
+                    OpCode::Text,
+                    Some([1, 2, 3, 4]),
+                    len
+                )),
                 expected + 4
             );
         }
@@ -215,7 +223,10 @@ mod tests {
         );
         let mut buf = vec![0x82, 127];
         buf.extend_from_slice(&0xFFFFu64.to_be_bytes());
-        assert_eq!(FrameHeader::decode(&buf), Err(ProtocolError::NonMinimalLength));
+        assert_eq!(
+            FrameHeader::decode(&buf),
+            Err(ProtocolError::NonMinimalLength)
+        );
     }
 
     #[test]

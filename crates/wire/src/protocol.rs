@@ -188,9 +188,15 @@ impl Protocol {
     }
 
     /// Queues one frame for sending.
-    pub fn send_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) -> Result<(), ProtocolError> {
+    pub fn send_frame(
+        &mut self,
+        fin: bool,
+        opcode: OpCode,
+        payload: &[u8],
+    ) -> Result<(), ProtocolError> {
         let mask = self.next_mask();
-        self.encoder.encode(fin, opcode, payload, mask, &mut self.out)
+        self.encoder
+            .encode(fin, opcode, payload, mask, &mut self.out)
     }
 
     /// Queues a whole message for sending, unfragmented.
@@ -268,7 +274,12 @@ impl Protocol {
         }
         let at = self.keys_used;
         self.keys_used += 4;
-        Some([self.keys[at], self.keys[at + 1], self.keys[at + 2], self.keys[at + 3]])
+        Some([
+            self.keys[at],
+            self.keys[at + 1],
+            self.keys[at + 2],
+            self.keys[at + 3],
+        ])
     }
 }
 
@@ -300,11 +311,17 @@ mod tests {
         assert_eq!(client.close_state(), CloseState::Sent);
         let mut wire = client.take_output();
         let msg = server.read_message(&mut wire).unwrap().unwrap();
-        assert_eq!(msg, Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "done").unwrap())));
+        assert_eq!(
+            msg,
+            Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "done").unwrap()))
+        );
         assert_eq!(server.close_state(), CloseState::Closed);
         let mut reply = server.take_output();
         let echo = client.read_message(&mut reply).unwrap().unwrap();
-        assert_eq!(echo, Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "").unwrap())));
+        assert_eq!(
+            echo,
+            Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "").unwrap()))
+        );
         assert_eq!(client.close_state(), CloseState::Closed);
         // Nothing more may be sent.
         assert!(client.send(&Message::text("late")).is_err());
@@ -315,7 +332,10 @@ mod tests {
         let (mut client, mut server) = pair();
         client.send_frame(true, OpCode::Text, b"\xff").unwrap();
         let mut wire = client.take_output();
-        assert_eq!(server.read_message(&mut wire), Err(ProtocolError::InvalidUtf8));
+        assert_eq!(
+            server.read_message(&mut wire),
+            Err(ProtocolError::InvalidUtf8)
+        );
         let mut reply = server.take_output();
         match client.read_message(&mut reply).unwrap() {
             Some(Message::Close(Some(close))) => assert_eq!(close.code, CloseCode::INVALID_DATA),
@@ -328,10 +348,18 @@ mod tests {
         let (mut client, mut server) = pair();
         client.send_frame(false, OpCode::Text, b"frag").unwrap();
         client.send_frame(true, OpCode::Ping, b"").unwrap();
-        client.send_frame(true, OpCode::Continuation, "mént".as_bytes()).unwrap();
+        client
+            .send_frame(true, OpCode::Continuation, "mént".as_bytes())
+            .unwrap();
         let mut wire = client.take_output();
-        assert_eq!(server.read_message(&mut wire).unwrap(), Some(Message::Ping("".into())));
-        assert_eq!(server.read_message(&mut wire).unwrap(), Some(Message::text("fragmént")));
+        assert_eq!(
+            server.read_message(&mut wire).unwrap(),
+            Some(Message::Ping("".into()))
+        );
+        assert_eq!(
+            server.read_message(&mut wire).unwrap(),
+            Some(Message::text("fragmént"))
+        );
     }
 
     #[test]

@@ -258,11 +258,11 @@ mod tests {
     fn every_split_of_invalid_text_is_rejected() {
         let cases: [&[u8]; 6] = [
             b"abc\xffdef",
-            b"\xed\xa0\x80",         // surrogate
-            b"\xf4\x90\x80\x80",     // above U+10FFFF
-            b"\xc0\xaf",             // overlong
+            b"\xed\xa0\x80",     // surrogate
+            b"\xf4\x90\x80\x80", // above U+10FFFF
+            b"\xc0\xaf",         // overlong
             b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited",
-            b"ok\xe2\x82",           // truncated at the end
+            b"ok\xe2\x82", // truncated at the end
         ];
         for data in cases {
             for i in 0..=data.len() {

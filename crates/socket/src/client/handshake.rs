@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use frameway_wire::handshake::{
-    generate_key, has_token, parse_response, validate_response, write_request, ClientRequest, HandshakeLimits,
+    generate_key, has_token, parse_response, validate_response, write_request, ClientRequest,
+    HandshakeLimits,
 };
 use http::{header, HeaderMap, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -15,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::options::ConnectOptions;
 use super::tls::tls_io_error;
 use super::url::WsUrl;
-use crate::error::{Error, Result};
+use crate::error::{Error, RefusedUpgrade, Result};
 
 /// The most body kept from a refused upgrade.
 const MAX_BODY: usize = 64 * 1024;
@@ -96,7 +97,11 @@ impl ConnectResponse {
 
 /// Runs the HTTP upgrade on `io`; returns the answer and the bytes that
 /// arrived after it (the first WebSocket frames).
-pub(crate) async fn upgrade<S>(io: &mut S, url: &WsUrl, options: &ConnectOptions) -> Result<(ConnectResponse, Bytes)>
+pub(crate) async fn upgrade<S>(
+    io: &mut S,
+    url: &WsUrl,
+    options: &ConnectOptions,
+) -> Result<(ConnectResponse, Bytes)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -125,28 +130,38 @@ where
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         let (parts, ()) = response.into_parts();
         let body = read_body(io, parts.status, &parts.headers, rest).await;
-        return Err(Error::UpgradeRefused {
+        return Err(Error::UpgradeRefused(Box::new(RefusedUpgrade {
             status: parts.status,
             headers: parts.headers,
             body,
-        });
+        })));
     }
     let accepted = validate_response(&response, &key, &options.protocols, &[])?;
     // An empty buffer that still owns capacity would be carried into the
     // connection; an idle connection should hold nothing.
-    let rest = if rest.is_empty() { Bytes::new() } else { rest.split().freeze() };
+    let rest = if rest.is_empty() {
+        Bytes::new()
+    } else {
+        rest.split().freeze()
+    };
     Ok((ConnectResponse::new(response, accepted.protocol), rest))
 }
 
 fn random_key() -> Result<String> {
     let mut random = [0u8; 16];
-    getrandom::fill(&mut random)
-        .map_err(|e| Error::Io(std::io::Error::other(format!("the OS random generator failed: {e}"))))?;
+    getrandom::fill(&mut random).map_err(|e| {
+        Error::Io(std::io::Error::other(format!(
+            "the OS random generator failed: {e}"
+        )))
+    })?;
     Ok(generate_key(random))
 }
 
 /// Reads until the response head is complete (bounded by `limits`).
-async fn read_head<S: AsyncRead + Unpin>(io: &mut S, limits: HandshakeLimits) -> Result<(Response<()>, BytesMut)> {
+async fn read_head<S: AsyncRead + Unpin>(
+    io: &mut S,
+    limits: HandshakeLimits,
+) -> Result<(Response<()>, BytesMut)> {
     let mut buf = BytesMut::with_capacity(1024);
     loop {
         if io.read_buf(&mut buf).await.map_err(tls_io_error)? == 0 {
@@ -171,8 +186,16 @@ enum Framing {
 
 /// Reads the body of a refusal, best effort: at most [`MAX_BODY`] bytes and
 /// [`BODY_TIMEOUT`]; what arrived by then is what is returned.
-async fn read_body<S: AsyncRead + Unpin>(io: &mut S, status: StatusCode, headers: &HeaderMap, mut buf: BytesMut) -> Bytes {
-    if status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+async fn read_body<S: AsyncRead + Unpin>(
+    io: &mut S,
+    status: StatusCode,
+    headers: &HeaderMap,
+    mut buf: BytesMut,
+) -> Bytes {
+    if status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
         return Bytes::new();
     }
     let framing = if has_token(headers.get_all(header::TRANSFER_ENCODING), "chunked") {
@@ -248,7 +271,10 @@ mod tests {
     #[test]
     fn chunked_bodies_are_decoded() {
         assert_eq!(dechunk(b"4\r\nnope\r\n0\r\n\r\n"), (b"nope".to_vec(), true));
-        assert_eq!(dechunk(b"2;ext=1\r\nno\r\n2\r\npe\r\n0\r\n\r\n"), (b"nope".to_vec(), true));
+        assert_eq!(
+            dechunk(b"2;ext=1\r\nno\r\n2\r\npe\r\n0\r\n\r\n"),
+            (b"nope".to_vec(), true)
+        );
         // Incomplete: what is there so far.
         assert_eq!(dechunk(b"4\r\nno"), (b"no".to_vec(), false));
         assert_eq!(dechunk(b"4\r\nnope\r\n"), (b"nope".to_vec(), false));
@@ -272,7 +298,13 @@ mod tests {
         assert_eq!(body(b"e\r\n0\r\n\r\n", b"4\r\nnop", chunked).await, "nope");
         assert_eq!(body(b"until eof", b"", HeaderMap::new()).await, "until eof");
         let mut io: &[u8] = b"ignored";
-        let none = read_body(&mut io, StatusCode::NO_CONTENT, &HeaderMap::new(), BytesMut::new()).await;
+        let none = read_body(
+            &mut io,
+            StatusCode::NO_CONTENT,
+            &HeaderMap::new(),
+            BytesMut::new(),
+        )
+        .await;
         assert!(none.is_empty());
     }
 
@@ -280,7 +312,13 @@ mod tests {
     async fn bodies_are_capped() {
         let big = vec![b'x'; MAX_BODY * 2];
         let mut io = &big[..];
-        let body = read_body(&mut io, StatusCode::FORBIDDEN, &HeaderMap::new(), BytesMut::new()).await;
+        let body = read_body(
+            &mut io,
+            StatusCode::FORBIDDEN,
+            &HeaderMap::new(),
+            BytesMut::new(),
+        )
+        .await;
         assert_eq!(body.len(), MAX_BODY);
     }
 }

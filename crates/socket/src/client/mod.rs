@@ -1,1 +1,191 @@
-pub use crate::connection::WebSocket as _W; pub async fn connect(_u: &str) -> crate::Result<(crate::WebSocket<tokio::net::TcpStream>, http::Response<()>)> { todo!() }
+//! The client: [`connect`] and [`connect_with`] open a WebSocket connection
+//! to a `ws://` or `wss://` URL, with the options of lua-resty-websocket's
+//! `connect` ([`ConnectOptions`]): subprotocols, origin, headers, `Host` and
+//! SNI overrides, TLS verification, roots and client certificates, an HTTP
+//! `CONNECT` proxy, timeouts, and connection pools with
+//! [`WebSocket::set_keepalive`].
+//!
+//! ```no_run
+//! # async fn demo() -> frameway::Result<()> {
+//! use std::time::Duration;
+//! use frameway::client::{connect_with, ConnectOptions};
+//! use frameway::Error;
+//!
+//! let options = ConnectOptions::default()
+//!     .protocol("chat")
+//!     .header("authorization", "Bearer 3f9a")
+//!     .handshake_timeout(Duration::from_secs(5));
+//! match connect_with("wss://example.com/chat", options).await {
+//!     Ok((mut ws, response)) => {
+//!         println!("connected, subprotocol {:?}", response.protocol());
+//!         ws.send_text("hi").await?;
+//!     }
+//!     Err(Error::UpgradeRefused(refused)) => {
+//!         println!("refused with {}: {}", refused.status, String::from_utf8_lossy(&refused.body));
+//!     }
+//!     Err(e) => return Err(e),
+//! }
+//! # Ok(()) }
+//! ```
+
+mod handshake;
+mod options;
+mod pool;
+mod proxy;
+mod stream;
+mod tls;
+mod url;
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use frameway_wire::Role;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+pub use handshake::ConnectResponse;
+pub use options::{ConnectOptions, Roots};
+pub use stream::ClientStream;
+
+use crate::connection::WebSocket;
+use crate::error::{Error, Result, TimeoutKind};
+use pool::Checkout;
+use proxy::Proxy;
+use stream::Transport;
+use url::WsUrl;
+
+/// Connects to `url` (`ws://` or `wss://`) with default options: no
+/// subprotocol, certificates checked against the webpki roots, 10 s
+/// connect and handshake timeouts.
+///
+/// ```no_run
+/// # async fn demo() -> frameway::Result<()> {
+/// let (mut ws, _response) = frameway::connect("ws://127.0.0.1:9001/echo").await?;
+/// ws.send_text("hello").await?;
+/// # Ok(()) }
+/// ```
+pub async fn connect(url: &str) -> Result<(WebSocket<ClientStream>, ConnectResponse)> {
+    connect_with(url, ConnectOptions::default()).await
+}
+
+/// Connects to `url` with `options`.
+///
+/// In order: the URL and options are checked; the pool is consulted (a
+/// live idle connection is returned as is, with
+/// [`ConnectResponse::reused`] set); a TCP connection is opened (through
+/// the proxy's `CONNECT` tunnel if there is one) within the connect
+/// timeout; TLS and the HTTP upgrade run within the handshake timeout.
+///
+/// Errors: [`Error::InvalidUrl`]; [`Error::Io`] with
+/// [`Error::InvalidOption`] for an unusable
+/// option; [`Error::PoolBacklogFull`]; [`Error::Timeout`] with
+/// [`TimeoutKind::Connect`] or [`TimeoutKind::Handshake`];
+/// [`Error::Proxy`]; [`Error::TlsConfig`] and [`Error::Tls`];
+/// [`Error::UpgradeRefused`] when the server answers with another status
+/// than 101 (with its body, up to 64 KiB); [`Error::BadResponse`] when its
+/// 101 is not a valid upgrade; [`Error::Io`] for network failures.
+///
+/// ```no_run
+/// # async fn demo() -> frameway::Result<()> {
+/// use frameway::client::{connect_with, ConnectOptions};
+/// let options = ConnectOptions::default()
+///     .protocols(["v2.chat", "v1.chat"])
+///     .origin("https://example.com")
+///     .proxy("http://proxy.internal:3128");
+/// let (ws, response) = connect_with("wss://example.com/socket", options).await?;
+/// assert_eq!(ws.protocol(), response.protocol());
+/// # Ok(()) }
+/// ```
+pub async fn connect_with(
+    url: &str,
+    options: ConnectOptions,
+) -> Result<(WebSocket<ClientStream>, ConnectResponse)> {
+    options.check()?;
+    let target = WsUrl::parse(url)?;
+    let proxy = options.proxy.as_deref().map(Proxy::parse).transpose()?;
+    // Everything that can fail without the network fails before it.
+    let tls = if target.tls {
+        Some((
+            tls::client_config(&options)?,
+            tls::server_name(&options, &target.host)?,
+        ))
+    } else {
+        None
+    };
+    let pool_name = pool::pool_name(&options, &target, tls.as_ref().map(|(_, name)| name));
+
+    let lease = match pool::checkout(&pool_name, options.pool_settings(), options.connect_timeout)
+        .await?
+    {
+        Checkout::Reused(stream) => {
+            let response = stream.response().reused_copy();
+            let protocol = response.protocol().map(str::to_owned);
+            let ws =
+                WebSocket::from_raw_socket(stream, Role::Client, options.websocket, Bytes::new())
+                    .with_subprotocol(protocol);
+            return Ok((ws, response));
+        }
+        Checkout::Fresh(lease) => lease,
+    };
+
+    let connect_deadline = Instant::now() + options.connect_timeout;
+    let tcp = within(
+        connect_deadline,
+        TimeoutKind::Connect,
+        options.connect_timeout,
+        open_tcp(&target, proxy.as_ref()),
+    )
+    .await??;
+
+    let deadline = Instant::now() + options.handshake_timeout;
+    let (kind, limit) = (TimeoutKind::Handshake, options.handshake_timeout);
+    let mut io = match tls {
+        Some((config, name)) => {
+            let tls = within(deadline, kind, limit, tls::handshake(config, name, tcp)).await??;
+            Transport::Tls(Box::new(tls))
+        }
+        None => Transport::Plain(tcp),
+    };
+    let (response, rest) = within(
+        deadline,
+        kind,
+        limit,
+        handshake::upgrade(&mut io, &target, &options),
+    )
+    .await??;
+
+    let protocol = response.protocol().map(str::to_owned);
+    let stream = ClientStream::new(io, pool_name, lease, response.clone());
+    let ws = WebSocket::from_raw_socket(stream, Role::Client, options.websocket, rest)
+        .with_subprotocol(protocol);
+    Ok((ws, response))
+}
+
+/// Opens the TCP connection to the server, or to the proxy and through it.
+async fn open_tcp(target: &WsUrl, proxy: Option<&Proxy>) -> Result<TcpStream> {
+    let (host, port) = match proxy {
+        Some(proxy) => (proxy.host.as_str(), proxy.port),
+        None => (target.host.as_str(), target.port),
+    };
+    let mut tcp = TcpStream::connect((host, port)).await?;
+    // Frames are written whole and flushed; Nagle's algorithm would only
+    // hold small ones (pings, short messages) back for an ACK.
+    tcp.set_nodelay(true)?;
+    if let Some(proxy) = proxy {
+        proxy.tunnel(&mut tcp, &target.authority()).await?;
+    }
+    Ok(tcp)
+}
+
+/// Runs `fut` until `deadline`, reporting a timeout of `kind` after `limit`.
+async fn within<T>(
+    deadline: Instant,
+    kind: TimeoutKind,
+    limit: Duration,
+    fut: impl Future<Output = T>,
+) -> Result<T> {
+    tokio::time::timeout_at(deadline, fut)
+        .await
+        .map_err(|_| Error::Timeout(kind, limit))
+}

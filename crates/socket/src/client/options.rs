@@ -23,7 +23,7 @@ pub(crate) const DEFAULT_POOL_SIZE: usize = 30;
 /// let options = ConnectOptions::default().roots(Roots::System);
 /// # let _ = options;
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Roots {
     /// Mozilla's root program, compiled in (the `webpki-roots` crate).
@@ -75,7 +75,7 @@ pub(crate) struct ClientCert {
 ///
 /// Values that cannot be sent (a header with a line break, a malformed
 /// `Sec-WebSocket-Key`, …) are reported by `connect_with` as an
-/// [`Error::Io`] of kind [`std::io::ErrorKind::InvalidInput`], before
+/// [`Error::InvalidOption`], before
 /// anything goes on the network.
 ///
 /// ```
@@ -155,7 +155,10 @@ const RESERVED: &[(&str, &str)] = &[
     ("upgrade", "the handshake sets it"),
     ("connection", "the handshake sets it"),
     ("sec-websocket-version", "the handshake sets it"),
-    ("sec-websocket-extensions", "extensions are not negotiated by this client"),
+    (
+        "sec-websocket-extensions",
+        "extensions are not negotiated by this client",
+    ),
 ];
 
 /// RFC 9110 `token`: what a subprotocol name must be (RFC 6455 §4.1).
@@ -225,7 +228,9 @@ impl ConnectOptions {
             Err(_) => self.invalid(format!("{name:?} is not a valid header name")),
             Ok(parsed) => {
                 if let Some((_, hint)) = RESERVED.iter().find(|(n, _)| *n == parsed.as_str()) {
-                    self.invalid(format!("header {name:?} cannot be set with header(): {hint}"));
+                    self.invalid(format!(
+                        "header {name:?} cannot be set with header(): {hint}"
+                    ));
                 }
             }
         }
@@ -287,7 +292,11 @@ impl ConnectOptions {
     /// Presents this client certificate chain (PEM, leaf first) with its
     /// private key (PEM: PKCS#8, PKCS#1 or SEC1) when the server asks for
     /// one (mutual TLS).
-    pub fn client_cert(mut self, cert_chain_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
+    pub fn client_cert(
+        mut self,
+        cert_chain_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
         self.client_cert = Some(ClientCert {
             chain: Pem::Data(cert_chain_pem.into()),
             key: Pem::Data(key_pem.into()),
@@ -297,7 +306,11 @@ impl ConnectOptions {
 
     /// Like [`client_cert`](ConnectOptions::client_cert), from PEM files
     /// read when connecting.
-    pub fn client_cert_files(mut self, cert_path: impl Into<PathBuf>, key_path: impl Into<PathBuf>) -> Self {
+    pub fn client_cert_files(
+        mut self,
+        cert_path: impl Into<PathBuf>,
+        key_path: impl Into<PathBuf>,
+    ) -> Self {
         self.client_cert = Some(ClientCert {
             chain: Pem::File(cert_path.into()),
             key: Pem::File(key_path.into()),
@@ -321,7 +334,9 @@ impl ConnectOptions {
     pub fn key(mut self, key: impl Into<String>) -> Self {
         let key = key.into();
         if !is_valid_key(key.as_bytes()) {
-            self.invalid(format!("Sec-WebSocket-Key {key:?} is not the base64 encoding of 16 bytes"));
+            self.invalid(format!(
+                "Sec-WebSocket-Key {key:?} is not the base64 encoding of 16 bytes"
+            ));
         }
         self.key = Some(key);
         self
@@ -402,7 +417,7 @@ impl ConnectOptions {
 
 /// An error for a value the caller gave that cannot be used.
 pub(crate) fn invalid_input(problem: impl Into<String>) -> Error {
-    Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, problem.into()))
+    Error::InvalidOption(problem.into())
 }
 
 #[cfg(test)]
@@ -411,8 +426,8 @@ mod tests {
 
     fn problem(options: ConnectOptions) -> String {
         match options.check() {
-            Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::InvalidInput => e.to_string(),
-            other => panic!("expected InvalidInput, got {other:?}"),
+            Err(Error::InvalidOption(problem)) => problem,
+            other => panic!("expected InvalidOption, got {other:?}"),
         }
     }
 
@@ -429,17 +444,28 @@ mod tests {
 
     #[test]
     fn pool_settings_follow_lua_resty() {
-        assert_eq!(ConnectOptions::default().pool_size(4).pool_settings(), Some((4, None)));
-        assert_eq!(ConnectOptions::default().backlog(2).pool_settings(), Some((30, Some(2))));
+        assert_eq!(
+            ConnectOptions::default().pool_size(4).pool_settings(),
+            Some((4, None))
+        );
+        assert_eq!(
+            ConnectOptions::default().backlog(2).pool_settings(),
+            Some((30, Some(2)))
+        );
         assert!(problem(ConnectOptions::default().pool_size(0)).contains("pool_size"));
     }
 
     #[test]
     fn unsendable_values_are_reported() {
         assert!(problem(ConnectOptions::default().key("short")).contains("16 bytes"));
-        assert!(problem(ConnectOptions::default().header("x-a", "b\r\nx-evil: 1")).contains("header value"));
+        assert!(
+            problem(ConnectOptions::default().header("x-a", "b\r\nx-evil: 1"))
+                .contains("header value")
+        );
         assert!(problem(ConnectOptions::default().header("bad name", "v")).contains("header name"));
-        assert!(problem(ConnectOptions::default().header("Sec-WebSocket-Key", "v")).contains("key"));
+        assert!(
+            problem(ConnectOptions::default().header("Sec-WebSocket-Key", "v")).contains("key")
+        );
         assert!(problem(ConnectOptions::default().protocol("a, b")).contains("token"));
         // The first problem is the one reported.
         let o = ConnectOptions::default().protocol("").origin("\n");

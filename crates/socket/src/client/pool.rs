@@ -56,7 +56,11 @@ fn find(name: &Arc<str>, create: Option<(usize, Option<usize>)>) -> Option<Arc<P
 /// The pool name for a connect: the `pool` option, else one naming
 /// everything that makes two connections interchangeable, so that
 /// different URLs, TLS settings or proxies never share connections.
-pub(crate) fn pool_name(options: &ConnectOptions, url: &WsUrl, sni: Option<&ServerName<'_>>) -> Arc<str> {
+pub(crate) fn pool_name(
+    options: &ConnectOptions,
+    url: &WsUrl,
+    sni: Option<&ServerName<'_>>,
+) -> Arc<str> {
     if let Some(name) = &options.pool {
         return name.as_str().into();
     }
@@ -79,7 +83,13 @@ pub(crate) fn pool_name(options: &ConnectOptions, url: &WsUrl, sni: Option<&Serv
                 // verified one way is never handed to a caller expecting
                 // another.
                 let mut hasher = DefaultHasher::new();
-                (options.ssl_verify, options.roots, &options.extra_ca, &options.client_cert).hash(&mut hasher);
+                (
+                    options.ssl_verify,
+                    options.roots,
+                    &options.extra_ca,
+                    &options.client_cert,
+                )
+                    .hash(&mut hasher);
                 let _ = write!(name, " tls={:016x}", hasher.finish());
             }
         }
@@ -291,10 +301,10 @@ impl WebSocket<ClientStream> {
     /// that connect.
     ///
     /// Fails, closing the connection instead, if `pool_size` is 0
-    /// ([`std::io::ErrorKind::InvalidInput`]), if the connection is closing
+    /// ([`Error::InvalidOption`]), if the connection is closing
     /// or closed ([`Error::Closed`]), or if it is not idle: a message half
     /// sent or half received, or unread data
-    /// ([`std::io::ErrorKind::InvalidInput`]).
+    /// ([`Error::InvalidOption`]).
     ///
     /// ```no_run
     /// # async fn demo() -> frameway::Result<()> {

@@ -39,10 +39,15 @@ impl Proxy {
             Some(s) if s.eq_ignore_ascii_case("http") => {}
             Some(_) => return Err(invalid("only http:// proxies are supported")),
         }
-        if uri.path_and_query().is_some_and(|pq| !matches!(pq.as_str(), "" | "/")) {
+        if uri
+            .path_and_query()
+            .is_some_and(|pq| !matches!(pq.as_str(), "" | "/"))
+        {
             return Err(invalid("a proxy URL has no path"));
         }
-        let authority = uri.authority().ok_or_else(|| invalid("missing proxy host"))?;
+        let authority = uri
+            .authority()
+            .ok_or_else(|| invalid("missing proxy host"))?;
         let authorization = authority
             .as_str()
             .rsplit_once('@')
@@ -80,7 +85,9 @@ impl Proxy {
         loop {
             let n = tcp.peek(&mut peeked).await?;
             if n == 0 {
-                return Err(malformed("the proxy closed the connection before answering CONNECT"));
+                return Err(malformed(
+                    "the proxy closed the connection before answering CONNECT",
+                ));
             }
             let seen = head.len();
             head.extend_from_slice(&peeked[..n]);
@@ -117,7 +124,9 @@ fn parse_connect_response(buf: &[u8]) -> Result<Option<(StatusCode, usize)>> {
             Ok(Some((status, len)))
         }
         Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => Ok(None),
-        Ok(_) | Err(httparse::Error::TooManyHeaders) => Err(malformed("the proxy's response head is too large")),
+        Ok(_) | Err(httparse::Error::TooManyHeaders) => {
+            Err(malformed("the proxy's response head is too large"))
+        }
         Err(e) => Err(malformed(&format!("malformed proxy response: {e}"))),
     }
 }
@@ -133,15 +142,27 @@ mod tests {
     #[test]
     fn proxy_urls() {
         let p = Proxy::parse("http://proxy.local:3128").unwrap();
-        assert_eq!((p.host.as_str(), p.port, p.authorization), ("proxy.local", 3128, None));
+        assert_eq!(
+            (p.host.as_str(), p.port, p.authorization),
+            ("proxy.local", 3128, None)
+        );
         let p = Proxy::parse("proxy.local:8080").unwrap();
         assert_eq!((p.host.as_str(), p.port), ("proxy.local", 8080));
         assert_eq!(Proxy::parse("http://[::1]").unwrap().host, "::1");
         assert_eq!(Proxy::parse("http://[::1]").unwrap().port, 80);
         let p = Proxy::parse("http://aladdin:opensesame@proxy:1").unwrap();
-        assert_eq!(p.authorization.as_deref(), Some("Basic YWxhZGRpbjpvcGVuc2VzYW1l"));
-        assert!(matches!(Proxy::parse("socks5://p:1"), Err(Error::InvalidUrl { .. })));
-        assert!(matches!(Proxy::parse("http://p:1/path"), Err(Error::InvalidUrl { .. })));
+        assert_eq!(
+            p.authorization.as_deref(),
+            Some("Basic YWxhZGRpbjpvcGVuc2VzYW1l")
+        );
+        assert!(matches!(
+            Proxy::parse("socks5://p:1"),
+            Err(Error::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            Proxy::parse("http://p:1/path"),
+            Err(Error::InvalidUrl { .. })
+        ));
         assert!(matches!(Proxy::parse(""), Err(Error::InvalidUrl { .. })));
     }
 
@@ -152,15 +173,24 @@ mod tests {
             parse_connect_response(ok).unwrap(),
             Some((StatusCode::OK, ok.len() - 2))
         );
-        assert_eq!(parse_connect_response(b"HTTP/1.1 200 OK\r\n").unwrap(), None);
+        assert_eq!(
+            parse_connect_response(b"HTTP/1.1 200 OK\r\n").unwrap(),
+            None
+        );
         let denied = b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n";
         assert_eq!(
             parse_connect_response(denied).unwrap(),
             Some((StatusCode::PROXY_AUTHENTICATION_REQUIRED, denied.len()))
         );
-        assert!(matches!(parse_connect_response(b"SSH-2.0-OpenSSH\r\n\r\n"), Err(Error::Io(_))));
+        assert!(matches!(
+            parse_connect_response(b"SSH-2.0-OpenSSH\r\n\r\n"),
+            Err(Error::Io(_))
+        ));
         let endless = [b"HTTP/1.1 200 OK\r\nX: ".as_slice(), &[b'a'; MAX_HEAD]].concat();
-        assert!(matches!(parse_connect_response(&endless), Err(Error::Io(_))));
+        assert!(matches!(
+            parse_connect_response(&endless),
+            Err(Error::Io(_))
+        ));
     }
 
     #[tokio::test]
@@ -171,7 +201,8 @@ mod tests {
             let (mut tcp, _) = listener.accept().await.unwrap();
             let mut request = vec![0u8; 256];
             let n = tcp.read(&mut request).await.unwrap();
-            assert!(request[..n].starts_with(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n"));
+            assert!(request[..n]
+                .starts_with(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n"));
             // Head split across writes, then early tunnel bytes in the same write.
             tcp.write_all(b"HTTP/1.1 200 OK\r\n").await.unwrap();
             tcp.flush().await.unwrap();

@@ -40,7 +40,8 @@ pub(crate) enum Transport {
 pub struct ClientStream {
     io: Transport,
     pool: Arc<str>,
-    lease: Option<Lease>,
+    /// Held for its `Drop`, which gives the pool place back.
+    _lease: Option<Lease>,
     response: ConnectResponse,
 }
 
@@ -55,11 +56,16 @@ impl std::fmt::Debug for ClientStream {
 }
 
 impl ClientStream {
-    pub(crate) fn new(io: Transport, pool: Arc<str>, lease: Option<Lease>, response: ConnectResponse) -> Self {
+    pub(crate) fn new(
+        io: Transport,
+        pool: Arc<str>,
+        lease: Option<Lease>,
+        response: ConnectResponse,
+    ) -> Self {
         ClientStream {
             io,
             pool,
-            lease,
+            _lease: lease,
             response,
         }
     }
@@ -91,11 +97,6 @@ impl ClientStream {
         &self.pool
     }
 
-    /// Whether this connection counts against a pool's limit.
-    pub(crate) fn is_leased(&self) -> bool {
-        self.lease.is_some()
-    }
-
     /// The answer to the handshake that opened this connection.
     pub(crate) fn response(&self) -> &ConnectResponse {
         &self.response
@@ -110,7 +111,10 @@ impl ClientStream {
         let mut cx = Context::from_waker(&waker);
         let mut scratch = [0u8; 64];
         let mut buf = ReadBuf::new(&mut scratch);
-        matches!(Pin::new(&mut self.io).poll_read(&mut cx, &mut buf), Poll::Pending)
+        matches!(
+            Pin::new(&mut self.io).poll_read(&mut cx, &mut buf),
+            Poll::Pending
+        )
     }
 }
 
@@ -121,7 +125,11 @@ impl Wake for NoopWaker {
 }
 
 impl AsyncRead for Transport {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Transport::Plain(io) => Pin::new(io).poll_read(cx, buf),
             Transport::Tls(io) => Pin::new(io).poll_read(cx, buf),
@@ -130,7 +138,11 @@ impl AsyncRead for Transport {
 }
 
 impl AsyncWrite for Transport {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Transport::Plain(io) => Pin::new(io).poll_write(cx, buf),
             Transport::Tls(io) => Pin::new(io).poll_write(cx, buf),
@@ -171,13 +183,21 @@ impl AsyncWrite for Transport {
 }
 
 impl AsyncRead for ClientStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for ClientStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
     }
 

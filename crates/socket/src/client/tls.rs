@@ -23,7 +23,8 @@ pub(crate) fn client_config(options: &ConnectOptions) -> Result<Arc<ClientConfig
         return Ok(config.clone());
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
     let builder = if options.ssl_verify {
         builder.with_root_certificates(root_store(options.roots, &options.extra_ca)?)
     } else {
@@ -69,7 +70,9 @@ fn strip_port(host: &str) -> &str {
         return host.find(']').map_or(host, |end| &host[..=end]);
     }
     match host.rsplit_once(':') {
-        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
         _ => host,
     }
 }
@@ -89,7 +92,10 @@ pub(crate) async fn handshake(
 /// tokio-rustls reports TLS failures as `io::Error`s wrapping a
 /// `rustls::Error`; unwrap them so callers can match on [`Error::Tls`].
 pub(crate) fn tls_io_error(err: io::Error) -> Error {
-    match err.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+    match err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
         Some(tls) => Error::Tls(tls.clone()),
         None => Error::Io(err),
     }
@@ -121,7 +127,9 @@ fn root_store(roots: Roots, extra: &[Pem]) -> Result<Arc<RootCertStore>> {
             added += 1;
         }
         if added == 0 {
-            return Err(Error::TlsConfig(format!("CA {pem:?}: no certificates found")));
+            return Err(Error::TlsConfig(format!(
+                "CA {pem:?}: no certificates found"
+            )));
         }
     }
     Ok(Arc::new(store))
@@ -162,7 +170,9 @@ fn system_roots() -> Result<Arc<RootCertStore>> {
         .map_err(Error::TlsConfig)
 }
 
-fn load_client_cert(cert: &ClientCert) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+fn load_client_cert(
+    cert: &ClientCert,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
     let chain_pem = cert.chain.load()?;
     let chain = CertificateDer::pem_slice_iter(&chain_pem)
         .collect::<Result<Vec<_>, _>>()
@@ -225,15 +235,28 @@ mod tests {
 
     #[test]
     fn sni_comes_from_server_name_then_host_then_url() {
-        let name = |o: &ConnectOptions| server_name(o, "url.example").unwrap().to_str().into_owned();
+        let name =
+            |o: &ConnectOptions| server_name(o, "url.example").unwrap().to_str().into_owned();
         assert_eq!(name(&ConnectOptions::default()), "url.example");
-        assert_eq!(name(&ConnectOptions::default().host("vhost.example:8443")), "vhost.example");
+        assert_eq!(
+            name(&ConnectOptions::default().host("vhost.example:8443")),
+            "vhost.example"
+        );
         assert_eq!(name(&ConnectOptions::default().host("[::1]:8443")), "::1");
         assert_eq!(
-            name(&ConnectOptions::default().host("vhost.example").server_name("sni.example")),
+            name(
+                &ConnectOptions::default()
+                    .host("vhost.example")
+                    .server_name("sni.example")
+            ),
             "sni.example"
         );
-        assert_eq!(server_name(&ConnectOptions::default(), "127.0.0.1").unwrap().to_str(), "127.0.0.1");
+        assert_eq!(
+            server_name(&ConnectOptions::default(), "127.0.0.1")
+                .unwrap()
+                .to_str(),
+            "127.0.0.1"
+        );
         assert!(matches!(
             server_name(&ConnectOptions::default().server_name("bad name"), "x"),
             Err(Error::TlsConfig(_))
@@ -243,7 +266,9 @@ mod tests {
     #[test]
     fn bad_pem_is_a_config_error() {
         let o = ConnectOptions::default().ca_pem("not a certificate");
-        assert!(matches!(client_config(&o), Err(Error::TlsConfig(m)) if m.contains("no certificates")));
+        assert!(
+            matches!(client_config(&o), Err(Error::TlsConfig(m)) if m.contains("no certificates"))
+        );
         let o = ConnectOptions::default().ca_file("/nonexistent/ca.pem");
         assert!(matches!(client_config(&o), Err(Error::TlsConfig(m)) if m.contains("cannot read")));
         let o = ConnectOptions::default().roots(Roots::Empty);

@@ -51,17 +51,21 @@ impl WsUrl {
         if host.is_empty() {
             return Err(invalid("missing host"));
         }
-        let port = match authority.port() {
-            Some(port) => match port.as_u16() {
-                0 => return Err(invalid("port 0 is not a valid destination")),
-                port => port,
+        // `Authority::port` is `None` for a port that is not a u16; look at
+        // the text so that `:99999` is an error rather than port 80.
+        let port = match authority.as_str()[authority.host().len()..].strip_prefix(':') {
+            None | Some("") if tls => 443,
+            None | Some("") => 80,
+            Some(port) => match port.parse::<u16>() {
+                Ok(0) => return Err(invalid("port 0 is not a valid destination")),
+                Ok(port) => port,
+                Err(_) => return Err(invalid("the port must be a number from 1 to 65535")),
             },
-            None if tls => 443,
-            None => 80,
         };
-        let path = match uri.path_and_query() {
-            Some(pq) if !pq.as_str().is_empty() => pq.as_str().to_owned(),
-            _ => "/".to_owned(),
+        let path = match uri.path_and_query().map(|pq| pq.as_str()) {
+            None | Some("") => "/".to_owned(),
+            Some(query) if query.starts_with('?') => format!("/{query}"),
+            Some(path) => path.to_owned(),
         };
         Ok(WsUrl {
             tls,
@@ -153,6 +157,7 @@ mod tests {
         assert_eq!(url.host_header(), "example.com:8443");
         // The default port written out is still the default.
         assert_eq!(WsUrl::parse("ws://h:80/").unwrap().host_header(), "h");
+        assert_eq!(WsUrl::parse("ws://h:/").unwrap().port, 80);
     }
 
     #[test]
@@ -172,14 +177,26 @@ mod tests {
 
     #[test]
     fn bad_urls_say_why() {
-        assert_eq!(reason("http://example.com/"), "the scheme must be ws:// or wss://");
+        assert_eq!(
+            reason("http://example.com/"),
+            "the scheme must be ws:// or wss://"
+        );
         assert_eq!(reason("example.com/chat"), "not a valid URL");
         assert_eq!(reason("/chat"), "missing scheme (ws:// or wss://)");
         assert_eq!(reason("ws:///chat"), "not a valid URL");
-        assert_eq!(reason("ws://h/chat#top"), "a WebSocket URL must not have a fragment");
-        assert_eq!(reason("ws://user:pw@h/"), "credentials in the URL are not supported");
+        assert_eq!(
+            reason("ws://h/chat#top"),
+            "a WebSocket URL must not have a fragment"
+        );
+        assert_eq!(
+            reason("ws://user:pw@h/"),
+            "credentials in the URL are not supported"
+        );
         assert_eq!(reason("ws://h:0/"), "port 0 is not a valid destination");
-        assert_eq!(reason("ws://h:65536/"), "not a valid URL");
+        assert_eq!(
+            reason("ws://h:65536/"),
+            "the port must be a number from 1 to 65535"
+        );
         assert_eq!(reason("ws://exa mple.com/"), "not a valid URL");
         assert_eq!(reason(""), "not a valid URL");
     }

@@ -23,17 +23,23 @@ pub fn pattern(len: usize) -> Vec<u8> {
 /// the text `close:CODE:REASON` closes with that code and reason; requests
 /// to `/forbidden` are refused with 403.
 pub async fn echo_session<S: AsyncRead + AsyncWrite + Unpin>(io: S) {
-    let config = ServerConfig::default().websocket(WebSocketConfig::default().max_payload_len(32 << 20));
+    let config =
+        ServerConfig::default().websocket(WebSocketConfig::default().max_payload_len(32 << 20));
     let decide = |req: &http::Request<()>, offer: &frameway::wire::handshake::ClientOffer| {
         if req.uri().path() == "/forbidden" {
-            return Decision::reject(http::StatusCode::FORBIDDEN, "go away").header("x-why", "test");
+            return Decision::reject(http::StatusCode::FORBIDDEN, "go away")
+                .header("x-why", "test");
         }
         match offer.protocols.iter().find(|p| p.starts_with("chat.v2")) {
-            Some(p) => Decision::accept().protocol(p.clone()).header("x-served-by", "frameway"),
+            Some(p) => Decision::accept()
+                .protocol(p.clone())
+                .header("x-served-by", "frameway"),
             None => Decision::accept(),
         }
     };
-    let Ok(mut ws) = accept_with(io, config, decide).await else { return };
+    let Ok(mut ws) = accept_with(io, config, decide).await else {
+        return;
+    };
     while let Some(Ok(msg)) = ws.recv().await {
         match msg {
             Message::Text(t) if t.starts_with("close:") => {
@@ -44,7 +50,7 @@ pub async fn echo_session<S: AsyncRead + AsyncWrite + Unpin>(io: S) {
                 return;
             }
             m @ (Message::Text(_) | Message::Binary(_)) => {
-                if ws.send(m).await.is_err() {
+                if let Err(_closed) = ws.send(m).await {
                     return;
                 }
             }
@@ -105,18 +111,28 @@ impl TestPki {
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         // Distinct names: with rcgen's default name on both, OpenSSL takes
         // the leaf for a self-signed certificate.
-        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Frameway Test CA");
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Frameway Test CA");
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let ca = ca_params.self_signed(&ca_key).unwrap();
         let issuer = rcgen::Issuer::new(ca_params, ca_key);
 
         let server_key = KeyPair::generate().unwrap();
-        let mut server = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-        server.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
+        let mut server =
+            CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+        server
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "localhost");
         let server = server.signed_by(&server_key, &issuer).unwrap();
         let client_key = KeyPair::generate().unwrap();
         let mut client = CertificateParams::new(vec!["client.test".into()]).unwrap();
-        client.distinguished_name.push(rcgen::DnType::CommonName, "client.test");
+        client
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "client.test");
         let client = client.signed_by(&client_key, &issuer).unwrap();
 
         let dir = std::env::temp_dir().join(format!("frameway-pki-{name}-{}", std::process::id()));
@@ -156,10 +172,15 @@ impl TestPki {
         let key = PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes()).unwrap();
         let builder = if client_auth {
             let mut roots = rustls::RootCertStore::empty();
-            roots.add(CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).unwrap()).unwrap();
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
+            roots
+                .add(CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).unwrap())
                 .unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .unwrap();
             builder.with_client_cert_verifier(verifier)
         } else {
             builder.with_no_client_auth()
@@ -187,7 +208,9 @@ pub fn python() -> PathBuf {
 }
 
 pub fn peer_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/peers")
+        .join(name)
 }
 
 /// Runs tests/peers/ws_client.py with a JSON script; returns its stdout
@@ -205,7 +228,10 @@ pub async fn python_client(url: &str, script: serde_json::Value, args: &[&str]) 
         .unwrap();
     use tokio::io::AsyncWriteExt;
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(script.to_string().as_bytes()).await.unwrap();
+    stdin
+        .write_all(script.to_string().as_bytes())
+        .await
+        .unwrap();
     drop(stdin);
     let out = child.wait_with_output().await.unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
@@ -224,7 +250,15 @@ pub async fn python_server(args: &[&str]) -> (Child, u16) {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next_line().await.unwrap().expect("the peer printed READY");
-    let port = line.strip_prefix("READY ").expect("READY <port>").parse().unwrap();
+    let line = lines
+        .next_line()
+        .await
+        .unwrap()
+        .expect("the peer printed READY");
+    let port = line
+        .strip_prefix("READY ")
+        .expect("READY <port>")
+        .parse()
+        .unwrap();
     (child, port)
 }

@@ -115,13 +115,16 @@ pub fn parse_response(
     };
     let status = StatusCode::from_u16(res.code.unwrap_or_default())
         .map_err(|_| ResponseError::Malformed("invalid status code".into()))?;
-    let mut builder = Response::builder().status(status).version(if res.version == Some(1) {
-        Version::HTTP_11
-    } else {
-        Version::HTTP_10
-    });
+    let mut builder = Response::builder()
+        .status(status)
+        .version(if res.version == Some(1) {
+            Version::HTTP_11
+        } else {
+            Version::HTTP_10
+        });
     if let Some(map) = builder.headers_mut() {
-        copy_headers(res.headers, map).map_err(|_| ResponseError::Malformed("invalid header".into()))?;
+        copy_headers(res.headers, map)
+            .map_err(|_| ResponseError::Malformed("invalid header".into()))?;
     }
     let response = builder
         .body(())
@@ -157,7 +160,11 @@ pub fn validate_response<B>(
         return Err(ResponseError::NotUpgrade);
     }
     let expected = accept_key(key.as_bytes());
-    if headers.get(header::SEC_WEBSOCKET_ACCEPT).map(|v| v.as_bytes()) != Some(expected.as_bytes()) {
+    if headers
+        .get(header::SEC_WEBSOCKET_ACCEPT)
+        .map(|v| v.as_bytes())
+        != Some(expected.as_bytes())
+    {
         return Err(ResponseError::BadAccept);
     }
     let mut chosen = split_tokens(headers.get_all(header::SEC_WEBSOCKET_PROTOCOL));
@@ -168,10 +175,11 @@ pub fn validate_response<B>(
     };
     let extensions = parse_extensions(headers.get_all(header::SEC_WEBSOCKET_EXTENSIONS))
         .map_err(|_| ResponseError::Malformed("malformed Sec-WebSocket-Extensions".into()))?;
-    if let Some(ext) = extensions
-        .iter()
-        .find(|e| !offered_extensions.iter().any(|o| o.eq_ignore_ascii_case(&e.name)))
-    {
+    if let Some(ext) = extensions.iter().find(|e| {
+        !offered_extensions
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(&e.name))
+    }) {
         return Err(ResponseError::UnofferedExtension(ext.name.clone()));
     }
     Ok(Accepted {
@@ -198,13 +206,17 @@ mod tests {
             },
             &mut out,
         );
-        let (req, _) = parse_request(&out, HandshakeLimits::default()).unwrap().unwrap();
+        let (req, _) = parse_request(&out, HandshakeLimits::default())
+            .unwrap()
+            .unwrap();
         assert_eq!(req.uri(), "/p?q=1");
         let offer = validate_request(&req).unwrap();
         let res = accept_response(&offer, protocol_answer, None).unwrap();
         let mut raw = Vec::new();
         write_response(&res, b"", &mut raw);
-        let (res, len) = parse_response(&raw, HandshakeLimits::default()).unwrap().unwrap();
+        let (res, len) = parse_response(&raw, HandshakeLimits::default())
+            .unwrap()
+            .unwrap();
         assert_eq!(len, raw.len());
         validate_response(&res, &key, offered, &[])
     }
@@ -212,7 +224,10 @@ mod tests {
     #[test]
     fn our_request_passes_our_server_validation() {
         let offered = vec!["chat".to_owned()];
-        assert_eq!(round(Some("chat"), &offered).unwrap().protocol.as_deref(), Some("chat"));
+        assert_eq!(
+            round(Some("chat"), &offered).unwrap().protocol.as_deref(),
+            Some("chat")
+        );
         assert_eq!(round(None, &offered).unwrap().protocol, None);
         assert_eq!(
             round(Some("other"), &offered),
@@ -223,10 +238,17 @@ mod tests {
     #[test]
     fn wrong_accept_and_refusals_are_reported() {
         let raw = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: nope\r\n\r\n";
-        let (res, _) = parse_response(raw, HandshakeLimits::default()).unwrap().unwrap();
-        assert_eq!(validate_response(&res, "k", &[], &[]), Err(ResponseError::BadAccept));
+        let (res, _) = parse_response(raw, HandshakeLimits::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            validate_response(&res, "k", &[], &[]),
+            Err(ResponseError::BadAccept)
+        );
         let raw = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n";
-        let (res, _) = parse_response(raw, HandshakeLimits::default()).unwrap().unwrap();
+        let (res, _) = parse_response(raw, HandshakeLimits::default())
+            .unwrap()
+            .unwrap();
         assert_eq!(
             validate_response(&res, "k", &[], &[]),
             Err(ResponseError::NotSwitching(StatusCode::FORBIDDEN))

@@ -83,7 +83,9 @@ pub struct MalformedExtensions;
 /// assert_eq!(offers[0].param("client_max_window_bits"), Some(None));
 /// assert_eq!(offers[1].param("server_max_window_bits"), Some(Some("10")));
 /// ```
-pub fn parse_extensions(values: GetAll<'_, HeaderValue>) -> Result<Vec<ExtensionOffer>, MalformedExtensions> {
+pub fn parse_extensions(
+    values: GetAll<'_, HeaderValue>,
+) -> Result<Vec<ExtensionOffer>, MalformedExtensions> {
     let mut offers = Vec::new();
     for value in values {
         let value = value.to_str().map_err(|_| MalformedExtensions)?;
@@ -198,16 +200,30 @@ mod tests {
 
     #[test]
     fn several_offers_and_parameters() {
-        let offers = parse("permessage-deflate; client_no_context_takeover; server_max_window_bits=10 , x-foo").unwrap();
+        let offers = parse(
+            "permessage-deflate; client_no_context_takeover; server_max_window_bits=10 , x-foo",
+        )
+        .unwrap();
         assert_eq!(offers.len(), 2);
-        assert_eq!(offers[0].to_string(), "permessage-deflate; client_no_context_takeover; server_max_window_bits=10");
+        assert_eq!(
+            offers[0].to_string(),
+            "permessage-deflate; client_no_context_takeover; server_max_window_bits=10"
+        );
         assert_eq!(offers[1].name, "x-foo");
         assert!(parse("").unwrap().is_empty());
     }
 
     #[test]
     fn malformed_offers_are_errors() {
-        for bad in ["; x", "a;", "a; b=", "a b", "a; b=\"\"", "a; b=\"1 2\"", "a; b=\"1"] {
+        for bad in [
+            "; x",
+            "a;",
+            "a; b=",
+            "a b",
+            "a; b=\"\"",
+            "a; b=\"1 2\"",
+            "a; b=\"1",
+        ] {
             assert_eq!(parse(bad), Err(MalformedExtensions), "{bad}");
         }
     }

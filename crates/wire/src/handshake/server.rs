@@ -36,7 +36,9 @@ pub enum RequestError {
     MissingHost,
     /// No `Upgrade: websocket` or no `Connection: upgrade`: a plain HTTP
     /// request reached a WebSocket endpoint.
-    #[error("not a WebSocket upgrade request (Upgrade: websocket and Connection: Upgrade are required)")]
+    #[error(
+        "not a WebSocket upgrade request (Upgrade: websocket and Connection: Upgrade are required)"
+    )]
     NotUpgrade,
     /// A `Sec-WebSocket-Version` other than 13 (or none).
     #[error("unsupported WebSocket version {}; this server speaks 13", .0.as_deref().unwrap_or("(none)"))]
@@ -118,9 +120,13 @@ pub fn parse_request(
         } else {
             Version::HTTP_10
         });
-    let map = builder.headers_mut().ok_or_else(|| malformed("invalid request target"))?;
+    let map = builder
+        .headers_mut()
+        .ok_or_else(|| malformed("invalid request target"))?;
     copy_headers(req.headers, map).map_err(|_| malformed("invalid header"))?;
-    let request = builder.body(()).map_err(|e| RequestError::Malformed(e.to_string()))?;
+    let request = builder
+        .body(())
+        .map_err(|e| RequestError::Malformed(e.to_string()))?;
     Ok(Some((request, len)))
 }
 
@@ -190,7 +196,10 @@ pub fn accept_response(
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::UPGRADE, "websocket")
         .header(header::CONNECTION, "Upgrade")
-        .header(header::SEC_WEBSOCKET_ACCEPT, accept_key(offer.key.as_bytes()));
+        .header(
+            header::SEC_WEBSOCKET_ACCEPT,
+            accept_key(offer.key.as_bytes()),
+        );
     if let Some(protocol) = protocol {
         response = response.header(header::SEC_WEBSOCKET_PROTOCOL, protocol);
     }
@@ -237,7 +246,9 @@ pub fn write_response<B>(response: &Response<B>, body: &[u8], out: &mut Vec<u8>)
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if status != StatusCode::SWITCHING_PROTOCOLS && !response.headers().contains_key(header::CONTENT_LENGTH) {
+    if status != StatusCode::SWITCHING_PROTOCOLS
+        && !response.headers().contains_key(header::CONTENT_LENGTH)
+    {
         out.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
     }
     out.extend_from_slice(b"\r\n");
@@ -253,7 +264,8 @@ mod tests {
         Sec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
     fn check(raw: &str) -> Result<ClientOffer, RequestError> {
-        let (req, _) = parse_request(raw.as_bytes(), HandshakeLimits::default())?.expect("complete");
+        let (req, _) =
+            parse_request(raw.as_bytes(), HandshakeLimits::default())?.expect("complete");
         validate_request(&req)
     }
 
@@ -272,7 +284,9 @@ mod tests {
 
     #[test]
     fn upgrade_tokens_are_case_insensitive() {
-        let raw = GOOD.replace("Upgrade: websocket", "upgrade: WebSocket").replace("keep-alive, Upgrade", "UPGRADE");
+        let raw = GOOD
+            .replace("Upgrade: websocket", "upgrade: WebSocket")
+            .replace("keep-alive, Upgrade", "UPGRADE");
         assert!(check(&raw).is_ok());
     }
 
@@ -280,13 +294,34 @@ mod tests {
     fn each_violation_gets_its_status() {
         let cases: [(String, StatusCode); 8] = [
             (GOOD.replace("GET", "POST"), StatusCode::METHOD_NOT_ALLOWED),
-            (GOOD.replace("HTTP/1.1", "HTTP/1.0"), StatusCode::BAD_REQUEST),
-            (GOOD.replace("Host: server.example.com\r\n", ""), StatusCode::BAD_REQUEST),
-            (GOOD.replace("Upgrade: websocket\r\n", ""), StatusCode::UPGRADE_REQUIRED),
-            (GOOD.replace("Version: 13", "Version: 8"), StatusCode::UPGRADE_REQUIRED),
-            (GOOD.replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", ""), StatusCode::BAD_REQUEST),
-            (GOOD.replace("dGhlIHNhbXBsZSBub25jZQ==", "c2hvcnQ="), StatusCode::BAD_REQUEST),
-            ("GET / HTTP/1.1\r\nHost x\r\n\r\n".to_owned(), StatusCode::BAD_REQUEST),
+            (
+                GOOD.replace("HTTP/1.1", "HTTP/1.0"),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                GOOD.replace("Host: server.example.com\r\n", ""),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                GOOD.replace("Upgrade: websocket\r\n", ""),
+                StatusCode::UPGRADE_REQUIRED,
+            ),
+            (
+                GOOD.replace("Version: 13", "Version: 8"),
+                StatusCode::UPGRADE_REQUIRED,
+            ),
+            (
+                GOOD.replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", ""),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                GOOD.replace("dGhlIHNhbXBsZSBub25jZQ==", "c2hvcnQ="),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost x\r\n\r\n".to_owned(),
+                StatusCode::BAD_REQUEST,
+            ),
         ];
         for (raw, status) in cases {
             assert_eq!(check(&raw).unwrap_err().status(), status, "{raw}");
@@ -303,10 +338,21 @@ mod tests {
 
     #[test]
     fn head_size_is_limited() {
-        let limits = HandshakeLimits { max_head_len: 64, max_headers: 4 };
+        let limits = HandshakeLimits {
+            max_head_len: 64,
+            max_headers: 4,
+        };
         let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(100));
-        assert_eq!(parse_request(big.as_bytes(), limits).unwrap_err(), RequestError::HeadTooLarge);
-        assert_eq!(parse_request(GOOD.as_bytes(), limits).unwrap_err(), RequestError::HeadTooLarge);
-        assert!(parse_request(b"GET / HTTP/1.1\r\n", limits).unwrap().is_none());
+        assert_eq!(
+            parse_request(big.as_bytes(), limits).unwrap_err(),
+            RequestError::HeadTooLarge
+        );
+        assert_eq!(
+            parse_request(GOOD.as_bytes(), limits).unwrap_err(),
+            RequestError::HeadTooLarge
+        );
+        assert!(parse_request(b"GET / HTTP/1.1\r\n", limits)
+            .unwrap()
+            .is_none());
     }
 }
