@@ -162,6 +162,45 @@ pub async fn connect_with(
     Ok((ws, response))
 }
 
+/// Runs the client handshake over a stream the caller already opened (an
+/// in-memory pipe, a Unix socket, a stream with its own TLS): `url` gives
+/// the Host header and the request path; TCP, TLS, proxy and pool options
+/// are not used.
+///
+/// ```
+/// # async fn demo() -> frameway::Result<()> {
+/// use frameway::client::{client_handshake, ConnectOptions};
+/// let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+/// tokio::spawn(async move { frameway::accept(server_io).await });
+/// let (mut ws, response) = client_handshake(client_io, "ws://in-memory/chat", ConnectOptions::default()).await?;
+/// assert_eq!(response.status(), 101);
+/// # ws.send_text("hi").await?;
+/// # Ok(()) }
+/// ```
+pub async fn client_handshake<S>(
+    mut io: S,
+    url: &str,
+    options: ConnectOptions,
+) -> Result<(WebSocket<S>, ConnectResponse)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    options.check()?;
+    let target = WsUrl::parse(url)?;
+    let limit = options.handshake_timeout;
+    let (response, rest) = within(
+        Instant::now() + limit,
+        TimeoutKind::Handshake,
+        limit,
+        handshake::upgrade(&mut io, &target, &options),
+    )
+    .await??;
+    let protocol = response.protocol().map(str::to_owned);
+    let ws = WebSocket::from_raw_socket(io, Role::Client, options.websocket, rest)
+        .with_subprotocol(protocol);
+    Ok((ws, response))
+}
+
 /// Opens the TCP connection to the server, or to the proxy and through it.
 async fn open_tcp(target: &WsUrl, proxy: Option<&Proxy>) -> Result<TcpStream> {
     let (host, port) = match proxy {
