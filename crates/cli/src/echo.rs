@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use clap::Args;
 use frameway::server::{accept_with, Decision, ServerConfig};
-use frameway::{Message, WebSocketConfig};
+use frameway::WebSocketConfig;
 use tokio::net::{TcpListener, TcpStream};
 
 #[derive(Args)]
@@ -56,15 +56,10 @@ async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
 
 async fn echo(tcp: TcpStream, config: ServerConfig) -> frameway::Result<()> {
     let _ = tcp.set_nodelay(true);
-    let mut ws = accept_with(tcp, config, |_, offer| match offer.protocols.first() {
+    let ws = accept_with(tcp, config, |_, offer| match offer.protocols.first() {
         Some(p) => Decision::accept().protocol(p.clone()),
         None => Decision::accept(),
     })
     .await?;
-    while let Some(msg) = ws.recv().await {
-        if let msg @ (Message::Text(_) | Message::Binary(_)) = msg? {
-            ws.send(msg).await?;
-        }
-    }
-    Ok(())
+    frameway_gateway::echo::echo(ws).await
 }

@@ -1,7 +1,8 @@
-//! The `frameway` command: an echo server and an interactive client.
+//! The `frameway` command: the gateway, an echo server and an interactive client.
 
 mod client;
 mod echo;
+mod gateway;
 
 use std::process::ExitCode;
 
@@ -17,6 +18,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the WebSocket gateway (built-in default config without --config).
+    Gateway(gateway::GatewayArgs),
     /// Run a WebSocket echo server.
     Echo(echo::EchoArgs),
     /// Connect to a WebSocket server: send stdin lines, print what arrives.
@@ -25,7 +28,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO)
+        .init();
     let result = match cli.command {
+        Command::Gateway(args) => gateway::run(args),
         Command::Echo(args) => echo::run(args),
         Command::Client(args) => client::run(args),
     };

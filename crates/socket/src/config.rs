@@ -48,6 +48,11 @@ pub struct WebSocketConfig {
     pub close_timeout: Duration,
     /// Answer pings automatically.
     pub auto_pong: bool,
+    /// Answer a protocol violation with its close frame at once (on by
+    /// default). With it off, the violation is only reported and the
+    /// connection stays writable, so a proxy can deliver what the other
+    /// side still sends before closing with the error's code itself.
+    pub close_on_error: bool,
 }
 
 impl Default for WebSocketConfig {
@@ -65,6 +70,7 @@ impl Default for WebSocketConfig {
             pong_timeout: Duration::from_secs(15),
             close_timeout: Duration::from_secs(5),
             auto_pong: true,
+            close_on_error: true,
         }
     }
 }

@@ -91,6 +91,12 @@ pub struct WebSocket<S> {
     pending: Option<Incoming>,
     /// A fatal error to report once its close frame is flushed.
     failure: Option<Error>,
+    /// A protocol error ended reading, but the caller closes (see
+    /// [`WebSocketConfig::close_on_error`]).
+    read_failed: bool,
+    /// Both close frames are through and the peer closed TCP (or the wait
+    /// for it timed out): our side of TCP closes next.
+    tcp_closing: bool,
     done: bool,
 }
 
@@ -119,6 +125,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub fn from_raw_socket(io: S, role: Role, config: WebSocketConfig, read_buf: Bytes) -> Self {
         let mut proto = Protocol::new(config.wire(role), entropy);
         proto.set_auto_pong(config.auto_pong);
+        proto.set_close_on_error(config.close_on_error);
         let keepalive = config
             .ping_interval
             .map(|interval| Keepalive::new(interval, config.pong_timeout));
@@ -132,6 +139,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             subprotocol: None,
             pending: None,
             failure: None,
+            read_failed: false,
+            tcp_closing: false,
             done: false,
         }
     }
@@ -184,6 +193,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// half-received or half-sent, nothing buffered.
     pub(crate) fn is_reusable(&self) -> bool {
         !self.done
+            && !self.read_failed
             && self.failure.is_none()
             && self.pending.is_none()
             && self.proto.close_state() == CloseState::Open
@@ -238,8 +248,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         frames: bool,
     ) -> Poll<Option<Result<Incoming>>> {
         loop {
-            if self.done {
+            if self.done || self.read_failed {
                 return Poll::Ready(None);
+            }
+            if !self.config.close_on_error && matches!(self.failure, Some(Error::Protocol(_))) {
+                self.read_failed = true;
+                return Poll::Ready(self.failure.take().map(Err));
             }
             if self.failure.is_some() {
                 // Best effort: the peer may already be gone.
@@ -367,16 +381,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             return Poll::Ready(Ok(()));
         }
         loop {
-            if let Poll::Ready(()) = self.poll_close_timer(cx) {
+            if self.tcp_closing {
+                // The server closed TCP (or the wait timed out): close ours.
+                let _ = ready!(self.poll_shutdown(write_waker));
                 self.done = true;
                 return Poll::Ready(Ok(()));
             }
+            if let Poll::Ready(()) = self.poll_close_timer(cx) {
+                self.tcp_closing = true;
+                continue;
+            }
             self.rbuf.clear();
             match ready!(self.poll_fill(cx)) {
-                Ok(0) | Err(_) => {
-                    self.done = true;
-                    return Poll::Ready(Ok(()));
-                }
+                Ok(0) | Err(_) => self.tcp_closing = true,
                 Ok(_) => {}
             }
         }

@@ -1,9 +1,11 @@
 //! The client against real sockets on 127.0.0.1: frameway servers, TLS with
 //! a CA made at test time, mutual TLS, a CONNECT proxy, and pools.
 
+mod support;
+
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,17 +13,13 @@ use frameway::client::{connect_with, ConnectOptions};
 use frameway::server::{accept_with, Decision, ServerConfig};
 use frameway::{CloseCode, Error, Message, TimeoutKind, WebSocket};
 use http::{HeaderMap, StatusCode};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
+use support::{
+    counted_echo_server, echo_messages, echo_server, self_signed_server_config, serve,
+    tls_echo_server, tls_echo_server_with, TestPki,
 };
-use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig as TlsServerConfig};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
-use tokio_rustls::TlsAcceptor;
 
 /// No test may take longer than this.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -30,58 +28,6 @@ async fn bounded<F: Future>(fut: F) -> F::Output {
     tokio::time::timeout(LIMIT, fut)
         .await
         .expect("test timed out")
-}
-
-/// Serves every connection on a fresh port with `handle`; counts them.
-async fn serve<F, Fut>(handle: F) -> (SocketAddr, Arc<AtomicUsize>)
-where
-    F: Fn(TcpStream) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(handle(tcp));
-        }
-    });
-    (addr, accepted)
-}
-
-/// Echoes text and binary messages until the connection ends.
-async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocket<S>) {
-    while let Some(Ok(msg)) = ws.recv().await {
-        if matches!(msg, Message::Text(_) | Message::Binary(_)) && ws.send(msg).await.is_err() {
-            break;
-        }
-    }
-}
-
-async fn echo_server() -> (SocketAddr, Arc<AtomicUsize>) {
-    serve(|tcp| async move {
-        if let Ok(ws) = frameway::accept(tcp).await {
-            echo(ws).await;
-        }
-    })
-    .await
-}
-
-async fn tls_echo_server(acceptor: TlsAcceptor) -> SocketAddr {
-    serve(move |tcp| {
-        let acceptor = acceptor.clone();
-        async move {
-            if let Ok(tls) = acceptor.accept(tcp).await {
-                if let Ok(ws) = frameway::accept(tls).await {
-                    echo(ws).await;
-                }
-            }
-        }
-    })
-    .await
-    .0
 }
 
 async fn roundtrip<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>, text: &str) {
@@ -94,7 +40,7 @@ async fn roundtrip<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>, tex
 #[tokio::test]
 async fn text_and_binary_echo() {
     bounded(async {
-        let (addr, _) = echo_server().await;
+        let addr = echo_server().await;
         let (mut ws, response) = frameway::connect(&format!("ws://{addr}/echo?x=1"))
             .await
             .unwrap();
@@ -119,7 +65,12 @@ async fn text_and_binary_echo() {
 async fn subprotocol_is_negotiated() {
     bounded(async {
         // frameway::accept picks the client's first choice.
-        let (addr, _) = echo_server().await;
+        let (addr, _) = serve(|tcp| async move {
+            if let Ok(ws) = frameway::accept(tcp).await {
+                echo_messages(ws).await;
+            }
+        })
+        .await;
         let options = ConnectOptions::default().protocols(["v2.chat", "v1.chat"]);
         let (ws, response) = connect_with(&format!("ws://{addr}/"), options)
             .await
@@ -133,7 +84,7 @@ async fn subprotocol_is_negotiated() {
                 Decision::accept().protocol("v1.chat")
             });
             if let Ok(ws) = ws.await {
-                echo(ws).await;
+                echo_messages(ws).await;
             }
         })
         .await;
@@ -165,7 +116,7 @@ async fn server_sees_headers_origin_and_host() {
                     Decision::accept().header("x-server", "frameway-test")
                 });
                 if let Ok(ws) = ws.await {
-                    echo(ws).await;
+                    echo_messages(ws).await;
                 }
             }
         })
@@ -316,86 +267,11 @@ async fn explicit_key_is_sent() {
 
 // ----- TLS -----
 
-struct Pki {
-    ca_pem: String,
-    ca_der: CertificateDer<'static>,
-    server_chain: Vec<CertificateDer<'static>>,
-    server_key: PrivateKeyDer<'static>,
-    client_cert_pem: String,
-    client_key_pem: String,
-}
-
-/// A CA, a server certificate for localhost and 127.0.0.1, and a client
-/// certificate, all made now.
-fn pki() -> Pki {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "frameway test CA");
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-
-    let server_key = KeyPair::generate().unwrap();
-    let mut server_params =
-        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let server_cert = server_params.signed_by(&server_key, &ca).unwrap();
-
-    let client_key = KeyPair::generate().unwrap();
-    let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    client_params
-        .distinguished_name
-        .push(DnType::CommonName, "frameway test client");
-    client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let client_cert = client_params.signed_by(&client_key, &ca).unwrap();
-
-    Pki {
-        ca_pem: ca.pem(),
-        ca_der: ca.der().clone(),
-        server_chain: vec![server_cert.der().clone()],
-        server_key: PrivatePkcs8KeyDer::from(server_key.serialize_der()).into(),
-        client_cert_pem: client_cert.pem(),
-        client_key_pem: client_key.serialize_pem(),
-    }
-}
-
-fn acceptor(
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-    client_ca: Option<&CertificateDer<'static>>,
-) -> TlsAcceptor {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = TlsServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap();
-    let builder = match client_ca {
-        Some(ca) => {
-            let mut roots = RootCertStore::empty();
-            roots.add(ca.clone()).unwrap();
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .unwrap();
-            builder.with_client_cert_verifier(verifier)
-        }
-        None => builder.with_no_client_auth(),
-    };
-    TlsAcceptor::from(Arc::new(builder.with_single_cert(chain, key).unwrap()))
-}
-
 #[tokio::test]
 async fn wss_with_a_private_ca() {
     bounded(async {
-        let pki = pki();
-        let addr = tls_echo_server(acceptor(
-            pki.server_chain.clone(),
-            pki.server_key.clone_key(),
-            None,
-        ))
-        .await;
+        let pki = TestPki::new("client-private-ca");
+        let addr = tls_echo_server(&pki, false).await;
 
         // By IP address (an IP SAN), trusting the test CA on top of webpki.
         let options = ConnectOptions::default().ca_pem(pki.ca_pem.clone());
@@ -438,30 +314,15 @@ async fn wss_with_a_private_ca() {
 #[tokio::test]
 async fn ca_and_client_cert_from_files() {
     bounded(async {
-        let pki = pki();
-        let addr = tls_echo_server(acceptor(
-            pki.server_chain.clone(),
-            pki.server_key.clone_key(),
-            Some(&pki.ca_der),
-        ))
-        .await;
-        let dir = std::env::temp_dir().join(format!("frameway-client-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (ca, cert, key) = (
-            dir.join("ca.pem"),
-            dir.join("client.pem"),
-            dir.join("client.key"),
-        );
-        std::fs::write(&ca, &pki.ca_pem).unwrap();
-        std::fs::write(&cert, &pki.client_cert_pem).unwrap();
-        std::fs::write(&key, &pki.client_key_pem).unwrap();
-
+        // TestPki writes its PEMs to a directory of its own.
+        let pki = TestPki::new("client-files");
+        let addr = tls_echo_server(&pki, true).await;
         let options = ConnectOptions::default()
-            .ca_file(&ca)
-            .client_cert_files(&cert, &key);
-        let result = connect_with(&format!("wss://{addr}/"), options).await;
-        std::fs::remove_dir_all(&dir).unwrap();
-        let (mut ws, _) = result.unwrap();
+            .ca_file(pki.path("ca.pem"))
+            .client_cert_files(pki.path("client.pem"), pki.path("client.key"));
+        let (mut ws, _) = connect_with(&format!("wss://{addr}/"), options)
+            .await
+            .unwrap();
         roundtrip(&mut ws, "mtls from files").await;
     })
     .await;
@@ -470,13 +331,8 @@ async fn ca_and_client_cert_from_files() {
 #[tokio::test]
 async fn mutual_tls_requires_the_client_certificate() {
     bounded(async {
-        let pki = pki();
-        let addr = tls_echo_server(acceptor(
-            pki.server_chain.clone(),
-            pki.server_key.clone_key(),
-            Some(&pki.ca_der),
-        ))
-        .await;
+        let pki = TestPki::new("client-mtls");
+        let addr = tls_echo_server(&pki, true).await;
         let url = format!("wss://{addr}/");
 
         // TLS 1.3 finishes the client's handshake before the server checks
@@ -501,10 +357,7 @@ async fn mutual_tls_requires_the_client_certificate() {
 #[tokio::test]
 async fn ssl_verify_false_accepts_a_self_signed_server() {
     bounded(async {
-        let rcgen::CertifiedKey { cert, signing_key } =
-            rcgen::generate_simple_self_signed(vec!["self.example".to_owned()]).unwrap();
-        let key = PrivatePkcs8KeyDer::from(signing_key.serialize_der()).into();
-        let addr = tls_echo_server(acceptor(vec![cert.der().clone()], key, None)).await;
+        let addr = tls_echo_server_with(self_signed_server_config(&["self.example"])).await;
         let url = format!("wss://{addr}/");
 
         assert!(matches!(frameway::connect(&url).await, Err(Error::Tls(_))));
@@ -560,7 +413,7 @@ async fn connect_proxy(refuse: bool) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
 #[tokio::test]
 async fn through_a_connect_proxy() {
     bounded(async {
-        let (server, _) = echo_server().await;
+        let server = echo_server().await;
         let (proxy, seen) = connect_proxy(false).await;
         let options = ConnectOptions::default().proxy(format!("http://user:pw@{proxy}"));
         let (mut ws, _) = connect_with(&format!("ws://{server}/via-proxy"), options)
@@ -584,13 +437,8 @@ async fn through_a_connect_proxy() {
 #[tokio::test]
 async fn wss_through_a_connect_proxy() {
     bounded(async {
-        let pki = pki();
-        let server = tls_echo_server(acceptor(
-            pki.server_chain.clone(),
-            pki.server_key.clone_key(),
-            None,
-        ))
-        .await;
+        let pki = TestPki::new("client-proxy");
+        let server = tls_echo_server(&pki, false).await;
         let (proxy, seen) = connect_proxy(false).await;
         let options = ConnectOptions::default()
             .proxy(proxy.to_string())
@@ -624,7 +472,7 @@ async fn proxy_refusal_is_reported() {
 #[tokio::test]
 async fn pooled_connection_is_reused() {
     bounded(async {
-        let (addr, accepted) = echo_server().await;
+        let (addr, accepted) = counted_echo_server().await;
         let url = format!("ws://{addr}/pooled");
         let options = ConnectOptions::default().pool_size(4).protocol("p1");
 
@@ -702,7 +550,7 @@ async fn pooled_connection_closed_by_the_server_is_not_reused() {
 #[tokio::test]
 async fn idle_connections_expire() {
     bounded(async {
-        let (addr, accepted) = echo_server().await;
+        let (addr, accepted) = counted_echo_server().await;
         let url = format!("ws://{addr}/");
         let options = ConnectOptions::default().pool_size(2);
         let (ws, _) = connect_with(&url, options.clone()).await.unwrap();
@@ -718,7 +566,7 @@ async fn idle_connections_expire() {
 #[tokio::test]
 async fn backlog_queues_then_refuses() {
     bounded(async {
-        let (addr, accepted) = echo_server().await;
+        let (addr, accepted) = counted_echo_server().await;
         let url = format!("ws://{addr}/limited");
         let options = ConnectOptions::default().pool_size(1).backlog(1);
 
@@ -763,7 +611,7 @@ async fn backlog_queues_then_refuses() {
 #[tokio::test]
 async fn backlog_wait_is_bounded_by_the_connect_timeout() {
     bounded(async {
-        let (addr, _) = echo_server().await;
+        let addr = echo_server().await;
         let url = format!("ws://{addr}/");
         let options = ConnectOptions::default()
             .pool_size(1)

@@ -82,6 +82,19 @@ impl FrameEncoder {
         payload_len: u64,
         mask: Option<[u8; 4]>,
     ) -> Result<EncodedHeader, ProtocolError> {
+        self.header_counted(fin, opcode, rsv1, payload_len, payload_len, mask)
+    }
+
+    /// Checks that a frame may be sent now, without changing any state:
+    /// `counted` is what it adds to its message's size (the uncompressed
+    /// length, for a compressed frame). Lets a compressor run only for
+    /// frames that will be sent.
+    pub(crate) fn check(
+        &self,
+        fin: bool,
+        opcode: OpCode,
+        counted: u64,
+    ) -> Result<(), ProtocolError> {
         if self.close_sent {
             return Err(ProtocolError::InvalidSend(
                 "the close frame was already sent",
@@ -91,30 +104,49 @@ impl FrameEncoder {
             if !fin {
                 return Err(ProtocolError::FragmentedControlFrame);
             }
-            if payload_len > 125 {
-                return Err(ProtocolError::ControlFrameTooLong(payload_len));
+            if counted > 125 {
+                return Err(ProtocolError::ControlFrameTooLong(counted));
             }
-        } else {
-            let total = match (opcode, self.sending) {
-                (OpCode::Continuation, None) => {
-                    return Err(ProtocolError::InvalidSend(
-                        "a continuation frame needs a message to continue",
-                    ))
-                }
-                (OpCode::Continuation, Some(sent)) => sent + payload_len,
-                (_, Some(_)) => {
-                    return Err(ProtocolError::InvalidSend(
-                        "the fragmented message being sent is not finished",
-                    ))
-                }
-                (_, None) => payload_len,
-            };
-            if total > self.max_send_len {
-                return Err(ProtocolError::MessageTooBig {
-                    size: total,
-                    limit: self.max_send_len,
-                });
-            }
+            return Ok(());
+        }
+        let total = self.message_total(opcode, counted)?;
+        if total > self.max_send_len {
+            return Err(ProtocolError::MessageTooBig {
+                size: total,
+                limit: self.max_send_len,
+            });
+        }
+        Ok(())
+    }
+
+    /// The size of the message a data frame belongs to once it is sent.
+    fn message_total(&self, opcode: OpCode, counted: u64) -> Result<u64, ProtocolError> {
+        match (opcode, self.sending) {
+            (OpCode::Continuation, None) => Err(ProtocolError::InvalidSend(
+                "a continuation frame needs a message to continue",
+            )),
+            (OpCode::Continuation, Some(sent)) => Ok(sent + counted),
+            (_, Some(_)) => Err(ProtocolError::InvalidSend(
+                "the fragmented message being sent is not finished",
+            )),
+            (_, None) => Ok(counted),
+        }
+    }
+
+    /// [`Self::header`] for a payload of `payload_len` bytes that counts as
+    /// `counted` towards the send limit.
+    pub(crate) fn header_counted(
+        &mut self,
+        fin: bool,
+        opcode: OpCode,
+        rsv1: bool,
+        payload_len: u64,
+        counted: u64,
+        mask: Option<[u8; 4]>,
+    ) -> Result<EncodedHeader, ProtocolError> {
+        self.check(fin, opcode, counted)?;
+        if !opcode.is_control() {
+            let total = self.message_total(opcode, counted)?;
             self.sending = (!fin).then_some(total);
         }
         if opcode == OpCode::Close {
@@ -150,7 +182,24 @@ impl FrameEncoder {
         mask: Option<[u8; 4]>,
         out: &mut BytesMut,
     ) -> Result<(), ProtocolError> {
-        let header = self.header(fin, opcode, rsv1, payload.len() as u64, mask)?;
+        let len = payload.len() as u64;
+        self.encode_counted(fin, opcode, rsv1, payload, len, mask, out)
+    }
+
+    /// [`Self::encode_with_rsv1`] for a payload that counts as `counted`
+    /// bytes towards the send limit.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn encode_counted(
+        &mut self,
+        fin: bool,
+        opcode: OpCode,
+        rsv1: bool,
+        payload: &[u8],
+        counted: u64,
+        mask: Option<[u8; 4]>,
+        out: &mut BytesMut,
+    ) -> Result<(), ProtocolError> {
+        let header = self.header_counted(fin, opcode, rsv1, payload.len() as u64, counted, mask)?;
         out.reserve(header.as_bytes().len() + payload.len());
         out.put_slice(header.as_bytes());
         let start = out.len();

@@ -15,6 +15,8 @@
 //! - [`Protocol`]: one connection's state, with the replies the protocol
 //!   requires (pong, close echo, close on error) queued for you.
 //! - [`handshake`]: the opening handshake on both sides.
+//! - [`deflate`]: permessage-deflate (RFC 7692), negotiated and applied by
+//!   [`Protocol`].
 //!
 //! Every error knows its answer: [`ProtocolError::close_code`] for frames,
 //! [`handshake::RequestError::status`] for handshakes.
@@ -38,6 +40,7 @@
 mod close;
 mod config;
 mod decoder;
+pub mod deflate;
 mod encoder;
 mod error;
 pub mod handshake;

@@ -1,15 +1,16 @@
 //! One connection's protocol state: frames in, messages out, replies queued.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
 use crate::config::Config;
 use crate::decoder::{Frame, FrameDecoder};
+use crate::deflate::Deflate;
 use crate::encoder::FrameEncoder;
 use crate::error::ProtocolError;
 use crate::message::{Message, MessageAssembler, RawMessage};
 use crate::opcode::OpCode;
-use crate::utf8::Utf8Bytes;
+use crate::utf8::{Utf8Bytes, Utf8Validator};
 
 /// Fills a buffer with unpredictable bytes for masking keys (RFC 6455 §5.3
 /// asks for a strong source of entropy). The core does no IO, so the caller
@@ -63,6 +64,18 @@ pub struct Protocol {
     keys: [u8; 64],
     keys_used: usize,
     auto_pong: bool,
+    /// Whether a protocol error queues its close frame at once.
+    close_on_error: bool,
+    /// permessage-deflate, once negotiated.
+    deflate: Option<Deflate>,
+    /// The compressed message being received: text or not, bytes inflated.
+    inflating: Option<(bool, u64)>,
+    /// Validates inflated text (the decoder cannot see it).
+    inflated_utf8: Utf8Validator,
+    /// The fragmented message being sent through `send_frame` is compressed.
+    compressing: bool,
+    /// Split outgoing data messages into frames of at most this many bytes.
+    fragment_size: Option<usize>,
 }
 
 impl Protocol {
@@ -77,6 +90,12 @@ impl Protocol {
             keys: [0; 64],
             keys_used: 64,
             auto_pong: true,
+            close_on_error: true,
+            deflate: None,
+            inflating: None,
+            inflated_utf8: Utf8Validator::new(),
+            compressing: false,
+            fragment_size: None,
             config,
         }
     }
@@ -101,6 +120,54 @@ impl Protocol {
     pub fn set_max_send_len(&mut self, len: u64) {
         self.config.max_send_len = len;
         self.encoder.set_max_send_len(len);
+    }
+
+    /// Turns on permessage-deflate, as negotiated in the handshake: from now
+    /// on compressed data frames (RSV1) are accepted and come out of
+    /// [`Self::read_frame`] and [`Self::read_message`] inflated (RSV1
+    /// cleared), with inflated text validated as UTF-8 (1007) and the
+    /// inflated size held to the message limit (1009); and data messages
+    /// larger than the threshold go out compressed. Control frames are
+    /// never compressed.
+    ///
+    /// ```
+    /// use frameway_wire::deflate::{Deflate, DeflateConfig, DeflateParams};
+    /// use frameway_wire::{Config, Message, Protocol, Role};
+    ///
+    /// let (params, config) = (DeflateParams::default(), DeflateConfig::default());
+    /// let mut client = Protocol::new(Config::new(Role::Client), |b| b.fill(1));
+    /// let mut server = Protocol::new(Config::new(Role::Server), |b| b.fill(0));
+    /// client.set_deflate(Deflate::new(Role::Client, params, &config));
+    /// server.set_deflate(Deflate::new(Role::Server, params, &config));
+    ///
+    /// let text = "to be or not to be, ".repeat(50);
+    /// client.send(&Message::text(text.as_str())).unwrap();
+    /// let mut wire = client.take_output();
+    /// assert!(wire.len() < 100);
+    /// assert_eq!(wire[0] & 0x40, 0x40); // RSV1: compressed
+    /// assert_eq!(server.read_message(&mut wire).unwrap(), Some(Message::text(text)));
+    /// ```
+    pub fn set_deflate(&mut self, deflate: Deflate) {
+        self.decoder.allow_rsv1();
+        self.deflate = Some(deflate);
+    }
+
+    /// The permessage-deflate state, if it was negotiated.
+    pub fn deflate(&self) -> Option<&Deflate> {
+        self.deflate.as_ref()
+    }
+
+    /// Takes the permessage-deflate state out, to carry its windows over to
+    /// a new `Protocol` for the same connection (a pooled connection).
+    pub fn take_deflate(&mut self) -> Option<Deflate> {
+        self.deflate.take()
+    }
+
+    /// Splits outgoing data messages sent with [`Self::send`] into frames of
+    /// at most `size` payload bytes (after compression); `None` sends each
+    /// message as one frame.
+    pub fn set_fragment_size(&mut self, size: Option<usize>) {
+        self.fragment_size = size.map(|s| s.max(1));
     }
 
     /// The decoder, for extensions that need to adjust it.
@@ -129,9 +196,13 @@ impl Protocol {
     }
 
     /// Reads the next frame from `buf`. Control frames get their automatic
-    /// replies queued; data frames are returned as they are (fragments too).
+    /// replies queued; data frames are returned as they are (fragments
+    /// too), inflated if permessage-deflate is on.
     pub fn read_frame(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
-        let frame = match self.decoder.decode(buf) {
+        let frame = match self.decoder.decode(buf).and_then(|f| match f {
+            Some(frame) => self.inflate(frame).map(Some),
+            None => Ok(None),
+        }) {
             Ok(Some(frame)) => frame,
             Ok(None) => return Ok(None),
             Err(err) => {
@@ -174,6 +245,54 @@ impl Protocol {
         Ok(None)
     }
 
+    /// Inflates a frame of a compressed message, each fragment as it comes,
+    /// so that neither the frame API nor the message limit sees compressed
+    /// bytes.
+    fn inflate(&mut self, mut frame: Frame) -> Result<Frame, ProtocolError> {
+        let Some(deflate) = &mut self.deflate else {
+            return Ok(frame);
+        };
+        match frame.opcode {
+            OpCode::Text | OpCode::Binary if frame.rsv1 => {
+                self.inflating = Some((frame.opcode == OpCode::Text, 0));
+                self.inflated_utf8.reset();
+            }
+            OpCode::Continuation if self.inflating.is_some() => {}
+            _ => return Ok(frame),
+        }
+        let Some((text, inflated)) = &mut self.inflating else {
+            return Ok(frame);
+        };
+        let limit = self.config.limits.max_message_len;
+        let mut out = Vec::new();
+        deflate
+            .inflate(&frame.payload, frame.fin, limit - *inflated, &mut out)
+            .map_err(|err| match err {
+                ProtocolError::MessageTooBig { size, .. } => ProtocolError::MessageTooBig {
+                    size: *inflated + size,
+                    limit,
+                },
+                other => other,
+            })?;
+        *inflated += out.len() as u64;
+        if *text {
+            let valid = self
+                .inflated_utf8
+                .feed(&out)
+                .and_then(|()| match frame.fin {
+                    true => self.inflated_utf8.finish(),
+                    false => Ok(()),
+                });
+            valid.map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        if frame.fin {
+            self.inflating = None;
+        }
+        frame.payload = Bytes::from(out);
+        frame.rsv1 = false;
+        Ok(frame)
+    }
+
     fn finish_message(&mut self, raw: RawMessage) -> Result<Message, ProtocolError> {
         if raw.compressed {
             let err = ProtocolError::Extension("compressed message without an extension");
@@ -188,22 +307,98 @@ impl Protocol {
     }
 
     /// Queues one frame for sending.
+    ///
+    /// With permessage-deflate, a data message is compressed frame by
+    /// frame: a fragmented one (`fin` false on its first frame) always, a
+    /// single frame when it is over the threshold. Each fragment carries
+    /// its part compressed and flushed; only the first has RSV1.
     pub fn send_frame(
         &mut self,
         fin: bool,
         opcode: OpCode,
         payload: &[u8],
     ) -> Result<(), ProtocolError> {
+        let len = payload.len();
+        let deflate = match opcode {
+            OpCode::Text | OpCode::Binary => self.deflate.as_mut().filter(|d| !fin || d.wants(len)),
+            OpCode::Continuation if self.compressing => self.deflate.as_mut(),
+            _ => None,
+        };
+        let Some(deflate) = deflate else {
+            let mask = self.next_mask();
+            return self
+                .encoder
+                .encode(fin, opcode, payload, mask, &mut self.out);
+        };
+        // A refused frame must not advance the compressor's window.
+        self.encoder.check(fin, opcode, len as u64)?;
+        let mut compressed = Vec::new();
+        deflate.compress(payload, fin, &mut compressed)?;
         let mask = self.next_mask();
-        self.encoder
-            .encode(fin, opcode, payload, mask, &mut self.out)
+        let rsv1 = opcode != OpCode::Continuation;
+        self.encoder.encode_counted(
+            fin,
+            opcode,
+            rsv1,
+            &compressed,
+            len as u64,
+            mask,
+            &mut self.out,
+        )?;
+        self.compressing = !fin;
+        Ok(())
     }
 
-    /// Queues a whole message for sending, unfragmented.
+    /// Queues a whole message for sending: one frame, or frames of the
+    /// fragment size if one is set. With permessage-deflate, data messages
+    /// over the threshold are compressed whole, then split.
     pub fn send(&mut self, message: &Message) -> Result<(), ProtocolError> {
-        match message {
-            Message::Close(close) => self.send_close(close.as_ref()),
-            other => self.send_frame(true, other.opcode(), other.as_payload()),
+        let (opcode, payload) = match message {
+            Message::Close(close) => return self.send_close(close.as_ref()),
+            Message::Ping(_) | Message::Pong(_) => {
+                return self.send_frame(true, message.opcode(), message.as_payload())
+            }
+            data => (data.opcode(), data.as_payload()),
+        };
+        let size = self.fragment_size.unwrap_or(usize::MAX);
+        let len = payload.len();
+        let deflate = self.deflate.as_mut().filter(|d| d.wants(len));
+        let compress = deflate.is_some();
+        if !compress && len <= size {
+            return self.send_frame(true, opcode, payload);
+        }
+        self.encoder.check(true, opcode, len as u64)?;
+        let mut compressed = Vec::new();
+        let wire = match deflate {
+            Some(deflate) => {
+                deflate.compress(payload, true, &mut compressed)?;
+                &compressed[..]
+            }
+            None => payload,
+        };
+        // The first frame counts the whole message towards the send limit.
+        let mut counted = payload.len() as u64;
+        let mut chunks = wire.chunks(size).peekable();
+        let mut first = true;
+        loop {
+            let chunk = chunks.next().unwrap_or_default();
+            let fin = chunks.peek().is_none();
+            let mask = self.next_mask();
+            let op = if first { opcode } else { OpCode::Continuation };
+            self.encoder.encode_counted(
+                fin,
+                op,
+                compress && first,
+                chunk,
+                counted,
+                mask,
+                &mut self.out,
+            )?;
+            if fin {
+                return Ok(());
+            }
+            first = false;
+            counted = 0;
         }
     }
 
@@ -218,9 +413,17 @@ impl Protocol {
         }
     }
 
-    /// Queues the close frame answering `err`, unless ours was already sent.
+    /// Whether a protocol error queues its close frame at once (on by
+    /// default). A proxy turns it off to deliver what the other side still
+    /// sends before closing with [`ProtocolError::close_code`] itself.
+    pub fn set_close_on_error(&mut self, on: bool) {
+        self.close_on_error = on;
+    }
+
+    /// Queues the close frame answering `err`, unless ours was already sent
+    /// (or closing on errors is off).
     pub fn fail(&mut self, err: &ProtocolError) {
-        if self.encoder.close_sent() {
+        if self.encoder.close_sent() || !self.close_on_error {
             return;
         }
         let reason = truncate_reason(&err.to_string());
@@ -383,5 +586,184 @@ mod tests {
         let reason = truncate_reason(&"é".repeat(100));
         assert!(reason.len() <= MAX_CLOSE_REASON);
         assert!(reason.chars().all(|c| c == 'é'));
+    }
+
+    mod deflate {
+        use super::*;
+        use crate::deflate::{Deflate, DeflateConfig, DeflateParams};
+
+        fn deflating(config: DeflateConfig) -> (Protocol, Protocol) {
+            let (mut client, mut server) = pair();
+            let params = DeflateParams::default();
+            client.set_deflate(Deflate::new(Role::Client, params, &config));
+            server.set_deflate(Deflate::new(Role::Server, params, &config));
+            (client, server)
+        }
+
+        fn frames(p: &Protocol, wire: &BytesMut) -> Vec<(u8, usize)> {
+            let mut config = *p.config();
+            config.incoming_mask = crate::MaskPolicy::Any;
+            let mut d = FrameDecoder::new(config);
+            d.allow_rsv1();
+            let mut out = Vec::new();
+            let mut copy = wire.clone();
+            while let Some(f) = d.decode(&mut copy).unwrap() {
+                out.push((
+                    (f.fin as u8) << 7 | (f.rsv1 as u8) << 6 | f.opcode.as_u8(),
+                    f.payload.len(),
+                ));
+            }
+            out
+        }
+
+        #[test]
+        fn rsv1_on_the_first_frame_only_and_never_on_control_frames() {
+            let (mut client, mut server) = deflating(DeflateConfig::default());
+            client.set_fragment_size(Some(100));
+            let text = "abcdefghij".repeat(2000) + &"x".repeat(5000);
+            client.send(&Message::text(text.as_str())).unwrap();
+            client.send(&Message::Ping("p".into())).unwrap();
+            let mut wire = client.take_output();
+            let seen = frames(&client, &wire);
+            assert!(seen.len() > 2, "{seen:?}");
+            assert_eq!(seen[0].0, 0x40 | 0x1, "first: RSV1, text, not fin");
+            for (bits, len) in &seen[1..seen.len() - 2] {
+                assert_eq!((*bits, *len), (0x0, 100));
+            }
+            assert_eq!(seen[seen.len() - 2].0, 0x80);
+            assert_eq!(seen[seen.len() - 1], (0x89, 1), "ping: fin, no RSV1");
+            assert_eq!(
+                server.read_message(&mut wire).unwrap(),
+                Some(Message::text(text))
+            );
+            assert_eq!(
+                server.read_message(&mut wire).unwrap(),
+                Some(Message::Ping("p".into()))
+            );
+            // The pong the server queued is not compressed either.
+            let reply = server.take_output();
+            assert_eq!(frames(&server, &reply), [(0x8a, 1)]);
+        }
+
+        #[test]
+        fn small_messages_go_out_uncompressed() {
+            let (mut client, mut server) =
+                deflating(DeflateConfig::default().compress_if_bigger_than(16));
+            client.send(&Message::binary(vec![1u8; 16])).unwrap();
+            client.send(&Message::binary(vec![1u8; 17])).unwrap();
+            let mut wire = client.take_output();
+            let seen = frames(&client, &wire);
+            assert_eq!(seen[0], (0x82, 16));
+            assert_eq!(seen[1].0, 0xc2);
+            for len in [16, 17] {
+                assert_eq!(
+                    server.read_message(&mut wire).unwrap(),
+                    Some(Message::binary(vec![1u8; len]))
+                );
+            }
+        }
+
+        #[test]
+        fn fragmented_sends_stream_through_the_compressor() {
+            let (mut client, mut server) = deflating(DeflateConfig::default());
+            client
+                .send_frame(false, OpCode::Text, "héllo ".repeat(100).as_bytes())
+                .unwrap();
+            client.send_frame(true, OpCode::Ping, b"").unwrap();
+            client
+                .send_frame(false, OpCode::Continuation, "wörld ".repeat(100).as_bytes())
+                .unwrap();
+            client.send_frame(true, OpCode::Continuation, b"").unwrap();
+            let mut wire = client.take_output();
+            let seen = frames(&client, &wire);
+            assert_eq!(
+                seen.iter().map(|f| f.0).collect::<Vec<_>>(),
+                [0x41, 0x89, 0x00, 0x80]
+            );
+            assert!(seen[0].1 < 100);
+            assert_eq!(
+                server.read_message(&mut wire).unwrap(),
+                Some(Message::Ping("".into()))
+            );
+            let expected = "héllo ".repeat(100) + &"wörld ".repeat(100);
+            assert_eq!(
+                server.read_message(&mut wire).unwrap(),
+                Some(Message::text(expected))
+            );
+            // Frame by frame, the receiver sees each fragment inflated.
+            client
+                .send_frame(false, OpCode::Binary, &[5; 1000])
+                .unwrap();
+            client
+                .send_frame(true, OpCode::Continuation, &[6; 1000])
+                .unwrap();
+            let mut wire = client.take_output();
+            let first = server.read_frame(&mut wire).unwrap().unwrap();
+            assert_eq!((first.rsv1, &first.payload[..]), (false, &[5u8; 1000][..]));
+            let last = server.read_frame(&mut wire).unwrap().unwrap();
+            assert_eq!((last.fin, &last.payload[..]), (true, &[6u8; 1000][..]));
+        }
+
+        #[test]
+        fn a_refused_send_leaves_the_compressor_in_step() {
+            let (mut client, mut server) = deflating(DeflateConfig::default());
+            client.set_max_send_len(1000);
+            assert!(client.send(&Message::binary(vec![3u8; 1001])).is_err());
+            assert!(client
+                .send_frame(true, OpCode::Continuation, &[3; 10])
+                .is_err());
+            let data = vec![3u8; 1000];
+            client.send(&Message::binary(data.clone())).unwrap();
+            let mut wire = client.take_output();
+            assert_eq!(
+                server.read_message(&mut wire).unwrap(),
+                Some(Message::binary(data))
+            );
+        }
+
+        #[test]
+        fn a_bomb_closes_with_1009_and_bad_inflated_text_with_1007() {
+            let (mut client, mut server) = deflating(DeflateConfig::default());
+            server.set_limits(crate::Limits::default().with_max_message_len(1 << 20));
+            client.send(&Message::binary(vec![0u8; 32 << 20])).unwrap();
+            let mut wire = client.take_output();
+            assert!(wire.len() < 64 * 1024);
+            let err = server.read_message(&mut wire).unwrap_err();
+            assert!(matches!(err, ProtocolError::MessageTooBig { limit, .. } if limit == 1 << 20));
+            let mut reply = server.take_output();
+            match client.read_message(&mut reply).unwrap() {
+                Some(Message::Close(Some(close))) => assert_eq!(close.code, CloseCode::TOO_BIG),
+                other => panic!("expected a 1009 close, got {other:?}"),
+            }
+
+            let (mut client, mut server) = deflating(DeflateConfig::default());
+            // Binary compressed, then relabelled as text: invalid UTF-8 inside.
+            client.send(&Message::binary(vec![0xffu8; 100])).unwrap();
+            let mut wire = client.take_output();
+            wire[0] = (wire[0] & 0xf0) | 0x1;
+            assert_eq!(
+                server.read_message(&mut wire),
+                Err(ProtocolError::InvalidUtf8)
+            );
+            let mut reply = server.take_output();
+            match client.read_message(&mut reply).unwrap() {
+                Some(Message::Close(Some(close))) => {
+                    assert_eq!(close.code, CloseCode::INVALID_DATA)
+                }
+                other => panic!("expected a 1007 close, got {other:?}"),
+            }
+        }
+
+        #[test]
+        fn compressed_frames_need_the_extension() {
+            let (mut client, _) = deflating(DeflateConfig::default());
+            let (_, mut plain_server) = pair();
+            client.send(&Message::text("hello hello hello")).unwrap();
+            let mut wire = client.take_output();
+            assert_eq!(
+                plain_server.read_message(&mut wire),
+                Err(ProtocolError::ReservedBits(0b100))
+            );
+        }
     }
 }

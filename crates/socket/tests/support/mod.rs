@@ -3,15 +3,17 @@
 
 #![allow(dead_code)]
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use frameway::server::{accept_with, Decision, ServerConfig};
-use frameway::{CloseCode, Message, WebSocketConfig};
+use frameway::{CloseCode, Message, WebSocket, WebSocketConfig};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 
 /// Byte `i` of the test pattern shared with tests/peers/ws_client.py.
@@ -19,9 +21,10 @@ pub fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
 }
 
-/// Serves one echo session on `io`: data messages come back as they are;
-/// the text `close:CODE:REASON` closes with that code and reason; requests
-/// to `/forbidden` are refused with 403.
+/// Serves one echo session on `io` (see [`echo_messages`]). Requests to
+/// `/forbidden` are refused with 403; the subprotocol is the first offered
+/// `chat.v2*` one, else the client's first choice (as `frameway::accept`
+/// takes), else none.
 pub async fn echo_session<S: AsyncRead + AsyncWrite + Unpin>(io: S) {
     let config =
         ServerConfig::default().websocket(WebSocketConfig::default().max_payload_len(32 << 20));
@@ -34,12 +37,21 @@ pub async fn echo_session<S: AsyncRead + AsyncWrite + Unpin>(io: S) {
             Some(p) => Decision::accept()
                 .protocol(p.clone())
                 .header("x-served-by", "frameway"),
-            None => Decision::accept(),
+            None => match offer.protocols.first() {
+                Some(p) => Decision::accept().protocol(p.clone()),
+                None => Decision::accept(),
+            },
         }
     };
-    let Ok(mut ws) = accept_with(io, config, decide).await else {
+    let Ok(ws) = accept_with(io, config, decide).await else {
         return;
     };
+    echo_messages(ws).await;
+}
+
+/// Echoes data messages as they are until the connection ends; the text
+/// `close:CODE:REASON` closes with that code and reason.
+pub async fn echo_messages<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocket<S>) {
     while let Some(Ok(msg)) = ws.recv().await {
         match msg {
             Message::Text(t) if t.starts_with("close:") => {
@@ -59,37 +71,70 @@ pub async fn echo_session<S: AsyncRead + AsyncWrite + Unpin>(io: S) {
     }
 }
 
-/// A plain-TCP echo server on 127.0.0.1; see [`echo_session`].
-pub async fn echo_server() -> SocketAddr {
+/// Serves every connection to a fresh port on 127.0.0.1 with `handle`;
+/// returns the address and a count of the connections accepted.
+pub async fn serve<F, Fut>(handle: F) -> (SocketAddr, Arc<AtomicUsize>)
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
     tokio::spawn(async move {
-        loop {
-            let (tcp, _) = listener.accept().await.unwrap();
-            tokio::spawn(echo_session(tcp));
+        while let Ok((tcp, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(handle(tcp));
         }
     });
-    addr
+    (addr, accepted)
+}
+
+/// A plain-TCP echo server on 127.0.0.1; see [`echo_session`].
+pub async fn echo_server() -> SocketAddr {
+    counted_echo_server().await.0
+}
+
+/// [`echo_server`], with a count of the TCP connections it accepted.
+pub async fn counted_echo_server() -> (SocketAddr, Arc<AtomicUsize>) {
+    serve(echo_session).await
 }
 
 /// A wss echo server with `pki`'s server certificate; with `client_auth`,
 /// clients must present a certificate signed by the test CA.
 pub async fn tls_echo_server(pki: &TestPki, client_auth: bool) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(pki.server_config(client_auth)));
-    tokio::spawn(async move {
-        loop {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                if let Ok(tls) = acceptor.accept(tcp).await {
-                    echo_session(tls).await;
-                }
-            });
+    tls_echo_server_with(pki.server_config(client_auth)).await
+}
+
+/// A wss echo server with this TLS configuration; see [`echo_session`].
+pub async fn tls_echo_server_with(config: rustls::ServerConfig) -> SocketAddr {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    serve(move |tcp| {
+        let acceptor = acceptor.clone();
+        async move {
+            if let Ok(tls) = acceptor.accept(tcp).await {
+                echo_session(tls).await;
+            }
         }
-    });
-    addr
+    })
+    .await
+    .0
+}
+
+/// A server configuration with a self-signed certificate for `names`,
+/// which no CA vouches for.
+pub fn self_signed_server_config(names: &[&str]) -> rustls::ServerConfig {
+    let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(names).unwrap();
+    let key = rustls_pki_types::PrivatePkcs8KeyDer::from(signing_key.serialize_der());
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key.into())
+        .unwrap()
 }
 
 /// A throwaway CA with a server certificate for 127.0.0.1/localhost and a
@@ -240,12 +285,39 @@ pub async fn python_client(url: &str, script: serde_json::Value, args: &[&str]) 
 /// Starts tests/peers/ws_echo_server.py; returns the process (killed on
 /// drop) and its port.
 pub async fn python_server(args: &[&str]) -> (Child, u16) {
+    spawn_python_server(args, Stdio::inherit()).await
+}
+
+/// [`python_server`], also returning its log (stderr: `connection from …,
+/// subprotocol: …` and `closed: code=… reason=…` per connection), which is
+/// still copied to the test's stderr.
+pub async fn python_server_logged(args: &[&str]) -> (Child, u16, PeerLog) {
+    let (mut child, port) = spawn_python_server(args, Stdio::piped()).await;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = stderr.next_line().await {
+            eprintln!("[ws_echo_server.py] {line}");
+            let _ = tx.send(line);
+        }
+    });
+    (
+        child,
+        port,
+        PeerLog {
+            lines: rx,
+            seen: Vec::new(),
+        },
+    )
+}
+
+async fn spawn_python_server(args: &[&str], stderr: Stdio) -> (Child, u16) {
     let mut child = Command::new(python())
         .arg(peer_script("ws_echo_server.py"))
         .args(["--port", "0", "--timeout", "60"])
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -261,4 +333,29 @@ pub async fn python_server(args: &[&str]) -> (Child, u16) {
         .parse()
         .unwrap();
     (child, port)
+}
+
+/// The stderr lines of a peer, as they arrive.
+pub struct PeerLog {
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    seen: Vec<String>,
+}
+
+impl PeerLog {
+    /// Waits for a line containing `needle` and returns it; panics if the
+    /// peer exits first.
+    pub async fn wait_for(&mut self, needle: &str) -> String {
+        loop {
+            let Some(line) = self.lines.recv().await else {
+                panic!(
+                    "the peer exited without logging {needle:?}; it logged {:?}",
+                    self.seen
+                );
+            };
+            self.seen.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
 }

@@ -92,6 +92,9 @@ pub enum ResponseError {
     /// The server accepted an extension we did not offer.
     #[error("server accepted extension {0:?}, which was not offered")]
     UnofferedExtension(String),
+    /// The server's permessage-deflate answer breaks RFC 7692 §7.1.
+    #[error("invalid permessage-deflate answer: {0}")]
+    Deflate(#[from] crate::deflate::NegotiationError),
 }
 
 /// Parses a response head from the start of `buf`: `Ok(None)` until the

@@ -1,0 +1,432 @@
+//! Loading the declarative configuration: parse the TOML, check every value,
+//! and build the routing table with each route's plugin chain. Every problem
+//! is reported with its line and column; a configuration with any error is
+//! never started.
+
+mod schema;
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use schema::{FileConfig, GatewaySection, PluginSection, RouteSection, ServiceSection};
+
+use crate::plugin::{Chain, Plugin, Registry};
+use crate::router::{Route, Router};
+use crate::upstream::{Service, Upstream};
+
+/// The largest message limit a route may have, whatever plugins ask.
+pub const MAX_PAYLOAD_CEILING: u64 = 32 << 20;
+
+/// The configuration `frameway gateway` runs without a file: listen on
+/// 127.0.0.1:8080 and route `/echo` to an in-process echo upstream.
+pub const DEFAULT_CONFIG: &str = r#"
+[gateway]
+listen = ["127.0.0.1:8080"]
+
+[[services]]
+name = "echo"
+url = "internal://echo"
+  [[services.routes]]
+  name = "echo"
+  paths = ["/echo"]
+"#;
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// 1-based line and column, when known.
+    pub location: Option<(usize, usize)>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.location {
+            Some((line, col)) => write!(f, "{line}:{col}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// Every problem found in a file, with its name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors {
+    /// The file (or `<built-in>`).
+    pub source_name: String,
+    /// The problems, in file order.
+    pub errors: Vec<ConfigError>,
+}
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}:{e}", self.source_name)?;
+        }
+        Ok(())
+    }
+}
+
+/// TLS material for `tls_listen`.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// A checked, ready-to-run configuration.
+#[derive(Clone)]
+pub struct Config {
+    /// Plain listeners.
+    pub listen: Vec<SocketAddr>,
+    /// TLS listeners.
+    pub tls_listen: Vec<SocketAddr>,
+    /// Certificate and key for the TLS listeners.
+    pub tls: Option<TlsFiles>,
+    /// Default largest client message.
+    pub client_max_payload: u64,
+    /// Default largest upstream message.
+    pub upstream_max_payload: u64,
+    /// Idle timeout (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// Time allowed for the client's opening request.
+    pub handshake_timeout: Duration,
+    /// The routing table.
+    pub router: Arc<Router>,
+}
+
+impl Config {
+    /// The built-in default configuration.
+    pub fn builtin() -> Config {
+        Config::parse(DEFAULT_CONFIG, "<built-in>", &Registry::with_builtins())
+            .expect("the built-in configuration is valid")
+    }
+
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path, registry: &Registry) -> Result<Config, ConfigErrors> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+            source_name: name.clone(),
+            errors: vec![ConfigError {
+                location: None,
+                message: format!("cannot read: {e}"),
+            }],
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Loader::new(&text, base)
+            .load(registry)
+            .map_err(|errors| ConfigErrors {
+                source_name: name,
+                errors,
+            })
+    }
+
+    /// Checks a configuration given as text; relative paths in it are taken
+    /// from the current directory.
+    pub fn parse(
+        text: &str,
+        source_name: &str,
+        registry: &Registry,
+    ) -> Result<Config, ConfigErrors> {
+        Loader::new(text, Path::new("."))
+            .load(registry)
+            .map_err(|errors| ConfigErrors {
+                source_name: source_name.to_owned(),
+                errors,
+            })
+    }
+}
+
+struct Loader<'a> {
+    text: &'a str,
+    base: &'a Path,
+    errors: Vec<ConfigError>,
+}
+
+impl<'a> Loader<'a> {
+    fn new(text: &'a str, base: &'a Path) -> Self {
+        Loader {
+            text,
+            base,
+            errors: Vec::new(),
+        }
+    }
+
+    fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
+        let location = span
+            .filter(|s| s.end > 0)
+            .map(|s| line_col(self.text, s.start));
+        self.errors.push(ConfigError {
+            location,
+            message: message.into(),
+        });
+    }
+
+    fn load(mut self, registry: &Registry) -> Result<Config, Vec<ConfigError>> {
+        let file: FileConfig = match toml::from_str(self.text) {
+            Ok(file) => file,
+            Err(e) => {
+                let message = e.message().to_owned();
+                self.error(e.span(), message);
+                return Err(self.errors);
+            }
+        };
+        let g = &file.gateway;
+        let listen = self.addresses(&g.listen, "listen");
+        let tls_listen = self.addresses(&g.tls_listen, "tls_listen");
+        let tls = match (&g.tls_cert, &g.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: self.existing_file(cert, "tls_cert"),
+                key: self.existing_file(key, "tls_key"),
+            }),
+            (None, None) => None,
+            (Some(s), None) | (None, Some(s)) => {
+                self.error(Some(s.span()), "tls_cert and tls_key go together");
+                None
+            }
+        };
+        if !tls_listen.is_empty() && tls.is_none() {
+            self.error(
+                Some(g.tls_listen[0].span()),
+                "tls_listen needs tls_cert and tls_key",
+            );
+        }
+        if listen.is_empty() && tls_listen.is_empty() {
+            self.error(None, "no listen address");
+        }
+        for (limit, key) in [
+            (&g.client_max_payload, "client_max_payload"),
+            (&g.upstream_max_payload, "upstream_max_payload"),
+        ] {
+            if *limit.get_ref() == 0 || *limit.get_ref() > MAX_PAYLOAD_CEILING {
+                self.error(
+                    Some(limit.span()),
+                    format!("{key} must be between 1 and {MAX_PAYLOAD_CEILING} bytes"),
+                );
+            }
+        }
+
+        let global = self.plugins(&file.plugins, registry);
+        let mut routes = Vec::new();
+        let mut service_names = std::collections::HashSet::new();
+        let mut route_names = std::collections::HashSet::new();
+        for svc in &file.services {
+            if !service_names.insert(svc.name.get_ref().clone()) {
+                self.error(
+                    Some(svc.name.span()),
+                    format!("duplicate service name {:?}", svc.name.get_ref()),
+                );
+            }
+            let service_plugins = self.plugins(&svc.plugins, registry);
+            let Some(service) = self.service(svc) else {
+                continue;
+            };
+            if svc.routes.is_empty() {
+                self.error(
+                    Some(svc.name.span()),
+                    format!("service {:?} has no routes", svc.name.get_ref()),
+                );
+            }
+            for r in &svc.routes {
+                if !route_names.insert(r.name.get_ref().clone()) {
+                    self.error(
+                        Some(r.name.span()),
+                        format!("duplicate route name {:?}", r.name.get_ref()),
+                    );
+                }
+                let route_plugins = self.plugins(&r.plugins, registry);
+                let chain = merge_plugins(&global, &service_plugins, &route_plugins);
+                if let Some(route) = self.route(r, service.clone(), chain) {
+                    routes.push(route);
+                }
+            }
+        }
+        if !self.errors.is_empty() {
+            self.errors.sort_by_key(|e| e.location);
+            return Err(self.errors);
+        }
+        Ok(Config {
+            listen,
+            tls_listen,
+            tls,
+            client_max_payload: *g.client_max_payload.get_ref(),
+            upstream_max_payload: *g.upstream_max_payload.get_ref(),
+            idle_timeout: (g.idle_timeout > 0).then(|| Duration::from_millis(g.idle_timeout)),
+            handshake_timeout: Duration::from_millis(g.handshake_timeout.max(1)),
+            router: Arc::new(Router::new(routes)),
+        })
+    }
+
+    fn addresses(&mut self, list: &[toml::Spanned<String>], key: &str) -> Vec<SocketAddr> {
+        list.iter()
+            .filter_map(|a| match a.get_ref().parse() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    self.error(
+                        Some(a.span()),
+                        format!("{key}: {:?} is not an IP:port address", a.get_ref()),
+                    );
+                    None
+                }
+            })
+            .collect()
+    }
+
+    fn existing_file(&mut self, path: &toml::Spanned<String>, key: &str) -> PathBuf {
+        let full = self.base.join(path.get_ref());
+        if !full.is_file() {
+            self.error(
+                Some(path.span()),
+                format!("{key}: no such file {}", full.display()),
+            );
+        }
+        full
+    }
+
+    fn service(&mut self, svc: &ServiceSection) -> Option<Arc<Service>> {
+        let upstream = match Upstream::parse(svc.url.get_ref()) {
+            Ok(upstream) => upstream,
+            Err(why) => {
+                self.error(
+                    Some(svc.url.span()),
+                    format!("url {:?}: {why}", svc.url.get_ref()),
+                );
+                return None;
+            }
+        };
+        let ca_file = svc
+            .ca_file
+            .as_ref()
+            .map(|f| self.existing_file(f, "ca_file"));
+        Some(Arc::new(Service {
+            name: svc.name.get_ref().clone(),
+            upstream,
+            connect_timeout: Duration::from_millis(svc.connect_timeout.max(1)),
+            read_timeout: Duration::from_millis(svc.read_timeout.max(1)),
+            write_timeout: Duration::from_millis(svc.write_timeout.max(1)),
+            tls_verify: svc.tls_verify,
+            ca_file,
+        }))
+    }
+
+    fn route(&mut self, r: &RouteSection, service: Arc<Service>, chain: Chain) -> Option<Route> {
+        let mut ok = true;
+        for p in &r.paths {
+            if !p.get_ref().starts_with('/') {
+                self.error(
+                    Some(p.span()),
+                    format!("path {:?} must start with /", p.get_ref()),
+                );
+                ok = false;
+            }
+        }
+        for h in &r.hosts {
+            let host = h.get_ref();
+            let bare = host.strip_prefix("*.").unwrap_or(host);
+            if bare.is_empty() || bare.contains(['/', ':', '*', ' ']) {
+                self.error(
+                    Some(h.span()),
+                    format!(
+                        "host {host:?} is not a host name (use a.example.com or *.example.com)"
+                    ),
+                );
+                ok = false;
+            }
+        }
+        if r.paths.is_empty() && r.hosts.is_empty() {
+            self.error(
+                Some(r.name.span()),
+                format!("route {:?} needs paths or hosts", r.name.get_ref()),
+            );
+            ok = false;
+        }
+        ok.then(|| Route {
+            name: r.name.get_ref().clone(),
+            service,
+            paths: r.paths.iter().map(|p| p.get_ref().clone()).collect(),
+            hosts: r
+                .hosts
+                .iter()
+                .map(|h| h.get_ref().to_ascii_lowercase())
+                .collect(),
+            strip_path: r.strip_path,
+            chain,
+        })
+    }
+
+    fn plugins(&mut self, list: &[PluginSection], registry: &Registry) -> Vec<Arc<dyn Plugin>> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for p in list {
+            if !seen.insert(p.name.get_ref().clone()) {
+                self.error(
+                    Some(p.name.span()),
+                    format!(
+                        "plugin {:?} configured twice at this level",
+                        p.name.get_ref()
+                    ),
+                );
+                continue;
+            }
+            if !p.enabled {
+                continue;
+            }
+            let config = match serde_json::to_value(p.config.get_ref()) {
+                Ok(config) => config,
+                Err(e) => {
+                    self.error(
+                        Some(p.config.span()),
+                        format!("plugin {:?}: {e}", p.name.get_ref()),
+                    );
+                    continue;
+                }
+            };
+            match registry.build(p.name.get_ref(), &config) {
+                Ok(plugin) => out.push(plugin),
+                Err(e) => {
+                    let span = if registry.contains(p.name.get_ref()) {
+                        p.config.span()
+                    } else {
+                        p.name.span()
+                    };
+                    let span = if span.end == 0 { p.name.span() } else { span };
+                    self.error(Some(span), format!("plugin {:?}: {e}", p.name.get_ref()));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Route beats service beats global for the same plugin name.
+fn merge_plugins(
+    global: &[Arc<dyn Plugin>],
+    service: &[Arc<dyn Plugin>],
+    route: &[Arc<dyn Plugin>],
+) -> Chain {
+    let mut chosen: Vec<Arc<dyn Plugin>> = route.to_vec();
+    for p in service.iter().chain(global) {
+        if !chosen.iter().any(|c| c.name() == p.name()) {
+            chosen.push(p.clone());
+        }
+    }
+    Chain::new(chosen)
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
+    (line, col)
+}

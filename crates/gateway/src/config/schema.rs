@@ -1,0 +1,157 @@
+//! The configuration file's shape, Kong-flavoured TOML, as deserialised.
+//! Values that can be wrong in ways TOML cannot tell keep their spans so
+//! errors point at the line.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Listeners, limits and timeouts.
+    #[serde(default)]
+    pub gateway: GatewaySection,
+    /// Upstream services, each with its routes and plugins.
+    #[serde(default)]
+    pub services: Vec<ServiceSection>,
+    /// Global plugins.
+    #[serde(default)]
+    pub plugins: Vec<PluginSection>,
+}
+
+/// `[gateway]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// Plain (ws://) listen addresses.
+    #[serde(default = "default_listen")]
+    pub listen: Vec<Spanned<String>>,
+    /// TLS (wss://) listen addresses; need `tls_cert` and `tls_key`.
+    #[serde(default)]
+    pub tls_listen: Vec<Spanned<String>>,
+    /// PEM certificate chain for `tls_listen`.
+    pub tls_cert: Option<Spanned<String>>,
+    /// PEM private key for `tls_listen`.
+    pub tls_key: Option<Spanned<String>>,
+    /// Largest client message, bytes (default 1 MiB).
+    #[serde(default = "default_client_max")]
+    pub client_max_payload: Spanned<u64>,
+    /// Largest upstream message, bytes (default 16 MiB).
+    #[serde(default = "default_upstream_max")]
+    pub upstream_max_payload: Spanned<u64>,
+    /// Close connections with no traffic for this long, ms (default 60000; 0 = never).
+    #[serde(default = "default_idle")]
+    pub idle_timeout: u64,
+    /// Time allowed for a client's opening request, ms (default 10000).
+    #[serde(default = "default_handshake")]
+    pub handshake_timeout: u64,
+    /// Directories searched for Lua plugins (`NAME/handler.lua`).
+    #[serde(default)]
+    pub lua_plugin_dirs: Vec<Spanned<String>>,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        GatewaySection {
+            listen: default_listen(),
+            tls_listen: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            client_max_payload: default_client_max(),
+            upstream_max_payload: default_upstream_max(),
+            idle_timeout: default_idle(),
+            handshake_timeout: default_handshake(),
+            lua_plugin_dirs: Vec::new(),
+        }
+    }
+}
+
+/// `[[services]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSection {
+    /// The service's name.
+    pub name: Spanned<String>,
+    /// `ws://host:port/path`, `wss://…`, or `internal://echo`.
+    pub url: Spanned<String>,
+    /// Connect timeout, ms (default 60000).
+    #[serde(default = "default_timeout")]
+    pub connect_timeout: u64,
+    /// Read timeout for the handshake answer, ms (default 60000).
+    #[serde(default = "default_timeout")]
+    pub read_timeout: u64,
+    /// Write timeout, ms (default 60000).
+    #[serde(default = "default_timeout")]
+    pub write_timeout: u64,
+    /// Verify the upstream's certificate (wss://; default true).
+    #[serde(default = "default_true")]
+    pub tls_verify: bool,
+    /// Extra CA certificates (PEM) to trust for this upstream.
+    pub ca_file: Option<Spanned<String>>,
+    /// The service's routes.
+    #[serde(default)]
+    pub routes: Vec<RouteSection>,
+    /// Plugins for every route of this service.
+    #[serde(default)]
+    pub plugins: Vec<PluginSection>,
+}
+
+/// `[[services.routes]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    /// The route's name.
+    pub name: Spanned<String>,
+    /// Path prefixes (longest match wins).
+    #[serde(default)]
+    pub paths: Vec<Spanned<String>>,
+    /// Host names (`*.example.com` allowed); empty matches any host.
+    #[serde(default)]
+    pub hosts: Vec<Spanned<String>>,
+    /// Remove the matched prefix before proxying (default true).
+    #[serde(default = "default_true")]
+    pub strip_path: bool,
+    /// Plugins for this route only.
+    #[serde(default)]
+    pub plugins: Vec<PluginSection>,
+}
+
+/// `[[plugins]]`, `[[services.plugins]]` or `[[services.routes.plugins]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSection {
+    /// The plugin's name.
+    pub name: Spanned<String>,
+    /// Its configuration.
+    #[serde(default = "empty_table")]
+    pub config: Spanned<toml::Value>,
+    /// Set false to keep an entry without running it.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_listen() -> Vec<Spanned<String>> {
+    vec![Spanned::new(0..0, "127.0.0.1:8080".to_owned())]
+}
+fn default_client_max() -> Spanned<u64> {
+    Spanned::new(0..0, 1 << 20)
+}
+fn default_upstream_max() -> Spanned<u64> {
+    Spanned::new(0..0, 16 << 20)
+}
+fn default_idle() -> u64 {
+    60_000
+}
+fn default_handshake() -> u64 {
+    10_000
+}
+fn default_timeout() -> u64 {
+    60_000
+}
+fn default_true() -> bool {
+    true
+}
+fn empty_table() -> Spanned<toml::Value> {
+    Spanned::new(0..0, toml::Value::Table(toml::Table::new()))
+}

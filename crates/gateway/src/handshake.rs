@@ -1,0 +1,284 @@
+//! The client's opening handshake at the gateway: read and check the
+//! request, route it, run the handshake plugins, open the upstream, and
+//! answer the client with the upstream's answer.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use frameway::{Error, Role, WebSocket, WebSocketConfig};
+use frameway_wire::handshake::{
+    accept_response, parse_request, rejection_response, validate_request, write_response,
+    HandshakeLimits,
+};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Request, Response, StatusCode};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::config::{Config, MAX_PAYLOAD_CEILING};
+use crate::plugin::ConnectionInfo;
+use crate::plugin::LimitOverrides;
+use crate::pump::Pump;
+use crate::upstream::{UpstreamConn, UpstreamRequest};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus
+/// the WebSocket handshake's own, which the gateway negotiates per leg.
+const NOT_FORWARDED: [&str; 14] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-extensions",
+    "sec-websocket-protocol",
+];
+
+/// Serves one client connection from its first byte to its close.
+pub(crate) async fn serve<C>(mut io: C, client_addr: SocketAddr, tls: bool, config: Arc<Config>)
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let read = read_request(&mut io);
+    let (request, rest) = match tokio::time::timeout(config.handshake_timeout, read).await {
+        Err(_) => {
+            return respond(
+                &mut io,
+                StatusCode::REQUEST_TIMEOUT,
+                "timed out reading the request\n",
+            )
+            .await
+        }
+        Ok(Err(None)) => return,
+        Ok(Err(Some(err))) => return respond_rejection(&mut io, &err).await,
+        Ok(Ok(parsed)) => parsed,
+    };
+    let offer = match validate_request(&request) {
+        Ok(offer) => offer,
+        Err(err) => return respond_rejection(&mut io, &err).await,
+    };
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let Some(matched) = config.router.find(host, target) else {
+        let body = format!("no route for {}\n", request.uri().path());
+        return respond(&mut io, StatusCode::NOT_FOUND, &body).await;
+    };
+    let route = matched.route;
+    let conn = ConnectionInfo {
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        client_addr,
+        route: route.name.clone(),
+        service: route.service.name.clone(),
+        started: Instant::now(),
+    };
+    let chain = route.chain.clone();
+    let mut states = chain.new_states();
+    let mut shared = http::Extensions::new();
+    let mut upstream_headers = forwarded_headers(&request, client_addr, tls);
+    let mut limits = LimitOverrides::default();
+    match chain.run_handshake(
+        &mut states,
+        &mut shared,
+        &conn,
+        &request,
+        &mut upstream_headers,
+        &mut limits,
+    ) {
+        Ok(None) => {}
+        Ok(Some(exit)) => {
+            let mut response = Response::new(());
+            *response.status_mut() = exit.status;
+            *response.headers_mut() = exit.headers;
+            return write_and_close(&mut io, &response, &exit.body).await;
+        }
+        Err(err) => {
+            tracing::error!(connection = conn.id, plugin = %err.plugin, "handshake plugin failed: {}", err.error);
+            return respond(&mut io, StatusCode::INTERNAL_SERVER_ERROR, "plugin error\n").await;
+        }
+    }
+
+    let client_limit = limits
+        .client
+        .unwrap_or(config.client_max_payload)
+        .min(MAX_PAYLOAD_CEILING);
+    let upstream_limit = limits
+        .upstream
+        .unwrap_or(config.upstream_max_payload)
+        .min(MAX_PAYLOAD_CEILING);
+    let service = &route.service;
+    let upstream = service
+        .connect(UpstreamRequest {
+            target: matched.upstream_target,
+            headers: upstream_headers,
+            protocols: offer.protocols.clone(),
+            websocket: leg_config(upstream_limit, service.write_timeout),
+        })
+        .await;
+    let upstream = match upstream {
+        Ok(upstream) => upstream,
+        Err(err) => return respond_upstream_failure(&mut io, &conn, err).await,
+    };
+    let protocol = upstream.response().protocol().map(str::to_owned);
+    let response =
+        accept_response(&offer, protocol.as_deref(), None).expect("handshake headers are valid");
+    let mut out = Vec::with_capacity(256);
+    write_response(&response, b"", &mut out);
+    if io.write_all(&out).await.is_err() || io.flush().await.is_err() {
+        return;
+    }
+    let client = WebSocket::from_raw_socket(
+        io,
+        Role::Server,
+        leg_config(client_limit, service.write_timeout),
+        rest,
+    );
+    let pump = Pump::new(chain, states, shared, conn, config.idle_timeout);
+    match upstream {
+        UpstreamConn::Net(ws, _) => pump.run(client, ws).await,
+        UpstreamConn::Memory(ws, _) => pump.run(client, ws).await,
+    }
+}
+
+/// Settings of one leg: its receive limit; pings and pongs are forwarded,
+/// not answered, so automatic pongs are off.
+fn leg_config(max_recv: u64, write_timeout: std::time::Duration) -> WebSocketConfig {
+    let mut config = WebSocketConfig::default()
+        .max_payload_len(max_recv)
+        .max_send_len(MAX_PAYLOAD_CEILING);
+    config.auto_pong = false;
+    // A violation is answered by the pump, after what the other side still
+    // sends has been delivered.
+    config.close_on_error = false;
+    config.write_timeout = Some(write_timeout);
+    config
+}
+
+/// The client's headers as the upstream should see them.
+fn forwarded_headers(request: &Request<()>, client_addr: SocketAddr, tls: bool) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in request.headers() {
+        if !NOT_FORWARDED.contains(&name.as_str()) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    let ip = client_addr.ip().to_string();
+    let xff = match request
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(previous) => format!("{previous}, {ip}"),
+        None => ip,
+    };
+    let set = |headers: &mut HeaderMap, name: &'static str, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    };
+    set(&mut headers, "x-forwarded-for", &xff);
+    set(
+        &mut headers,
+        "x-forwarded-proto",
+        if tls { "https" } else { "http" },
+    );
+    if let Some(host) = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+    {
+        set(&mut headers, "x-forwarded-host", host);
+    }
+    headers
+}
+
+/// Reads the request head. `Err(None)`: the client left; `Err(Some(e))`:
+/// a bad request to answer.
+async fn read_request<C: AsyncRead + Unpin>(
+    io: &mut C,
+) -> Result<(Request<()>, Bytes), Option<frameway_wire::handshake::RequestError>> {
+    let mut buf = BytesMut::with_capacity(1024);
+    loop {
+        match io.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return Err(None),
+            Ok(_) => {}
+        }
+        match parse_request(&buf, HandshakeLimits::default()) {
+            Ok(Some((request, len))) => return Ok((request, buf.split_off(len).freeze())),
+            Ok(None) => continue,
+            Err(err) => return Err(Some(err)),
+        }
+    }
+}
+
+async fn respond_rejection<C: AsyncWrite + Unpin>(
+    io: &mut C,
+    err: &frameway_wire::handshake::RequestError,
+) {
+    let response = rejection_response(err);
+    write_and_close(io, &response, response.body().as_bytes()).await;
+}
+
+async fn respond<C: AsyncWrite + Unpin>(io: &mut C, status: StatusCode, body: &str) {
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    write_and_close(io, &response, body.as_bytes()).await;
+}
+
+async fn write_and_close<C: AsyncWrite + Unpin, B>(
+    io: &mut C,
+    response: &Response<B>,
+    body: &[u8],
+) {
+    let mut out = Vec::with_capacity(256 + body.len());
+    write_response(response, body, &mut out);
+    // The client may already be gone; there is nobody left to tell.
+    let _ = io.write_all(&out).await;
+    let _ = io.shutdown().await;
+}
+
+/// 504 for a timeout, the upstream's own answer when it refused, 502 for
+/// everything else.
+async fn respond_upstream_failure<C: AsyncWrite + Unpin>(
+    io: &mut C,
+    conn: &ConnectionInfo,
+    err: Error,
+) {
+    tracing::warn!(connection = conn.id, service = %conn.service, "upstream failed: {err}");
+    match err {
+        Error::Timeout(..) => {
+            respond(io, StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n").await
+        }
+        Error::UpgradeRefused(refused) => {
+            let mut response = Response::new(());
+            *response.status_mut() = refused.status;
+            for (name, value) in &refused.headers {
+                let hop = NOT_FORWARDED.contains(&name.as_str()) || name == header::CONTENT_LENGTH;
+                if !hop {
+                    response.headers_mut().append(name.clone(), value.clone());
+                }
+            }
+            write_and_close(io, &response, &refused.body).await;
+        }
+        other => {
+            let body = format!("upstream unavailable: {other}\n");
+            respond(io, StatusCode::BAD_GATEWAY, &body).await;
+        }
+    }
+}

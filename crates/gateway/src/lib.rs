@@ -1,0 +1,36 @@
+//! # frameway-gateway
+//!
+//! A WebSocket reverse proxy whose plugins read, change, drop and close
+//! every message in both directions, with the API of Kong's WebSocket PDK.
+//!
+//! - [`config`]: the declarative TOML configuration, checked with line and
+//!   column for every problem; [`config::DEFAULT_CONFIG`] runs with no file.
+//! - [`router`]: hosts and longest path prefix.
+//! - [`plugin`]: the [`plugin::Plugin`] trait (handshake, client frame,
+//!   upstream frame, close), its context (the PDK) and the registry.
+//! - [`plugins`]: the built-in plugins.
+//! - [`Gateway`]: listeners (ws and wss) and the proxy itself.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use frameway_gateway::config::Config;
+//! use frameway_gateway::plugin::Registry;
+//!
+//! let config = Config::load("gateway.toml".as_ref(), &Registry::with_builtins())?;
+//! frameway_gateway::Gateway::bind(config).await?.serve().await;
+//! # Ok(()) }
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod echo;
+mod handshake;
+mod listener;
+pub mod plugin;
+pub mod plugins;
+mod pump;
+pub mod router;
+pub mod upstream;
+
+pub use listener::{Gateway, StartError};

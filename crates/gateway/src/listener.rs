@@ -1,0 +1,143 @@
+//! Accepting client connections on the configured addresses, plain or TLS.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{Config, TlsFiles};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TLS certificate or key could not be used.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// A gateway bound to its listeners, ready to serve.
+pub struct Gateway {
+    config: Arc<Config>,
+    plain: Vec<TcpListener>,
+    tls: Vec<(TcpListener, TlsAcceptor)>,
+}
+
+impl Gateway {
+    /// Binds every listener of `config`; nothing is served until [`Gateway::serve`].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use frameway_gateway::{config::Config, Gateway};
+    /// let gateway = Gateway::bind(Config::builtin()).await?;
+    /// println!("listening on {:?}", gateway.local_addrs());
+    /// gateway.serve().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn bind(config: Config) -> Result<Gateway, StartError> {
+        let mut plain = Vec::new();
+        for &addr in &config.listen {
+            plain.push(bind(addr).await?);
+        }
+        let mut tls = Vec::new();
+        if let Some(files) = &config.tls {
+            let acceptor = acceptor(files)?;
+            for &addr in &config.tls_listen {
+                tls.push((bind(addr).await?, acceptor.clone()));
+            }
+        }
+        Ok(Gateway {
+            config: Arc::new(config),
+            plain,
+            tls,
+        })
+    }
+
+    /// The bound addresses: plain ones first, then TLS ones.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.plain
+            .iter()
+            .chain(self.tls.iter().map(|(l, _)| l))
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Serves connections until the process ends.
+    pub async fn serve(self) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for listener in self.plain {
+            let config = self.config.clone();
+            tasks.spawn(accept_loop(listener, None, config));
+        }
+        for (listener, acceptor) in self.tls {
+            let config = self.config.clone();
+            tasks.spawn(accept_loop(listener, Some(acceptor), config));
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, config: Arc<Config>) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                // Out of file descriptors, typically: wait rather than spin.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let config = config.clone();
+        match &tls {
+            None => {
+                tokio::spawn(crate::handshake::serve(tcp, peer, false, config));
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let handshake =
+                        tokio::time::timeout(config.handshake_timeout, acceptor.accept(tcp));
+                    match handshake.await {
+                        Ok(Ok(stream)) => crate::handshake::serve(stream, peer, true, config).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        }
+    }
+}
+
+fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, StartError> {
+    let certs = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| StartError::Tls(format!("{}: {e}", files.cert.display())))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| StartError::Tls(format!("{}: {e}", files.key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| StartError::Tls(e.to_string()))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}

@@ -1,0 +1,155 @@
+//! Running a route's plugins in priority order.
+
+use std::sync::Arc;
+
+use http::{Extensions, HeaderMap, Request};
+
+use super::pdk::{
+    CloseContext, ConnectionInfo, Direction, Exit, FrameContext, HandshakeContext, InFlight,
+    LimitOverrides, Traffic,
+};
+use super::{Plugin, PluginError, State};
+
+/// A plugin failed: which one, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin {plugin}: {error}")]
+pub struct ChainError {
+    /// The failing plugin's name.
+    pub plugin: String,
+    /// Its error.
+    pub error: PluginError,
+}
+
+/// The plugins of one route, sorted by priority (higher first). A
+/// connection keeps the chain it started with.
+#[derive(Clone, Default)]
+pub struct Chain {
+    plugins: Vec<Arc<dyn Plugin>>,
+    handles_frames: bool,
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.plugins.iter().map(|p| p.name()))
+            .finish()
+    }
+}
+
+impl Chain {
+    /// A chain of `plugins`, ordered by priority (stable for equal ones).
+    pub fn new(mut plugins: Vec<Arc<dyn Plugin>>) -> Self {
+        plugins.sort_by_key(|p| std::cmp::Reverse(p.priority()));
+        let handles_frames = plugins.iter().any(|p| p.handles_frames());
+        Chain {
+            plugins,
+            handles_frames,
+        }
+    }
+
+    /// Whether any plugin handles frames (if not, the route is proxied
+    /// frame by frame without aggregation).
+    pub fn handles_frames(&self) -> bool {
+        self.handles_frames
+    }
+
+    /// The plugins' names in running order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.plugins.iter().map(|p| p.name())
+    }
+
+    /// Fresh per-connection state for every plugin.
+    pub(crate) fn new_states(&self) -> Vec<Option<State>> {
+        self.plugins.iter().map(|p| p.new_state()).collect()
+    }
+
+    pub(crate) fn run_handshake(
+        &self,
+        states: &mut [Option<State>],
+        shared: &mut Extensions,
+        conn: &ConnectionInfo,
+        request: &Request<()>,
+        upstream_headers: &mut HeaderMap,
+        limits: &mut LimitOverrides,
+    ) -> Result<Option<Exit>, ChainError> {
+        let mut exit = None;
+        for (plugin, state) in self.plugins.iter().zip(states) {
+            let mut ctx = HandshakeContext {
+                request,
+                upstream_headers,
+                exit: &mut exit,
+                limits,
+                state,
+                shared,
+                conn,
+            };
+            plugin.handshake(&mut ctx).map_err(|error| ChainError {
+                plugin: plugin.name().to_owned(),
+                error,
+            })?;
+            if exit.is_some() {
+                break;
+            }
+        }
+        Ok(exit)
+    }
+
+    pub(crate) fn run_frame(
+        &self,
+        direction: Direction,
+        frame: &mut InFlight,
+        states: &mut [Option<State>],
+        shared: &mut Extensions,
+        conn: &ConnectionInfo,
+    ) -> Result<(), ChainError> {
+        for (plugin, state) in self.plugins.iter().zip(states) {
+            if !plugin.handles_frames() {
+                continue;
+            }
+            let mut ctx = FrameContext {
+                direction,
+                frame,
+                state,
+                shared,
+                conn,
+            };
+            let result = match direction {
+                Direction::Client => plugin.client_frame(&mut ctx),
+                Direction::Upstream => plugin.upstream_frame(&mut ctx),
+            };
+            result.map_err(|error| ChainError {
+                plugin: plugin.name().to_owned(),
+                error,
+            })?;
+            if frame.verdict.stops_chain() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn run_close(
+        &self,
+        states: &mut [Option<State>],
+        shared: &mut Extensions,
+        conn: &ConnectionInfo,
+        client_status: Option<u16>,
+        upstream_status: Option<u16>,
+        client: Traffic,
+        upstream: Traffic,
+    ) {
+        for (plugin, state) in self.plugins.iter().zip(states) {
+            let mut ctx = CloseContext {
+                state,
+                shared,
+                conn,
+                client_status,
+                upstream_status,
+                client,
+                upstream,
+            };
+            plugin.close(&mut ctx);
+        }
+    }
+}

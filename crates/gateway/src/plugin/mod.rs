@@ -1,0 +1,117 @@
+//! The plugin API: a trait whose methods are the phases of a proxied
+//! connection, in the manner of Pingora's proxy filters and Kong's
+//! WebSocket plugins.
+//!
+//! A plugin sees the opening handshake ([`Plugin::handshake`]), every
+//! message from the client ([`Plugin::client_frame`]) and from the upstream
+//! ([`Plugin::upstream_frame`]), and the end of the connection
+//! ([`Plugin::close`]). Plugins run by priority, higher first, as in Kong;
+//! `drop_frame` and `close` stop the handlers after the current one.
+
+mod chain;
+mod pdk;
+mod registry;
+
+pub use chain::{Chain, ChainError};
+pub use pdk::{
+    CloseContext, ConnectionInfo, Direction, Exit, FrameContext, FrameType, HandshakeContext,
+    PdkError, PlannedClose, Traffic, Verdict,
+};
+pub(crate) use pdk::{InFlight, LimitOverrides};
+pub use registry::{PluginConfigError, PluginFactory, Registry};
+
+use std::any::Any;
+
+/// A plugin's per-connection state, created by [`Plugin::new_state`].
+pub type State = Box<dyn Any + Send>;
+
+/// An error a plugin handler returns: the connection is closed on both
+/// sides with 1011 and the error is logged with the plugin's name.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PluginError(pub String);
+
+impl PluginError {
+    /// An error with a message.
+    pub fn new(message: impl Into<String>) -> Self {
+        PluginError(message.into())
+    }
+}
+
+impl From<PdkError> for PluginError {
+    fn from(err: PdkError) -> Self {
+        PluginError(err.to_string())
+    }
+}
+
+/// One plugin instance, configured for a route, a service or globally.
+///
+/// Every method has a default that does nothing, so a plugin implements only
+/// the phases it needs. Plugins without frame handlers (those whose
+/// [`Plugin::handles_frames`] is false) keep the route on the fast path:
+/// frames are forwarded as they come, without aggregation.
+///
+/// ```
+/// use frameway_gateway::plugin::{FrameContext, Plugin, PluginError};
+///
+/// /// Upper-cases every text message from the client.
+/// struct Shout;
+///
+/// impl Plugin for Shout {
+///     fn name(&self) -> &str { "shout" }
+///     fn priority(&self) -> i32 { 10 }
+///     fn handles_frames(&self) -> bool { true }
+///     fn client_frame(&self, ctx: &mut FrameContext<'_>) -> Result<(), PluginError> {
+///         let (data, kind, _) = ctx.get_frame();
+///         if kind == frameway_gateway::plugin::FrameType::Text {
+///             let upper = String::from_utf8_lossy(data).to_uppercase();
+///             ctx.set_frame_data(upper);
+///         }
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Plugin: Send + Sync + 'static {
+    /// The plugin's name, as written in the configuration.
+    fn name(&self) -> &str;
+
+    /// Higher runs first.
+    fn priority(&self) -> i32 {
+        0
+    }
+
+    /// Whether [`Plugin::client_frame`] or [`Plugin::upstream_frame`] do
+    /// anything. Routes whose plugins all answer false are proxied without
+    /// aggregating fragments or copying payloads.
+    fn handles_frames(&self) -> bool {
+        false
+    }
+
+    /// Creates the per-connection state this plugin keeps (Kong's
+    /// `kong.ctx.plugin`); `None` if it keeps none.
+    fn new_state(&self) -> Option<State> {
+        None
+    }
+
+    /// The opening handshake, before the upstream is contacted: inspect the
+    /// request, reject it, set headers toward the upstream, set payload
+    /// limits.
+    fn handshake(&self, _ctx: &mut HandshakeContext<'_>) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    /// A message (or control frame) from the client, before it is
+    /// forwarded upstream.
+    fn client_frame(&self, _ctx: &mut FrameContext<'_>) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    /// A message (or control frame) from the upstream, before it is
+    /// forwarded to the client.
+    fn upstream_frame(&self, _ctx: &mut FrameContext<'_>) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    /// The connection ended.
+    fn close(&self, _ctx: &mut CloseContext<'_>) {}
+}

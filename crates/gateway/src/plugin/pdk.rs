@@ -1,0 +1,468 @@
+//! The plugin development kit: what a handler can see and do in each phase,
+//! under the names of Kong's WebSocket PDK (`get_frame`, `set_frame_data`,
+//! `set_status`, `drop_frame`, `close`, `set_max_payload_size`).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use frameway_wire::CloseCode;
+use http::header::{HeaderName, HeaderValue};
+use http::{Extensions, HeaderMap, Request, StatusCode};
+
+use super::State;
+
+/// Where a frame came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the client, going upstream.
+    Client,
+    /// From the upstream, going to the client.
+    Upstream,
+}
+
+impl Direction {
+    /// `"client"` or `"upstream"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Client => "client",
+            Direction::Upstream => "upstream",
+        }
+    }
+}
+
+/// The type of an in-flight frame, as Kong names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameType {
+    /// A text message (whole, when the route aggregates).
+    Text,
+    /// A binary message.
+    Binary,
+    /// A later fragment, seen only by code working frame by frame.
+    Continuation,
+    /// A ping.
+    Ping,
+    /// A pong.
+    Pong,
+    /// A close frame.
+    Close,
+}
+
+impl FrameType {
+    /// `"text"`, `"binary"`, `"continuation"`, `"ping"`, `"pong"` or `"close"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FrameType::Text => "text",
+            FrameType::Binary => "binary",
+            FrameType::Continuation => "continuation",
+            FrameType::Ping => "ping",
+            FrameType::Pong => "pong",
+            FrameType::Close => "close",
+        }
+    }
+}
+
+/// A PDK call that is not allowed here (Kong raises these as exceptions).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PdkError {
+    /// `set_status` on a frame that is not a close frame.
+    #[error("set_status can only be called on a close frame, not a {0} frame")]
+    StatusOnNonClose(&'static str),
+    /// `drop_frame` on a close frame.
+    #[error("close frames cannot be dropped")]
+    DropClose,
+    /// A status code that may not be sent on the wire.
+    #[error("invalid close status {0}: use 1000-1003, 1007-1014 or 3000-4999")]
+    InvalidStatus(u16),
+    /// A close message over 123 bytes.
+    #[error("close message of {0} bytes exceeds 123")]
+    MessageTooLong(usize),
+    /// A header name or value that cannot be sent.
+    #[error("invalid header {0:?}")]
+    InvalidHeader(String),
+}
+
+/// A close frame a plugin asked for: status and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedClose {
+    /// The status code.
+    pub status: CloseCode,
+    /// The message (at most 123 bytes).
+    pub message: String,
+}
+
+impl PlannedClose {
+    fn new(status: Option<u16>, message: Option<&str>) -> Result<Self, PdkError> {
+        let code = status.unwrap_or(1000);
+        let status = CloseCode::new(code).ok_or(PdkError::InvalidStatus(code))?;
+        let message = message.unwrap_or("").to_owned();
+        if message.len() > frameway_wire::MAX_CLOSE_REASON {
+            return Err(PdkError::MessageTooLong(message.len()));
+        }
+        Ok(PlannedClose { status, message })
+    }
+}
+
+/// What happens to the in-flight frame once the handlers have run.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Verdict {
+    /// Forward it (possibly changed).
+    #[default]
+    Forward,
+    /// Drop it.
+    Drop,
+    /// Do not forward it; close both sides.
+    Close {
+        /// The close frame for the side the frame came from.
+        sender: PlannedClose,
+        /// The close frame for the other side.
+        peer: PlannedClose,
+    },
+    /// Forward it, then close both sides (beyond Kong).
+    ForwardThenClose {
+        /// The close frame for the side the frame came from.
+        sender: PlannedClose,
+        /// The close frame for the other side.
+        peer: PlannedClose,
+    },
+}
+
+impl Verdict {
+    /// Whether later handlers are skipped.
+    pub(crate) fn stops_chain(&self) -> bool {
+        !matches!(self, Verdict::Forward)
+    }
+}
+
+/// Facts about one proxied connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    /// A number unique to this connection within the process.
+    pub id: u64,
+    /// The client's address.
+    pub client_addr: SocketAddr,
+    /// The matched route's name.
+    pub route: String,
+    /// The matched service's name.
+    pub service: String,
+    /// When the connection was accepted.
+    pub started: Instant,
+}
+
+/// The in-flight frame of [`FrameContext`].
+#[derive(Debug, Clone)]
+pub(crate) struct InFlight {
+    pub(crate) kind: FrameType,
+    pub(crate) data: Bytes,
+    pub(crate) status: Option<u16>,
+    pub(crate) verdict: Verdict,
+}
+
+/// The frame phase: one message or control frame in flight, in one
+/// direction (Kong's `kong.websocket.client.*` or `kong.websocket.upstream.*`).
+pub struct FrameContext<'a> {
+    pub(crate) direction: Direction,
+    pub(crate) frame: &'a mut InFlight,
+    pub(crate) state: &'a mut Option<State>,
+    pub(crate) shared: &'a mut Extensions,
+    pub(crate) conn: &'a ConnectionInfo,
+}
+
+impl FrameContext<'_> {
+    /// Where the frame came from.
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+
+    /// The payload, the type and (for close frames) the status code.
+    pub fn get_frame(&self) -> (&[u8], FrameType, Option<u16>) {
+        (&self.frame.data, self.frame.kind, self.frame.status)
+    }
+
+    /// Replaces the payload (a close frame's message, for close frames).
+    /// Handlers after this one see the new payload.
+    pub fn set_frame_data(&mut self, data: impl Into<Bytes>) {
+        self.frame.data = data.into();
+    }
+
+    /// Replaces a close frame's status code; an error for other frames or a
+    /// code that may not be sent.
+    pub fn set_status(&mut self, status: u16) -> Result<(), PdkError> {
+        if self.frame.kind != FrameType::Close {
+            return Err(PdkError::StatusOnNonClose(self.frame.kind.as_str()));
+        }
+        CloseCode::new(status).ok_or(PdkError::InvalidStatus(status))?;
+        self.frame.status = Some(status);
+        Ok(())
+    }
+
+    /// Drops the frame; later handlers are skipped. Close frames cannot be
+    /// dropped.
+    pub fn drop_frame(&mut self) -> Result<(), PdkError> {
+        if self.frame.kind == FrameType::Close {
+            return Err(PdkError::DropClose);
+        }
+        self.frame.verdict = Verdict::Drop;
+        Ok(())
+    }
+
+    /// Closes the connection: `status`/`message` go to the side this frame
+    /// came from, `peer_status`/`peer_payload` to the other side (each
+    /// status defaults to 1000). The frame is not forwarded and later
+    /// handlers are skipped.
+    pub fn close(
+        &mut self,
+        status: Option<u16>,
+        message: Option<&str>,
+        peer_status: Option<u16>,
+        peer_payload: Option<&str>,
+    ) -> Result<(), PdkError> {
+        self.frame.verdict = Verdict::Close {
+            sender: PlannedClose::new(status, message)?,
+            peer: PlannedClose::new(peer_status, peer_payload)?,
+        };
+        Ok(())
+    }
+
+    /// Forwards the frame, then closes both sides as [`Self::close`] does.
+    pub fn forward_then_close(
+        &mut self,
+        status: Option<u16>,
+        message: Option<&str>,
+        peer_status: Option<u16>,
+        peer_payload: Option<&str>,
+    ) -> Result<(), PdkError> {
+        self.frame.verdict = Verdict::ForwardThenClose {
+            sender: PlannedClose::new(status, message)?,
+            peer: PlannedClose::new(peer_status, peer_payload)?,
+        };
+        Ok(())
+    }
+
+    /// This plugin's per-connection state (`kong.ctx.plugin`).
+    pub fn state<T: 'static>(&mut self) -> Option<&mut T> {
+        self.state.as_mut()?.downcast_mut()
+    }
+
+    /// State shared by all plugins of this connection (`kong.ctx.shared`).
+    pub fn shared(&mut self) -> &mut Extensions {
+        self.shared
+    }
+
+    /// The connection.
+    pub fn connection(&self) -> &ConnectionInfo {
+        self.conn
+    }
+}
+
+/// A handshake answered by a plugin instead of the upstream.
+#[derive(Debug, Clone)]
+pub struct Exit {
+    /// The status.
+    pub status: StatusCode,
+    /// The body.
+    pub body: Bytes,
+    /// Extra headers.
+    pub headers: HeaderMap,
+}
+
+/// Payload limits a handshake set; `None` keeps the route's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct LimitOverrides {
+    pub(crate) client: Option<u64>,
+    pub(crate) upstream: Option<u64>,
+}
+
+/// The handshake phase: the client's request, before the upstream is
+/// contacted.
+pub struct HandshakeContext<'a> {
+    pub(crate) request: &'a Request<()>,
+    pub(crate) upstream_headers: &'a mut HeaderMap,
+    pub(crate) exit: &'a mut Option<Exit>,
+    pub(crate) limits: &'a mut LimitOverrides,
+    pub(crate) state: &'a mut Option<State>,
+    pub(crate) shared: &'a mut Extensions,
+    pub(crate) conn: &'a ConnectionInfo,
+}
+
+impl HandshakeContext<'_> {
+    /// The request method (`kong.request.get_method`).
+    pub fn method(&self) -> &str {
+        self.request.method().as_str()
+    }
+
+    /// The request path (`kong.request.get_path`).
+    pub fn path(&self) -> &str {
+        self.request.uri().path()
+    }
+
+    /// The raw query string, if any.
+    pub fn query(&self) -> Option<&str> {
+        self.request.uri().query()
+    }
+
+    /// The first value of a query argument, percent-decoded
+    /// (`kong.request.get_query_arg`).
+    pub fn query_arg(&self, name: &str) -> Option<String> {
+        self.query()?
+            .split('&')
+            .filter_map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                (percent_decode(k) == name).then(|| percent_decode(v))
+            })
+            .next()
+    }
+
+    /// The first value of a request header (`kong.request.get_header`).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.request.headers().get(name)?.to_str().ok()
+    }
+
+    /// All request headers (`kong.request.get_headers`).
+    pub fn headers(&self) -> &HeaderMap {
+        self.request.headers()
+    }
+
+    /// The client's IP address (`kong.client.get_ip`).
+    pub fn client_ip(&self) -> std::net::IpAddr {
+        self.conn.client_addr.ip()
+    }
+
+    /// Sets a header on the request to the upstream
+    /// (`kong.service.request.set_header`).
+    pub fn set_upstream_header(&mut self, name: &str, value: &str) -> Result<(), PdkError> {
+        let name =
+            HeaderName::try_from(name).map_err(|_| PdkError::InvalidHeader(name.to_owned()))?;
+        let value =
+            HeaderValue::try_from(value).map_err(|_| PdkError::InvalidHeader(value.to_owned()))?;
+        self.upstream_headers.insert(name, value);
+        Ok(())
+    }
+
+    /// Removes a header from the request to the upstream
+    /// (`kong.service.request.clear_header`).
+    pub fn clear_upstream_header(&mut self, name: &str) {
+        self.upstream_headers.remove(name);
+    }
+
+    /// Answers the handshake with `status` and `body` instead of proxying
+    /// (`kong.response.exit`); later handlers are skipped.
+    pub fn exit(&mut self, status: StatusCode, body: impl Into<Bytes>, headers: HeaderMap) {
+        *self.exit = Some(Exit {
+            status,
+            body: body.into(),
+            headers,
+        });
+    }
+
+    /// The largest client message accepted (`kong.websocket.client.set_max_payload_size`);
+    /// 0 restores the default.
+    pub fn set_client_max_payload_size(&mut self, size: u64) {
+        self.limits.client = (size != 0).then_some(size);
+    }
+
+    /// The largest upstream message accepted
+    /// (`kong.websocket.upstream.set_max_payload_size`); 0 restores the default.
+    pub fn set_upstream_max_payload_size(&mut self, size: u64) {
+        self.limits.upstream = (size != 0).then_some(size);
+    }
+
+    /// This plugin's per-connection state (`kong.ctx.plugin`).
+    pub fn state<T: 'static>(&mut self) -> Option<&mut T> {
+        self.state.as_mut()?.downcast_mut()
+    }
+
+    /// State shared by all plugins of this connection (`kong.ctx.shared`).
+    pub fn shared(&mut self) -> &mut Extensions {
+        self.shared
+    }
+
+    /// The connection.
+    pub fn connection(&self) -> &ConnectionInfo {
+        self.conn
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Per-direction counters of a connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Messages (and control frames) received from this side.
+    pub messages: u64,
+    /// Payload bytes received from this side.
+    pub bytes: u64,
+}
+
+/// The close phase: how the connection ended.
+pub struct CloseContext<'a> {
+    pub(crate) state: &'a mut Option<State>,
+    pub(crate) shared: &'a mut Extensions,
+    pub(crate) conn: &'a ConnectionInfo,
+    /// The close status the client sent, if it sent one.
+    pub client_status: Option<u16>,
+    /// The close status the upstream sent, if it sent one.
+    pub upstream_status: Option<u16>,
+    /// Traffic from the client.
+    pub client: Traffic,
+    /// Traffic from the upstream.
+    pub upstream: Traffic,
+}
+
+impl CloseContext<'_> {
+    /// How long the connection lasted.
+    pub fn duration(&self) -> Duration {
+        self.conn.started.elapsed()
+    }
+
+    /// This plugin's per-connection state (`kong.ctx.plugin`).
+    pub fn state<T: 'static>(&mut self) -> Option<&mut T> {
+        self.state.as_mut()?.downcast_mut()
+    }
+
+    /// State shared by all plugins of this connection (`kong.ctx.shared`).
+    pub fn shared(&mut self) -> &mut Extensions {
+        self.shared
+    }
+
+    /// The connection.
+    pub fn connection(&self) -> &ConnectionInfo {
+        self.conn
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn query_values_are_percent_decoded() {
+        assert_eq!(percent_decode("a%20b+c%2"), "a b c%2");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("caf%C3%A9"), "café");
+    }
+}

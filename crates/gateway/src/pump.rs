@@ -1,0 +1,462 @@
+//! Moving frames between the two legs of a proxied connection, running the
+//! frame plugins on each, and ending both legs together.
+//!
+//! Routes without frame plugins forward frame by frame as frames arrive
+//! (no aggregation); routes with frame plugins aggregate fragmented
+//! messages first, so plugins see whole messages, while control frames
+//! inside a fragmented message pass at once.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use frameway::{CloseCode, CloseFrame, Error, Frame, Message, OpCode, Utf8Bytes, WebSocket};
+use http::Extensions;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{sleep, Instant};
+
+use crate::plugin::{
+    Chain, ConnectionInfo, Direction, FrameType, InFlight, PlannedClose, State, Traffic, Verdict,
+};
+
+/// How long to wait for the other side's close frame once the connection is
+/// ending.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// One unit received from a leg: a whole message, or a frame on the fast path.
+struct Unit {
+    kind: FrameType,
+    fin: bool,
+    data: Bytes,
+    status: Option<u16>,
+}
+
+impl Unit {
+    fn from_message(msg: Message) -> Unit {
+        let (kind, data, status) = match msg {
+            Message::Text(t) => (FrameType::Text, t.into_bytes(), None),
+            Message::Binary(b) => (FrameType::Binary, b, None),
+            Message::Ping(b) => (FrameType::Ping, b, None),
+            Message::Pong(b) => (FrameType::Pong, b, None),
+            Message::Close(Some(c)) => (
+                FrameType::Close,
+                c.reason.into_bytes(),
+                Some(c.code.as_u16()),
+            ),
+            Message::Close(None) => (FrameType::Close, Bytes::new(), None),
+        };
+        Unit {
+            kind,
+            fin: true,
+            data,
+            status,
+        }
+    }
+
+    fn from_frame(frame: Frame) -> Unit {
+        let kind = match frame.opcode {
+            OpCode::Text => FrameType::Text,
+            OpCode::Binary => FrameType::Binary,
+            OpCode::Continuation => FrameType::Continuation,
+            OpCode::Ping => FrameType::Ping,
+            OpCode::Pong => FrameType::Pong,
+            OpCode::Close => {
+                // The decoder validated the close payload.
+                let (status, data) = match CloseFrame::parse(&frame.payload) {
+                    Ok(Some(c)) => (Some(c.code.as_u16()), c.reason.into_bytes()),
+                    _ => (None, Bytes::new()),
+                };
+                return Unit {
+                    kind: FrameType::Close,
+                    fin: true,
+                    data,
+                    status,
+                };
+            }
+        };
+        Unit {
+            kind,
+            fin: frame.fin,
+            data: frame.payload,
+            status: None,
+        }
+    }
+}
+
+/// Why a unit could not be forwarded.
+enum Forward {
+    /// The receiving leg failed (it is gone).
+    PeerGone,
+    /// A plugin produced something that cannot be sent.
+    Invalid(String),
+}
+
+/// Per-connection proxy state.
+pub(crate) struct Pump {
+    chain: Chain,
+    states: Vec<Option<State>>,
+    shared: Extensions,
+    conn: ConnectionInfo,
+    idle_timeout: Option<Duration>,
+    client: Traffic,
+    upstream: Traffic,
+    client_status: Option<u16>,
+    upstream_status: Option<u16>,
+}
+
+impl Pump {
+    pub(crate) fn new(
+        chain: Chain,
+        states: Vec<Option<State>>,
+        shared: Extensions,
+        conn: ConnectionInfo,
+        idle_timeout: Option<Duration>,
+    ) -> Self {
+        Pump {
+            chain,
+            states,
+            shared,
+            conn,
+            idle_timeout,
+            client: Traffic::default(),
+            upstream: Traffic::default(),
+            client_status: None,
+            upstream_status: None,
+        }
+    }
+
+    /// Proxies until either side ends, then runs the close phase.
+    pub(crate) async fn run<C, U>(mut self, mut client: WebSocket<C>, mut upstream: WebSocket<U>)
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+        U: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.proxy(&mut client, &mut upstream).await;
+        let Pump {
+            chain,
+            mut states,
+            mut shared,
+            conn,
+            client: ct,
+            upstream: ut,
+            client_status,
+            upstream_status,
+            ..
+        } = self;
+        chain.run_close(
+            &mut states,
+            &mut shared,
+            &conn,
+            client_status,
+            upstream_status,
+            ct,
+            ut,
+        );
+    }
+
+    async fn proxy<C, U>(&mut self, client: &mut WebSocket<C>, upstream: &mut WebSocket<U>)
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+        U: AsyncRead + AsyncWrite + Unpin,
+    {
+        let aggregate = self.chain.handles_frames();
+        let idle = sleep(self.idle_timeout.unwrap_or(Duration::MAX / 4));
+        tokio::pin!(idle);
+        loop {
+            let (direction, received) = tokio::select! {
+                r = next(client, aggregate) => (Direction::Client, r),
+                r = next(upstream, aggregate) => (Direction::Upstream, r),
+                () = &mut idle, if self.idle_timeout.is_some() => {
+                    let close = planned(CloseCode::GOING_AWAY, "idle timeout");
+                    close_both(client, upstream, &close, &close).await;
+                    return;
+                }
+            };
+            if let Some(limit) = self.idle_timeout {
+                idle.as_mut().reset(Instant::now() + limit);
+            }
+            let unit = match received {
+                Some(Ok(unit)) => unit,
+                Some(Err(Error::Protocol(err))) => {
+                    tracing::info!(
+                        connection = self.conn.id,
+                        side = direction.as_str(),
+                        "protocol violation: {err}"
+                    );
+                    let owed = planned(err.close_code(), &err.to_string());
+                    match direction {
+                        Direction::Client => fail_leg(client, upstream, &owed, aggregate).await,
+                        Direction::Upstream => fail_leg(upstream, client, &owed, aggregate).await,
+                    }
+                    return;
+                }
+                ended => {
+                    // The sender left: the other side goes away.
+                    if let Some(Err(err)) = &ended {
+                        tracing::debug!(
+                            connection = self.conn.id,
+                            side = direction.as_str(),
+                            "leg ended: {err}"
+                        );
+                    }
+                    let away = planned(CloseCode::GOING_AWAY, "peer went away");
+                    match direction {
+                        Direction::Client => finish(upstream, Some(&away)).await,
+                        Direction::Upstream => finish(client, Some(&away)).await,
+                    }
+                    return;
+                }
+            };
+            let done = match direction {
+                Direction::Client => self.handle(direction, unit, client, upstream).await,
+                Direction::Upstream => self.handle(direction, unit, upstream, client).await,
+            };
+            if done {
+                return;
+            }
+        }
+    }
+
+    /// Runs the plugins on one unit and carries out their verdict. Returns
+    /// true when the connection is over.
+    async fn handle<S, P>(
+        &mut self,
+        direction: Direction,
+        unit: Unit,
+        sender: &mut WebSocket<S>,
+        peer: &mut WebSocket<P>,
+    ) -> bool
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+        P: AsyncRead + AsyncWrite + Unpin,
+    {
+        let traffic = match direction {
+            Direction::Client => &mut self.client,
+            Direction::Upstream => &mut self.upstream,
+        };
+        traffic.messages += 1;
+        traffic.bytes += unit.data.len() as u64;
+        if unit.kind == FrameType::Close {
+            match direction {
+                Direction::Client => self.client_status = unit.status,
+                Direction::Upstream => self.upstream_status = unit.status,
+            }
+        }
+        let mut frame = InFlight {
+            kind: unit.kind,
+            data: unit.data,
+            status: unit.status,
+            verdict: Verdict::Forward,
+        };
+        if self.chain.handles_frames() {
+            if let Err(err) = self.chain.run_frame(
+                direction,
+                &mut frame,
+                &mut self.states,
+                &mut self.shared,
+                &self.conn,
+            ) {
+                tracing::error!(connection = self.conn.id, plugin = %err.plugin, "plugin failed: {}", err.error);
+                let close = planned(CloseCode::INTERNAL_ERROR, "plugin error");
+                close_both(sender, peer, &close, &close).await;
+                return true;
+            }
+        }
+        let closing = frame.kind == FrameType::Close;
+        let (sender_close, peer_close) = match &frame.verdict {
+            Verdict::Drop => return false,
+            Verdict::Forward => (None, None),
+            Verdict::Close {
+                sender: to_sender,
+                peer: to_peer,
+            } => {
+                let (to_sender, to_peer) = (to_sender.clone(), to_peer.clone());
+                close_both(sender, peer, &to_sender, &to_peer).await;
+                return true;
+            }
+            Verdict::ForwardThenClose {
+                sender: to_sender,
+                peer: to_peer,
+            } => (Some(to_sender.clone()), Some(to_peer.clone())),
+        };
+        match forward(peer, &frame, unit.fin).await {
+            Ok(()) => {}
+            Err(Forward::PeerGone) => {
+                finish(
+                    sender,
+                    Some(&planned(CloseCode::GOING_AWAY, "peer went away")),
+                )
+                .await;
+                return true;
+            }
+            Err(Forward::Invalid(why)) => {
+                tracing::error!(
+                    connection = self.conn.id,
+                    "cannot forward a {} frame: {why}",
+                    frame.kind.as_str()
+                );
+                let close = planned(CloseCode::INTERNAL_ERROR, "gateway error");
+                close_both(sender, peer, &close, &close).await;
+                return true;
+            }
+        }
+        if let (Some(sender_close), Some(peer_close)) = (sender_close, peer_close) {
+            close_both(sender, peer, &sender_close, &peer_close).await;
+            return true;
+        }
+        if closing {
+            // The sender's leg already answered its close; wait for the
+            // peer's answer to ours, then both legs are done.
+            finish(peer, None).await;
+            finish(sender, None).await;
+            return true;
+        }
+        false
+    }
+}
+
+/// Receives the next unit from a leg.
+async fn next<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocket<S>,
+    aggregate: bool,
+) -> Option<frameway::Result<Unit>> {
+    if aggregate {
+        ws.recv().await.map(|r| r.map(Unit::from_message))
+    } else {
+        ws.recv_frame().await.map(|r| r.map(Unit::from_frame))
+    }
+}
+
+/// Sends the (possibly changed) frame to the other leg.
+async fn forward<P: AsyncRead + AsyncWrite + Unpin>(
+    peer: &mut WebSocket<P>,
+    frame: &InFlight,
+    fin: bool,
+) -> Result<(), Forward> {
+    let result = match frame.kind {
+        FrameType::Text if fin => {
+            let text = Utf8Bytes::try_from(frame.data.clone())
+                .map_err(|_| Forward::Invalid("text is not UTF-8".into()))?;
+            peer.send_frame(fin, OpCode::Text, text.as_bytes()).await
+        }
+        FrameType::Text => peer.send_frame(false, OpCode::Text, &frame.data).await,
+        FrameType::Binary => peer.send_frame(fin, OpCode::Binary, &frame.data).await,
+        FrameType::Continuation => {
+            peer.send_frame(fin, OpCode::Continuation, &frame.data)
+                .await
+        }
+        FrameType::Ping | FrameType::Pong => {
+            if frame.data.len() > 125 {
+                return Err(Forward::Invalid(format!(
+                    "control frame payload of {} bytes",
+                    frame.data.len()
+                )));
+            }
+            let opcode = if frame.kind == FrameType::Ping {
+                OpCode::Ping
+            } else {
+                OpCode::Pong
+            };
+            peer.send_frame(true, opcode, &frame.data).await
+        }
+        FrameType::Close => {
+            let close = match frame.status {
+                Some(code) => {
+                    let code = CloseCode::new(code)
+                        .ok_or_else(|| Forward::Invalid(format!("close status {code}")))?;
+                    let reason = Utf8Bytes::try_from(frame.data.clone())
+                        .map_err(|_| Forward::Invalid("close message is not UTF-8".into()))?;
+                    Some(
+                        CloseFrame::new(code, reason)
+                            .map_err(|e| Forward::Invalid(e.to_string()))?,
+                    )
+                }
+                None => None,
+            };
+            peer.send_close(close).await
+        }
+    };
+    match result {
+        Ok(()) => Ok(()),
+        Err(Error::Protocol(e)) => Err(Forward::Invalid(e.to_string())),
+        Err(_) => Err(Forward::PeerGone),
+    }
+}
+
+fn planned(code: CloseCode, message: &str) -> PlannedClose {
+    let mut end = message.len().min(frameway::wire::MAX_CLOSE_REASON);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    PlannedClose {
+        status: code,
+        message: message[..end].to_owned(),
+    }
+}
+
+/// Sends each side its close frame, then lets both close handshakes finish.
+async fn close_both<A, B>(
+    a: &mut WebSocket<A>,
+    b: &mut WebSocket<B>,
+    a_close: &PlannedClose,
+    b_close: &PlannedClose,
+) where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    tokio::join!(finish(a, Some(a_close)), finish(b, Some(b_close)));
+}
+
+/// Sends `close` (if given and none was sent yet) and drains the leg until
+/// its close handshake completes or the grace period ends.
+async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocket<S>,
+    close: Option<&PlannedClose>,
+) {
+    if let Some(close) = close {
+        if matches!(
+            ws.close_state(),
+            frameway::CloseState::Open | frameway::CloseState::Received
+        ) {
+            let frame = CloseFrame::new(close.status, close.message.as_str()).ok();
+            let _ = ws.send_close(frame).await;
+        }
+    }
+    let drain = async { while let Some(Ok(_)) = ws.recv_frame().await {} };
+    let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
+}
+
+/// One side broke the protocol. The other side is told 1001 and whatever it
+/// still sends before its close (answers already on their way) is delivered;
+/// then the offender gets the close code its violation calls for.
+async fn fail_leg<S, P>(
+    offender: &mut WebSocket<S>,
+    peer: &mut WebSocket<P>,
+    owed: &PlannedClose,
+    aggregate: bool,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+    P: AsyncRead + AsyncWrite + Unpin,
+{
+    let away = CloseFrame::new(CloseCode::GOING_AWAY, "peer went away").ok();
+    let deliver = async {
+        if peer.send_close(away).await.is_err() {
+            return;
+        }
+        while let Some(Ok(unit)) = next(peer, aggregate).await {
+            if unit.kind == FrameType::Close {
+                break;
+            }
+            let frame = InFlight {
+                kind: unit.kind,
+                data: unit.data,
+                status: None,
+                verdict: Verdict::Forward,
+            };
+            if forward(offender, &frame, unit.fin).await.is_err() {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, deliver).await;
+    finish(offender, Some(owed)).await;
+}

@@ -1,0 +1,243 @@
+//! Matching a request to a route: by host, then by the longest path prefix.
+
+use std::sync::Arc;
+
+use crate::plugin::Chain;
+use crate::upstream::Service;
+
+/// One route: where requests matching it go, and the plugins they pass.
+#[derive(Debug)]
+pub struct Route {
+    /// The route's name.
+    pub name: String,
+    /// The service it proxies to.
+    pub service: Arc<Service>,
+    /// Path prefixes; empty matches every path.
+    pub paths: Vec<String>,
+    /// Lower-case host names, `*.` wildcards allowed; empty matches every host.
+    pub hosts: Vec<String>,
+    /// Whether the matched prefix is removed before proxying.
+    pub strip_path: bool,
+    /// The plugins, in running order.
+    pub chain: Chain,
+}
+
+/// A routing decision.
+#[derive(Debug, Clone)]
+pub struct Matched {
+    /// The route.
+    pub route: Arc<Route>,
+    /// The path and query to request from the upstream.
+    pub upstream_target: String,
+}
+
+/// The routing table.
+#[derive(Debug, Default)]
+pub struct Router {
+    routes: Vec<Arc<Route>>,
+}
+
+impl Router {
+    /// A table of `routes`.
+    pub fn new(routes: Vec<Route>) -> Self {
+        Router {
+            routes: routes.into_iter().map(Arc::new).collect(),
+        }
+    }
+
+    /// The routes, in configuration order.
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
+    }
+
+    /// Finds the route for a request: among routes whose hosts accept
+    /// `host` (the Host header, port ignored), the one with the longest
+    /// matching path prefix; an exact host beats a wildcard beats none when
+    /// paths tie.
+    ///
+    /// ```
+    /// # use frameway_gateway::config::Config;
+    /// # use frameway_gateway::plugin::Registry;
+    /// let config = Config::parse(r#"
+    /// [[services]]
+    /// name = "chat"
+    /// url = "ws://127.0.0.1:9000/socket"
+    ///   [[services.routes]]
+    ///   name = "chat"
+    ///   paths = ["/chat"]
+    /// "#, "example", &Registry::with_builtins()).unwrap();
+    /// let matched = config.router.find(Some("gw.local:8080"), "/chat/room1?x=1").unwrap();
+    /// assert_eq!(matched.upstream_target, "/socket/room1?x=1");
+    /// assert!(config.router.find(None, "/other").is_none());
+    /// ```
+    pub fn find(&self, host: Option<&str>, target: &str) -> Option<Matched> {
+        let host = host.map(|h| strip_port(h).to_ascii_lowercase());
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (target, None),
+        };
+        let mut best: Option<(usize, u8, &Arc<Route>, &str)> = None;
+        for route in &self.routes {
+            let Some(host_rank) = host_rank(&route.hosts, host.as_deref()) else {
+                continue;
+            };
+            let prefix = if route.paths.is_empty() {
+                Some("")
+            } else {
+                route
+                    .paths
+                    .iter()
+                    .filter(|p| path.starts_with(p.as_str()))
+                    .max_by_key(|p| p.len())
+                    .map(String::as_str)
+            };
+            let Some(prefix) = prefix else { continue };
+            let key = (prefix.len(), host_rank);
+            if best.is_none_or(|(len, rank, _, _)| key > (len, rank)) {
+                best = Some((prefix.len(), host_rank, route, prefix));
+            }
+        }
+        let (_, _, route, prefix) = best?;
+        let rest = if route.strip_path {
+            &path[prefix.len()..]
+        } else {
+            path
+        };
+        let mut upstream_target = join_paths(route.service.upstream.path(), rest);
+        if let Some(query) = query {
+            upstream_target.push('?');
+            upstream_target.push_str(query);
+        }
+        Some(Matched {
+            route: route.clone(),
+            upstream_target,
+        })
+    }
+}
+
+/// 2 for an exact host match, 1 for a wildcard, 0 for a route without
+/// hosts; `None` if the route's hosts exclude this one.
+fn host_rank(hosts: &[String], host: Option<&str>) -> Option<u8> {
+    if hosts.is_empty() {
+        return Some(0);
+    }
+    let host = host?;
+    hosts
+        .iter()
+        .filter_map(|h| match h.strip_prefix("*.") {
+            Some(suffix) => host
+                .strip_suffix(suffix)
+                .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.'))
+                .then_some(1),
+            None => (h == host).then_some(2),
+        })
+        .max()
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| &host[..h.len() + 1]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+fn join_paths(base: &str, rest: &str) -> String {
+    match (base.ends_with('/'), rest.starts_with('/')) {
+        _ if rest.is_empty() => {
+            if base.is_empty() {
+                "/".to_owned()
+            } else {
+                base.to_owned()
+            }
+        }
+        (true, true) => format!("{base}{}", &rest[1..]),
+        (false, false) if base.is_empty() => format!("/{rest}"),
+        _ => format!("{base}{rest}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::plugin::Registry;
+
+    fn router() -> Arc<Router> {
+        let text = r#"
+            [[services]]
+            name = "a"
+            url = "ws://127.0.0.1:1/base/"
+              [[services.routes]]
+              name = "short"
+              paths = ["/api"]
+              [[services.routes]]
+              name = "long"
+              paths = ["/api/v2"]
+              [[services.routes]]
+              name = "keep"
+              paths = ["/keep"]
+              strip_path = false
+            [[services]]
+            name = "b"
+            url = "ws://127.0.0.1:2"
+              [[services.routes]]
+              name = "wild"
+              hosts = ["*.example.com"]
+              paths = ["/api"]
+              [[services.routes]]
+              name = "exact"
+              hosts = ["chat.example.com"]
+              paths = ["/api"]
+        "#;
+        Config::parse(text, "test", &Registry::with_builtins())
+            .unwrap()
+            .router
+    }
+
+    fn route(host: Option<&str>, path: &str) -> Option<(String, String)> {
+        router()
+            .find(host, path)
+            .map(|m| (m.route.name.clone(), m.upstream_target))
+    }
+
+    #[test]
+    fn longest_path_wins_and_prefix_is_stripped() {
+        assert_eq!(
+            route(None, "/api/v2/x"),
+            Some(("long".into(), "/base/x".into()))
+        );
+        assert_eq!(
+            route(None, "/api/x?q=1"),
+            Some(("short".into(), "/base/x?q=1".into()))
+        );
+        assert_eq!(route(None, "/api"), Some(("short".into(), "/base/".into())));
+        assert_eq!(
+            route(None, "/keep/me"),
+            Some(("keep".into(), "/base/keep/me".into()))
+        );
+        assert_eq!(route(None, "/nothing"), None);
+    }
+
+    #[test]
+    fn hosts_match_exactly_or_by_wildcard() {
+        assert_eq!(
+            route(Some("chat.example.com:443"), "/api").unwrap().0,
+            "exact"
+        );
+        assert_eq!(route(Some("other.example.com"), "/api").unwrap().0, "wild");
+        // The bare domain is not covered by the wildcard.
+        assert_eq!(route(Some("example.com"), "/api").unwrap().0, "short");
+    }
+
+    #[test]
+    fn paths_join_without_double_slashes() {
+        assert_eq!(join_paths("/socket", ""), "/socket");
+        assert_eq!(join_paths("/socket", "/x"), "/socket/x");
+        assert_eq!(join_paths("/socket/", "/x"), "/socket/x");
+        assert_eq!(join_paths("", ""), "/");
+        assert_eq!(join_paths("", "x"), "/x");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+    }
+}

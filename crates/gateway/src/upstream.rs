@@ -1,0 +1,168 @@
+//! Upstream services: where a route's connections go, and opening them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use frameway::client::{client_handshake, connect_with, ConnectOptions, ConnectResponse};
+use frameway::WebSocket;
+use http::HeaderMap;
+
+/// Where a service lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    /// A `ws://` or `wss://` server.
+    Url {
+        /// `ws` or `wss`.
+        scheme: &'static str,
+        /// `host:port` (or `host`).
+        authority: String,
+        /// The base path (may be empty).
+        path: String,
+    },
+    /// The in-process echo server (`internal://echo`).
+    Echo,
+}
+
+impl Upstream {
+    /// Parses a service URL.
+    pub fn parse(url: &str) -> Result<Upstream, &'static str> {
+        if url == "internal://echo" {
+            return Ok(Upstream::Echo);
+        }
+        let uri: http::Uri = url.parse().map_err(|_| "not a valid URL")?;
+        let scheme = match uri.scheme_str() {
+            Some("ws") => "ws",
+            Some("wss") => "wss",
+            _ => return Err("the scheme must be ws://, wss:// or internal://echo"),
+        };
+        let authority = uri.authority().ok_or("the URL has no host")?.to_string();
+        if authority.contains('@') {
+            return Err("credentials in the URL are not supported");
+        }
+        if uri.query().is_some() {
+            return Err("a service URL cannot have a query");
+        }
+        let path = uri.path().trim_end_matches('/').to_owned();
+        let path = if url.ends_with('/') && !path.is_empty() {
+            format!("{path}/")
+        } else {
+            path
+        };
+        Ok(Upstream::Url {
+            scheme,
+            authority,
+            path: if path == "/" { String::new() } else { path },
+        })
+    }
+
+    /// The base path requests are joined to.
+    pub fn path(&self) -> &str {
+        match self {
+            Upstream::Url { path, .. } => path,
+            Upstream::Echo => "",
+        }
+    }
+}
+
+/// A `[[services]]` entry, checked.
+#[derive(Debug)]
+pub struct Service {
+    /// The service's name.
+    pub name: String,
+    /// Where it lives.
+    pub upstream: Upstream,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Time allowed for the upstream's handshake answer.
+    pub read_timeout: Duration,
+    /// Write timeout.
+    pub write_timeout: Duration,
+    /// Verify the upstream's certificate.
+    pub tls_verify: bool,
+    /// Extra CA certificates to trust.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// What the gateway asks of the upstream.
+pub(crate) struct UpstreamRequest {
+    /// Path and query.
+    pub target: String,
+    /// Headers to forward (hop-by-hop ones already removed).
+    pub headers: HeaderMap,
+    /// The client's subprotocol offer.
+    pub protocols: Vec<String>,
+    /// Settings for the upstream leg.
+    pub websocket: frameway::WebSocketConfig,
+}
+
+/// An open upstream connection, over the network or in memory.
+pub(crate) enum UpstreamConn {
+    Net(WebSocket<frameway::client::ClientStream>, ConnectResponse),
+    Memory(WebSocket<tokio::io::DuplexStream>, ConnectResponse),
+}
+
+impl Service {
+    /// Opens the upstream connection for one client.
+    pub(crate) async fn connect(&self, req: UpstreamRequest) -> frameway::Result<UpstreamConn> {
+        let mut options = ConnectOptions::default()
+            .protocols(req.protocols)
+            .connect_timeout(self.connect_timeout)
+            .handshake_timeout(self.read_timeout)
+            .ssl_verify(self.tls_verify)
+            .websocket(req.websocket);
+        for (name, value) in &req.headers {
+            if let Ok(value) = value.to_str() {
+                options = options.header(name.as_str(), value);
+            }
+        }
+        if let Some(ca) = &self.ca_file {
+            options = options.ca_file(ca);
+        }
+        match &self.upstream {
+            Upstream::Url {
+                scheme, authority, ..
+            } => {
+                let url = format!("{scheme}://{authority}{}", req.target);
+                let (ws, response) = connect_with(&url, options).await?;
+                Ok(UpstreamConn::Net(ws, response))
+            }
+            Upstream::Echo => {
+                let (near, far) = tokio::io::duplex(64 * 1024);
+                tokio::spawn(crate::echo::serve_echo(far));
+                let url = format!("ws://internal{}", req.target);
+                let (ws, response) = client_handshake(near, &url, options).await?;
+                Ok(UpstreamConn::Memory(ws, response))
+            }
+        }
+    }
+}
+
+impl UpstreamConn {
+    pub(crate) fn response(&self) -> &ConnectResponse {
+        match self {
+            UpstreamConn::Net(_, r) | UpstreamConn::Memory(_, r) => r,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_urls() {
+        assert_eq!(
+            Upstream::parse("ws://127.0.0.1:9000/socket"),
+            Ok(Upstream::Url {
+                scheme: "ws",
+                authority: "127.0.0.1:9000".into(),
+                path: "/socket".into()
+            })
+        );
+        assert_eq!(Upstream::parse("wss://h/").unwrap().path(), "");
+        assert_eq!(Upstream::parse("wss://h/a/").unwrap().path(), "/a/");
+        assert_eq!(Upstream::parse("internal://echo"), Ok(Upstream::Echo));
+        assert!(Upstream::parse("http://h").is_err());
+        assert!(Upstream::parse("ws://h/x?y=1").is_err());
+    }
+}
