@@ -88,6 +88,7 @@ where
     let mut states = chain.new_states();
     let mut shared = http::Extensions::new();
     let mut upstream_headers = forwarded_headers(&request, client_addr, tls);
+    let mut upstream_target = matched.upstream_target;
     let mut limits = LimitOverrides::default();
     match chain.run_handshake(
         &mut states,
@@ -95,6 +96,7 @@ where
         &conn,
         &request,
         &mut upstream_headers,
+        &mut upstream_target,
         &mut limits,
     ) {
         Ok(None) => {}
@@ -121,7 +123,7 @@ where
     let service = &route.service;
     let upstream = service
         .connect(UpstreamRequest {
-            target: matched.upstream_target,
+            target: upstream_target,
             headers: upstream_headers,
             protocols: offer.protocols.clone(),
             websocket: leg_config(upstream_limit, service.write_timeout),

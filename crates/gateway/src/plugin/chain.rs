@@ -63,6 +63,7 @@ impl Chain {
         self.plugins.iter().map(|p| p.new_state()).collect()
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn run_handshake(
         &self,
         states: &mut [Option<State>],
@@ -70,6 +71,7 @@ impl Chain {
         conn: &ConnectionInfo,
         request: &Request<()>,
         upstream_headers: &mut HeaderMap,
+        upstream_target: &mut String,
         limits: &mut LimitOverrides,
     ) -> Result<Option<Exit>, ChainError> {
         let mut exit = None;
@@ -77,6 +79,7 @@ impl Chain {
             let mut ctx = HandshakeContext {
                 request,
                 upstream_headers,
+                upstream_target,
                 exit: &mut exit,
                 limits,
                 state,

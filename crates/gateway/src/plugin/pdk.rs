@@ -278,6 +278,8 @@ pub(crate) struct LimitOverrides {
 pub struct HandshakeContext<'a> {
     pub(crate) request: &'a Request<()>,
     pub(crate) upstream_headers: &'a mut HeaderMap,
+    /// Path and query requested from the upstream.
+    pub(crate) upstream_target: &'a mut String,
     pub(crate) exit: &'a mut Option<Exit>,
     pub(crate) limits: &'a mut LimitOverrides,
     pub(crate) state: &'a mut Option<State>,
@@ -304,13 +306,22 @@ impl HandshakeContext<'_> {
     /// The first value of a query argument, percent-decoded
     /// (`kong.request.get_query_arg`).
     pub fn query_arg(&self, name: &str) -> Option<String> {
-        self.query()?
+        self.query_args(name).into_iter().next()
+    }
+
+    /// Every value of a query argument, percent-decoded, in request order
+    /// (what `kong.request.get_query` gives for a repeated argument).
+    pub fn query_args(&self, name: &str) -> Vec<String> {
+        let Some(query) = self.query() else {
+            return Vec::new();
+        };
+        query
             .split('&')
             .filter_map(|pair| {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                 (percent_decode(k) == name).then(|| percent_decode(v))
             })
-            .next()
+            .collect()
     }
 
     /// The first value of a request header (`kong.request.get_header`).
@@ -343,6 +354,13 @@ impl HandshakeContext<'_> {
     /// (`kong.service.request.clear_header`).
     pub fn clear_upstream_header(&mut self, name: &str) {
         self.upstream_headers.remove(name);
+    }
+
+    /// Removes every occurrence of a query argument from the request to the
+    /// upstream (`kong.service.request.clear_query_arg`); the client's
+    /// request, as [`Self::query`] shows it, is unchanged.
+    pub fn clear_upstream_query_arg(&mut self, name: &str) {
+        *self.upstream_target = without_query_arg(self.upstream_target, name);
     }
 
     /// Answers the handshake with `status` and `body` instead of proxying
@@ -380,6 +398,26 @@ impl HandshakeContext<'_> {
     /// The connection.
     pub fn connection(&self) -> &ConnectionInfo {
         self.conn
+    }
+}
+
+/// `target` (a path and query) without the query argument `name`; the `?`
+/// goes too when no argument is left.
+fn without_query_arg(target: &str, name: &str) -> String {
+    let Some((path, query)) = target.split_once('?') else {
+        return target.to_owned();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
+            percent_decode(key) != name
+        })
+        .collect();
+    if kept.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", kept.join("&"))
     }
 }
 
@@ -457,12 +495,24 @@ impl CloseContext<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::percent_decode;
+    use super::{percent_decode, without_query_arg};
 
     #[test]
     fn query_values_are_percent_decoded() {
         assert_eq!(percent_decode("a%20b+c%2"), "a b c%2");
         assert_eq!(percent_decode("%zz"), "%zz");
         assert_eq!(percent_decode("caf%C3%A9"), "café");
+    }
+
+    #[test]
+    fn query_args_are_removed_by_decoded_name() {
+        assert_eq!(without_query_arg("/a?apikey=1&b=2", "apikey"), "/a?b=2");
+        assert_eq!(
+            without_query_arg("/a?api%6Bey=1&apikey&x", "apikey"),
+            "/a?x"
+        );
+        assert_eq!(without_query_arg("/a?apikey=1", "apikey"), "/a");
+        assert_eq!(without_query_arg("/a?b=apikey", "apikey"), "/a?b=apikey");
+        assert_eq!(without_query_arg("/a", "apikey"), "/a");
     }
 }
