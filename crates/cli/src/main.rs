@@ -1,5 +1,7 @@
-//! The `frameway` command: the gateway, an echo server and an interactive client.
+//! The `frameway` command: the gateway, an echo server, an interactive
+//! client and a load generator.
 
+mod bench;
 mod client;
 mod echo;
 mod gateway;
@@ -22,6 +24,8 @@ enum Command {
     Gateway(gateway::GatewayArgs),
     /// Run a WebSocket echo server.
     Echo(echo::EchoArgs),
+    /// Measure an echo server or gateway: messages/s and round-trip latency.
+    Bench(bench::BenchArgs),
     /// Connect to a WebSocket server: send stdin lines, print what arrives.
     Client(client::ClientArgs),
 }
@@ -36,6 +40,7 @@ fn main() -> ExitCode {
         Command::Gateway(args) => gateway::run(args),
         Command::Echo(args) => echo::run(args),
         Command::Client(args) => client::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
