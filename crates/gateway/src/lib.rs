@@ -9,6 +9,7 @@
 //! - [`plugin`]: the [`plugin::Plugin`] trait (handshake, client frame,
 //!   upstream frame, close), its context (the PDK) and the registry.
 //! - [`plugins`]: the built-in plugins.
+//! - [`lua`]: plugins written in Lua with Kong's WebSocket PDK.
 //! - [`Gateway`]: listeners (ws and wss) and the proxy itself.
 //!
 //! ```no_run
@@ -27,6 +28,7 @@ pub mod config;
 pub mod echo;
 mod handshake;
 mod listener;
+pub mod lua;
 pub mod plugin;
 pub mod plugins;
 mod pump;

@@ -214,6 +214,12 @@ impl<'a> Loader<'a> {
             }
         }
 
+        // Lua plugins of `lua_plugin_dirs` join the registry for this load.
+        let (registry, lua_errors) = crate::lua::with_config(registry, self.base, g);
+        for (span, message) in lua_errors {
+            self.error(span, message);
+        }
+        let registry = &registry;
         let global = self.plugins(&file.plugins, registry);
         let mut routes = Vec::new();
         let mut service_names = std::collections::HashSet::new();

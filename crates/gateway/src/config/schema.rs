@@ -49,6 +49,15 @@ pub struct GatewaySection {
     /// Directories searched for Lua plugins (`NAME/handler.lua`).
     #[serde(default)]
     pub lua_plugin_dirs: Vec<Spanned<String>>,
+    /// Lua instructions one plugin call may run (default 1,000,000).
+    #[serde(default = "default_lua_instructions")]
+    pub lua_max_instructions: Spanned<u64>,
+    /// Memory cap of each Lua state, bytes (default 16 MiB).
+    #[serde(default = "default_lua_memory")]
+    pub lua_max_memory: Spanned<u64>,
+    /// Give Lua plugins `os`, `io` and `require` of any module (default false).
+    #[serde(default)]
+    pub lua_unsafe: bool,
 }
 
 impl Default for GatewaySection {
@@ -63,6 +72,9 @@ impl Default for GatewaySection {
             idle_timeout: default_idle(),
             handshake_timeout: default_handshake(),
             lua_plugin_dirs: Vec::new(),
+            lua_max_instructions: default_lua_instructions(),
+            lua_max_memory: default_lua_memory(),
+            lua_unsafe: false,
         }
     }
 }
@@ -145,6 +157,12 @@ fn default_idle() -> u64 {
 }
 fn default_handshake() -> u64 {
     10_000
+}
+fn default_lua_instructions() -> Spanned<u64> {
+    Spanned::new(0..0, 1_000_000)
+}
+fn default_lua_memory() -> Spanned<u64> {
+    Spanned::new(0..0, 16 << 20)
 }
 fn default_timeout() -> u64 {
     60_000

@@ -1,0 +1,858 @@
+//! The `kong` global: Kong's PDK functions as Lua sees them, bound to the
+//! call in progress.
+//!
+//! The functions are created once per state. Each call into a plugin puts a
+//! [`Call`] (what the handler may see, and what it asked for) in the state's
+//! app data; the functions read and record there, and the adapter applies
+//! the outcome to the Rust context once the handler returns. Misuse raises
+//! a Lua error located at the caller, as Kong's `error(msg, 2)` does.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use frameway_wire::CloseCode;
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use http::{HeaderMap, StatusCode};
+use mlua::{Lua, MultiValue, Table, Value, Variadic};
+
+use super::json::{self, Modules};
+use crate::plugin::{Direction, Exit, FrameType};
+
+/// The phase a call runs in, under Kong's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Loading a handler or schema at configuration time.
+    Init,
+    /// `ws_handshake`.
+    Handshake,
+    /// `ws_client_frame`.
+    ClientFrame,
+    /// `ws_upstream_frame`.
+    UpstreamFrame,
+    /// `ws_close`.
+    Close,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Init => "init",
+            Phase::Handshake => "ws_handshake",
+            Phase::ClientFrame => "ws_client_frame",
+            Phase::UpstreamFrame => "ws_upstream_frame",
+            Phase::Close => "ws_close",
+        }
+    }
+
+    /// The frame phase of a direction.
+    pub(crate) fn frame(direction: Direction) -> Phase {
+        match direction {
+            Direction::Client => Phase::ClientFrame,
+            Direction::Upstream => Phase::UpstreamFrame,
+        }
+    }
+}
+
+/// What the handler asked to happen to the in-flight frame.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Forward it.
+    #[default]
+    Forward,
+    /// `drop_frame()`.
+    Drop,
+    /// `close(...)`: status and message for the sender, then for the peer.
+    Close {
+        sender: (Option<u16>, Option<String>),
+        peer: (Option<u16>, Option<String>),
+    },
+}
+
+/// The in-flight frame of a frame phase.
+pub(crate) struct FrameCall {
+    pub(crate) kind: FrameType,
+    /// The payload as Lua sees it now (after any `set_frame_data`).
+    pub(crate) data: mlua::String,
+    pub(crate) data_changed: bool,
+    pub(crate) status: Option<u16>,
+    pub(crate) status_changed: bool,
+    pub(crate) action: Action,
+}
+
+/// The request of a handshake phase, and what the handler asked for.
+#[derive(Default)]
+pub(crate) struct HandshakeCall {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) query: Option<String>,
+    pub(crate) headers: HeaderMap,
+    /// `set_header` (`Some`) and `clear_header` (`None`), in call order.
+    pub(crate) upstream_headers: Vec<(String, Option<String>)>,
+    pub(crate) exit: Option<Exit>,
+    pub(crate) client_limit: Option<u64>,
+    pub(crate) upstream_limit: Option<u64>,
+}
+
+/// One call into a plugin.
+pub(crate) struct Call {
+    pub(crate) phase: Phase,
+    /// The plugin's name, for logs.
+    pub(crate) plugin: Arc<str>,
+    /// The plugin instance (its `kong.ctx.plugin`).
+    pub(crate) instance: usize,
+    /// The connection (its `kong.ctx`).
+    pub(crate) conn: u64,
+    pub(crate) client_ip: Option<IpAddr>,
+    pub(crate) frame: Option<FrameCall>,
+    pub(crate) handshake: Option<Box<HandshakeCall>>,
+}
+
+impl Call {
+    /// A call with no connection: loading code at configuration time.
+    pub(crate) fn init(plugin: Arc<str>) -> Call {
+        Call {
+            phase: Phase::Init,
+            plugin,
+            instance: usize::MAX,
+            conn: 0,
+            client_ip: None,
+            frame: None,
+            handshake: None,
+        }
+    }
+
+    fn only_in(&self, phases: &[Phase], function: &str) -> Result<(), String> {
+        if phases.contains(&self.phase) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{function}: function cannot be called in {} phase",
+                self.phase.name()
+            ))
+        }
+    }
+
+    fn frame_in(&mut self, direction: Direction, function: &str) -> Result<&mut FrameCall, String> {
+        self.only_in(&[Phase::frame(direction)], function)?;
+        self.frame
+            .as_mut()
+            .ok_or_else(|| format!("{function}: no frame in flight"))
+    }
+
+    fn handshake(&mut self, function: &str) -> Result<&mut HandshakeCall, String> {
+        self.only_in(&[Phase::Handshake], function)?;
+        self.handshake
+            .as_deref_mut()
+            .ok_or_else(|| format!("{function}: no request"))
+    }
+}
+
+/// The app data slot holding the call in progress.
+#[derive(Default)]
+pub(crate) struct Current(pub(crate) Option<Call>);
+
+/// Raised by `kong.response.exit` to end the handler, as Kong's exit does;
+/// the adapter treats it as a normal return.
+#[derive(Debug)]
+pub(crate) struct ExitSignal;
+
+impl std::fmt::Display for ExitSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("kong.response.exit")
+    }
+}
+
+impl std::error::Error for ExitSignal {}
+
+/// Whether `err` is the unwinding of `kong.response.exit`.
+pub(crate) fn is_exit(err: &mlua::Error) -> bool {
+    match err {
+        mlua::Error::CallbackError { cause, .. } => is_exit(cause),
+        mlua::Error::WithContext { cause, .. } => is_exit(cause),
+        mlua::Error::ExternalError(e) => e.downcast_ref::<ExitSignal>().is_some(),
+        _ => false,
+    }
+}
+
+/// Runs `f` on the call in progress; its error becomes a Lua error located
+/// at the Lua code that called the PDK function.
+fn with_call<R>(lua: &Lua, f: impl FnOnce(&mut Call) -> Result<R, String>) -> mlua::Result<R> {
+    let result = {
+        let mut current = lua
+            .try_app_data_mut::<Current>()
+            .map_err(|_| mlua::Error::runtime("the kong PDK was re-entered"))?
+            .ok_or_else(|| mlua::Error::runtime("no kong PDK in this state"))?;
+        match current.0.as_mut() {
+            Some(call) => f(call),
+            None => Err("the kong PDK is only available while a plugin runs".to_owned()),
+        }
+    };
+    result.map_err(|message| raise(lua, message))
+}
+
+/// A Lua error prefixed with the caller's `file:line:`.
+fn raise(lua: &Lua, message: String) -> mlua::Error {
+    mlua::Error::runtime(match caller(lua) {
+        Some(at) => format!("{at}: {message}"),
+        None => message,
+    })
+}
+
+/// `file:line` of the Lua function that called the running Rust function.
+fn caller(lua: &Lua) -> Option<String> {
+    lua.inspect_stack(1, |debug| {
+        let line = debug.current_line()?;
+        let source = debug.source();
+        Some(format!(
+            "{}:{line}",
+            source.short_src.as_deref().unwrap_or("?")
+        ))
+    })
+    .flatten()
+}
+
+/// Creates the `kong` global (and `print`, which logs); returns the table of
+/// per-connection `kong.ctx` data, keyed by connection id.
+pub(crate) fn install(lua: &Lua, json: &Modules) -> mlua::Result<Table> {
+    let kong = lua.create_table()?;
+    let websocket = lua.create_table()?;
+    websocket.set("client", side(lua, Direction::Client)?)?;
+    websocket.set("upstream", side(lua, Direction::Upstream)?)?;
+    kong.set("websocket", websocket)?;
+    kong.set("request", request(lua)?)?;
+    kong.set("client", client(lua)?)?;
+    kong.set("response", response(lua, json)?)?;
+    kong.set("service", service(lua)?)?;
+    let log = log(lua)?;
+    lua.globals().set("print", log.get::<Value>("notice")?)?;
+    kong.set("log", log)?;
+    let conns = lua.create_table()?;
+    kong.set("ctx", ctx(lua, conns.clone())?)?;
+    kong.set("json", &json.cjson)?;
+    lua.globals().set("kong", kong)?;
+    Ok(conns)
+}
+
+/// `kong.websocket.client` or `kong.websocket.upstream`.
+fn side(lua: &Lua, direction: Direction) -> mlua::Result<Table> {
+    let side = lua.create_table()?;
+    let prefix = format!("kong.websocket.{}", direction.as_str());
+
+    let name = format!("{prefix}.get_frame");
+    side.set(
+        "get_frame",
+        lua.create_function(move |lua, ()| {
+            with_call(lua, |call| {
+                let frame = call.frame_in(direction, &name)?;
+                Ok((frame.data.clone(), frame.kind.as_str(), frame.status))
+            })
+        })?,
+    )?;
+
+    let name = format!("{prefix}.set_frame_data");
+    side.set(
+        "set_frame_data",
+        lua.create_function(move |lua, data: Value| {
+            with_call(lua, |call| {
+                let frame = call.frame_in(direction, &name)?;
+                let Value::String(data) = data else {
+                    return Err(format!(
+                        "{name}: data must be a string, got {}",
+                        data.type_name()
+                    ));
+                };
+                frame.data = data;
+                frame.data_changed = true;
+                Ok(())
+            })
+        })?,
+    )?;
+
+    let name = format!("{prefix}.set_status");
+    side.set(
+        "set_status",
+        lua.create_function(move |lua, status: Value| {
+            with_call(lua, |call| {
+                let frame = call.frame_in(direction, &name)?;
+                if frame.kind != FrameType::Close {
+                    return Err(format!(
+                        "{name}: cannot set the status of a {} frame (only close frames have one)",
+                        frame.kind.as_str()
+                    ));
+                }
+                frame.status = Some(close_status(&status, &name)?);
+                frame.status_changed = true;
+                Ok(())
+            })
+        })?,
+    )?;
+
+    let name = format!("{prefix}.drop_frame");
+    side.set(
+        "drop_frame",
+        lua.create_function(move |lua, ()| {
+            with_call(lua, |call| {
+                let frame = call.frame_in(direction, &name)?;
+                if frame.kind == FrameType::Close {
+                    return Err(format!("{name}: close frames cannot be dropped"));
+                }
+                frame.action = Action::Drop;
+                Ok(())
+            })
+        })?,
+    )?;
+
+    // `close(status, message, other_status, other_payload)`: the first pair
+    // goes to this side, the second to the other, whichever side sent the
+    // frame in flight.
+    let name = format!("{prefix}.close");
+    side.set(
+        "close",
+        lua.create_function(
+            move |lua, (status, message, other_status, other_message): (Value, Value, Value, Value)| {
+                with_call(lua, |call| {
+                    call.only_in(&[Phase::ClientFrame, Phase::UpstreamFrame], &name)?;
+                    let mine = close_pair(&status, &message, &name)?;
+                    let other = close_pair(&other_status, &other_message, &name)?;
+                    let sender = match call.phase {
+                        Phase::ClientFrame => Direction::Client,
+                        _ => Direction::Upstream,
+                    };
+                    let frame = call
+                        .frame
+                        .as_mut()
+                        .ok_or_else(|| format!("{name}: no frame in flight"))?;
+                    frame.action = if sender == direction {
+                        Action::Close {
+                            sender: mine,
+                            peer: other,
+                        }
+                    } else {
+                        Action::Close {
+                            sender: other,
+                            peer: mine,
+                        }
+                    };
+                    Ok(())
+                })
+            },
+        )?,
+    )?;
+
+    let name = format!("{prefix}.set_max_payload_size");
+    side.set(
+        "set_max_payload_size",
+        lua.create_function(move |lua, size: Value| {
+            with_call(lua, |call| {
+                let request = call.handshake(&name)?;
+                let size = match size {
+                    Value::Integer(n) if n >= 0 => n as u64,
+                    Value::Number(n) if n >= 0.0 && n.fract() == 0.0 => n as u64,
+                    _ => return Err(format!("{name}: size must be a non-negative integer")),
+                };
+                match direction {
+                    Direction::Client => request.client_limit = Some(size),
+                    Direction::Upstream => request.upstream_limit = Some(size),
+                }
+                Ok(())
+            })
+        })?,
+    )?;
+    Ok(side)
+}
+
+/// A close status: an integer that may be sent on the wire.
+fn close_status(status: &Value, function: &str) -> Result<u16, String> {
+    let code = match status {
+        Value::Integer(n) => *n,
+        Value::Number(n) if n.fract() == 0.0 => *n as i64,
+        other => {
+            return Err(format!(
+                "{function}: status must be an integer, got {}",
+                other.type_name()
+            ))
+        }
+    };
+    u16::try_from(code)
+        .ok()
+        .filter(|&c| CloseCode::new(c).is_some())
+        .ok_or_else(|| {
+            format!(
+                "{function}: invalid close status {code}: use 1000-1003, 1007-1014 or 3000-4999"
+            )
+        })
+}
+
+/// An optional status and message for a close frame.
+fn close_pair(
+    status: &Value,
+    message: &Value,
+    function: &str,
+) -> Result<(Option<u16>, Option<String>), String> {
+    let status = match status {
+        Value::Nil => None,
+        s => Some(close_status(s, function)?),
+    };
+    let message = match message {
+        Value::Nil => None,
+        Value::String(s) => {
+            let text = s
+                .to_str()
+                .map_err(|_| format!("{function}: close message must be UTF-8"))?
+                .to_owned();
+            if text.len() > frameway_wire::MAX_CLOSE_REASON {
+                return Err(format!(
+                    "{function}: close message of {} bytes exceeds {}",
+                    text.len(),
+                    frameway_wire::MAX_CLOSE_REASON
+                ));
+            }
+            Some(text)
+        }
+        other => {
+            return Err(format!(
+                "{function}: message must be a string, got {}",
+                other.type_name()
+            ))
+        }
+    };
+    Ok((status, message))
+}
+
+/// Kong's header lookup: case-insensitive, `_` taken as `-`.
+fn header_key(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
+}
+
+/// `kong.request`: the client's handshake request.
+fn request(lua: &Lua) -> mlua::Result<Table> {
+    let request = lua.create_table()?;
+    request.set(
+        "get_method",
+        lua.create_function(|lua, ()| {
+            with_call(lua, |call| {
+                Ok(call.handshake("kong.request.get_method")?.method.clone())
+            })
+        })?,
+    )?;
+    request.set(
+        "get_path",
+        lua.create_function(|lua, ()| {
+            with_call(lua, |call| {
+                Ok(call.handshake("kong.request.get_path")?.path.clone())
+            })
+        })?,
+    )?;
+    request.set(
+        "get_raw_query",
+        lua.create_function(|lua, ()| {
+            with_call(lua, |call| {
+                let request = call.handshake("kong.request.get_raw_query")?;
+                Ok(request.query.clone().unwrap_or_default())
+            })
+        })?,
+    )?;
+    request.set(
+        "get_query_arg",
+        lua.create_function(|lua, name: String| {
+            let arg = with_call(lua, |call| {
+                let request = call.handshake("kong.request.get_query_arg")?;
+                Ok(query_arg(request.query.as_deref().unwrap_or(""), &name))
+            })?;
+            // Kong: `true` for an argument without a value (`?flag`).
+            Ok(match arg {
+                Some(Some(value)) => Value::String(lua.create_string(value)?),
+                Some(None) => Value::Boolean(true),
+                None => Value::Nil,
+            })
+        })?,
+    )?;
+    request.set(
+        "get_header",
+        lua.create_function(|lua, name: String| {
+            let value = with_call(lua, |call| {
+                let request = call.handshake("kong.request.get_header")?;
+                Ok(request
+                    .headers
+                    .get(header_key(&name))
+                    .map(|v| Bytes::copy_from_slice(v.as_bytes())))
+            })?;
+            value.map(|v| lua.create_string(v)).transpose()
+        })?,
+    )?;
+    // Values of repeated headers come as an array; lookups ignore case and
+    // take `_` as `-`, like Kong's.
+    let lookup: Table = lua
+        .load(
+            r#"return { __index = function(t, k)
+                 if type(k) == "string" then
+                   local key = k:lower():gsub("_", "-")
+                   return rawget(t, key)
+                 end
+               end }"#,
+        )
+        .set_name("=kong.request")
+        .eval()?;
+    request.set(
+        "get_headers",
+        lua.create_function(move |lua, _max: Option<i64>| {
+            let headers = with_call(lua, |call| {
+                Ok(call.handshake("kong.request.get_headers")?.headers.clone())
+            })?;
+            let table = lua.create_table()?;
+            for name in headers.keys() {
+                let mut values = headers.get_all(name).iter();
+                let (first, rest) = (values.next(), values.next());
+                let value = match (first, rest) {
+                    (Some(v), None) => Value::String(lua.create_string(v.as_bytes())?),
+                    _ => {
+                        let list = lua.create_table()?;
+                        for v in headers.get_all(name) {
+                            list.push(lua.create_string(v.as_bytes())?)?;
+                        }
+                        Value::Table(list)
+                    }
+                };
+                table.raw_set(name.as_str(), value)?;
+            }
+            table.set_metatable(Some(lookup.clone()))?;
+            Ok(table)
+        })?,
+    )?;
+    Ok(request)
+}
+
+/// The first value of `name` in a query string: `Some(None)` when present
+/// without `=`.
+fn query_arg(query: &str, name: &str) -> Option<Option<String>> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .find_map(|pair| match pair.split_once('=') {
+            Some((k, v)) => (percent_decode(k) == name).then(|| Some(percent_decode(v))),
+            None => (percent_decode(pair) == name).then_some(None),
+        })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = || {
+            std::str::from_utf8(bytes.get(i + 1..i + 3)?)
+                .ok()?
+                .parse::<HexByte>()
+                .ok()
+        };
+        match (bytes[i], hex()) {
+            (b'+', _) => out.push(b' '),
+            (b'%', Some(HexByte(b))) => {
+                out.push(b);
+                i += 2;
+            }
+            (b, _) => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+struct HexByte(u8);
+
+impl std::str::FromStr for HexByte {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        u8::from_str_radix(s, 16).map(HexByte)
+    }
+}
+
+/// `kong.client`.
+fn client(lua: &Lua) -> mlua::Result<Table> {
+    let client = lua.create_table()?;
+    client.set(
+        "get_ip",
+        lua.create_function(|lua, ()| {
+            with_call(lua, |call| {
+                call.only_in(
+                    &[
+                        Phase::Handshake,
+                        Phase::ClientFrame,
+                        Phase::UpstreamFrame,
+                        Phase::Close,
+                    ],
+                    "kong.client.get_ip",
+                )?;
+                Ok(call.client_ip.map(|ip| ip.to_string()))
+            })
+        })?,
+    )?;
+    Ok(client)
+}
+
+/// `kong.response.exit(status, body, headers)`: answers the handshake
+/// instead of the upstream and ends the handler.
+fn response(lua: &Lua, json: &Modules) -> mlua::Result<Table> {
+    let response = lua.create_table()?;
+    let array_mt = json.array_mt.clone();
+    response.set(
+        "exit",
+        lua.create_function(move |lua, (status, body, headers): (Value, Value, Value)| {
+            let name = "kong.response.exit";
+            let status = match status {
+                Value::Integer(n) => u16::try_from(n).ok(),
+                Value::Number(n) if n.fract() == 0.0 => u16::try_from(n as i64).ok(),
+                _ => None,
+            }
+            .and_then(|n| StatusCode::from_u16(n).ok())
+            .filter(|s| (100..=599).contains(&s.as_u16()));
+            let mut map = HeaderMap::new();
+            let body = match body {
+                Value::Nil => Ok(Bytes::new()),
+                Value::String(s) => Ok(Bytes::copy_from_slice(&s.as_bytes())),
+                Value::Table(_) => json::encode(&body, &array_mt).map(|text| {
+                    map.insert(
+                        CONTENT_TYPE,
+                        HeaderValue::from_static("application/json; charset=utf-8"),
+                    );
+                    Bytes::from(text)
+                }),
+                other => Err(format!(
+                    "body must be a string or a table, got {}",
+                    other.type_name()
+                )),
+            };
+            let headers = header_list(&headers);
+            with_call(lua, |call| {
+                let request = call.handshake(name)?;
+                let status = status
+                    .ok_or_else(|| format!("{name}: code must be a number between 100 and 599"))?;
+                let body = body.map_err(|e| format!("{name}: {e}"))?;
+                for (k, v) in headers.map_err(|e| format!("{name}: {e}"))? {
+                    let k = HeaderName::try_from(k.as_str())
+                        .map_err(|_| format!("{name}: invalid header name {k:?}"))?;
+                    let v = HeaderValue::try_from(v.as_str())
+                        .map_err(|_| format!("{name}: invalid header value {v:?}"))?;
+                    map.append(k, v);
+                }
+                request.exit = Some(Exit {
+                    status,
+                    body,
+                    headers: map,
+                });
+                Ok(())
+            })?;
+            Err::<(), _>(mlua::Error::external(ExitSignal))
+        })?,
+    )?;
+    Ok(response)
+}
+
+/// A Lua table of headers (`name = value` or `name = { values }`) as pairs.
+fn header_list(headers: &Value) -> Result<Vec<(String, String)>, String> {
+    let table = match headers {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Table(t) => t,
+        other => {
+            return Err(format!(
+                "headers must be a table, got {}",
+                other.type_name()
+            ))
+        }
+    };
+    let mut out = Vec::new();
+    for pair in table.pairs::<String, Value>() {
+        let (name, value) = pair.map_err(|_| "header names must be strings".to_owned())?;
+        match value {
+            Value::Table(values) => {
+                for v in values.sequence_values::<Value>() {
+                    out.push((name.clone(), header_text(&v.map_err(|e| e.to_string())?)?));
+                }
+            }
+            v => out.push((name, header_text(&v)?)),
+        }
+    }
+    Ok(out)
+}
+
+fn header_text(value: &Value) -> Result<String, String> {
+    match value {
+        Value::String(s) => Ok(s.to_string_lossy()),
+        Value::Integer(_) | Value::Number(_) | Value::Boolean(_) => {
+            value.to_string().map_err(|e| e.to_string())
+        }
+        other => Err(format!(
+            "header values must be strings, got {}",
+            other.type_name()
+        )),
+    }
+}
+
+/// `kong.service.request`: headers of the request to the upstream.
+fn service(lua: &Lua) -> mlua::Result<Table> {
+    let request = lua.create_table()?;
+    request.set(
+        "set_header",
+        lua.create_function(|lua, (name, value): (String, Value)| {
+            let function = "kong.service.request.set_header";
+            let value = header_text(&value);
+            with_call(lua, |call| {
+                let request = call.handshake(function)?;
+                let value = value.map_err(|e| format!("{function}: {e}"))?;
+                HeaderName::try_from(name.as_str())
+                    .map_err(|_| format!("{function}: invalid header name {name:?}"))?;
+                HeaderValue::try_from(value.as_str())
+                    .map_err(|_| format!("{function}: invalid header value {value:?}"))?;
+                request.upstream_headers.push((name, Some(value)));
+                Ok(())
+            })
+        })?,
+    )?;
+    request.set(
+        "clear_header",
+        lua.create_function(|lua, name: String| {
+            with_call(lua, |call| {
+                let request = call.handshake("kong.service.request.clear_header")?;
+                request.upstream_headers.push((name, None));
+                Ok(())
+            })
+        })?,
+    )?;
+    let service = lua.create_table()?;
+    service.set("request", request)?;
+    Ok(service)
+}
+
+/// `kong.log.*`: to tracing, with the plugin's name, the connection and the
+/// caller's `file:line`.
+fn log(lua: &Lua) -> mlua::Result<Table> {
+    use tracing::Level;
+    let log = lua.create_table()?;
+    for (name, level) in [
+        ("debug", Level::DEBUG),
+        ("info", Level::INFO),
+        ("notice", Level::INFO),
+        ("warn", Level::WARN),
+        ("err", Level::ERROR),
+        ("crit", Level::ERROR),
+        ("alert", Level::ERROR),
+        ("emerg", Level::ERROR),
+    ] {
+        log.set(
+            name,
+            lua.create_function(move |lua, args: Variadic<Value>| {
+                if !enabled(level) {
+                    return Ok(());
+                }
+                let mut message = String::new();
+                for arg in args.iter() {
+                    match arg {
+                        Value::String(s) => message.push_str(&s.to_string_lossy()),
+                        other => message.push_str(&other.to_string()?),
+                    }
+                }
+                let (plugin, conn) = match lua.try_app_data_ref::<Current>() {
+                    Ok(Some(current)) => current
+                        .0
+                        .as_ref()
+                        .map_or(("?".into(), 0), |c| (c.plugin.clone(), c.conn)),
+                    _ => ("?".into(), 0),
+                };
+                let at = caller(lua).unwrap_or_default();
+                emit(level, &plugin, conn, &at, &message);
+                Ok(())
+            })?,
+        )?;
+    }
+    Ok(log)
+}
+
+fn enabled(level: tracing::Level) -> bool {
+    use tracing::Level;
+    match level {
+        Level::DEBUG => tracing::enabled!(Level::DEBUG),
+        Level::INFO => tracing::enabled!(Level::INFO),
+        Level::WARN => tracing::enabled!(Level::WARN),
+        _ => tracing::enabled!(Level::ERROR),
+    }
+}
+
+fn emit(level: tracing::Level, plugin: &str, conn: u64, at: &str, message: &str) {
+    use tracing::Level;
+    match level {
+        Level::DEBUG => tracing::debug!(plugin, connection = conn, "{at}: {message}"),
+        Level::INFO => tracing::info!(plugin, connection = conn, "{at}: {message}"),
+        Level::WARN => tracing::warn!(plugin, connection = conn, "{at}: {message}"),
+        _ => tracing::error!(plugin, connection = conn, "{at}: {message}"),
+    }
+}
+
+/// `kong.ctx`: `plugin` (this plugin instance's table) and `shared` (one
+/// table for all Lua plugins), both per connection, kept in `conns` until
+/// the connection ends.
+fn ctx(lua: &Lua, conns: Table) -> mlua::Result<Table> {
+    let index = lua.create_function(move |lua, (_, key): (Table, Value)| {
+        let (conn, instance) = with_call(lua, |call| {
+            call.only_in(
+                &[
+                    Phase::Handshake,
+                    Phase::ClientFrame,
+                    Phase::UpstreamFrame,
+                    Phase::Close,
+                ],
+                "kong.ctx",
+            )?;
+            Ok((call.conn, call.instance))
+        })?;
+        let slot = match &key {
+            Value::String(s) if s.as_bytes().as_ref() == b"plugin" => {
+                Value::Integer(instance as i64 + 1)
+            }
+            Value::String(s) if s.as_bytes().as_ref() == b"shared" => key.clone(),
+            _ => return Ok(Value::Nil),
+        };
+        let entry = get_or_create(lua, &conns, Value::Integer(conn as i64))?;
+        Ok(Value::Table(get_or_create(lua, &entry, slot)?))
+    })?;
+    let meta = lua.create_table()?;
+    meta.set("__index", index)?;
+    meta.set(
+        "__newindex",
+        lua.create_function(|lua, _: MultiValue| -> mlua::Result<()> {
+            Err(raise(
+                lua,
+                "kong.ctx is read-only: use kong.ctx.plugin or kong.ctx.shared".into(),
+            ))
+        })?,
+    )?;
+    let ctx = lua.create_table()?;
+    ctx.set_metatable(Some(meta))?;
+    Ok(ctx)
+}
+
+fn get_or_create(lua: &Lua, table: &Table, key: Value) -> mlua::Result<Table> {
+    if let Some(t) = table.raw_get::<Option<Table>>(&key)? {
+        return Ok(t);
+    }
+    let t = lua.create_table()?;
+    table.raw_set(key, &t)?;
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_args_follow_kong() {
+        assert_eq!(query_arg("a=1&b&c=x%20y&a=2", "a"), Some(Some("1".into())));
+        assert_eq!(query_arg("a=1&b&c=x%20y", "b"), Some(None));
+        assert_eq!(
+            query_arg("a=1&b&c=x%20y+z", "c"),
+            Some(Some("x y z".into()))
+        );
+        assert_eq!(query_arg("a=1", "z"), None);
+        assert_eq!(query_arg("k%61y=%zz", "kay"), Some(Some("%zz".into())));
+    }
+}

@@ -1,0 +1,260 @@
+//! A Lua plugin instance as a [`Plugin`]: each phase copies what the handler
+//! may see into a [`Call`], runs the handler on the connection's state, and
+//! applies what it asked for to the Rust context.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use mlua::Function;
+
+use super::pdk::{self, Action, Call, FrameCall, HandshakeCall, Phase};
+use super::runtime::{describe, Definition, Instance, Runtime, Vm};
+use crate::plugin::{
+    CloseContext, Direction, FrameContext, HandshakeContext, Plugin, PluginError, State,
+};
+
+/// One configured Lua plugin.
+pub(crate) struct LuaPlugin {
+    runtime: Arc<Runtime>,
+    def: Arc<Definition>,
+    instance: usize,
+}
+
+impl LuaPlugin {
+    pub(crate) fn new(runtime: Arc<Runtime>, def: Arc<Definition>, instance: usize) -> Self {
+        LuaPlugin {
+            runtime,
+            def,
+            instance,
+        }
+    }
+
+    fn call(&self, phase: Phase, conn: u64, client_ip: std::net::IpAddr) -> Call {
+        Call {
+            phase,
+            plugin: self.def.name.clone(),
+            instance: self.instance,
+            conn,
+            client_ip: Some(client_ip),
+            frame: None,
+            handshake: None,
+        }
+    }
+
+    /// Runs `function` with `args` (`self, conf, …`); returns the call as
+    /// the handler left it. `kong.response.exit`'s unwinding is a normal
+    /// return.
+    fn run(
+        vm: &Vm,
+        call: Call,
+        function: &Function,
+        args: impl mlua::IntoLuaMulti,
+    ) -> Result<Call, PluginError> {
+        vm.begin(call);
+        let result = function.call::<()>(args);
+        let call = vm
+            .end()
+            .ok_or_else(|| PluginError::new("the Lua call state was lost"))?;
+        match result {
+            Ok(()) => Ok(call),
+            Err(e) if pdk::is_exit(&e) => Ok(call),
+            Err(e) => Err(PluginError::new(describe(&e))),
+        }
+    }
+
+    /// This plugin's instance in `vm`.
+    fn instance<'v>(&self, vm: &'v Vm) -> Result<&'v Instance, PluginError> {
+        vm.instance(self.instance)
+            .ok_or_else(|| PluginError::new("the Lua plugin instance is missing"))
+    }
+
+    fn frame(&self, direction: Direction, ctx: &mut FrameContext<'_>) -> Result<(), PluginError> {
+        let conn = ctx.connection().id;
+        bind(ctx.state::<ConnGuard>(), conn);
+        let ip = ctx.connection().client_addr.ip();
+        let (data, kind, status) = ctx.get_frame();
+        let phase = Phase::frame(direction);
+        let outcome = self.runtime.with_vm(conn, |vm| {
+            let lua_data = vm
+                .lua
+                .create_string(data)
+                .map_err(|e| PluginError::new(describe(&e)))?;
+            let mut call = self.call(phase, conn, ip);
+            call.frame = Some(FrameCall {
+                kind,
+                data: lua_data.clone(),
+                data_changed: false,
+                status,
+                status_changed: false,
+                action: Action::Forward,
+            });
+            let instance = self.instance(vm)?;
+            let function = match direction {
+                Direction::Client => &instance.client_frame,
+                Direction::Upstream => &instance.upstream_frame,
+            };
+            let Some(function) = function else {
+                return Ok((None, None, Action::Forward));
+            };
+            let args = (
+                &instance.handler,
+                &instance.conf,
+                kind.as_str(),
+                lua_data,
+                status,
+            );
+            let call = Self::run(vm, call, function, args)?;
+            // Copy out of Lua while the state is ours: Lua values are not
+            // touched once the lock is released.
+            let frame = call
+                .frame
+                .ok_or_else(|| PluginError::new("the frame was lost"))?;
+            let data = frame
+                .data_changed
+                .then(|| Bytes::copy_from_slice(&frame.data.as_bytes()));
+            Ok::<_, PluginError>((
+                data,
+                frame.status_changed.then_some(frame.status).flatten(),
+                frame.action,
+            ))
+        })?;
+        let (data, status, action) = outcome;
+        if let Some(data) = data {
+            ctx.set_frame_data(data);
+        }
+        if let Some(status) = status {
+            ctx.set_status(status)?;
+        }
+        match action {
+            Action::Forward => {}
+            Action::Drop => ctx.drop_frame()?,
+            Action::Close { sender, peer } => {
+                ctx.close(sender.0, sender.1.as_deref(), peer.0, peer.1.as_deref())?
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Plugin for LuaPlugin {
+    fn name(&self) -> &str {
+        &self.def.name
+    }
+
+    fn priority(&self) -> i32 {
+        self.def.priority
+    }
+
+    fn handles_frames(&self) -> bool {
+        self.def.phases.client_frame || self.def.phases.upstream_frame
+    }
+
+    fn new_state(&self) -> Option<State> {
+        Some(Box::new(ConnGuard {
+            runtime: self.runtime.clone(),
+            conn: None,
+        }))
+    }
+
+    fn handshake(&self, ctx: &mut HandshakeContext<'_>) -> Result<(), PluginError> {
+        if !self.def.phases.handshake {
+            return Ok(());
+        }
+        let conn = ctx.connection().id;
+        bind(ctx.state::<ConnGuard>(), conn);
+        let mut call = self.call(Phase::Handshake, conn, ctx.client_ip());
+        call.handshake = Some(Box::new(HandshakeCall {
+            method: ctx.method().to_owned(),
+            path: ctx.path().to_owned(),
+            query: ctx.query().map(str::to_owned),
+            headers: ctx.headers().clone(),
+            ..HandshakeCall::default()
+        }));
+        let call = self.runtime.with_vm(conn, |vm| {
+            let instance = self.instance(vm)?;
+            match &instance.handshake {
+                Some(function) => {
+                    Self::run(vm, call, function, (&instance.handler, &instance.conf))
+                }
+                None => Ok(call),
+            }
+        })?;
+        let Some(request) = call.handshake else {
+            return Ok(());
+        };
+        for (name, value) in &request.upstream_headers {
+            match value {
+                Some(value) => ctx.set_upstream_header(name, value)?,
+                None => ctx.clear_upstream_header(name),
+            }
+        }
+        if let Some(limit) = request.client_limit {
+            ctx.set_client_max_payload_size(limit);
+        }
+        if let Some(limit) = request.upstream_limit {
+            ctx.set_upstream_max_payload_size(limit);
+        }
+        if let Some(exit) = request.exit {
+            ctx.exit(exit.status, exit.body, exit.headers);
+        }
+        Ok(())
+    }
+
+    fn client_frame(&self, ctx: &mut FrameContext<'_>) -> Result<(), PluginError> {
+        if !self.def.phases.client_frame {
+            return Ok(());
+        }
+        self.frame(Direction::Client, ctx)
+    }
+
+    fn upstream_frame(&self, ctx: &mut FrameContext<'_>) -> Result<(), PluginError> {
+        if !self.def.phases.upstream_frame {
+            return Ok(());
+        }
+        self.frame(Direction::Upstream, ctx)
+    }
+
+    fn close(&self, ctx: &mut CloseContext<'_>) {
+        if !self.def.phases.close {
+            return;
+        }
+        let conn = ctx.connection().id;
+        bind(ctx.state::<ConnGuard>(), conn);
+        let call = self.call(Phase::Close, conn, ctx.connection().client_addr.ip());
+        let result = self.runtime.with_vm(conn, |vm| {
+            let instance = self.instance(vm)?;
+            match &instance.close {
+                Some(function) => {
+                    Self::run(vm, call, function, (&instance.handler, &instance.conf))
+                }
+                None => Ok(call),
+            }
+        });
+        if let Err(err) = result {
+            tracing::error!(connection = conn, plugin = %self.def.name, "ws_close failed: {err}");
+        }
+    }
+}
+
+/// A Lua plugin's per-connection state: remembers the connection so that
+/// its `kong.ctx` data is removed when the connection's plugin states are
+/// dropped, however the connection ended (even when the handshake never
+/// reached the close phase).
+struct ConnGuard {
+    runtime: Arc<Runtime>,
+    conn: Option<u64>,
+}
+
+fn bind(guard: Option<&mut ConnGuard>, conn: u64) {
+    if let Some(guard) = guard {
+        guard.conn = Some(conn);
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn {
+            self.runtime.forget(conn);
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! The pool of Lua states shared by every Lua plugin of one configuration.
+//!
+//! There are as many states as CPUs (the proxy's worker threads), each
+//! loaded with every plugin. A connection is pinned to one state for its
+//! life (by its id), so its `kong.ctx` tables live there and
+//! `kong.ctx.shared` is one table for all its Lua plugins. States are
+//! created once, at configuration load, never per connection or frame.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use mlua::{Function, Lua, Table, Value};
+
+use super::json::{self, Modules};
+use super::loader::{self, PluginFiles};
+use super::pdk::{self, Call, Current};
+use super::sandbox::{self, Budget, Limits};
+use super::schema::Schema;
+
+/// Which phase functions a handler module defines.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Phases {
+    pub(crate) handshake: bool,
+    pub(crate) client_frame: bool,
+    pub(crate) upstream_frame: bool,
+    pub(crate) close: bool,
+}
+
+/// A loaded plugin: what its handler declared, and its schema.
+#[derive(Debug)]
+pub(crate) struct Definition {
+    pub(crate) name: Arc<str>,
+    pub(crate) priority: i32,
+    pub(crate) phases: Phases,
+    schema: Option<Schema>,
+}
+
+/// A handler module's functions in one state.
+#[derive(Clone)]
+struct Module {
+    handler: Table,
+    handshake: Option<Function>,
+    client_frame: Option<Function>,
+    upstream_frame: Option<Function>,
+    close: Option<Function>,
+}
+
+/// A configured plugin in one state: its module and its `conf` table.
+pub(crate) struct Instance {
+    pub(crate) handler: Table,
+    pub(crate) conf: Table,
+    pub(crate) handshake: Option<Function>,
+    pub(crate) client_frame: Option<Function>,
+    pub(crate) upstream_frame: Option<Function>,
+    pub(crate) close: Option<Function>,
+}
+
+/// One Lua state and what lives in it.
+pub(crate) struct Vm {
+    pub(crate) lua: Lua,
+    budget: Budget,
+    /// `kong.ctx` data by connection id.
+    conns: Table,
+    array_mt: Table,
+    modules: HashMap<String, Module>,
+    instances: HashMap<usize, Instance>,
+}
+
+impl Vm {
+    fn new(plugins: &Arc<BTreeMap<String, PluginFiles>>, limits: &Limits) -> mlua::Result<Vm> {
+        let (lua, budget) = sandbox::new_state(limits)?;
+        let Modules {
+            cjson,
+            safe,
+            array_mt,
+        } = json::modules(&lua)?;
+        let modules = Modules {
+            cjson,
+            safe,
+            array_mt: array_mt.clone(),
+        };
+        loader::install_require(&lua, plugins.clone(), &modules, limits.unsafe_libs)?;
+        let conns = pdk::install(&lua, &modules)?;
+        lua.set_app_data(Current::default());
+        Ok(Vm {
+            lua,
+            budget,
+            conns,
+            array_mt,
+            modules: HashMap::new(),
+            instances: HashMap::new(),
+        })
+    }
+
+    /// Makes `call` the call in progress, with a fresh instruction budget.
+    pub(crate) fn begin(&self, call: Call) {
+        self.budget.reset();
+        if let Ok(Some(mut current)) = self.lua.try_app_data_mut::<Current>() {
+            current.0 = Some(call);
+        }
+    }
+
+    /// Ends the call in progress and returns what it recorded.
+    pub(crate) fn end(&self) -> Option<Call> {
+        match self.lua.try_app_data_mut::<Current>() {
+            Ok(Some(mut current)) => current.0.take(),
+            _ => None,
+        }
+    }
+
+    /// The instance `index` (created before any connection could use it).
+    pub(crate) fn instance(&self, index: usize) -> Option<&Instance> {
+        self.instances.get(&index)
+    }
+
+    /// Loads a handler module into this state.
+    fn load_module(&mut self, name: &Arc<str>, files: &PluginFiles) -> Result<&Module, String> {
+        let path = files.handler();
+        self.begin(Call::init(name.clone()));
+        let loaded = loader::load_file(&self.lua, &path).and_then(|chunk| chunk.call::<Value>(()));
+        self.end();
+        let handler = match loaded.map_err(|e| describe(&e))? {
+            Value::Table(t) => t,
+            other => {
+                return Err(format!(
+                    "{}: must return the handler table, returned {}",
+                    path.display(),
+                    other.type_name()
+                ))
+            }
+        };
+        let function = |keys: &[&str]| -> Result<Option<Function>, String> {
+            for key in keys {
+                match handler.get::<Value>(*key).map_err(|e| describe(&e))? {
+                    Value::Nil => continue,
+                    Value::Function(f) => return Ok(Some(f)),
+                    other => {
+                        return Err(format!(
+                            "{}: {key} must be a function, is a {}",
+                            path.display(),
+                            other.type_name()
+                        ))
+                    }
+                }
+            }
+            Ok(None)
+        };
+        // `access` and `log` are Kong's HTTP names for the same moments.
+        let module = Module {
+            handshake: function(&["ws_handshake", "access"])?,
+            client_frame: function(&["ws_client_frame"])?,
+            upstream_frame: function(&["ws_upstream_frame"])?,
+            close: function(&["ws_close", "log"])?,
+            handler,
+        };
+        Ok(self.modules.entry(name.to_string()).or_insert(module))
+    }
+
+    /// Removes the `kong.ctx` data of ended connections.
+    fn forget(&self, ended: &mut Vec<u64>) {
+        for conn in ended.drain(..) {
+            // Nothing to do if the connection never touched kong.ctx.
+            let _ = self.conns.raw_set(conn as i64, Value::Nil);
+        }
+    }
+}
+
+/// A state behind its lock, and the connections that ended since it was
+/// last used.
+struct Slot {
+    vm: Mutex<Vm>,
+    ended: Mutex<Vec<u64>>,
+    has_ended: AtomicBool,
+}
+
+/// Every state of one configuration, and what is loaded in them.
+pub(crate) struct Runtime {
+    slots: Box<[Slot]>,
+    plugins: Arc<BTreeMap<String, PluginFiles>>,
+    definitions: Mutex<HashMap<String, Arc<Definition>>>,
+    next_instance: AtomicUsize,
+}
+
+impl Runtime {
+    /// `states` Lua states, ready to load `plugins`.
+    pub(crate) fn new(
+        plugins: BTreeMap<String, PluginFiles>,
+        limits: Limits,
+        states: usize,
+    ) -> Result<Runtime, String> {
+        let plugins = Arc::new(plugins);
+        let slots = (0..states.max(1))
+            .map(|_| {
+                Ok(Slot {
+                    vm: Mutex::new(Vm::new(&plugins, &limits)?),
+                    ended: Mutex::new(Vec::new()),
+                    has_ended: AtomicBool::new(false),
+                })
+            })
+            .collect::<mlua::Result<_>>()
+            .map_err(|e| format!("cannot start Lua: {}", describe(&e)))?;
+        Ok(Runtime {
+            slots,
+            plugins,
+            definitions: Mutex::new(HashMap::new()),
+            next_instance: AtomicUsize::new(0),
+        })
+    }
+
+    fn lock(mutex: &Mutex<Vm>) -> MutexGuard<'_, Vm> {
+        // A panic while a state was locked leaves nothing half-done that
+        // Lua itself would not have cleaned up: keep serving.
+        mutex.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the state connection `conn` is pinned to.
+    pub(crate) fn with_vm<R>(&self, conn: u64, f: impl FnOnce(&Vm) -> R) -> R {
+        let slot = &self.slots[(conn % self.slots.len() as u64) as usize];
+        let vm = Self::lock(&slot.vm);
+        if slot.has_ended.swap(false, Ordering::Relaxed) {
+            let mut ended = slot.ended.lock().unwrap_or_else(PoisonError::into_inner);
+            vm.forget(&mut ended);
+        }
+        f(&vm)
+    }
+
+    /// A connection ended: its `kong.ctx` data goes now if its state is
+    /// free, or at that state's next use.
+    pub(crate) fn forget(&self, conn: u64) {
+        let slot = &self.slots[(conn % self.slots.len() as u64) as usize];
+        let mut ended = slot.ended.lock().unwrap_or_else(PoisonError::into_inner);
+        ended.push(conn);
+        match slot.vm.try_lock() {
+            Ok(vm) => vm.forget(&mut ended),
+            Err(_) => slot.has_ended.store(true, Ordering::Relaxed),
+        }
+    }
+
+    /// Loads plugin `name` into every state (once) and reads its schema.
+    pub(crate) fn definition(&self, name: &str) -> Result<Arc<Definition>, String> {
+        let mut definitions = self
+            .definitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(def) = definitions.get(name) {
+            return Ok(def.clone());
+        }
+        let files = self
+            .plugins
+            .get(name)
+            .ok_or_else(|| format!("no Lua plugin {name:?}"))?;
+        let name: Arc<str> = name.into();
+        let mut declared = None;
+        for slot in self.slots.iter() {
+            let mut vm = Self::lock(&slot.vm);
+            let module = vm.load_module(&name, files)?.clone();
+            if declared.is_none() {
+                declared = Some(read_declarations(&module, &files.handler())?);
+            }
+        }
+        let (priority, phases) = declared.expect("there is at least one state");
+        let schema = match files.schema() {
+            Some(path) => Some(self.load_schema(&name, &path)?),
+            None => None,
+        };
+        let def = Arc::new(Definition {
+            name: name.clone(),
+            priority,
+            phases,
+            schema,
+        });
+        definitions.insert(name.to_string(), def.clone());
+        Ok(def)
+    }
+
+    fn load_schema(&self, name: &Arc<str>, path: &std::path::Path) -> Result<Schema, String> {
+        let vm = Self::lock(&self.slots[0].vm);
+        vm.begin(Call::init(name.clone()));
+        let loaded = loader::load_file(&vm.lua, path).and_then(|chunk| chunk.call::<Value>(()));
+        vm.end();
+        match loaded.map_err(|e| describe(&e))? {
+            Value::Table(t) => {
+                Schema::from_lua(&t, &vm.array_mt).map_err(|e| format!("{}: {e}", path.display()))
+            }
+            other => Err(format!(
+                "{}: must return the schema table, returned {}",
+                path.display(),
+                other.type_name()
+            )),
+        }
+    }
+
+    /// Checks `config` against the plugin's schema and creates an instance
+    /// with it (defaults filled in) in every state; returns its index.
+    pub(crate) fn instantiate(
+        &self,
+        def: &Definition,
+        config: &serde_json::Value,
+    ) -> Result<usize, String> {
+        let config = match &def.schema {
+            Some(schema) => schema.validate(config)?,
+            None => config.clone(),
+        };
+        let index = self.next_instance.fetch_add(1, Ordering::Relaxed);
+        for slot in self.slots.iter() {
+            let mut vm = Self::lock(&slot.vm);
+            let module = vm
+                .modules
+                .get(&*def.name)
+                .cloned()
+                .ok_or_else(|| format!("plugin {} is not loaded", def.name))?;
+            let conf = match json::from_json(&vm.lua, &config, &vm.array_mt) {
+                Ok(Value::Table(t)) => t,
+                Ok(_) => return Err("config must be a table".into()),
+                Err(e) => return Err(describe(&e)),
+            };
+            vm.instances.insert(
+                index,
+                Instance {
+                    handler: module.handler,
+                    conf,
+                    handshake: module.handshake,
+                    client_frame: module.client_frame,
+                    upstream_frame: module.upstream_frame,
+                    close: module.close,
+                },
+            );
+        }
+        Ok(index)
+    }
+}
+
+/// `PRIORITY`, `VERSION` (Kong refuses a handler without them) and the
+/// phases a module defines.
+fn read_declarations(module: &Module, path: &std::path::Path) -> Result<(i32, Phases), String> {
+    let priority = match module.handler.get::<Value>("PRIORITY") {
+        Ok(Value::Integer(n)) => i32::try_from(n).ok(),
+        Ok(Value::Number(n)) if n.fract() == 0.0 => i32::try_from(n as i64).ok(),
+        _ => None,
+    }
+    .ok_or_else(|| format!("{}: PRIORITY must be an integer", path.display()))?;
+    if !matches!(module.handler.get::<Value>("VERSION"), Ok(Value::String(_))) {
+        return Err(format!("{}: VERSION must be a string", path.display()));
+    }
+    Ok((
+        priority,
+        Phases {
+            handshake: module.handshake.is_some(),
+            client_frame: module.client_frame.is_some(),
+            upstream_frame: module.upstream_frame.is_some(),
+            close: module.close.is_some(),
+        },
+    ))
+}
+
+/// A Lua error as one line for logs and configuration errors: the message
+/// with its `file:line:`, without the traceback.
+pub(crate) fn describe(err: &mlua::Error) -> String {
+    match err {
+        mlua::Error::RuntimeError(message) => strip_traceback(message),
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        mlua::Error::MemoryError(_) => {
+            "out of memory: the Lua state reached lua_max_memory".to_owned()
+        }
+        mlua::Error::CallbackError { traceback, cause } => {
+            let inner = describe(cause);
+            // Errors of argument conversion carry no location; the
+            // traceback's first Lua frame is the caller.
+            match first_lua_frame(traceback) {
+                Some(at) if !inner.starts_with(at) => format!("{at}: {inner}"),
+                _ => inner,
+            }
+        }
+        mlua::Error::WithContext { context, cause } => format!("{context}: {}", describe(cause)),
+        other => strip_traceback(&other.to_string()),
+    }
+}
+
+fn strip_traceback(message: &str) -> String {
+    message
+        .split("\nstack traceback:")
+        .next()
+        .unwrap_or(message)
+        .to_owned()
+}
+
+/// `file:line` of the first Lua function in a traceback.
+fn first_lua_frame(traceback: &str) -> Option<&str> {
+    traceback
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("[C]") && !l.starts_with("stack traceback"))
+        .find_map(|l| {
+            let (file_line, _) = l.split_once(": ")?;
+            let (_, line) = file_line.rsplit_once(':')?;
+            line.parse::<u32>().ok().map(|_| file_line)
+        })
+}
