@@ -17,6 +17,8 @@ Steps:
   {"close": [code, reason]}           closes and waits for the peer's close frame
   {"expect_close": [code, reason]}    waits for the close; reason optional
   {"expect_subprotocol": "x"}         null means "none negotiated"
+  {"expect_extensions": "x"}          the server's Sec-WebSocket-Extensions
+                                      answer; null means none
 
 The `*_len` pattern is byte i = i % 251 (a prime, so it never lines up with
 frame or buffer sizes); Rust tests generate the same bytes to compare.
@@ -103,6 +105,10 @@ async def run_step(ws, step):
         got = [ws.close_code, ws.close_reason]
         if got[: len(arg)] != list(arg):
             raise StepFailed(f"expected close {arg}, got {got}")
+    elif op == "expect_extensions":
+        got = ws.response.headers.get("Sec-WebSocket-Extensions")
+        if got != arg:
+            raise StepFailed(f"expected extensions {arg!r}, got {got!r}")
     elif op == "expect_subprotocol":
         if ws.subprotocol != arg:
             raise StepFailed(f"expected subprotocol {arg!r}, got {ws.subprotocol!r}")
@@ -119,13 +125,30 @@ def tls_context(args):
     return ctx
 
 
+def compression_options(args):
+    """`compression` and `extensions` arguments of connect()."""
+    if args.no_compression:
+        return {"compression": None}
+    if not (args.deflate_no_context_takeover or args.deflate_window_bits):
+        return {"compression": "deflate"}
+    from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+    bits = args.deflate_window_bits
+    factory = ClientPerMessageDeflateFactory(
+        server_no_context_takeover=args.deflate_no_context_takeover,
+        client_no_context_takeover=args.deflate_no_context_takeover,
+        server_max_window_bits=bits,
+        client_max_window_bits=bits or True,
+    )
+    return {"compression": None, "extensions": [factory]}
+
+
 async def main(args, steps):
     async with connect(
         args.url,
         ssl=tls_context(args),
         subprotocols=[args.subprotocol] if args.subprotocol else None,
-        compression=None if args.no_compression else "deflate",
         max_size=args.max_size,
+        **compression_options(args),
         ping_interval=None,  # only the frames the script asks for
         open_timeout=args.timeout,
     ) as ws:
@@ -145,6 +168,10 @@ if __name__ == "__main__":
     p.add_argument("--keyfile")
     p.add_argument("--subprotocol")
     p.add_argument("--no-compression", action="store_true")
+    p.add_argument("--deflate-no-context-takeover", action="store_true",
+                   help="permessage-deflate without context takeover, both ways")
+    p.add_argument("--deflate-window-bits", type=int,
+                   help="permessage-deflate server_max_window_bits and client_max_window_bits")
     p.add_argument("--max-size", type=int, default=None,
                    help="max message size in bytes (default: unbounded)")
     p.add_argument("--script", required=True, help="JSON steps file, or - for stdin")

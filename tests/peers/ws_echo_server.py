@@ -38,6 +38,10 @@ def parse_args():
     p.add_argument("--max-size", type=int, default=None,
                    help="max message size in bytes (default: unbounded)")
     p.add_argument("--no-compression", action="store_true")
+    p.add_argument("--deflate-no-context-takeover", action="store_true",
+                   help="permessage-deflate without context takeover, both ways")
+    p.add_argument("--deflate-window-bits", type=int,
+                   help="permessage-deflate server_max_window_bits and client_max_window_bits")
     p.add_argument("--reject-status", type=int,
                    help="answer every handshake with this HTTP status")
     p.add_argument("--timeout", type=float, default=30.0,
@@ -57,8 +61,29 @@ def tls_context(args):
     return ctx
 
 
+def compression_options(args):
+    """`compression` and `extensions` arguments of serve()/connect()."""
+    if args.no_compression:
+        return {"compression": None}
+    if not (args.deflate_no_context_takeover or args.deflate_window_bits):
+        return {"compression": "deflate"}
+    from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+    bits = args.deflate_window_bits
+    factory = ServerPerMessageDeflateFactory(
+        server_no_context_takeover=args.deflate_no_context_takeover,
+        client_no_context_takeover=args.deflate_no_context_takeover,
+        server_max_window_bits=bits,
+        client_max_window_bits=bits,
+        # Decline clients that cannot be held to the window.
+        require_client_max_window_bits=bits is not None,
+    )
+    return {"compression": None, "extensions": [factory]}
+
+
 async def echo(ws):
-    log(f"connection from {ws.remote_address}, subprotocol: {ws.subprotocol}")
+    extensions = ws.response.headers.get("Sec-WebSocket-Extensions")
+    log(f"connection from {ws.remote_address}, subprotocol: {ws.subprotocol}, "
+        f"extensions: {extensions}")
     try:
         async for msg in ws:
             if isinstance(msg, str) and msg.startswith("close:"):
@@ -93,8 +118,8 @@ async def main(args):
         subprotocols=offered or None,
         select_subprotocol=select_subprotocol,
         process_request=process_request,
-        compression=None if args.no_compression else "deflate",
         max_size=args.max_size,
+        **compression_options(args),
         # No keepalive pings: tests should see only the frames they cause.
         ping_interval=None,
     ) as server:

@@ -3,13 +3,18 @@
 //! for the reports. Used by `scripts/autobahn client`.
 //!
 //! Reads `AUTOBAHN_URL` (default ws://127.0.0.1:9001) and `AUTOBAHN_AGENT`
-//! (default frameway).
+//! (default frameway). Offers permessage-deflate (groups 12 and 13) unless
+//! `AUTOBAHN_NO_DEFLATE` is set.
 
 use frameway::client::{connect_with, ConnectOptions};
-use frameway::{Message, WebSocketConfig};
+use frameway::{DeflateConfig, Message, WebSocketConfig};
 
 fn options() -> ConnectOptions {
-    ConnectOptions::default().websocket(WebSocketConfig::default().max_payload_len(16 << 20))
+    let mut config = WebSocketConfig::default().max_payload_len(16 << 20);
+    if std::env::var_os("AUTOBAHN_NO_DEFLATE").is_none() {
+        config = config.deflate(DeflateConfig::default());
+    }
+    ConnectOptions::default().websocket(config)
 }
 
 #[tokio::main(flavor = "current_thread")]

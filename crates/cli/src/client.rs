@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use frameway::client::{connect_with, ConnectOptions};
-use frameway::{CloseCode, CloseFrame, Message};
+use frameway::{CloseCode, CloseFrame, DeflateConfig, Message, WebSocketConfig};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(Args)]
@@ -28,6 +28,9 @@ pub struct ClientArgs {
     /// A PEM file of extra CA certificates to trust.
     #[arg(long, value_name = "FILE")]
     ca: Option<PathBuf>,
+    /// Do not offer permessage-deflate (offered by default).
+    #[arg(long)]
+    no_deflate: bool,
 }
 
 pub fn run(args: ClientArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -36,6 +39,9 @@ pub fn run(args: ClientArgs) -> Result<(), Box<dyn std::error::Error>> {
 
 async fn session(args: ClientArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut options = ConnectOptions::default().ssl_verify(!args.insecure);
+    if !args.no_deflate {
+        options = options.websocket(WebSocketConfig::default().deflate(DeflateConfig::default()));
+    }
     for header in &args.headers {
         let (name, value) = header
             .split_once(':')
@@ -49,9 +55,16 @@ async fn session(args: ClientArgs) -> Result<(), Box<dyn std::error::Error>> {
         options = options.ca_file(ca);
     }
     let (ws, response) = connect_with(&args.url, options).await?;
-    match response.protocol() {
-        Some(p) => eprintln!("connected to {} (subprotocol {p})", args.url),
-        None => eprintln!("connected to {}", args.url),
+    let mut agreed = Vec::new();
+    if let Some(p) = response.protocol() {
+        agreed.push(format!("subprotocol {p}"));
+    }
+    if let Some(params) = response.deflate() {
+        agreed.push(params.to_string());
+    }
+    match agreed.is_empty() {
+        true => eprintln!("connected to {}", args.url),
+        false => eprintln!("connected to {} ({})", args.url, agreed.join(", ")),
     }
     let (mut reader, mut writer) = ws.split();
 

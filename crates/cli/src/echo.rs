@@ -1,11 +1,12 @@
 //! `frameway echo`: echoes every message back, with limits high enough for
-//! Autobahn|Testsuite (16 MiB messages, a million fragments).
+//! Autobahn|Testsuite (16 MiB messages, a million fragments), and
+//! permessage-deflate accepted unless `--no-deflate`.
 
 use std::net::SocketAddr;
 
 use clap::Args;
 use frameway::server::{accept_with, Decision, ServerConfig};
-use frameway::WebSocketConfig;
+use frameway::{DeflateConfig, WebSocketConfig};
 use tokio::net::{TcpListener, TcpStream};
 
 #[derive(Args)]
@@ -19,6 +20,12 @@ pub struct EchoArgs {
     /// Worker threads (1 runs everything on the main thread).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Refuse permessage-deflate (accepted by default).
+    #[arg(long)]
+    no_deflate: bool,
+    /// Send echoes in frames of at most this many payload bytes.
+    #[arg(long, value_name = "BYTES")]
+    fragment_size: Option<usize>,
 }
 
 pub fn run(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -30,11 +37,14 @@ async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     eprintln!("frameway echo listening on ws://{}", listener.local_addr()?);
-    let config = ServerConfig::default().websocket(
-        WebSocketConfig::default()
-            .max_payload_len(args.max_message)
-            .max_fragments(1 << 20),
-    );
+    let mut websocket = WebSocketConfig::default()
+        .max_payload_len(args.max_message)
+        .max_fragments(1 << 20);
+    if !args.no_deflate {
+        websocket = websocket.deflate(DeflateConfig::default());
+    }
+    websocket.fragment_size = args.fragment_size;
+    let config = ServerConfig::default().websocket(websocket);
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(conn) => conn,

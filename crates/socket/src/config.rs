@@ -1,14 +1,21 @@
-//! Per-connection settings: limits, masking, timeouts, keep-alive.
+//! Per-connection settings: limits, masking, timeouts, keep-alive,
+//! compression.
 
 use std::time::Duration;
 
+use frameway_wire::deflate::DeflateConfig;
 use frameway_wire::{Config, Limits, MaskPolicy, Role};
 
 /// Settings for one connection, server or client.
 ///
 /// Field names follow lua-resty-websocket (`max_payload_len`,
 /// `max_recv_len`, `max_send_len`, `timeout`) and Ktor (`ping_interval`,
-/// `pong_timeout`).
+/// `pong_timeout`, `compress_if_bigger_than`).
+///
+/// permessage-deflate (RFC 7692) is off by default: compression costs each
+/// connection its windows (see BENCHMARKS.md), so it is something to ask
+/// for. With [`Self::deflate`] set, a server accepts a client's offer on
+/// those terms and a client offers it.
 ///
 /// ```
 /// use std::time::Duration;
@@ -53,6 +60,13 @@ pub struct WebSocketConfig {
     /// connection stays writable, so a proxy can deliver what the other
     /// side still sends before closing with the error's code itself.
     pub close_on_error: bool,
+    /// permessage-deflate: `None` (the default) neither offers nor accepts
+    /// it; `Some` offers it (client) or accepts offers (server) with these
+    /// settings.
+    pub deflate: Option<DeflateConfig>,
+    /// Split outgoing data messages into frames of at most this many
+    /// payload bytes (after compression); `None` sends each as one frame.
+    pub fragment_size: Option<usize>,
 }
 
 impl Default for WebSocketConfig {
@@ -71,6 +85,8 @@ impl Default for WebSocketConfig {
             close_timeout: Duration::from_secs(5),
             auto_pong: true,
             close_on_error: true,
+            deflate: None,
+            fragment_size: None,
         }
     }
 }
@@ -138,6 +154,30 @@ impl WebSocketConfig {
     /// Sets what incoming frames' masking must be.
     pub fn incoming_mask(mut self, policy: MaskPolicy) -> Self {
         self.incoming_mask = Some(policy);
+        self
+    }
+
+    /// Turns on permessage-deflate with `config`.
+    ///
+    /// ```
+    /// use frameway::{DeflateConfig, WebSocketConfig};
+    /// // Compress messages over 256 bytes, with no state kept between them.
+    /// let config = WebSocketConfig::default().deflate(
+    ///     DeflateConfig::default()
+    ///         .server_no_context_takeover(true)
+    ///         .client_no_context_takeover(true)
+    ///         .compress_if_bigger_than(256),
+    /// );
+    /// assert!(config.deflate.is_some());
+    /// ```
+    pub fn deflate(mut self, config: DeflateConfig) -> Self {
+        self.deflate = Some(config);
+        self
+    }
+
+    /// Sends data messages in frames of at most `size` payload bytes.
+    pub fn fragment_size(mut self, size: usize) -> Self {
+        self.fragment_size = Some(size);
         self
     }
 

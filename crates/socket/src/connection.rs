@@ -10,6 +10,7 @@ use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use frameway_wire::deflate::{Deflate, DeflateParams};
 use frameway_wire::{
     CloseCode, CloseFrame, CloseState, Frame, Message, OpCode, Protocol, Role, Utf8Bytes,
 };
@@ -126,6 +127,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let mut proto = Protocol::new(config.wire(role), entropy);
         proto.set_auto_pong(config.auto_pong);
         proto.set_close_on_error(config.close_on_error);
+        proto.set_fragment_size(config.fragment_size);
         let keepalive = config
             .ping_interval
             .map(|interval| Keepalive::new(interval, config.pong_timeout));
@@ -148,6 +150,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub(crate) fn with_subprotocol(mut self, protocol: Option<String>) -> Self {
         self.subprotocol = protocol;
         self
+    }
+
+    /// Turns on permessage-deflate for a connection whose handshake
+    /// negotiated it elsewhere (a request upgraded by hyper, say): build
+    /// the [`Deflate`] from the agreed [`DeflateParams`]
+    /// ([`DeflateConfig::accept`](frameway_wire::deflate::DeflateConfig::accept)
+    /// on a server). [`accept_with`](crate::server::accept_with) and
+    /// [`connect_with`](crate::client::connect_with) do this themselves.
+    ///
+    /// ```
+    /// # async fn demo() {
+    /// use frameway::wire::deflate::Deflate;
+    /// use frameway::{DeflateConfig, DeflateParams, Role, WebSocket, WebSocketConfig};
+    /// let (io, _peer) = tokio::io::duplex(64);
+    /// let params = DeflateParams::default();
+    /// let ws = WebSocket::from_raw_socket(io, Role::Server, WebSocketConfig::default(), bytes::Bytes::new())
+    ///     .with_deflate(Deflate::new(Role::Server, params, &DeflateConfig::default()));
+    /// assert_eq!(ws.deflate(), Some(&params));
+    /// # }
+    /// ```
+    pub fn with_deflate(mut self, deflate: Deflate) -> Self {
+        self.proto.set_deflate(deflate);
+        self
+    }
+
+    /// The permessage-deflate parameters agreed in the handshake, if it was
+    /// negotiated.
+    pub fn deflate(&self) -> Option<&DeflateParams> {
+        self.proto.deflate().map(Deflate::params)
     }
 
     /// The subprotocol agreed in the handshake, if any.
@@ -202,8 +233,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             && self.rbuf.is_empty()
     }
 
-    pub(crate) fn into_inner(self) -> S {
-        self.io
+    /// The stream and the compression state, whose windows a pooled
+    /// connection must keep for its next use.
+    pub(crate) fn into_parts(mut self) -> (S, Option<Deflate>) {
+        let deflate = self.proto.take_deflate();
+        (self.io, deflate)
     }
 
     // ----- reading -----

@@ -12,6 +12,9 @@
 //! - [`WebSocket`]: frames (`recv_frame`, `send_frame`, `send_text`, …) and
 //!   messages (a `Stream` + `Sink` of [`Message`]), split into halves,
 //!   with keep-alive pings and typed JSON messages.
+//! - permessage-deflate (RFC 7692), off unless
+//!   [`WebSocketConfig::deflate`] asks for it: negotiated by both sides,
+//!   inflation bounded by the receive limit.
 //!
 //! ```no_run
 //! # async fn demo() -> frameway::Result<()> {
@@ -40,6 +43,7 @@ pub use client::connect;
 pub use config::WebSocketConfig;
 pub use connection::WebSocket;
 pub use error::{Error, RefusedUpgrade, Result, TimeoutKind};
+pub use frameway_wire::deflate::{DeflateConfig, DeflateParams};
 pub use frameway_wire::{
     CloseCode, CloseFrame, CloseState, Frame, Limits, MaskPolicy, Message, OpCode, ProtocolError,
     Role, Utf8Bytes,

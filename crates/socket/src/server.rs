@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use frameway_wire::deflate::Deflate;
 use frameway_wire::handshake::{
     accept_response, parse_request, rejection_response, validate_request, write_response,
     ClientOffer, HandshakeLimits, RequestError,
@@ -145,6 +146,12 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(io: S) -> Result<WebSocke
 /// Accepts a WebSocket connection on `io`, letting `decide` see the request
 /// and accept (with a subprotocol and headers) or refuse it.
 ///
+/// With [`WebSocketConfig::deflate`](crate::WebSocketConfig::deflate) set,
+/// the first of the client's permessage-deflate offers that can be honoured
+/// is accepted and answered in `Sec-WebSocket-Extensions`
+/// ([`WebSocket::deflate`] tells what was agreed); without one, or if every
+/// offer is declined, the connection is uncompressed.
+///
 /// A bad request is answered with its status (400, 405, 426 with
 /// `Sec-WebSocket-Version: 13`, 431) and reported as [`Error::BadRequest`];
 /// a refusal as [`Error::Refused`].
@@ -166,17 +173,24 @@ where
     match decide(&request, &offer) {
         Decision::Accept { protocol, headers } => {
             let protocol = protocol.filter(|p| offer.protocols.contains(p));
-            let mut response = accept_response(&offer, protocol.as_deref(), None)
+            let deflate = config
+                .websocket
+                .deflate
+                .and_then(|ours| Some((ours.accept(&offer.extensions)?, ours)));
+            let extensions = deflate.map(|(params, _)| params.to_string());
+            let mut response = accept_response(&offer, protocol.as_deref(), extensions.as_deref())
                 .map_err(|e| Error::Io(std::io::Error::other(e)))?;
             response.headers_mut().extend(headers);
             let mut out = Vec::with_capacity(256);
             write_response(&response, b"", &mut out);
             io.write_all(&out).await?;
             io.flush().await?;
-            Ok(
-                WebSocket::from_raw_socket(io, Role::Server, config.websocket, rest)
-                    .with_subprotocol(protocol),
-            )
+            let mut ws = WebSocket::from_raw_socket(io, Role::Server, config.websocket, rest)
+                .with_subprotocol(protocol);
+            if let Some((params, ours)) = deflate {
+                ws = ws.with_deflate(Deflate::new(Role::Server, params, &ours));
+            }
+            Ok(ws)
         }
         Decision::Reject {
             status,

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use frameway_wire::deflate::{DeflateParams, PERMESSAGE_DEFLATE};
 use frameway_wire::handshake::{
     generate_key, has_token, parse_response, validate_response, write_request, ClientRequest,
-    HandshakeLimits,
+    HandshakeLimits, ResponseError,
 };
 use http::{header, HeaderMap, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -50,16 +51,22 @@ struct Head {
     status: StatusCode,
     headers: HeaderMap,
     protocol: Option<String>,
+    deflate: Option<DeflateParams>,
 }
 
 impl ConnectResponse {
-    fn new(response: Response<()>, protocol: Option<String>) -> Self {
+    fn new(
+        response: Response<()>,
+        protocol: Option<String>,
+        deflate: Option<DeflateParams>,
+    ) -> Self {
         let (parts, ()) = response.into_parts();
         ConnectResponse {
             head: Arc::new(Head {
                 status: parts.status,
                 headers: parts.headers,
                 protocol,
+                deflate,
             }),
             reused: false,
         }
@@ -88,6 +95,11 @@ impl ConnectResponse {
         self.head.protocol.as_deref()
     }
 
+    /// The permessage-deflate parameters the server accepted, if it did.
+    pub fn deflate(&self) -> Option<&DeflateParams> {
+        self.head.deflate.as_ref()
+    }
+
     /// Whether the connection came from a pool instead of a new handshake
     /// (lua-resty-websocket's `"connection reused"`).
     pub fn reused(&self) -> bool {
@@ -110,6 +122,8 @@ where
         None => random_key()?,
     };
     let host = options.host.clone().unwrap_or_else(|| url.host_header());
+    let deflate = options.websocket.deflate;
+    let offer = deflate.map(|ours| ours.offer().to_string());
     let mut request = Vec::with_capacity(256);
     write_request(
         &ClientRequest {
@@ -118,7 +132,7 @@ where
             key: &key,
             protocols: &options.protocols,
             origin: options.origin.as_deref(),
-            extensions: None,
+            extensions: offer.as_deref(),
             headers: &options.headers,
         },
         &mut request,
@@ -136,7 +150,17 @@ where
             body,
         })));
     }
-    let accepted = validate_response(&response, &key, &options.protocols, &[])?;
+    let offered: &[&str] = match deflate {
+        Some(_) => &[PERMESSAGE_DEFLATE],
+        None => &[],
+    };
+    let accepted = validate_response(&response, &key, &options.protocols, offered)?;
+    let params = match deflate {
+        Some(ours) => ours
+            .confirm(&accepted.extensions)
+            .map_err(ResponseError::from)?,
+        None => None,
+    };
     // An empty buffer that still owns capacity would be carried into the
     // connection; an idle connection should hold nothing.
     let rest = if rest.is_empty() {
@@ -144,7 +168,10 @@ where
     } else {
         rest.split().freeze()
     };
-    Ok((ConnectResponse::new(response, accepted.protocol), rest))
+    Ok((
+        ConnectResponse::new(response, accepted.protocol, params),
+        rest,
+    ))
 }
 
 fn random_key() -> Result<String> {

@@ -50,6 +50,7 @@ pub use stream::ClientStream;
 
 use crate::connection::WebSocket;
 use crate::error::{Error, Result, TimeoutKind};
+use frameway_wire::deflate::Deflate;
 use pool::Checkout;
 use proxy::Proxy;
 use stream::Transport;
@@ -76,6 +77,10 @@ pub async fn connect(url: &str) -> Result<(WebSocket<ClientStream>, ConnectRespo
 /// [`ConnectResponse::reused`] set); a TCP connection is opened (through
 /// the proxy's `CONNECT` tunnel if there is one) within the connect
 /// timeout; TLS and the HTTP upgrade run within the handshake timeout.
+/// With [`WebSocketConfig::deflate`](crate::WebSocketConfig::deflate) set,
+/// permessage-deflate is offered and the server's answer checked
+/// ([`ConnectResponse::deflate`], [`WebSocket::deflate`]); an answer that
+/// breaks RFC 7692 fails with [`Error::BadResponse`].
 ///
 /// Errors: [`Error::InvalidUrl`]; [`Error::Io`] with
 /// [`Error::InvalidOption`] for an unusable
@@ -118,12 +123,16 @@ pub async fn connect_with(
     let lease = match pool::checkout(&pool_name, options.pool_settings(), options.connect_timeout)
         .await?
     {
-        Checkout::Reused(stream) => {
+        Checkout::Reused(mut stream) => {
             let response = stream.response().reused_copy();
             let protocol = response.protocol().map(str::to_owned);
-            let ws =
+            let deflate = stream.deflate.take();
+            let mut ws =
                 WebSocket::from_raw_socket(stream, Role::Client, options.websocket, Bytes::new())
                     .with_subprotocol(protocol);
+            if let Some(deflate) = deflate {
+                ws = ws.with_deflate(deflate);
+            }
             return Ok((ws, response));
         }
         Checkout::Fresh(lease) => lease,
@@ -155,11 +164,8 @@ pub async fn connect_with(
     )
     .await??;
 
-    let protocol = response.protocol().map(str::to_owned);
     let stream = ClientStream::new(io, pool_name, lease, response.clone());
-    let ws = WebSocket::from_raw_socket(stream, Role::Client, options.websocket, rest)
-        .with_subprotocol(protocol);
-    Ok((ws, response))
+    Ok((client_socket(stream, &options, &response, rest), response))
 }
 
 /// Runs the client handshake over a stream the caller already opened (an
@@ -195,10 +201,27 @@ where
         handshake::upgrade(&mut io, &target, &options),
     )
     .await??;
+    Ok((client_socket(io, &options, &response, rest), response))
+}
+
+/// The connection after a successful upgrade, with what the server agreed
+/// to: subprotocol and compression.
+fn client_socket<S>(
+    io: S,
+    options: &ConnectOptions,
+    response: &ConnectResponse,
+    rest: Bytes,
+) -> WebSocket<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let protocol = response.protocol().map(str::to_owned);
-    let ws = WebSocket::from_raw_socket(io, Role::Client, options.websocket, rest)
+    let ws = WebSocket::from_raw_socket(io, Role::Client, options.websocket.clone(), rest)
         .with_subprotocol(protocol);
-    Ok((ws, response))
+    match (response.deflate(), &options.websocket.deflate) {
+        (Some(params), Some(ours)) => ws.with_deflate(Deflate::new(Role::Client, *params, ours)),
+        _ => ws,
+    }
 }
 
 /// Opens the TCP connection to the server, or to the proxy and through it.

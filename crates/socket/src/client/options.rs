@@ -157,7 +157,7 @@ const RESERVED: &[(&str, &str)] = &[
     ("sec-websocket-version", "the handshake sets it"),
     (
         "sec-websocket-extensions",
-        "extensions are not negotiated by this client",
+        "use WebSocketConfig::deflate for permessage-deflate",
     ),
 ];
 

@@ -334,7 +334,10 @@ impl WebSocket<ClientStream> {
                  it was closed instead of pooled",
             ));
         }
-        let stream = self.into_inner();
+        let (mut stream, deflate) = self.into_parts();
+        // With context takeover the peer's next message may refer to this
+        // one: the windows go into the pool with the stream.
+        stream.deflate = deflate;
         let pool = find(stream.pool_key(), Some((pool_size, None))).expect("created if missing");
         // A duration too large for an `Instant` means "never".
         let expires = match max_idle {

@@ -10,6 +10,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+use frameway_wire::deflate::Deflate;
+
 use super::handshake::ConnectResponse;
 use super::pool::Lease;
 
@@ -43,6 +45,8 @@ pub struct ClientStream {
     /// Held for its `Drop`, which gives the pool place back.
     _lease: Option<Lease>,
     response: ConnectResponse,
+    /// permessage-deflate state kept while the connection waits in a pool.
+    pub(crate) deflate: Option<Deflate>,
 }
 
 impl std::fmt::Debug for ClientStream {
@@ -67,6 +71,7 @@ impl ClientStream {
             pool,
             _lease: lease,
             response,
+            deflate: None,
         }
     }
 

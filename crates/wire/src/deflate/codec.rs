@@ -43,11 +43,13 @@ const MIN_COMPRESSOR_BITS: u8 = 9;
 /// ```
 pub struct Deflate {
     params: DeflateParams,
-    compressor: Option<Compressor>,
+    // Boxed: an idle or uncompressed connection carries two pointers, not
+    // two zlib stream structs.
+    compressor: Option<Box<Compressor>>,
     compressor_config: ZConfig,
     /// Reset our compressor after each message.
     reset_compressor: bool,
-    inflater: Option<Inflater>,
+    inflater: Option<Box<Inflater>>,
     inflater_bits: u8,
     /// Reset the inflater after each message (the peer does not take over).
     reset_inflater: bool,
@@ -140,7 +142,7 @@ impl Deflate {
         let config = self.compressor_config;
         let z = self
             .compressor
-            .get_or_insert_with(|| Compressor::new_with_config(config));
+            .get_or_insert_with(|| Box::new(Compressor::new_with_config(config)));
         let start = out.len();
         let mut input = data;
         loop {
@@ -197,7 +199,7 @@ impl Deflate {
         let bits = self.inflater_bits;
         let z = self
             .inflater
-            .get_or_insert_with(|| Inflater::new(false, bits));
+            .get_or_insert_with(|| Box::new(Inflater::new(false, bits)));
         let cap = usize::try_from(limit)
             .unwrap_or(usize::MAX)
             .saturating_add(1);
