@@ -1,18 +1,49 @@
 //! The built-in plugins, under Kong's names where Kong has one.
+//!
+//! | name | priority | phases |
+//! | --- | --- | --- |
+//! | [`websocket-size-limit`](SizeLimit) | 999999 | handshake |
+//! | [`key-auth`](KeyAuth) | 1250 | handshake |
+//! | [`websocket-validator`](Validator) | 999 | client and upstream frames |
+//! | [`ip-restriction`](IpRestriction) | 990 | handshake |
+//! | [`websocket-rate-limit`](RateLimit) | 910 | client and upstream frames |
+//! | [`websocket-log`](Log) | 5 | handshake, frames, close |
+//!
+//! Each takes its `config` table as a typed structure; unknown keys and
+//! values out of range are configuration errors, reported with their place
+//! in the file before anything starts.
 
+mod ip_restriction;
+mod json_schema;
+mod key_auth;
+mod log;
+mod rate_limit;
 mod size_limit;
+mod validator;
 
 use std::sync::Arc;
 
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
-use crate::plugin::{Plugin, PluginConfigError, PluginFactory, Registry};
+use crate::plugin::{HandshakeContext, Plugin, PluginConfigError, PluginFactory, Registry};
 
-pub use size_limit::SizeLimit;
+pub use ip_restriction::{IpRestriction, IpRestrictionConfig};
+pub use key_auth::{KeyAuth, KeyAuthConfig};
+pub use log::{Log, LogConfig};
+pub use rate_limit::{RateLimit, RateLimitConfig};
+pub use size_limit::{SizeLimit, SizeLimitConfig};
+pub use validator::{DirectionSchemas, MessageSchema, SchemaDraft, Validator, ValidatorConfig};
 
 /// Registers every built-in plugin.
 pub(crate) fn register_builtins(registry: &mut Registry) {
     registry.register(SizeLimit::NAME, factory(SizeLimit::new));
+    registry.register(KeyAuth::NAME, factory(KeyAuth::new));
+    registry.register(IpRestriction::NAME, factory(IpRestriction::new));
+    registry.register(Validator::NAME, factory(Validator::new));
+    registry.register(RateLimit::NAME, factory(RateLimit::new));
+    registry.register(Log::NAME, factory(Log::new));
 }
 
 /// A factory that deserialises the plugin's typed configuration (unknown
@@ -27,4 +58,182 @@ where
             serde_json::from_value(value.clone()).map_err(|e| PluginConfigError(e.to_string()))?;
         Ok(Arc::new(build(config)?) as Arc<dyn Plugin>)
     })
+}
+
+/// Answers the handshake the way Kong's plugins do: `{"message": "..."}`
+/// as JSON, with `headers` added.
+fn exit_json(
+    ctx: &mut HandshakeContext<'_>,
+    status: StatusCode,
+    message: &str,
+    mut headers: HeaderMap,
+) {
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    let mut body = serde_json::json!({ "message": message }).to_string();
+    body.push('\n');
+    ctx.exit(status, body, headers);
+}
+
+/// What a frame plugin does to a message that breaks its rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FrameAction {
+    /// Close both sides: the rule's status to the sender, 1001 to the other
+    /// side.
+    #[default]
+    Close,
+    /// Drop the message and carry on.
+    Drop,
+}
+
+/// Drivers for the plugins' unit tests: the phase contexts the gateway
+/// builds, without sockets.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::net::SocketAddr;
+    use std::time::Instant;
+
+    use bytes::Bytes;
+    use http::{Extensions, HeaderMap, Request};
+
+    use crate::plugin::{
+        CloseContext, ConnectionInfo, Direction, Exit, FrameContext, FrameType, HandshakeContext,
+        InFlight, LimitOverrides, Plugin, PluginError, State, Traffic, Verdict,
+    };
+
+    pub(crate) fn connection(client_addr: &str) -> ConnectionInfo {
+        ConnectionInfo {
+            id: 7,
+            client_addr: client_addr.parse::<SocketAddr>().unwrap(),
+            route: "route".into(),
+            service: "svc".into(),
+            started: Instant::now(),
+        }
+    }
+
+    /// One handshake: the request, and what the plugin made of it.
+    pub(crate) struct HandshakeHarness {
+        request: Request<()>,
+        pub(crate) upstream_headers: HeaderMap,
+        pub(crate) upstream_target: String,
+        pub(crate) exit: Option<Exit>,
+        limits: LimitOverrides,
+        state: Option<State>,
+        shared: Extensions,
+        conn: ConnectionInfo,
+    }
+
+    impl HandshakeHarness {
+        /// A request for `target` from 127.0.0.1 with `headers` (which are
+        /// also the headers toward the upstream, as the gateway forwards
+        /// them).
+        pub(crate) fn new(target: &str, headers: &[(&str, &str)]) -> Self {
+            let mut request = Request::builder().uri(target);
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            let request = request.body(()).unwrap();
+            HandshakeHarness {
+                upstream_headers: request.headers().clone(),
+                upstream_target: target.to_owned(),
+                request,
+                exit: None,
+                limits: LimitOverrides::default(),
+                state: None,
+                shared: Extensions::new(),
+                conn: connection("127.0.0.1:50000"),
+            }
+        }
+
+        /// The same from another client address.
+        pub(crate) fn client_addr(mut self, client_addr: &str) -> Self {
+            self.conn = connection(client_addr);
+            self
+        }
+
+        pub(crate) fn run(&mut self, plugin: &dyn Plugin) {
+            self.state = plugin.new_state();
+            let mut ctx = HandshakeContext {
+                request: &self.request,
+                upstream_headers: &mut self.upstream_headers,
+                upstream_target: &mut self.upstream_target,
+                exit: &mut self.exit,
+                limits: &mut self.limits,
+                state: &mut self.state,
+                shared: &mut self.shared,
+                conn: &self.conn,
+            };
+            plugin.handshake(&mut ctx).expect("handshake handler");
+        }
+    }
+
+    /// One connection's frames through one plugin, keeping its state.
+    pub(crate) struct FrameHarness<'p> {
+        plugin: &'p dyn Plugin,
+        state: Option<State>,
+        shared: Extensions,
+        pub(crate) conn: ConnectionInfo,
+    }
+
+    impl<'p> FrameHarness<'p> {
+        pub(crate) fn new(plugin: &'p dyn Plugin) -> Self {
+            FrameHarness {
+                plugin,
+                state: plugin.new_state(),
+                shared: Extensions::new(),
+                conn: connection("127.0.0.1:50000"),
+            }
+        }
+
+        /// Runs the frame handler; returns the verdict and the frame's
+        /// data afterwards.
+        pub(crate) fn frame(
+            &mut self,
+            direction: Direction,
+            kind: FrameType,
+            data: impl Into<Bytes>,
+        ) -> Result<Verdict, PluginError> {
+            let mut frame = InFlight {
+                kind,
+                data: data.into(),
+                status: (kind == FrameType::Close).then_some(1000),
+                verdict: Verdict::Forward,
+            };
+            let mut ctx = FrameContext {
+                direction,
+                frame: &mut frame,
+                state: &mut self.state,
+                shared: &mut self.shared,
+                conn: &self.conn,
+            };
+            match direction {
+                Direction::Client => self.plugin.client_frame(&mut ctx)?,
+                Direction::Upstream => self.plugin.upstream_frame(&mut ctx)?,
+            }
+            Ok(frame.verdict)
+        }
+
+        /// Runs the close handler.
+        pub(crate) fn close(
+            &mut self,
+            client_status: Option<u16>,
+            upstream_status: Option<u16>,
+            client: Traffic,
+            upstream: Traffic,
+        ) {
+            let mut ctx = CloseContext {
+                state: &mut self.state,
+                shared: &mut self.shared,
+                conn: &self.conn,
+                client_status,
+                upstream_status,
+                client,
+                upstream,
+            };
+            self.plugin.close(&mut ctx);
+        }
+    }
 }
