@@ -26,7 +26,9 @@
 //! what the plugins before it let through, as it will be forwarded; a
 //! message another plugin dropped or closed on is not logged as a frame,
 //! but the close line's counts include it. Connections refused in the
-//! handshake by a plugin of higher priority are not logged.
+//! handshake by a plugin of higher priority are not logged. The open line
+//! is written before the upstream is contacted, so a connection whose
+//! upstream fails (502, 504) has an open line and no close line.
 //!
 //! The file is opened once, when the configuration loads (an unwritable
 //! path is a configuration error), and each line is written whole under a
