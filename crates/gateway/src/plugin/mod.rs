@@ -11,6 +11,7 @@
 mod chain;
 mod pdk;
 mod registry;
+mod session;
 
 pub use chain::{Chain, ChainError};
 pub use pdk::{
@@ -19,6 +20,7 @@ pub use pdk::{
 };
 pub(crate) use pdk::{InFlight, LimitOverrides};
 pub use registry::{PluginConfigError, PluginFactory, Registry};
+pub use session::{FrameOutcome, Session};
 
 use std::any::Any;
 

@@ -1,0 +1,944 @@
+//! Lua plugins through the gateway, over real sockets: every usage example
+//! of Kong's `kong.websocket.client` and `kong.websocket.upstream` pages run
+//! as a Lua plugin with its effect asserted, the handshake PDK, errors and
+//! limits closing only their own connection, configuration errors with
+//! their locations, and the example plugin in examples/plugins/.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use frameway::client::ClientStream;
+use frameway::server::{accept_with, Decision, ServerConfig};
+use frameway::{CloseCode, CloseFrame, Message, WebSocket};
+use frameway_gateway::config::Config;
+use frameway_gateway::lua::LuaOptions;
+use frameway_gateway::plugin::{Chain, Direction, FrameType, Registry, Session, Verdict};
+use support::{bounded, echo_upstream, gateway_with, one_route};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+// ------------------------------------------------------------- helpers ---
+
+/// A fresh directory holding `plugins`: (name, file, source) triples, e.g.
+/// `("tag", "handler.lua", "…")`.
+fn plugin_dir(plugins: &[(&str, &str, &str)]) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "frameway-lua-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    for (name, file, source) in plugins {
+        std::fs::create_dir_all(dir.join(name)).unwrap();
+        std::fs::write(dir.join(name).join(file), source).unwrap();
+    }
+    dir
+}
+
+/// A configuration with `[gateway]` `lua_plugin_dirs = [dir]` (plus
+/// `gateway_extra` lines) and one route to `upstream` running `plugins`:
+/// (name, inline TOML config table).
+fn lua_config(
+    upstream: SocketAddr,
+    dir: &Path,
+    gateway_extra: &str,
+    plugins: &[(&str, &str)],
+) -> String {
+    let entries: String = plugins
+        .iter()
+        .map(|(name, config)| {
+            format!("  [[services.routes.plugins]]\n  name = \"{name}\"\n  config = {config}\n")
+        })
+        .collect();
+    format!(
+        "[gateway]\nlua_plugin_dirs = [{:?}]\n{gateway_extra}\n{}",
+        dir.display().to_string(),
+        one_route(upstream, &entries)
+    )
+}
+
+/// A gateway running the Lua `plugins` of `dir` on one route to `upstream`.
+async fn lua_gateway(upstream: SocketAddr, dir: &Path, plugins: &[(&str, &str)]) -> SocketAddr {
+    lua_gateway_with(upstream, dir, "", plugins).await
+}
+
+async fn lua_gateway_with(
+    upstream: SocketAddr,
+    dir: &Path,
+    gateway_extra: &str,
+    plugins: &[(&str, &str)],
+) -> SocketAddr {
+    let config = lua_config(upstream, dir, gateway_extra, plugins);
+    gateway_with(&config, &Registry::with_builtins()).await
+}
+
+async fn connect(addr: SocketAddr, path: &str) -> WebSocket<ClientStream> {
+    let (ws, _) = frameway::connect(&format!("ws://{addr}{path}"))
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    ws
+}
+
+async fn recv_text<S>(ws: &mut WebSocket<S>) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match ws.recv().await {
+        Some(Ok(Message::Text(t))) => t.to_string(),
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
+/// The next frame, which must be a close: its status and reason.
+async fn expect_close<S>(ws: &mut WebSocket<S>) -> (u16, String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match ws.recv().await {
+        Some(Ok(Message::Close(Some(c)))) => (c.code.as_u16(), c.reason.to_string()),
+        Some(Ok(Message::Close(None))) => (1005, String::new()),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}
+
+fn close_frame(code: u16, reason: &str) -> Option<CloseFrame> {
+    Some(CloseFrame::new(CloseCode::new(code).unwrap(), reason).unwrap())
+}
+
+/// An upstream connection handed to the test, with the request it got.
+struct UpstreamConn {
+    request: http::Request<()>,
+    ws: WebSocket<TcpStream>,
+}
+
+/// A WebSocket upstream whose connections the test drives.
+async fn upstream() -> (SocketAddr, mpsc::UnboundedReceiver<UpstreamConn>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut seen = None;
+                let ws = accept_with(tcp, ServerConfig::default(), |req, _| {
+                    let mut copy = http::Request::new(());
+                    *copy.uri_mut() = req.uri().clone();
+                    *copy.headers_mut() = req.headers().clone();
+                    seen = Some(copy);
+                    Decision::accept()
+                })
+                .await;
+                if let (Ok(ws), Some(request)) = (ws, seen) {
+                    let _ = tx.send(UpstreamConn { request, ws });
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+const HANDLER_HEAD: &str = "local P = { PRIORITY = 1000, VERSION = \"1.0.0\" }\n";
+
+/// A handler module: `PRIORITY`/`VERSION`, then `body`, then `return P`.
+fn handler(body: &str) -> String {
+    format!("{HANDLER_HEAD}{body}\nreturn P\n")
+}
+
+// ------------------------------------- the reference pages' examples ---
+
+#[tokio::test]
+async fn get_frame_and_set_frame_data_replace_payloads_both_ways() {
+    bounded(async {
+        let dir = plugin_dir(&[(
+            "rewrite",
+            "handler.lua",
+            &handler(
+                r#"
+function P:ws_client_frame(conf, typ, data, status)
+  local data, typ, status = kong.websocket.client.get_frame()
+  if typ == "text" and data == "hello" and status == nil then
+    kong.websocket.client.set_frame_data("updated!")
+  end
+end
+function P:ws_upstream_frame(conf, typ, data, status)
+  local data, typ, status = kong.websocket.upstream.get_frame()
+  kong.websocket.upstream.set_frame_data(data .. " (from the upstream)")
+end
+"#,
+            ),
+        )]);
+        let (up, mut conns) = upstream().await;
+        let gw = lua_gateway(up, &dir, &[("rewrite", "{}")]).await;
+        let mut client = connect(gw, "/").await;
+        let mut upstream = conns.recv().await.unwrap();
+
+        client.send_text("hello").await.unwrap();
+        assert_eq!(recv_text(&mut upstream.ws).await, "updated!");
+        upstream.ws.send_text("hi").await.unwrap();
+        assert_eq!(recv_text(&mut client).await, "hi (from the upstream)");
+        // Binary payloads arrive as Lua strings too.
+        client
+            .send_binary(Bytes::from_static(b"\x00\x01"))
+            .await
+            .unwrap();
+        match upstream.ws.recv().await {
+            Some(Ok(Message::Binary(b))) => assert_eq!(&b[..], b"\x00\x01"),
+            other => panic!("{other:?}"),
+        }
+    })
+    .await;
+}
+
+/// Kong's set_status example, in each direction: the close frame's status
+/// and payload are rewritten before it is forwarded.
+#[tokio::test]
+async fn set_status_rewrites_close_frames_both_ways() {
+    bounded(async {
+        let example = |side: &str| {
+            format!(
+                r#"
+  local data, typ, status = kong.websocket.{side}.get_frame()
+  if typ == "close" then
+    kong.websocket.{side}.set_frame_data("goodbye!")
+    kong.websocket.{side}.set_status(1000)
+  end"#
+            )
+        };
+        let dir = plugin_dir(&[(
+            "polite",
+            "handler.lua",
+            &handler(&format!(
+                "function P:ws_client_frame(){}\nend\nfunction P:ws_upstream_frame(){}\nend",
+                example("client"),
+                example("upstream")
+            )),
+        )]);
+        let (up, mut conns) = upstream().await;
+        let gw = lua_gateway(up, &dir, &[("polite", "{}")]).await;
+
+        // The client closes with 4000: the upstream sees 1000 "goodbye!".
+        let mut client = connect(gw, "/").await;
+        let mut upstream = conns.recv().await.unwrap();
+        client
+            .send_close(close_frame(4000, "my reasons"))
+            .await
+            .unwrap();
+        assert_eq!(
+            expect_close(&mut upstream.ws).await,
+            (1000, "goodbye!".into())
+        );
+
+        // The upstream closes with 4001: the client sees 1000 "goodbye!".
+        let mut client = connect(gw, "/").await;
+        let mut upstream = conns.recv().await.unwrap();
+        upstream
+            .ws
+            .send_close(close_frame(4001, "upstream reasons"))
+            .await
+            .unwrap();
+        assert_eq!(expect_close(&mut client).await, (1000, "goodbye!".into()));
+    })
+    .await;
+}
+
+/// drop_frame in each direction; the plugin after the dropping one (lower
+/// PRIORITY) never sees the dropped frame.
+#[tokio::test]
+async fn drop_frame_drops_and_skips_later_plugins() {
+    bounded(async {
+        let dir = plugin_dir(&[
+            (
+                "dropper",
+                "handler.lua",
+                r#"
+local Dropper = { PRIORITY = 20, VERSION = "1.0.0" }
+function Dropper:ws_client_frame(conf, typ, data)
+  if data:find("drop") then kong.websocket.client.drop_frame() end
+end
+function Dropper:ws_upstream_frame(conf, typ, data)
+  if data:find("secret") then kong.websocket.upstream.drop_frame() end
+end
+return Dropper
+"#,
+            ),
+            (
+                "counter",
+                "handler.lua",
+                r#"
+local Counter = { PRIORITY = 10, VERSION = "1.0.0" }
+function Counter:ws_client_frame(conf, typ, data)
+  local ctx = kong.ctx.plugin
+  ctx.seen = (ctx.seen or 0) + 1
+  kong.websocket.client.set_frame_data(data .. " #" .. ctx.seen)
+end
+return Counter
+"#,
+            ),
+        ]);
+        let gw = lua_gateway(
+            echo_upstream().await,
+            &dir,
+            &[("counter", "{}"), ("dropper", "{}")],
+        )
+        .await;
+        let mut client = connect(gw, "/").await;
+        client.send_text("drop me").await.unwrap();
+        client.send_text("keep me").await.unwrap();
+        // Counted 1: the counter never saw the dropped message.
+        assert_eq!(recv_text(&mut client).await, "keep me #1");
+        // Echoed back, dropped on the way to the client by the upstream rule.
+        client.send_text("a secret").await.unwrap();
+        client.send_text("no secrets here").await.unwrap();
+        client.send_text("last").await.unwrap();
+        assert_eq!(recv_text(&mut client).await, "last #4");
+    })
+    .await;
+}
+
+/// close(1009, "Invalid message", 1001, "… is going away") as on both
+/// reference pages: each side gets its own status and payload, and the
+/// message in flight is not forwarded.
+#[tokio::test]
+async fn close_sends_each_side_its_status_and_payload() {
+    bounded(async {
+        let dir = plugin_dir(&[(
+            "guard",
+            "handler.lua",
+            &handler(
+                r#"
+function P:ws_client_frame(conf, typ, data)
+  if data == "bad" then
+    kong.websocket.client.close(1009, "Invalid message",
+                                1001, "Client is going away")
+  end
+end
+function P:ws_upstream_frame(conf, typ, data)
+  if data == "bad" then
+    kong.websocket.upstream.close(1009, "Invalid message",
+                                  1001, "Upstream is going away")
+  end
+end
+"#,
+            ),
+        )]);
+        let (up, mut conns) = upstream().await;
+        let gw = lua_gateway(up, &dir, &[("guard", "{}")]).await;
+
+        let mut client = connect(gw, "/").await;
+        let mut upstream = conns.recv().await.unwrap();
+        client.send_text("bad").await.unwrap();
+        assert_eq!(
+            expect_close(&mut client).await,
+            (1009, "Invalid message".into())
+        );
+        assert_eq!(
+            expect_close(&mut upstream.ws).await,
+            (1001, "Client is going away".into())
+        );
+
+        let mut client = connect(gw, "/").await;
+        let mut upstream = conns.recv().await.unwrap();
+        upstream.ws.send_text("bad").await.unwrap();
+        assert_eq!(
+            expect_close(&mut upstream.ws).await,
+            (1009, "Invalid message".into())
+        );
+        assert_eq!(
+            expect_close(&mut client).await,
+            (1001, "Upstream is going away".into())
+        );
+    })
+    .await;
+}
+
+/// set_max_payload_size in ws_handshake: 1024 bytes pass, 1025 get 1009;
+/// `0` restores the default.
+#[tokio::test]
+async fn set_max_payload_size_limits_each_direction() {
+    bounded(async {
+        let dir = plugin_dir(&[
+            (
+                "client-1k",
+                "handler.lua",
+                &handler("function P:ws_handshake(conf)\n  kong.websocket.client.set_max_payload_size(1024)\nend"),
+            ),
+            (
+                "upstream-1k",
+                "handler.lua",
+                &handler("function P:ws_handshake(conf)\n  kong.websocket.upstream.set_max_payload_size(1024)\nend"),
+            ),
+            (
+                "reset",
+                "handler.lua",
+                &handler(
+                    "function P:ws_handshake(conf)\n  kong.websocket.client.set_max_payload_size(1024)\n  kong.websocket.client.set_max_payload_size(0)\nend",
+                ),
+            ),
+        ]);
+        let echo = echo_upstream().await;
+
+        let gw = lua_gateway(echo, &dir, &[("client-1k", "{}")]).await;
+        let mut client = connect(gw, "/").await;
+        client.send_text("x".repeat(1024)).await.unwrap();
+        assert_eq!(recv_text(&mut client).await.len(), 1024);
+        client.send_text("x".repeat(1025)).await.unwrap();
+        assert_eq!(expect_close(&mut client).await.0, 1009);
+
+        // The echo sends back 2000 bytes: too many for the upstream leg,
+        // so the upstream is told 1009 and the client 1001.
+        let gw = lua_gateway(echo, &dir, &[("upstream-1k", "{}")]).await;
+        let mut client = connect(gw, "/").await;
+        client.send_text("y".repeat(1000)).await.unwrap();
+        assert_eq!(recv_text(&mut client).await.len(), 1000);
+        client.send_text("y".repeat(2000)).await.unwrap();
+        assert_eq!(expect_close(&mut client).await.0, 1001);
+
+        let gw = lua_gateway(echo, &dir, &[("reset", "{}")]).await;
+        let mut client = connect(gw, "/").await;
+        client.send_text("z".repeat(4096)).await.unwrap();
+        assert_eq!(recv_text(&mut client).await.len(), 4096);
+    })
+    .await;
+}
+
+// -------------------------------------------------- the handshake PDK ---
+
+#[tokio::test]
+async fn handshake_pdk_reads_the_request_sets_headers_and_shares_ctx() {
+    bounded(async {
+        let dir = plugin_dir(&[
+            (
+                "auth",
+                "handler.lua",
+                r#"
+local cjson = require("cjson")
+local Auth = { PRIORITY = 100, VERSION = "1.0.0" }
+function Auth:access(conf)
+  if kong.request.get_query_arg("apikey") ~= conf.key then
+    kong.response.exit(401, { message = "no key" }, { ["X-Why"] = "missing" })
+    error("not reached: exit ends the handler")
+  end
+  local headers = kong.request.get_headers()
+  kong.service.request.set_header("X-Seen", table.concat({
+    kong.request.get_method(),
+    kong.request.get_path(),
+    kong.request.get_header("x_custom") or "-",
+    headers["X-Custom"] or "-",
+    kong.client.get_ip(),
+    tostring(kong.request.get_query_arg("flag")),
+  }, " "))
+  kong.service.request.set_header("X-Answer", 42)
+  kong.service.request.clear_header("X-Remove")
+  kong.ctx.shared.user = cjson.decode('{"name":"alice"}').name
+  kong.log.info("authenticated ", kong.ctx.shared.user)
+end
+return Auth
+"#,
+            ),
+            (
+                "greet",
+                "handler.lua",
+                r#"
+local Greet = { PRIORITY = 10, VERSION = "1.0.0" }
+function Greet:ws_client_frame(conf, typ, data)
+  kong.ctx.plugin.n = (kong.ctx.plugin.n or 0) + 1
+  kong.websocket.client.set_frame_data(kong.ctx.shared.user .. " " .. kong.ctx.plugin.n .. ": " .. data)
+end
+return Greet
+"#,
+            ),
+        ]);
+        let (up, mut conns) = upstream().await;
+        let gw = lua_gateway(up, &dir, &[("auth", "{ key = \"s3cret\" }"), ("greet", "{}")]).await;
+
+        let refused = frameway::connect(&format!("ws://{gw}/?apikey=wrong")).await;
+        match refused {
+            Err(frameway::Error::UpgradeRefused(r)) => {
+                assert_eq!(r.status, 401);
+                assert_eq!(r.headers["x-why"], "missing");
+                assert_eq!(r.headers["content-type"], "application/json; charset=utf-8");
+                assert_eq!(&r.body[..], br#"{"message":"no key"}"#);
+            }
+            other => panic!("expected a 401, got {:?}", other.map(|_| ())),
+        }
+
+        let options = frameway::client::ConnectOptions::default()
+            .header("X-Custom", "custom")
+            .header("X-Remove", "gone");
+        let (mut client, _) = frameway::client::connect_with(
+            &format!("ws://{gw}/room?apikey=s3cret&flag"),
+            options,
+        )
+        .await
+        .unwrap();
+        let mut upstream = conns.recv().await.unwrap();
+        let headers = upstream.request.headers();
+        assert_eq!(headers["x-seen"], "GET /room custom custom 127.0.0.1 true");
+        assert_eq!(headers["x-answer"], "42");
+        assert!(headers.get("x-remove").is_none());
+
+        client.send_text("hi").await.unwrap();
+        assert_eq!(recv_text(&mut upstream.ws).await, "alice 1: hi");
+        client.send_text("again").await.unwrap();
+        assert_eq!(recv_text(&mut upstream.ws).await, "alice 2: again");
+
+        // kong.ctx is per connection.
+        let (mut other, _) = frameway::connect(&format!("ws://{gw}/?apikey=s3cret"))
+            .await
+            .unwrap();
+        let mut other_up = conns.recv().await.unwrap();
+        other.send_text("new").await.unwrap();
+        assert_eq!(recv_text(&mut other_up.ws).await, "alice 1: new");
+    })
+    .await;
+}
+
+// ------------------------------------------ errors close only their own ---
+
+/// A plugin raising an error, a runaway loop, a misuse (set_status on a
+/// text frame), an allocation past the memory cap: each closes its own
+/// connection with 1011 while the others keep working.
+#[tokio::test]
+async fn failures_close_only_their_connection_with_1011() {
+    bounded(async {
+        let dir = plugin_dir(&[(
+            "faulty",
+            "handler.lua",
+            &handler(
+                r#"
+function P:ws_client_frame(conf, typ, data)
+  if data == "raise" then
+    error("boom")
+  elseif data == "loop" then
+    while true do end
+  elseif data == "misuse" then
+    kong.websocket.client.set_status(1000)
+  elseif data == "hog" then
+    local t = {}
+    for i = 1, 1e8 do t[i] = ("x"):rep(64) .. i end
+  end
+end
+"#,
+            ),
+        )]);
+        let gw = lua_gateway_with(
+            echo_upstream().await,
+            &dir,
+            "lua_max_instructions = 200000\nlua_max_memory = 4194304",
+            &[("faulty", "{}")],
+        )
+        .await;
+        let mut bystanders = Vec::new();
+        for _ in 0..3 {
+            bystanders.push(connect(gw, "/").await);
+        }
+        for trigger in ["raise", "loop", "misuse", "hog"] {
+            let mut victim = connect(gw, "/").await;
+            victim.send_text("fine").await.unwrap();
+            assert_eq!(recv_text(&mut victim).await, "fine");
+            victim.send_text(trigger).await.unwrap();
+            assert_eq!(
+                expect_close(&mut victim).await,
+                (1011, "plugin error".into()),
+                "{trigger}"
+            );
+            for (i, ws) in bystanders.iter_mut().enumerate() {
+                let text = format!("{trigger}: bystander {i} still served");
+                ws.send_text(text.clone()).await.unwrap();
+                assert_eq!(recv_text(ws).await, text);
+            }
+        }
+    })
+    .await;
+}
+
+/// The errors the gateway logs name the plugin, the file and the line.
+#[test]
+fn plugin_errors_name_the_plugin_file_and_line() {
+    let dir = plugin_dir(&[(
+        "faulty",
+        "handler.lua",
+        &handler(
+            r#"
+function P:ws_client_frame(conf, typ, data)
+  if data == "raise" then
+    error("boom")
+  elseif data == "loop" then
+    while true do end
+  elseif data == "misuse" then
+    kong.websocket.client.set_status(1000)
+  elseif data == "drop-close" then
+    kong.websocket.client.drop_frame()
+  elseif data == "wrong-side" then
+    kong.websocket.upstream.get_frame()
+  end
+end
+"#,
+        ),
+    )]);
+    let mut registry = Registry::new();
+    let options = LuaOptions {
+        max_instructions: 50_000,
+        ..LuaOptions::default()
+    };
+    frameway_gateway::lua::register(&mut registry, std::slice::from_ref(&dir), options).unwrap();
+    let plugin = registry.build("faulty", &serde_json::json!({})).unwrap();
+    let chain = Chain::new(vec![plugin]);
+    for (data, kind, expected) in [
+        ("raise", FrameType::Text, "faulty/handler.lua:5: boom"),
+        (
+            "loop",
+            FrameType::Text,
+            "faulty/handler.lua:7: instruction budget of 50000 exceeded",
+        ),
+        (
+            "misuse",
+            FrameType::Text,
+            "faulty/handler.lua:9: kong.websocket.client.set_status: cannot set the status of a text frame",
+        ),
+        (
+            "drop-close",
+            FrameType::Close,
+            "faulty/handler.lua:11: kong.websocket.client.drop_frame: close frames cannot be dropped",
+        ),
+        (
+            "wrong-side",
+            FrameType::Text,
+            "faulty/handler.lua:13: kong.websocket.upstream.get_frame: function cannot be called in ws_client_frame phase",
+        ),
+    ] {
+        let mut session = Session::new(chain.clone());
+        let status = (kind == FrameType::Close).then_some(1000);
+        let err = session
+            .frame(Direction::Client, kind, Bytes::from(data), status)
+            .unwrap_err();
+        assert_eq!(err.plugin, "faulty");
+        let message = err.error.to_string();
+        assert!(message.contains(expected), "{data}: {message}");
+    }
+}
+
+/// kong.ctx data lives as long as its connection: a connection with the
+/// same id after the close starts afresh.
+#[test]
+fn ctx_data_is_removed_when_the_connection_ends() {
+    let dir = plugin_dir(&[(
+        "count",
+        "handler.lua",
+        &handler(
+            r#"
+function P:ws_client_frame(conf, typ, data)
+  kong.ctx.plugin.n = (kong.ctx.plugin.n or 0) + 1
+  kong.ctx.shared.n = (kong.ctx.shared.n or 0) + 10
+  kong.websocket.client.set_frame_data(kong.ctx.plugin.n .. "/" .. kong.ctx.shared.n)
+end
+"#,
+        ),
+    )]);
+    let mut registry = Registry::new();
+    frameway_gateway::lua::register(&mut registry, &[dir], LuaOptions::default()).unwrap();
+    let chain = Chain::new(vec![registry
+        .build("count", &serde_json::json!({}))
+        .unwrap()]);
+    let conn = || frameway_gateway::plugin::ConnectionInfo {
+        id: 7,
+        client_addr: "127.0.0.1:1".parse().unwrap(),
+        route: "r".into(),
+        service: "s".into(),
+        started: std::time::Instant::now(),
+    };
+    let text = |session: &mut Session| {
+        let out = session
+            .frame(Direction::Client, FrameType::Text, Bytes::from("x"), None)
+            .unwrap();
+        assert_eq!(out.verdict, Verdict::Forward);
+        String::from_utf8(out.data.to_vec()).unwrap()
+    };
+    let mut first = Session::with_connection(chain.clone(), conn());
+    assert_eq!(text(&mut first), "1/10");
+    assert_eq!(text(&mut first), "2/20");
+    first.close(Some(1000), None);
+    let mut second = Session::with_connection(chain, conn());
+    assert_eq!(text(&mut second), "1/10");
+}
+
+// --------------------------------------------------- configuration ---
+
+fn config_errors(dir: &Path, gateway_extra: &str, plugins: &[(&str, &str)]) -> String {
+    let text = lua_config("127.0.0.1:9".parse().unwrap(), dir, gateway_extra, plugins);
+    match Config::parse(&text, "gateway.toml", &Registry::with_builtins()) {
+        Ok(_) => panic!("the configuration was accepted:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn lua_syntax_errors_are_config_errors_with_file_and_line() {
+    let dir = plugin_dir(&[(
+        "broken",
+        "handler.lua",
+        "local P = { PRIORITY = 1, VERSION = \"1\" }\n\nfunction P:ws_client_frame(\n  kong.log.err(\nend\nreturn P\n",
+    )]);
+    let err = config_errors(&dir, "", &[("broken", "{}")]);
+    assert!(err.contains("plugin \"broken\""), "{err}");
+    assert!(err.contains("broken/handler.lua:4:"), "{err}");
+    // Located at the plugin's entry in the file (line 13 of lua_config's layout).
+    assert!(err.starts_with("gateway.toml:13:"), "{err}");
+}
+
+#[test]
+fn handlers_must_declare_priority_and_version() {
+    let dir = plugin_dir(&[
+        ("nopri", "handler.lua", "return { VERSION = \"1\" }"),
+        ("nover", "handler.lua", "return { PRIORITY = 1 }"),
+        ("notable", "handler.lua", "return 42"),
+    ]);
+    for (name, expected) in [
+        ("nopri", "nopri/handler.lua: PRIORITY must be an integer"),
+        ("nover", "nover/handler.lua: VERSION must be a string"),
+        (
+            "notable",
+            "notable/handler.lua: must return the handler table, returned integer",
+        ),
+    ] {
+        let err = config_errors(&dir, "", &[(name, "{}")]);
+        assert!(err.contains(expected), "{err}");
+    }
+}
+
+const SCHEMA: &str = r#"
+local typedefs = require "kong.db.schema.typedefs"
+return {
+  name = "limited",
+  fields = {
+    { consumer = typedefs.no_consumer },
+    { config = {
+        type = "record",
+        fields = {
+          { limit = { type = "integer", required = true, between = { 1, 100 } } },
+          { mode = { type = "string", default = "drop", one_of = { "drop", "close" } } },
+          { port = typedefs.port },
+        },
+    } },
+  },
+}
+"#;
+
+#[test]
+fn schema_violations_are_config_errors_naming_the_plugin() {
+    let dir = plugin_dir(&[
+        ("limited", "handler.lua", &handler("")),
+        ("limited", "schema.lua", SCHEMA),
+    ]);
+    let err = config_errors(
+        &dir,
+        "",
+        &[(
+            "limited",
+            "{ limit = 1.5, mode = \"shout\", colour = \"red\", port = 70000 }",
+        )],
+    );
+    for expected in [
+        "gateway.toml:13:",
+        "plugin \"limited\"",
+        "config.limit: expected an integer",
+        "config.mode: expected one of: drop, close",
+        "config.colour: unknown field",
+        "config.port: value should be between 0 and 65535",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in {err}");
+    }
+    let err = config_errors(&dir, "", &[("limited", "{}")]);
+    assert!(
+        err.contains("config.limit: required field missing"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn schema_defaults_reach_conf() {
+    bounded(async {
+        let dir = plugin_dir(&[
+            (
+                "limited",
+                "handler.lua",
+                &handler(
+                    "function P:ws_client_frame(conf, typ, data)\n  kong.websocket.client.set_frame_data(conf.limit .. ' ' .. conf.mode)\nend",
+                ),
+            ),
+            ("limited", "schema.lua", SCHEMA),
+        ]);
+        let gw = lua_gateway(echo_upstream().await, &dir, &[("limited", "{ limit = 5 }")]).await;
+        let mut client = connect(gw, "/").await;
+        client.send_text("?").await.unwrap();
+        assert_eq!(recv_text(&mut client).await, "5 drop");
+    })
+    .await;
+}
+
+#[test]
+fn bad_lua_settings_and_directories_are_located() {
+    let dir = plugin_dir(&[]);
+    let err = config_errors(&dir.join("missing"), "", &[]);
+    assert!(err.contains("gateway.toml:2:"), "{err}");
+    assert!(err.contains("lua_plugin_dirs: cannot read"), "{err}");
+    let err = config_errors(
+        &dir,
+        "lua_max_instructions = 10\nlua_max_memory = 1000",
+        &[],
+    );
+    assert!(
+        err.contains("gateway.toml:3:24: lua_max_instructions must be at least 1000"),
+        "{err}"
+    );
+    assert!(
+        err.contains("gateway.toml:4:18: lua_max_memory must be at least 1048576 bytes"),
+        "{err}"
+    );
+}
+
+/// `os`, `io` and arbitrary modules are out of reach unless
+/// `lua_unsafe = true`; a plugin's own modules and cjson always load.
+#[tokio::test]
+async fn require_is_restricted_unless_unsafe() {
+    bounded(async {
+        let dir = plugin_dir(&[
+            (
+                "shell",
+                "handler.lua",
+                &handler(
+                    "local os = require(\"os\")\nfunction P:ws_client_frame()\n  kong.websocket.client.set_frame_data(tostring(os.time() > 0))\nend",
+                ),
+            ),
+            (
+                "modular",
+                "handler.lua",
+                &handler(
+                    "local util = require(\"kong.plugins.modular.util\")\nlocal safe = require(\"cjson.safe\")\nfunction P:ws_client_frame(conf, typ, data)\n  kong.websocket.client.set_frame_data(util.shout(data) .. tostring(safe.decode('nope')) .. tostring(io))\nend",
+                ),
+            ),
+            ("modular", "util.lua", "return { shout = function(s) return s:upper() end }"),
+        ]);
+        let err = config_errors(&dir, "", &[("shell", "{}")]);
+        assert!(err.contains("shell/handler.lua:2: module 'os' not found"), "{err}");
+
+        let echo = echo_upstream().await;
+        let gw = lua_gateway(echo, &dir, &[("modular", "{}")]).await;
+        let mut client = connect(gw, "/").await;
+        client.send_text("hey").await.unwrap();
+        assert_eq!(recv_text(&mut client).await, "HEYnilnil");
+
+        let gw = lua_gateway_with(echo, &dir, "lua_unsafe = true", &[("shell", "{}")]).await;
+        let mut client = connect(gw, "/").await;
+        client.send_text("?").await.unwrap();
+        assert_eq!(recv_text(&mut client).await, "true");
+    })
+    .await;
+}
+
+// ------------------------------------------------- the example plugin ---
+
+fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/plugins")
+}
+
+/// examples/plugins/redact-field redacts a JSON field in both directions.
+#[tokio::test]
+async fn example_redact_field_plugin_redacts_both_ways() {
+    bounded(async {
+        let (up, mut conns) = upstream().await;
+        let config = lua_config(
+            up,
+            &examples_dir(),
+            "",
+            &[("redact-field", "{ fields = [\"password\", \"token\"] }")],
+        );
+        let gw = gateway_with(&config, &Registry::with_builtins()).await;
+        let mut client = connect(gw, "/").await;
+        let mut upstream = conns.recv().await.unwrap();
+
+        client
+            .send_text(r#"{"user":"bob","password":"hunter2","items":[]}"#)
+            .await
+            .unwrap();
+        let seen: serde_json::Value =
+            serde_json::from_str(&recv_text(&mut upstream.ws).await).unwrap();
+        assert_eq!(
+            seen,
+            serde_json::json!({ "user": "bob", "password": "[redacted]", "items": [] })
+        );
+
+        upstream
+            .ws
+            .send_text(r#"{"session":{"token":"abc","ttl":60}}"#)
+            .await
+            .unwrap();
+        let got: serde_json::Value = serde_json::from_str(&recv_text(&mut client).await).unwrap();
+        assert_eq!(
+            got,
+            serde_json::json!({ "session": { "token": "[redacted]", "ttl": 60 } })
+        );
+
+        // Not JSON, or nothing to redact: forwarded untouched.
+        client.send_text("plain text").await.unwrap();
+        assert_eq!(recv_text(&mut upstream.ws).await, "plain text");
+        client.send_text(r#"{"b": 1, "a": 2}"#).await.unwrap();
+        assert_eq!(recv_text(&mut upstream.ws).await, r#"{"b": 1, "a": 2}"#);
+    })
+    .await;
+}
+
+#[test]
+fn example_redact_field_plugin_checks_its_config() {
+    let err = config_errors(
+        &examples_dir(),
+        "",
+        &[("redact-field", "{ fields = \"password\" }")],
+    );
+    assert!(err.contains("config.fields: expected an array"), "{err}");
+    let err = config_errors(
+        &examples_dir(),
+        "",
+        &[(
+            "redact-field",
+            "{ fields = [\"a\"], on_invalid = \"explode\" }",
+        )],
+    );
+    assert!(
+        err.contains("config.on_invalid: expected one of: forward, drop, close"),
+        "{err}"
+    );
+}
+
+/// Two instances of one plugin (one state set, loaded once) each see their
+/// own `conf`.
+#[test]
+fn instances_keep_their_own_conf() {
+    let dir = plugin_dir(&[(
+        "tag",
+        "handler.lua",
+        &handler("function P:ws_upstream_frame(conf, typ, data)\n  kong.websocket.upstream.set_frame_data(data .. conf.tag)\nend"),
+    )]);
+    let mut registry = Registry::new();
+    frameway_gateway::lua::register(&mut registry, &[dir], LuaOptions::default()).unwrap();
+    let a = registry
+        .build("tag", &serde_json::json!({ "tag": "a" }))
+        .unwrap();
+    let b = registry
+        .build("tag", &serde_json::json!({ "tag": "b" }))
+        .unwrap();
+    assert!(a.handles_frames());
+    assert_eq!(a.priority(), 1000);
+    let mut session = Session::new(Chain::new(vec![a, b]));
+    for _ in 0..100 {
+        let out = session
+            .frame(Direction::Upstream, FrameType::Text, Bytes::from("x"), None)
+            .unwrap();
+        assert_eq!(&out.data[..], b"xab");
+    }
+}
