@@ -170,9 +170,19 @@ fn leg_config(max_recv: u64, write_timeout: std::time::Duration) -> WebSocketCon
 
 /// The client's headers as the upstream should see them.
 fn forwarded_headers(request: &Request<()>, client_addr: SocketAddr, tls: bool) -> HeaderMap {
+    // Headers the client named in Connection are hop-by-hop too.
+    let per_hop: Vec<String> = request
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|token| token.trim().to_ascii_lowercase())
+        .collect();
     let mut headers = HeaderMap::new();
     for (name, value) in request.headers() {
-        if !NOT_FORWARDED.contains(&name.as_str()) {
+        let name_str = name.as_str();
+        if !NOT_FORWARDED.contains(&name_str) && !per_hop.iter().any(|h| h == name_str) {
             headers.append(name.clone(), value.clone());
         }
     }

@@ -167,7 +167,9 @@ impl Pump {
                 r = next(upstream, aggregate) => (Direction::Upstream, r),
                 () = &mut idle, if self.idle_timeout.is_some() => {
                     let close = planned(CloseCode::GOING_AWAY, "idle timeout");
-                    close_both(client, upstream, &close, &close).await;
+                    let replies = close_both(client, upstream, &close, &close).await;
+                    self.replied(Direction::Client, replies.0);
+                    self.replied(Direction::Upstream, replies.1);
                     return;
                 }
             };
@@ -184,8 +186,12 @@ impl Pump {
                     );
                     let owed = planned(err.close_code(), &err.to_string());
                     match direction {
-                        Direction::Client => fail_leg(client, upstream, &owed, aggregate).await,
-                        Direction::Upstream => fail_leg(upstream, client, &owed, aggregate).await,
+                        Direction::Client => {
+                            self.fail_leg(direction, client, upstream, &owed).await
+                        }
+                        Direction::Upstream => {
+                            self.fail_leg(direction, upstream, client, &owed).await
+                        }
                     }
                     return;
                 }
@@ -199,10 +205,11 @@ impl Pump {
                         );
                     }
                     let away = planned(CloseCode::GOING_AWAY, "peer went away");
-                    match direction {
+                    let reply = match direction {
                         Direction::Client => finish(upstream, Some(&away)).await,
                         Direction::Upstream => finish(client, Some(&away)).await,
-                    }
+                    };
+                    self.replied(opposite(direction), reply);
                     return;
                 }
             };
@@ -213,6 +220,96 @@ impl Pump {
             if done {
                 return;
             }
+        }
+    }
+
+    /// One side broke the protocol. The other side is told 1001 and whatever
+    /// it still sends before its close (answers already on their way) is
+    /// delivered, through the plugins like any other frame; then the
+    /// offender gets the close code its violation calls for.
+    async fn fail_leg<S, P>(
+        &mut self,
+        offender_side: Direction,
+        offender: &mut WebSocket<S>,
+        peer: &mut WebSocket<P>,
+        owed: &PlannedClose,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin,
+        P: AsyncRead + AsyncWrite + Unpin,
+    {
+        let peer_side = opposite(offender_side);
+        let aggregate = self.chain.handles_frames();
+        let away = CloseFrame::new(CloseCode::GOING_AWAY, "peer went away").ok();
+        let deliver = async {
+            if peer.send_close(away).await.is_err() {
+                return None;
+            }
+            while let Some(Ok(unit)) = next(peer, aggregate).await {
+                self.count(peer_side, &unit);
+                if unit.kind == FrameType::Close {
+                    return unit.status;
+                }
+                let mut frame = InFlight {
+                    kind: unit.kind,
+                    data: unit.data,
+                    status: None,
+                    verdict: Verdict::Forward,
+                };
+                if aggregate {
+                    let run = self.chain.run_frame(
+                        peer_side,
+                        &mut frame,
+                        &mut self.states,
+                        &mut self.shared,
+                        &self.conn,
+                    );
+                    if let Err(err) = run {
+                        tracing::error!(connection = self.conn.id, plugin = %err.plugin, "plugin failed: {}", err.error);
+                        break;
+                    }
+                    match frame.verdict {
+                        Verdict::Forward | Verdict::ForwardThenClose { .. } => {}
+                        Verdict::Drop => continue,
+                        Verdict::Close { .. } => break,
+                    }
+                }
+                if forward(offender, &frame, unit.fin).await.is_err() {
+                    break;
+                }
+                if matches!(frame.verdict, Verdict::ForwardThenClose { .. }) {
+                    break;
+                }
+            }
+            None
+        };
+        let peer_reply = tokio::time::timeout(CLOSE_GRACE, deliver)
+            .await
+            .ok()
+            .flatten();
+        let offender_reply = finish(offender, Some(owed)).await;
+        self.replied(peer_side, peer_reply);
+        self.replied(offender_side, offender_reply);
+    }
+
+    /// Counts a unit received from `side`.
+    fn count(&mut self, side: Direction, unit: &Unit) {
+        let traffic = match side {
+            Direction::Client => &mut self.client,
+            Direction::Upstream => &mut self.upstream,
+        };
+        traffic.messages += 1;
+        traffic.bytes += unit.data.len() as u64;
+    }
+
+    /// Records the close status a side answered with, unless it already
+    /// sent one of its own.
+    fn replied(&mut self, side: Direction, status: Option<u16>) {
+        let slot = match side {
+            Direction::Client => &mut self.client_status,
+            Direction::Upstream => &mut self.upstream_status,
+        };
+        if slot.is_none() {
+            *slot = status;
         }
     }
 
@@ -229,12 +326,7 @@ impl Pump {
         S: AsyncRead + AsyncWrite + Unpin,
         P: AsyncRead + AsyncWrite + Unpin,
     {
-        let traffic = match direction {
-            Direction::Client => &mut self.client,
-            Direction::Upstream => &mut self.upstream,
-        };
-        traffic.messages += 1;
-        traffic.bytes += unit.data.len() as u64;
+        self.count(direction, &unit);
         if unit.kind == FrameType::Close {
             match direction {
                 Direction::Client => self.client_status = unit.status,
@@ -257,7 +349,8 @@ impl Pump {
             ) {
                 tracing::error!(connection = self.conn.id, plugin = %err.plugin, "plugin failed: {}", err.error);
                 let close = planned(CloseCode::INTERNAL_ERROR, "plugin error");
-                close_both(sender, peer, &close, &close).await;
+                let replies = close_both(sender, peer, &close, &close).await;
+                self.replied_both(direction, replies);
                 return true;
             }
         }
@@ -270,7 +363,8 @@ impl Pump {
                 peer: to_peer,
             } => {
                 let (to_sender, to_peer) = (to_sender.clone(), to_peer.clone());
-                close_both(sender, peer, &to_sender, &to_peer).await;
+                let replies = close_both(sender, peer, &to_sender, &to_peer).await;
+                self.replied_both(direction, replies);
                 return true;
             }
             Verdict::ForwardThenClose {
@@ -281,11 +375,9 @@ impl Pump {
         match forward(peer, &frame, unit.fin).await {
             Ok(()) => {}
             Err(Forward::PeerGone) => {
-                finish(
-                    sender,
-                    Some(&planned(CloseCode::GOING_AWAY, "peer went away")),
-                )
-                .await;
+                let away = planned(CloseCode::GOING_AWAY, "peer went away");
+                let reply = finish(sender, Some(&away)).await;
+                self.replied(direction, reply);
                 return true;
             }
             Err(Forward::Invalid(why)) => {
@@ -295,22 +387,31 @@ impl Pump {
                     frame.kind.as_str()
                 );
                 let close = planned(CloseCode::INTERNAL_ERROR, "gateway error");
-                close_both(sender, peer, &close, &close).await;
+                let replies = close_both(sender, peer, &close, &close).await;
+                self.replied_both(direction, replies);
                 return true;
             }
         }
         if let (Some(sender_close), Some(peer_close)) = (sender_close, peer_close) {
-            close_both(sender, peer, &sender_close, &peer_close).await;
+            let replies = close_both(sender, peer, &sender_close, &peer_close).await;
+            self.replied_both(direction, replies);
             return true;
         }
         if closing {
             // The sender's leg already answered its close; wait for the
             // peer's answer to ours, then both legs are done.
-            finish(peer, None).await;
+            let reply = finish(peer, None).await;
+            self.replied(opposite(direction), reply);
             finish(sender, None).await;
             return true;
         }
         false
+    }
+
+    /// [`Pump::replied`] for the sender of a frame from `direction` and its peer.
+    fn replied_both(&mut self, direction: Direction, (sender, peer): (Option<u16>, Option<u16>)) {
+        self.replied(direction, sender);
+        self.replied(opposite(direction), peer);
     }
 }
 
@@ -393,25 +494,43 @@ fn planned(code: CloseCode, message: &str) -> PlannedClose {
     }
 }
 
-/// Sends each side its close frame, then lets both close handshakes finish.
+fn opposite(direction: Direction) -> Direction {
+    match direction {
+        Direction::Client => Direction::Upstream,
+        Direction::Upstream => Direction::Client,
+    }
+}
+
+/// The status of a (validated) close frame's payload.
+fn close_status(payload: &[u8]) -> Option<u16> {
+    CloseFrame::parse(payload)
+        .ok()
+        .flatten()
+        .map(|c| c.code.as_u16())
+}
+
+/// Sends each side its close frame, then lets both close handshakes finish;
+/// returns the statuses each side answered with.
 async fn close_both<A, B>(
     a: &mut WebSocket<A>,
     b: &mut WebSocket<B>,
     a_close: &PlannedClose,
     b_close: &PlannedClose,
-) where
+) -> (Option<u16>, Option<u16>)
+where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    tokio::join!(finish(a, Some(a_close)), finish(b, Some(b_close)));
+    tokio::join!(finish(a, Some(a_close)), finish(b, Some(b_close)))
 }
 
 /// Sends `close` (if given and none was sent yet) and drains the leg until
-/// its close handshake completes or the grace period ends.
+/// its close handshake completes or the grace period ends; returns the
+/// status of the close frame the leg answered with.
 async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocket<S>,
     close: Option<&PlannedClose>,
-) {
+) -> Option<u16> {
     if let Some(close) = close {
         if matches!(
             ws.close_state(),
@@ -421,42 +540,14 @@ async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
             let _ = ws.send_close(frame).await;
         }
     }
-    let drain = async { while let Some(Ok(_)) = ws.recv_frame().await {} };
-    let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
-}
-
-/// One side broke the protocol. The other side is told 1001 and whatever it
-/// still sends before its close (answers already on their way) is delivered;
-/// then the offender gets the close code its violation calls for.
-async fn fail_leg<S, P>(
-    offender: &mut WebSocket<S>,
-    peer: &mut WebSocket<P>,
-    owed: &PlannedClose,
-    aggregate: bool,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-    P: AsyncRead + AsyncWrite + Unpin,
-{
-    let away = CloseFrame::new(CloseCode::GOING_AWAY, "peer went away").ok();
-    let deliver = async {
-        if peer.send_close(away).await.is_err() {
-            return;
-        }
-        while let Some(Ok(unit)) = next(peer, aggregate).await {
-            if unit.kind == FrameType::Close {
-                break;
-            }
-            let frame = InFlight {
-                kind: unit.kind,
-                data: unit.data,
-                status: None,
-                verdict: Verdict::Forward,
-            };
-            if forward(offender, &frame, unit.fin).await.is_err() {
-                break;
+    let mut status = None;
+    let drain = async {
+        while let Some(Ok(frame)) = ws.recv_frame().await {
+            if frame.opcode == OpCode::Close {
+                status = close_status(&frame.payload);
             }
         }
     };
-    let _ = tokio::time::timeout(CLOSE_GRACE, deliver).await;
-    finish(offender, Some(owed)).await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
+    status
 }

@@ -7,6 +7,17 @@ use frameway::client::{client_handshake, connect_with, ConnectOptions, ConnectRe
 use frameway::WebSocket;
 use http::HeaderMap;
 
+/// Request headers the upstream handshake writes itself: never copied from
+/// the client or a plugin.
+const HANDSHAKE_HEADERS: [&str; 6] = [
+    "upgrade",
+    "connection",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-extensions",
+    "sec-websocket-protocol",
+];
+
 /// Where a service lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Upstream {
@@ -111,9 +122,16 @@ impl Service {
             .ssl_verify(self.tls_verify)
             .websocket(req.websocket);
         for (name, value) in &req.headers {
-            if let Ok(value) = value.to_str() {
-                options = options.header(name.as_str(), value);
-            }
+            let Ok(value) = value.to_str() else { continue };
+            options = match name.as_str() {
+                // The client library has its own options for these two, and
+                // refuses them as plain headers.
+                "origin" => options.origin(value),
+                "host" => options.host(value),
+                // Negotiated per leg by the handshake itself.
+                n if HANDSHAKE_HEADERS.contains(&n) => continue,
+                _ => options.header(name.as_str(), value),
+            };
         }
         if let Some(ca) = &self.ca_file {
             options = options.ca_file(ca);
