@@ -67,7 +67,10 @@ impl std::fmt::Display for ConfigErrors {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{}:{e}", self.source_name)?;
+            match e.location {
+                Some(_) => write!(f, "{}:{e}", self.source_name)?,
+                None => write!(f, "{}: {e}", self.source_name)?,
+            }
         }
         Ok(())
     }
@@ -199,7 +202,7 @@ impl<'a> Loader<'a> {
                 "tls_listen needs tls_cert and tls_key",
             );
         }
-        if listen.is_empty() && tls_listen.is_empty() {
+        if g.listen.is_empty() && g.tls_listen.is_empty() {
             self.error(None, "no listen address");
         }
         for (limit, key) in [
@@ -232,9 +235,9 @@ impl<'a> Loader<'a> {
                 );
             }
             let service_plugins = self.plugins(&svc.plugins, registry);
-            let Some(service) = self.service(svc) else {
-                continue;
-            };
+            // A broken service is not built, but its routes are still
+            // checked: every error is reported at once.
+            let service = self.service(svc);
             if svc.routes.is_empty() {
                 self.error(
                     Some(svc.name.span()),
@@ -298,20 +301,21 @@ impl<'a> Loader<'a> {
     }
 
     fn service(&mut self, svc: &ServiceSection) -> Option<Arc<Service>> {
-        let upstream = match Upstream::parse(svc.url.get_ref()) {
-            Ok(upstream) => upstream,
-            Err(why) => {
-                self.error(
-                    Some(svc.url.span()),
-                    format!("url {:?}: {why}", svc.url.get_ref()),
-                );
-                return None;
-            }
-        };
+        let upstream = Upstream::parse(svc.url.get_ref()).map_err(|why| {
+            self.error(
+                Some(svc.url.span()),
+                format!("url {:?}: {why}", svc.url.get_ref()),
+            );
+        });
+        let before = self.errors.len();
         let ca_file = svc
             .ca_file
             .as_ref()
             .map(|f| self.existing_file(f, "ca_file"));
+        let upstream = upstream.ok()?;
+        if self.errors.len() > before {
+            return None;
+        }
         Some(Arc::new(Service {
             name: svc.name.get_ref().clone(),
             upstream,
@@ -323,7 +327,13 @@ impl<'a> Loader<'a> {
         }))
     }
 
-    fn route(&mut self, r: &RouteSection, service: Arc<Service>, chain: Chain) -> Option<Route> {
+    /// Checks a route; builds it if its service is valid too.
+    fn route(
+        &mut self,
+        r: &RouteSection,
+        service: Option<Arc<Service>>,
+        chain: Chain,
+    ) -> Option<Route> {
         let mut ok = true;
         for p in &r.paths {
             if !p.get_ref().starts_with('/') {
@@ -354,7 +364,8 @@ impl<'a> Loader<'a> {
             );
             ok = false;
         }
-        ok.then(|| Route {
+        let service = service.filter(|_| ok)?;
+        Some(Route {
             name: r.name.get_ref().clone(),
             service,
             paths: r.paths.iter().map(|p| p.get_ref().clone()).collect(),
