@@ -99,7 +99,7 @@ impl LuaPlugin {
             let args = (
                 &instance.handler,
                 &instance.conf,
-                kind.as_str(),
+                vm.kind_name(kind),
                 lua_data,
                 status,
             );

@@ -17,6 +17,7 @@ use super::loader::{self, PluginFiles};
 use super::pdk::{self, Call, Current};
 use super::sandbox::{self, Budget, Limits};
 use super::schema::Schema;
+use crate::plugin::FrameType;
 
 /// Which phase functions a handler module defines.
 #[derive(Debug, Clone, Copy, Default)]
@@ -65,6 +66,8 @@ pub(crate) struct Vm {
     array_mt: Table,
     modules: HashMap<String, Module>,
     instances: HashMap<usize, Instance>,
+    /// The frame type names, made once rather than per call.
+    kinds: [mlua::String; 6],
 }
 
 impl Vm {
@@ -83,7 +86,10 @@ impl Vm {
         loader::install_require(&lua, plugins.clone(), &modules, limits.unsafe_libs)?;
         let conns = pdk::install(&lua, &modules)?;
         lua.set_app_data(Current::default());
+        let [a, b, c, d, e, f] = KINDS.map(|kind| lua.create_string(kind.as_str()));
+        let kinds = [a?, b?, c?, d?, e?, f?];
         Ok(Vm {
+            kinds,
             lua,
             budget,
             conns,
@@ -107,6 +113,12 @@ impl Vm {
             Ok(Some(mut current)) => current.0.take(),
             _ => None,
         }
+    }
+
+    /// The Lua string naming a frame type.
+    pub(crate) fn kind_name(&self, kind: FrameType) -> &mlua::String {
+        let index = KINDS.iter().position(|k| *k == kind).unwrap_or(0);
+        &self.kinds[index]
     }
 
     /// The instance `index` (created before any connection could use it).
@@ -165,6 +177,15 @@ impl Vm {
         }
     }
 }
+
+const KINDS: [FrameType; 6] = [
+    FrameType::Text,
+    FrameType::Binary,
+    FrameType::Continuation,
+    FrameType::Ping,
+    FrameType::Pong,
+    FrameType::Close,
+];
 
 /// A state behind its lock, and the connections that ended since it was
 /// last used.
