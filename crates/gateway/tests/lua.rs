@@ -498,6 +498,54 @@ return Greet
     .await;
 }
 
+/// `log` (Kong's name for `ws_close`) runs when the connection ends, with
+/// its `kong.ctx`; `lua_unsafe` gives it `io`.
+#[tokio::test]
+async fn close_phase_runs_with_the_connection_ctx() {
+    bounded(async {
+        let dir = plugin_dir(&[(
+            "tally",
+            "handler.lua",
+            &handler(
+                r#"
+function P:ws_client_frame(conf, typ, data)
+  if typ == "text" then kong.ctx.plugin.n = (kong.ctx.plugin.n or 0) + 1 end
+end
+function P:log(conf)
+  local f = assert(io.open(conf.path, "w"))
+  f:write(kong.client.get_ip(), " sent ", kong.ctx.plugin.n, " messages")
+  f:close()
+end
+"#,
+            ),
+        )]);
+        let out = dir.join("tally.txt");
+        let config = format!("{{ path = {:?} }}", out.display().to_string());
+        let gw = lua_gateway_with(
+            echo_upstream().await,
+            &dir,
+            "lua_unsafe = true",
+            &[("tally", &config)],
+        )
+        .await;
+        let mut client = connect(gw, "/").await;
+        for text in ["a", "b", "c"] {
+            client.send_text(text).await.unwrap();
+            assert_eq!(recv_text(&mut client).await, text);
+        }
+        client.send_close(close_frame(1000, "")).await.unwrap();
+        assert_eq!(expect_close(&mut client).await.0, 1000);
+        let written = loop {
+            match std::fs::read_to_string(&out) {
+                Ok(text) if !text.is_empty() => break text,
+                _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        };
+        assert_eq!(written, "127.0.0.1 sent 3 messages");
+    })
+    .await;
+}
+
 // ------------------------------------------ errors close only their own ---
 
 /// A plugin raising an error, a runaway loop, a misuse (set_status on a
@@ -553,6 +601,33 @@ end
                 assert_eq!(recv_text(ws).await, text);
             }
         }
+    })
+    .await;
+}
+
+/// An error in the handshake phase answers 500; the gateway goes on.
+#[tokio::test]
+async fn handshake_errors_answer_500() {
+    bounded(async {
+        let dir = plugin_dir(&[(
+            "picky",
+            "handler.lua",
+            &handler(
+                r#"
+function P:ws_handshake(conf)
+  if kong.request.get_query_arg("fail") then error("refused") end
+end
+"#,
+            ),
+        )]);
+        let gw = lua_gateway(echo_upstream().await, &dir, &[("picky", "{}")]).await;
+        match frameway::connect(&format!("ws://{gw}/?fail")).await {
+            Err(frameway::Error::UpgradeRefused(r)) => assert_eq!(r.status, 500),
+            other => panic!("expected a 500, got {:?}", other.map(|_| ())),
+        }
+        let mut client = connect(gw, "/").await;
+        client.send_text("ok").await.unwrap();
+        assert_eq!(recv_text(&mut client).await, "ok");
     })
     .await;
 }
