@@ -651,6 +651,8 @@ function P:ws_client_frame(conf, typ, data)
     kong.websocket.client.drop_frame()
   elseif data == "wrong-side" then
     kong.websocket.upstream.get_frame()
+  elseif data == "bad-utf8" then
+    kong.websocket.client.set_frame_data("\xff")
   end
 end
 "#,
@@ -685,6 +687,11 @@ end
             "wrong-side",
             FrameType::Text,
             "faulty/handler.lua:13: kong.websocket.upstream.get_frame: function cannot be called in ws_client_frame phase",
+        ),
+        (
+            "bad-utf8",
+            FrameType::Text,
+            "faulty/handler.lua:15: kong.websocket.client.set_frame_data: text must be UTF-8",
         ),
     ] {
         let mut session = Session::new(chain.clone());
