@@ -399,10 +399,10 @@ impl Pump {
         }
         if closing {
             // The sender's leg already answered its close; wait for the
-            // peer's answer to ours, then both legs are done.
-            let reply = finish(peer, None).await;
+            // peer's answer to ours while the sender's leg ends (each leg
+            // closes its TCP as soon as its own close handshake is done).
+            let (reply, _) = tokio::join!(finish(peer, None), finish(sender, None));
             self.replied(opposite(direction), reply);
-            finish(sender, None).await;
             return true;
         }
         false

@@ -930,7 +930,12 @@ async fn close_codes_and_reasons_propagate_both_ways() {
             assert_eq!(expect_close(&mut upstream).await, (4000, "bye".into()));
             // The answer to a close echoes its code (RFC 6455 §5.5.1).
             assert_eq!(expect_close(&mut client).await.0, 4000);
-            assert!(within("the end", client.recv()).await.is_none());
+            // The client's connection ends while the upstream (not read
+            // any more) still holds its TCP open: the gateway does not make
+            // the client wait out the upstream's close grace period.
+            let end = tokio::time::timeout(Duration::from_secs(3), client.recv()).await;
+            assert!(matches!(end, Ok(None)), "{end:?}");
+            drop(upstream);
 
             let mut client = connect(gw, "/").await;
             let mut upstream = next_upstream(&mut conns).await.ws;
@@ -1195,6 +1200,32 @@ async fn ping_and_pong_pass_both_ways_and_plugins_see_them() {
                 r#"upstream ping "u-ping" None"#,
                 r#"client pong "u-ping" None"#,
             ]
+        );
+    })
+    .await;
+}
+
+/// Known bug (see the test's ignore reason): a client that pipelines large
+/// messages through the gateway to an upstream that does not read while it
+/// writes (frameway's own echo) stalls until the write timeout. Directly,
+/// the same client and upstream finish in well under a second.
+#[tokio::test]
+#[ignore = "deadlock: the pump awaits each write to a leg before reading that leg again, \
+            and the library's read path stalls behind >=128 KiB of pending output; \
+            needs WriteHalf::send_frame and a concurrent pump (see the gateway tests report)"]
+async fn pipelined_large_messages_both_ways_do_not_stall() {
+    bounded(async {
+        let config = format!("{BIG}{}", one_route(echo_upstream().await, ""));
+        let gw = gateway(&config).await;
+        let n = 8 << 20;
+        let script = json!([
+            {"send_binary_len": n}, {"send_binary_len": n}, {"send_binary_len": n},
+            {"expect_binary_len": n}, {"expect_binary_len": n}, {"expect_binary_len": n},
+            {"close": [1000, ""]}
+        ]);
+        assert_eq!(
+            python_client(&format!("ws://{gw}/"), script, &[]).await,
+            "OK"
         );
     })
     .await;
