@@ -66,14 +66,9 @@ pub struct Protocol {
     auto_pong: bool,
     /// Whether a protocol error queues its close frame at once.
     close_on_error: bool,
-    /// permessage-deflate, once negotiated.
-    deflate: Option<Deflate>,
-    /// The compressed message being received: text or not, bytes inflated.
-    inflating: Option<(bool, u64)>,
-    /// Validates inflated text (the decoder cannot see it).
-    inflated_utf8: Utf8Validator,
-    /// The fragmented message being sent through `send_frame` is compressed.
-    compressing: bool,
+    /// permessage-deflate, once negotiated. Boxed: a connection without it
+    /// pays one pointer.
+    deflate: Option<Box<Compression>>,
     /// Split outgoing data messages into frames of at most this many bytes.
     fragment_size: Option<usize>,
 }
@@ -92,9 +87,6 @@ impl Protocol {
             auto_pong: true,
             close_on_error: true,
             deflate: None,
-            inflating: None,
-            inflated_utf8: Utf8Validator::new(),
-            compressing: false,
             fragment_size: None,
             config,
         }
@@ -149,18 +141,23 @@ impl Protocol {
     /// ```
     pub fn set_deflate(&mut self, deflate: Deflate) {
         self.decoder.allow_rsv1();
-        self.deflate = Some(deflate);
+        self.deflate = Some(Box::new(Compression {
+            codec: deflate,
+            inflating: None,
+            utf8: Utf8Validator::new(),
+            compressing: false,
+        }));
     }
 
     /// The permessage-deflate state, if it was negotiated.
     pub fn deflate(&self) -> Option<&Deflate> {
-        self.deflate.as_ref()
+        self.deflate.as_deref().map(|z| &z.codec)
     }
 
     /// Takes the permessage-deflate state out, to carry its windows over to
     /// a new `Protocol` for the same connection (a pooled connection).
     pub fn take_deflate(&mut self) -> Option<Deflate> {
-        self.deflate.take()
+        self.deflate.take().map(|z| z.codec)
     }
 
     /// Splits outgoing data messages sent with [`Self::send`] into frames of
@@ -249,45 +246,36 @@ impl Protocol {
     /// so that neither the frame API nor the message limit sees compressed
     /// bytes.
     fn inflate(&mut self, mut frame: Frame) -> Result<Frame, ProtocolError> {
-        let Some(deflate) = &mut self.deflate else {
+        let Some(z) = self.deflate.as_deref_mut() else {
             return Ok(frame);
         };
-        match frame.opcode {
-            OpCode::Text | OpCode::Binary if frame.rsv1 => {
-                self.inflating = Some((frame.opcode == OpCode::Text, 0));
-                self.inflated_utf8.reset();
+        let (text, inflated) = match (frame.opcode, z.inflating) {
+            (OpCode::Text | OpCode::Binary, _) if frame.rsv1 => {
+                z.utf8.reset();
+                (frame.opcode == OpCode::Text, 0)
             }
-            OpCode::Continuation if self.inflating.is_some() => {}
+            (OpCode::Continuation, Some(message)) => message,
             _ => return Ok(frame),
-        }
-        let Some((text, inflated)) = &mut self.inflating else {
-            return Ok(frame);
         };
         let limit = self.config.limits.max_message_len;
         let mut out = Vec::new();
-        deflate
-            .inflate(&frame.payload, frame.fin, limit - *inflated, &mut out)
+        z.codec
+            .inflate(&frame.payload, frame.fin, limit - inflated, &mut out)
             .map_err(|err| match err {
                 ProtocolError::MessageTooBig { size, .. } => ProtocolError::MessageTooBig {
-                    size: *inflated + size,
+                    size: inflated + size,
                     limit,
                 },
                 other => other,
             })?;
-        *inflated += out.len() as u64;
-        if *text {
-            let valid = self
-                .inflated_utf8
-                .feed(&out)
-                .and_then(|()| match frame.fin {
-                    true => self.inflated_utf8.finish(),
-                    false => Ok(()),
-                });
+        if text {
+            let valid = z.utf8.feed(&out).and_then(|()| match frame.fin {
+                true => z.utf8.finish(),
+                false => Ok(()),
+            });
             valid.map_err(|_| ProtocolError::InvalidUtf8)?;
         }
-        if frame.fin {
-            self.inflating = None;
-        }
+        z.inflating = (!frame.fin).then_some((text, inflated + out.len() as u64));
         frame.payload = Bytes::from(out);
         frame.rsv1 = false;
         Ok(frame)
@@ -319,12 +307,15 @@ impl Protocol {
         payload: &[u8],
     ) -> Result<(), ProtocolError> {
         let len = payload.len();
-        let deflate = match opcode {
-            OpCode::Text | OpCode::Binary => self.deflate.as_mut().filter(|d| !fin || d.wants(len)),
-            OpCode::Continuation if self.compressing => self.deflate.as_mut(),
+        let compressing = match opcode {
+            OpCode::Text | OpCode::Binary => self
+                .deflate
+                .as_deref_mut()
+                .filter(|z| !fin || z.codec.wants(len)),
+            OpCode::Continuation => self.deflate.as_deref_mut().filter(|z| z.compressing),
             _ => None,
         };
-        let Some(deflate) = deflate else {
+        let Some(z) = compressing else {
             let mask = self.next_mask();
             return self
                 .encoder
@@ -333,7 +324,8 @@ impl Protocol {
         // A refused frame must not advance the compressor's window.
         self.encoder.check(fin, opcode, len as u64)?;
         let mut compressed = Vec::new();
-        deflate.compress(payload, fin, &mut compressed)?;
+        z.codec.compress(payload, fin, &mut compressed)?;
+        z.compressing = !fin;
         let mask = self.next_mask();
         let rsv1 = opcode != OpCode::Continuation;
         self.encoder.encode_counted(
@@ -344,9 +336,7 @@ impl Protocol {
             len as u64,
             mask,
             &mut self.out,
-        )?;
-        self.compressing = !fin;
-        Ok(())
+        )
     }
 
     /// Queues a whole message for sending: one frame, or frames of the
@@ -362,7 +352,7 @@ impl Protocol {
         };
         let size = self.fragment_size.unwrap_or(usize::MAX);
         let len = payload.len();
-        let deflate = self.deflate.as_mut().filter(|d| d.wants(len));
+        let deflate = self.deflate.as_deref_mut().filter(|z| z.codec.wants(len));
         let compress = deflate.is_some();
         if !compress && len <= size {
             return self.send_frame(true, opcode, payload);
@@ -370,8 +360,8 @@ impl Protocol {
         self.encoder.check(true, opcode, len as u64)?;
         let mut compressed = Vec::new();
         let wire = match deflate {
-            Some(deflate) => {
-                deflate.compress(payload, true, &mut compressed)?;
+            Some(z) => {
+                z.codec.compress(payload, true, &mut compressed)?;
                 &compressed[..]
             }
             None => payload,
@@ -484,6 +474,19 @@ impl Protocol {
             self.keys[at + 3],
         ])
     }
+}
+
+/// permessage-deflate on one connection: the codec, and where the messages
+/// in flight stand.
+#[derive(Debug)]
+struct Compression {
+    codec: Deflate,
+    /// The compressed message being received: text or not, bytes inflated.
+    inflating: Option<(bool, u64)>,
+    /// Validates inflated text (the decoder only sees compressed bytes).
+    utf8: Utf8Validator,
+    /// The fragmented message being sent through `send_frame` is compressed.
+    compressing: bool,
 }
 
 /// Cuts `reason` to at most 123 bytes on a character boundary.
