@@ -259,7 +259,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Receives the next frame as it arrived: fragments are returned one by
     /// one (the later ones as [`OpCode::Continuation`]), control frames as
-    /// they come. Text is still validated as UTF-8 across fragments.
+    /// they come. Text is still validated as UTF-8 across fragments. With
+    /// permessage-deflate, each fragment comes inflated (RSV1 cleared).
     pub async fn recv_frame(&mut self) -> Option<Result<Frame>> {
         let timeout = self.config.read_timeout;
         let next = poll_fn(|cx| {
@@ -566,7 +567,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Sends one raw frame, as lua-resty-websocket's `send_frame`: fragments
     /// are sent as a text or binary frame with `fin = false` followed by
-    /// continuation frames.
+    /// continuation frames. With permessage-deflate, data frames are
+    /// compressed as they go (see
+    /// [`Protocol::send_frame`](frameway_wire::Protocol::send_frame)).
     pub async fn send_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) -> Result<()> {
         poll_fn(|cx| self.poll_ready_inner(cx.waker())).await?;
         if self.done {
