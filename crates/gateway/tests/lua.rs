@@ -865,15 +865,17 @@ async fn schema_defaults_reach_conf() {
 
 #[test]
 fn bad_lua_settings_and_directories_are_located() {
-    let dir = plugin_dir(&[]);
+    let dir = plugin_dir(&[("fine", "handler.lua", &handler(""))]);
     let err = config_errors(&dir.join("missing"), "", &[]);
     assert!(err.contains("gateway.toml:2:"), "{err}");
     assert!(err.contains("lua_plugin_dirs: cannot read"), "{err}");
     let err = config_errors(
         &dir,
         "lua_max_instructions = 10\nlua_max_memory = 1000",
-        &[],
+        &[("fine", "{}")],
     );
+    // The plugins are still found: no "unknown plugin" besides the real errors.
+    assert!(!err.contains("unknown plugin"), "{err}");
     assert!(
         err.contains("gateway.toml:3:24: lua_max_instructions must be at least 1000"),
         "{err}"

@@ -212,21 +212,31 @@ pub(crate) fn with_config(
 ) -> (Registry, Vec<LocatedError>) {
     let mut registry = registry.clone();
     let mut errors = Vec::new();
+    // A bad value is reported and the default used, so that the plugins
+    // are still found and checked (the configuration is refused anyway).
+    let defaults = LuaOptions::default();
     let instructions = &gateway.lua_max_instructions;
-    if *instructions.get_ref() < MIN_INSTRUCTIONS {
+    let max_instructions = if *instructions.get_ref() < MIN_INSTRUCTIONS {
         errors.push((
             Some(instructions.span()),
             format!("lua_max_instructions must be at least {MIN_INSTRUCTIONS}"),
         ));
-    }
+        defaults.max_instructions
+    } else {
+        *instructions.get_ref()
+    };
     let memory = &gateway.lua_max_memory;
-    if *memory.get_ref() < MIN_MEMORY || usize::try_from(*memory.get_ref()).is_err() {
-        errors.push((
-            Some(memory.span()),
-            format!("lua_max_memory must be at least {MIN_MEMORY} bytes"),
-        ));
-    }
-    if gateway.lua_plugin_dirs.is_empty() || !errors.is_empty() {
+    let max_memory = match usize::try_from(*memory.get_ref()) {
+        Ok(bytes) if *memory.get_ref() >= MIN_MEMORY => bytes,
+        _ => {
+            errors.push((
+                Some(memory.span()),
+                format!("lua_max_memory must be at least {MIN_MEMORY} bytes"),
+            ));
+            defaults.max_memory
+        }
+    };
+    if gateway.lua_plugin_dirs.is_empty() {
         return (registry, errors);
     }
     let dirs: Vec<PathBuf> = gateway
@@ -235,8 +245,8 @@ pub(crate) fn with_config(
         .map(|d| base.join(d.get_ref()))
         .collect();
     let options = LuaOptions {
-        max_instructions: *instructions.get_ref(),
-        max_memory: *memory.get_ref() as usize,
+        max_instructions,
+        max_memory,
         unsafe_libs: gateway.lua_unsafe,
     };
     if let Err(dir_errors) = register(&mut registry, &dirs, options) {
