@@ -24,19 +24,37 @@ use tokio::sync::mpsc;
 // ------------------------------------------------------------- helpers ---
 
 /// A fresh directory holding `plugins`: (name, file, source) triples, e.g.
-/// `("tag", "handler.lua", "…")`.
-fn plugin_dir(plugins: &[(&str, &str, &str)]) -> PathBuf {
+/// `("tag", "handler.lua", "…")`; removed when dropped.
+fn plugin_dir(plugins: &[(&str, &str, &str)]) -> PluginDir {
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "frameway-lua-{}-{}",
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ));
+    std::fs::create_dir_all(&dir).unwrap();
     for (name, file, source) in plugins {
         std::fs::create_dir_all(dir.join(name)).unwrap();
         std::fs::write(dir.join(name).join(file), source).unwrap();
     }
-    dir
+    PluginDir(dir)
+}
+
+/// A temporary plugin directory. Lua files are read when the configuration
+/// is loaded, so it may go while the gateway still runs.
+struct PluginDir(PathBuf);
+
+impl std::ops::Deref for PluginDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for PluginDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A configuration with `[gateway]` `lua_plugin_dirs = [dir]` (plus
@@ -663,7 +681,7 @@ end
         max_instructions: 50_000,
         ..LuaOptions::default()
     };
-    frameway_gateway::lua::register(&mut registry, std::slice::from_ref(&dir), options).unwrap();
+    frameway_gateway::lua::register(&mut registry, &[dir.to_path_buf()], options).unwrap();
     let plugin = registry.build("faulty", &serde_json::json!({})).unwrap();
     let chain = Chain::new(vec![plugin]);
     for (data, kind, expected) in [
@@ -723,7 +741,8 @@ end
         ),
     )]);
     let mut registry = Registry::new();
-    frameway_gateway::lua::register(&mut registry, &[dir], LuaOptions::default()).unwrap();
+    frameway_gateway::lua::register(&mut registry, &[dir.to_path_buf()], LuaOptions::default())
+        .unwrap();
     let chain = Chain::new(vec![registry
         .build("count", &serde_json::json!({}))
         .unwrap()]);
@@ -1009,7 +1028,8 @@ fn instances_keep_their_own_conf() {
         &handler("function P:ws_upstream_frame(conf, typ, data)\n  kong.websocket.upstream.set_frame_data(data .. conf.tag)\nend"),
     )]);
     let mut registry = Registry::new();
-    frameway_gateway::lua::register(&mut registry, &[dir], LuaOptions::default()).unwrap();
+    frameway_gateway::lua::register(&mut registry, &[dir.to_path_buf()], LuaOptions::default())
+        .unwrap();
     let a = registry
         .build("tag", &serde_json::json!({ "tag": "a" }))
         .unwrap();
