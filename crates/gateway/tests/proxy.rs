@@ -713,6 +713,102 @@ async fn frames_delivered_while_closing_for_a_violation_still_pass_the_plugins()
     .await;
 }
 
+#[tokio::test]
+async fn a_client_breaking_the_protocol_gets_its_code_and_the_upstream_1001() {
+    bounded(async {
+        let (up, mut conns) = scripted_upstream().await;
+        let gw = gateway(&one_route(up, "")).await;
+        let (mut client, _) = raw_ws_client(gw, &upgrade_request("/", ""), b"").await;
+        let mut upstream = next_upstream(&mut conns).await.ws;
+        // An unmasked frame from a client.
+        use tokio::io::AsyncWriteExt;
+        client
+            .get_mut()
+            .write_all(&[0x81, 0x02, b'h', b'i'])
+            .await
+            .unwrap();
+        assert_eq!(expect_close(&mut upstream).await.0, 1001);
+        assert_eq!(expect_close(&mut client).await.0, 1002);
+    })
+    .await;
+}
+
+/// One frame as a client sends it (masked), read raw: (opcode, payload).
+async fn read_masked_frame(tcp: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 2];
+    tcp.read_exact(&mut head).await.unwrap();
+    assert_eq!(
+        head[1] & 0x80,
+        0x80,
+        "frames from the gateway's upstream leg are masked"
+    );
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut b = [0u8; 2];
+            tcp.read_exact(&mut b).await.unwrap();
+            u16::from_be_bytes(b) as usize
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            tcp.read_exact(&mut b).await.unwrap();
+            u64::from_be_bytes(b) as usize
+        }
+        n => n as usize,
+    };
+    let mut key = [0u8; 4];
+    tcp.read_exact(&mut key).await.unwrap();
+    let mut payload = vec![0u8; len];
+    tcp.read_exact(&mut payload).await.unwrap();
+    for (i, b) in payload.iter_mut().enumerate() {
+        *b ^= key[i % 4];
+    }
+    (head[0] & 0x0f, payload)
+}
+
+#[tokio::test]
+async fn an_upstream_breaking_the_protocol_gets_its_code_and_the_client_1001() {
+    bounded(async {
+        // A hand-written upstream: a valid 101, then text that is not UTF-8.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up = listener.local_addr().unwrap();
+        let upstream = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                tcp.read_exact(&mut byte).await.unwrap();
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8(head).unwrap();
+            let key = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .starts_with("sec-websocket-key:")
+                        .then(|| l[18..].trim().to_owned())
+                })
+                .unwrap();
+            let accept = frameway::wire::handshake::accept_key(key.as_bytes());
+            let response = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+            );
+            tcp.write_all(response.as_bytes()).await.unwrap();
+            tcp.write_all(&[0x81, 0x02, 0xff, 0xfe]).await.unwrap();
+            read_masked_frame(&mut tcp).await
+        });
+        let gw = gateway(&one_route(up, "")).await;
+        let mut client = connect(gw, "/").await;
+        assert_eq!(expect_close(&mut client).await.0, 1001);
+        let (opcode, payload) = within("the upstream's close", upstream).await.unwrap();
+        assert_eq!(opcode, 0x8);
+        assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1007);
+    })
+    .await;
+}
+
 // --------------------------------------------------- handshake failures ---
 
 #[tokio::test]
@@ -762,6 +858,22 @@ async fn wrong_version_is_426_with_version_13() {
         let response = raw_request(gw, request.as_bytes()).await;
         assert_eq!(response.status, 426);
         assert_eq!(response.header("sec-websocket-version"), Some("13"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn slow_request_is_408_and_huge_request_is_431() {
+    bounded(async {
+        let config = format!(
+            "[gateway]\nhandshake_timeout = 300\n{}",
+            one_route(echo_upstream().await, "")
+        );
+        let gw = gateway(&config).await;
+        let response = raw_request(gw, b"GET / HTTP/1.1\r\nHost: gw\r\n").await;
+        assert_eq!(response.status, 408);
+        let huge = upgrade_request("/", &format!("X-Big: {}\r\n", "x".repeat(20_000)));
+        assert_eq!(raw_request(gw, huge.as_bytes()).await.status, 431);
     })
     .await;
 }
