@@ -560,36 +560,31 @@ fn query_arg(query: &str, name: &str) -> Option<Option<String>> {
 }
 
 fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = || {
-            std::str::from_utf8(bytes.get(i + 1..i + 3)?)
-                .ok()?
-                .parse::<HexByte>()
-                .ok()
+        let escaped = match bytes.get(i..i + 3) {
+            Some(&[b'%', hi, lo]) => hex(hi).zip(hex(lo)).map(|(hi, lo)| hi << 4 | lo),
+            _ => None,
         };
-        match (bytes[i], hex()) {
-            (b'+', _) => out.push(b' '),
-            (b'%', Some(HexByte(b))) => {
+        match (bytes[i], escaped) {
+            (_, Some(b)) => {
                 out.push(b);
-                i += 2;
+                i += 3;
             }
-            (b, _) => out.push(b),
+            (b'+', None) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, None) => {
+                out.push(b);
+                i += 1;
+            }
         }
-        i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-struct HexByte(u8);
-
-impl std::str::FromStr for HexByte {
-    type Err = std::num::ParseIntError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        u8::from_str_radix(s, 16).map(HexByte)
-    }
 }
 
 /// `kong.client`.
@@ -878,5 +873,7 @@ mod tests {
         );
         assert_eq!(query_arg("a=1", "z"), None);
         assert_eq!(query_arg("k%61y=%zz", "kay"), Some(Some("%zz".into())));
+        assert_eq!(query_arg("a=%+f%2", "a"), Some(Some("% f%2".into())));
+        assert_eq!(query_arg("a=caf%C3%A9", "a"), Some(Some("café".into())));
     }
 }
