@@ -287,6 +287,7 @@ impl Pump {
             .ok()
             .flatten();
         let offender_reply = finish(offender, Some(owed)).await;
+        linger(offender).await;
         self.replied(peer_side, peer_reply);
         self.replied(offender_side, offender_reply);
     }
@@ -507,6 +508,23 @@ fn close_status(payload: &[u8]) -> Option<u16> {
         .ok()
         .flatten()
         .map(|c| c.code.as_u16())
+}
+
+/// Closes a leg that broke the protocol, once its close frame is sent. The
+/// leg can no longer be read as WebSocket, but its peer may still be sending
+/// (the rest of an oversize message, its answering close): that is read and
+/// discarded until the peer closes TCP or the grace period ends. Closing a
+/// socket with unread data resets the connection, and a reset can destroy
+/// the close frame before the peer reads it.
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = ws.get_mut();
+    let drain = async {
+        let _ = io.shutdown().await;
+        let mut sink = [0u8; 8192];
+        while let Ok(1..) = io.read(&mut sink).await {}
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
 }
 
 /// Sends each side its close frame, then lets both close handshakes finish;

@@ -429,6 +429,19 @@ async fn max_payload_size(frames: bool) {
     assert_eq!(close.0, 1001);
     assert_eq!(expect_close(&mut client).await.0, 1009);
 
+    // Far above the limit: refused from the frame header, and the 1009
+    // still reaches the client, though most of the message is unread.
+    let mut client = connect(gw, "/").await;
+    let mut upstream = next_upstream(&mut conns).await.ws;
+    // (The upstream answers its 1001 while the client is still sending.)
+    let (sent, closed) = tokio::join!(
+        client.send_binary(vec![7u8; 4 << 20]),
+        expect_close(&mut upstream)
+    );
+    assert!(sent.is_ok(), "{sent:?}");
+    assert_eq!(closed.0, 1001);
+    assert_eq!(expect_close(&mut client).await.0, 1009);
+
     // The limit counts every fragment of a message.
     let mut client = connect(gw, "/").await;
     let mut upstream = next_upstream(&mut conns).await.ws;
@@ -453,6 +466,16 @@ async fn max_payload_size(frames: bool) {
     assert!(seen.is_empty());
     assert_eq!(close.0, 1001);
     assert_eq!(expect_close(&mut upstream).await.0, 1009);
+
+    let mut client = connect(gw, "/").await;
+    let mut upstream = next_upstream(&mut conns).await.ws;
+    let (sent, closed) = tokio::join!(
+        upstream.send_binary(vec![8u8; 4 << 20]),
+        expect_close(&mut client)
+    );
+    assert!(sent.is_ok(), "{sent:?}");
+    assert_eq!(closed.0, 1001);
+    assert_eq!(expect_close(&mut upstream).await.0, 1009);
 }
 
 #[tokio::test]
@@ -463,6 +486,27 @@ async fn set_max_payload_size_in_the_handshake_limits_each_side() {
 #[tokio::test]
 async fn set_max_payload_size_with_frame_plugins() {
     bounded(max_payload_size(true)).await;
+}
+
+#[tokio::test]
+async fn set_max_payload_size_zero_restores_the_default() {
+    bounded(async {
+        // A tight limit from one plugin, reset by a later one: the gateway's
+        // default (client_max_payload, 1 MiB) applies again.
+        let tight = size_limits(10, 10).priority(20);
+        let reset = TestPlugin::new("reset").on_handshake(|ctx| {
+            ctx.set_client_max_payload_size(0);
+            ctx.set_upstream_max_payload_size(0);
+            Ok(())
+        });
+        let gw = gateway_running(echo_upstream().await, vec![tight, reset]).await;
+        let mut client = connect(gw, "/").await;
+        client.send_binary(vec![5u8; 100_000]).await.unwrap();
+        assert_eq!(recv(&mut client).await, Message::binary(vec![5u8; 100_000]));
+        client.send_binary(vec![5u8; (1 << 20) + 1]).await.unwrap();
+        assert_eq!(expect_close(&mut client).await.0, 1009);
+    })
+    .await;
 }
 
 #[tokio::test]
