@@ -47,11 +47,11 @@ pub struct Deflate {
     // two zlib stream structs.
     compressor: Option<Box<Compressor>>,
     compressor_config: ZConfig,
-    /// Reset our compressor after each message.
+    /// Drop our compressor after each message (no context takeover).
     reset_compressor: bool,
     inflater: Option<Box<Inflater>>,
     inflater_bits: u8,
-    /// Reset the inflater after each message (the peer does not take over).
+    /// Drop the inflater after each message (the peer does not take over).
     reset_inflater: bool,
     threshold: usize,
 }
@@ -111,6 +111,7 @@ impl Deflate {
             },
             reset_compressor: our_reset,
             inflater: None,
+            // A peer granted 8 bits may well compress with zlib's 9.
             inflater_bits: theirs.max(MIN_COMPRESSOR_BITS),
             reset_inflater: their_reset,
             threshold: config.compress_if_bigger_than,
