@@ -5,14 +5,23 @@
 //! (no aggregation); routes with frame plugins aggregate fragmented
 //! messages first, so plugins see whole messages, while control frames
 //! inside a fragmented message pass at once.
+//!
+//! Both directions move at once in one task: frames are queued on the
+//! receiving leg and written as its socket allows, and a side is read only
+//! while the other leg's queue is below [`HIGH_WATER`]. Waiting for one write
+//! to finish before reading again would deadlock two peers that each write
+//! before they read.
 
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use frameway::{CloseCode, CloseFrame, Error, Frame, Message, OpCode, Utf8Bytes, WebSocket};
 use http::Extensions;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::{sleep, Instant};
+use tokio::time::{sleep, Instant, Sleep};
 
 use crate::plugin::{
     Chain, ConnectionInfo, Direction, FrameType, InFlight, PlannedClose, State, Traffic, Verdict,
@@ -21,6 +30,20 @@ use crate::plugin::{
 /// How long to wait for the other side's close frame once the connection is
 /// ending.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Bytes queued toward one leg above which the other leg is not read: the
+/// backpressure that bounds a connection's memory when one side is slow.
+const HIGH_WATER: usize = 256 * 1024;
+
+/// What woke the proxy loop.
+enum Event {
+    /// A unit (or the end) from one side.
+    Received(Direction, Option<frameway::Result<Unit>>),
+    /// Writing to one side failed: it is gone.
+    WriteFailed(Direction),
+    /// No traffic for the idle timeout.
+    Idle,
+}
 
 /// One unit received from a leg: a whole message, or a frame on the fast path.
 struct Unit {
@@ -161,15 +184,44 @@ impl Pump {
         let aggregate = self.chain.handles_frames();
         let idle = sleep(self.idle_timeout.unwrap_or(Duration::MAX / 4));
         tokio::pin!(idle);
+        let idle_on = self.idle_timeout.is_some();
+        let mut client_first = true;
         loop {
-            let (direction, received) = tokio::select! {
-                r = next(client, aggregate) => (Direction::Client, r),
-                r = next(upstream, aggregate) => (Direction::Upstream, r),
-                () = &mut idle, if self.idle_timeout.is_some() => {
+            let event = poll_fn(|cx| {
+                // Alternate which side is read first, so neither starves.
+                client_first = !client_first;
+                poll_event(
+                    cx,
+                    client,
+                    upstream,
+                    aggregate,
+                    client_first,
+                    idle.as_mut(),
+                    idle_on,
+                )
+            })
+            .await;
+            let (direction, received) = match event {
+                Event::Received(direction, received) => (direction, received),
+                Event::Idle => {
                     let close = planned(CloseCode::GOING_AWAY, "idle timeout");
                     let replies = close_both(client, upstream, &close, &close).await;
                     self.replied(Direction::Client, replies.0);
                     self.replied(Direction::Upstream, replies.1);
+                    return;
+                }
+                Event::WriteFailed(gone) => {
+                    tracing::debug!(
+                        connection = self.conn.id,
+                        side = gone.as_str(),
+                        "write failed: side gone"
+                    );
+                    let away = planned(CloseCode::GOING_AWAY, "peer went away");
+                    let reply = match gone {
+                        Direction::Client => finish(upstream, Some(&away)).await,
+                        Direction::Upstream => finish(client, Some(&away)).await,
+                    };
+                    self.replied(opposite(gone), reply);
                     return;
                 }
             };
@@ -273,7 +325,7 @@ impl Pump {
                         Verdict::Close { .. } => break,
                     }
                 }
-                if forward(offender, &frame, unit.fin).await.is_err() {
+                if forward(offender, &frame, unit.fin).is_err() || offender.flush().await.is_err() {
                     break;
                 }
                 if matches!(frame.verdict, Verdict::ForwardThenClose { .. }) {
@@ -373,7 +425,7 @@ impl Pump {
                 peer: to_peer,
             } => (Some(to_sender.clone()), Some(to_peer.clone())),
         };
-        match forward(peer, &frame, unit.fin).await {
+        match forward(peer, &frame, unit.fin) {
             Ok(()) => {}
             Err(Forward::PeerGone) => {
                 let away = planned(CloseCode::GOING_AWAY, "peer went away");
@@ -421,15 +473,72 @@ async fn next<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocket<S>,
     aggregate: bool,
 ) -> Option<frameway::Result<Unit>> {
+    poll_fn(|cx| poll_next(ws, cx, aggregate)).await
+}
+
+fn poll_next<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocket<S>,
+    cx: &mut Context<'_>,
+    aggregate: bool,
+) -> Poll<Option<frameway::Result<Unit>>> {
     if aggregate {
-        ws.recv().await.map(|r| r.map(Unit::from_message))
+        ws.poll_recv(cx)
+            .map(|o| o.map(|r| r.map(Unit::from_message)))
     } else {
-        ws.recv_frame().await.map(|r| r.map(Unit::from_frame))
+        ws.poll_recv_frame(cx)
+            .map(|o| o.map(|r| r.map(Unit::from_frame)))
     }
 }
 
-/// Sends the (possibly changed) frame to the other leg.
-async fn forward<P: AsyncRead + AsyncWrite + Unpin>(
+/// Moves queued bytes out on both legs, then reads whichever side has
+/// something while the other side's queue has room.
+fn poll_event<C, U>(
+    cx: &mut Context<'_>,
+    client: &mut WebSocket<C>,
+    upstream: &mut WebSocket<U>,
+    aggregate: bool,
+    client_first: bool,
+    idle: Pin<&mut Sleep>,
+    idle_on: bool,
+) -> Poll<Event>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    if client.queued_len() > 0 && matches!(client.poll_flush_queued(cx), Poll::Ready(Err(_))) {
+        return Poll::Ready(Event::WriteFailed(Direction::Client));
+    }
+    if upstream.queued_len() > 0 && matches!(upstream.poll_flush_queued(cx), Poll::Ready(Err(_))) {
+        return Poll::Ready(Event::WriteFailed(Direction::Upstream));
+    }
+    let order = if client_first {
+        [Direction::Client, Direction::Upstream]
+    } else {
+        [Direction::Upstream, Direction::Client]
+    };
+    for side in order {
+        let polled = match side {
+            Direction::Client if upstream.queued_len() < HIGH_WATER => {
+                poll_next(client, cx, aggregate)
+            }
+            Direction::Upstream if client.queued_len() < HIGH_WATER => {
+                poll_next(upstream, cx, aggregate)
+            }
+            _ => continue,
+        };
+        if let Poll::Ready(received) = polled {
+            return Poll::Ready(Event::Received(side, received));
+        }
+    }
+    if idle_on && idle.poll(cx).is_ready() {
+        return Poll::Ready(Event::Idle);
+    }
+    Poll::Pending
+}
+
+/// Queues the (possibly changed) frame on the other leg; the proxy loop
+/// writes it out.
+fn forward<P: AsyncRead + AsyncWrite + Unpin>(
     peer: &mut WebSocket<P>,
     frame: &InFlight,
     fin: bool,
@@ -438,14 +547,11 @@ async fn forward<P: AsyncRead + AsyncWrite + Unpin>(
         FrameType::Text if fin => {
             let text = Utf8Bytes::try_from(frame.data.clone())
                 .map_err(|_| Forward::Invalid("text is not UTF-8".into()))?;
-            peer.send_frame(fin, OpCode::Text, text.as_bytes()).await
+            peer.queue_frame(fin, OpCode::Text, text.as_bytes())
         }
-        FrameType::Text => peer.send_frame(false, OpCode::Text, &frame.data).await,
-        FrameType::Binary => peer.send_frame(fin, OpCode::Binary, &frame.data).await,
-        FrameType::Continuation => {
-            peer.send_frame(fin, OpCode::Continuation, &frame.data)
-                .await
-        }
+        FrameType::Text => peer.queue_frame(false, OpCode::Text, &frame.data),
+        FrameType::Binary => peer.queue_frame(fin, OpCode::Binary, &frame.data),
+        FrameType::Continuation => peer.queue_frame(fin, OpCode::Continuation, &frame.data),
         FrameType::Ping | FrameType::Pong => {
             if frame.data.len() > 125 {
                 return Err(Forward::Invalid(format!(
@@ -458,7 +564,7 @@ async fn forward<P: AsyncRead + AsyncWrite + Unpin>(
             } else {
                 OpCode::Pong
             };
-            peer.send_frame(true, opcode, &frame.data).await
+            peer.queue_frame(true, opcode, &frame.data)
         }
         FrameType::Close => {
             let close = match frame.status {
@@ -474,7 +580,7 @@ async fn forward<P: AsyncRead + AsyncWrite + Unpin>(
                 }
                 None => None,
             };
-            peer.send_close(close).await
+            peer.queue(&Message::Close(close))
         }
     };
     match result {
@@ -549,17 +655,22 @@ async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocket<S>,
     close: Option<&PlannedClose>,
 ) -> Option<u16> {
-    if let Some(close) = close {
-        if matches!(
-            ws.close_state(),
-            frameway::CloseState::Open | frameway::CloseState::Received
-        ) {
-            let frame = CloseFrame::new(close.status, close.message.as_str()).ok();
-            let _ = ws.send_close(frame).await;
-        }
-    }
     let mut status = None;
     let drain = async {
+        let open = matches!(
+            ws.close_state(),
+            frameway::CloseState::Open | frameway::CloseState::Received
+        );
+        match close {
+            Some(close) if open => {
+                let frame = CloseFrame::new(close.status, close.message.as_str()).ok();
+                let _ = ws.send_close(frame).await;
+            }
+            // Whatever was queued (a forwarded close) goes out first.
+            _ => {
+                let _ = ws.flush().await;
+            }
+        }
         while let Some(Ok(frame)) = ws.recv_frame().await {
             if frame.opcode == OpCode::Close {
                 status = close_status(&frame.payload);

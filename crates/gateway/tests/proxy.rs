@@ -1361,14 +1361,10 @@ async fn ping_and_pong_pass_both_ways_and_plugins_see_them() {
     .await;
 }
 
-/// Known bug (see the test's ignore reason): a client that pipelines large
-/// messages through the gateway to an upstream that does not read while it
-/// writes (frameway's own echo) stalls until the write timeout. Directly,
-/// the same client and upstream finish in well under a second.
+/// A client that pipelines large messages through the gateway to an
+/// upstream that does not read while it writes (frameway's own echo): the
+/// pump must move both directions at once, or the two deadlock.
 #[tokio::test]
-#[ignore = "deadlock: the pump awaits each write to a leg before reading that leg again, \
-            and the library's read path stalls behind >=128 KiB of pending output; \
-            needs WriteHalf::send_frame and a concurrent pump (see the gateway tests report)"]
 async fn pipelined_large_messages_both_ways_do_not_stall() {
     bounded(async {
         let config = format!("{BIG}{}", one_route(echo_upstream().await, ""));

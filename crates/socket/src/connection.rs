@@ -45,6 +45,13 @@ pub(crate) enum Incoming {
 }
 
 impl Incoming {
+    fn is_close(&self) -> bool {
+        match self {
+            Incoming::Frame(f) => f.opcode == OpCode::Close,
+            Incoming::Message(m) => m.is_close(),
+        }
+    }
+
     pub(crate) fn into_message(self) -> Message {
         match self {
             Incoming::Message(m) => m,
@@ -98,6 +105,8 @@ pub struct WebSocket<S> {
     /// Both close frames are through and the peer closed TCP (or the wait
     /// for it timed out): our side of TCP closes next.
     tcp_closing: bool,
+    /// Our side of TCP is shut down after a fatal error.
+    shutdown_sent: bool,
     done: bool,
 }
 
@@ -143,6 +152,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             failure: None,
             read_failed: false,
             tcp_closing: false,
+            shutdown_sent: false,
             done: false,
         }
     }
@@ -293,7 +303,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if self.failure.is_some() {
                 // Best effort: the peer may already be gone.
                 let _ = ready!(self.poll_write_out(write_waker));
-                let _ = ready!(self.poll_shutdown(write_waker));
+                if !self.shutdown_sent {
+                    let _ = ready!(self.poll_shutdown(write_waker));
+                    self.shutdown_sent = true;
+                }
+                // Read what a peer that broke the protocol still sends (the
+                // rest of an oversize message, its close) until it closes:
+                // closing a socket with unread data resets the connection,
+                // and the reset can destroy our close frame before the peer
+                // reads it. A dead peer (pong timeout) is not waited for.
+                let lingering = matches!(self.failure, Some(Error::Protocol(_)));
+                while lingering && !matches!(self.poll_close_timer(cx), Poll::Ready(())) {
+                    match ready!(self.poll_discard(cx)) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
                 self.done = true;
                 return Poll::Ready(self.failure.take().map(Err));
             }
@@ -316,16 +341,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     Err(e) => Some(Err(e)),
                 });
             }
+            // Queued output (replies, or what a split writer queued) goes
+            // out as the socket allows, but never holds reading back: a peer
+            // that reads only after we do would deadlock. Pong backlog is
+            // bounded by the protocol core.
             if self.proto.has_output() {
-                match self.poll_write_out(write_waker) {
-                    Poll::Ready(Err(e)) => {
-                        self.done = true;
-                        return Poll::Ready(Some(Err(e.into())));
-                    }
-                    Poll::Pending if self.proto.output().len() >= WRITE_HIGH_WATER => {
-                        return Poll::Pending
-                    }
-                    _ => {}
+                if let Poll::Ready(Err(e)) = self.poll_write_out(write_waker) {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(e.into())));
                 }
             }
             let decoded = if frames {
@@ -341,8 +364,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Ok(Some(item)) => {
                     self.on_incoming(&item);
                     if self.proto.has_output() {
-                        self.pending = Some(item);
-                        continue;
+                        if item.is_close() {
+                            // The close reply goes out before the caller sees
+                            // the close, so dropping the connection then
+                            // cannot lose it.
+                            self.pending = Some(item);
+                            continue;
+                        }
+                        // A pong: sent now if the socket takes it, else with
+                        // the next read or write.
+                        if let Poll::Ready(Err(e)) = self.poll_write_out(write_waker) {
+                            self.done = true;
+                            return Poll::Ready(Some(Err(e.into())));
+                        }
                     }
                     return Poll::Ready(Some(Ok(item)));
                 }
@@ -426,12 +460,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 self.tcp_closing = true;
                 continue;
             }
-            self.rbuf.clear();
-            match ready!(self.poll_fill(cx)) {
+            match ready!(self.poll_discard(cx)) {
                 Ok(0) | Err(_) => self.tcp_closing = true,
                 Ok(_) => {}
             }
         }
+    }
+
+    /// Reads and throws away what arrives: bytes that are no longer part of
+    /// a WebSocket stream we parse.
+    fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.rbuf = BytesMut::new();
+        let mut stack = [MaybeUninit::<u8>::uninit(); STACK_READ];
+        let mut buf = ReadBuf::uninit(&mut stack);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
+        Poll::Ready(Ok(buf.filled().len()))
     }
 
     fn poll_close_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
@@ -502,12 +545,50 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Poll::Ready(Ok(()))
     }
 
-    pub(crate) fn queue(&mut self, message: &Message) -> Result<()> {
+    /// Queues a message without writing it: [`WebSocket::flush`] or
+    /// [`WebSocket::poll_flush_queued`] send it. Watch
+    /// [`WebSocket::queued_len`] for backpressure.
+    pub fn queue(&mut self, message: &Message) -> Result<()> {
         if self.done {
             return Err(Error::Closed);
         }
         self.proto.send(message)?;
         Ok(())
+    }
+
+    /// Queues one raw frame without writing it (see [`WebSocket::queue`]).
+    pub fn queue_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) -> Result<()> {
+        if self.done {
+            return Err(Error::Closed);
+        }
+        self.proto.send_frame(fin, opcode, payload)?;
+        Ok(())
+    }
+
+    /// Bytes queued and not yet written to the socket.
+    pub fn queued_len(&self) -> usize {
+        self.proto.output().len()
+    }
+
+    /// Writes queued bytes and flushes the stream: [`WebSocket::flush`] as
+    /// a poll function, for code that drives several connections from one
+    /// task (a proxy moving frames both ways at once).
+    pub fn poll_flush_queued(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.poll_write_out(cx.waker()).map_err(Error::from)
+    }
+
+    /// [`WebSocket::recv`] as a poll function (without the read timeout).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+        let waker = cx.waker().clone();
+        self.poll_incoming(cx, &waker, false)
+            .map(|item| item.map(|r| r.map(Incoming::into_message)))
+    }
+
+    /// [`WebSocket::recv_frame`] as a poll function (without the read timeout).
+    pub fn poll_recv_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame>>> {
+        let waker = cx.waker().clone();
+        self.poll_incoming(cx, &waker, true)
+            .map(|item| item.map(|r| r.map(Incoming::into_frame)))
     }
 
     pub(crate) fn poll_close_inner(&mut self, waker: &Waker) -> Poll<Result<()>> {
@@ -630,10 +711,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
     type Item = Result<Message>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        let waker = cx.waker().clone();
-        this.poll_incoming(cx, &waker, false)
-            .map(|item| item.map(|r| r.map(Incoming::into_message)))
+        self.get_mut().poll_recv(cx)
     }
 }
 

@@ -286,6 +286,8 @@ async fn oversized_message_is_refused_with_1009_before_it_arrives() {
         let mut reply = [0u8; 4];
         tcp.read_exact(&mut reply).await.unwrap();
         assert_eq!(u16::from_be_bytes([reply[2], reply[3]]), 1009);
+        // The server reads on until we close, then reports the error.
+        drop(ws);
         match server.await.unwrap() {
             Some(Err(frameway::Error::Protocol(e))) => {
                 assert_eq!(e.close_code(), CloseCode::TOO_BIG)
@@ -390,6 +392,81 @@ async fn keepalive_closes_a_dead_connection() {
             Some(Ok(TMessage::Close(Some(f)))) => assert_eq!(f.code, TCloseCode::Away),
             other => panic!("expected a 1001 close, got {other:?}"),
         }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn split_client_pipelining_large_messages_does_not_stall() {
+    // The writer queues more than the socket takes while the server, which
+    // does not read while it writes, echoes: the reader must keep reading
+    // whatever the writer has queued, or both ends wait on each other.
+    tokio::time::timeout(LIMIT, async {
+        let addr = echo_server().await;
+        let config = WebSocketConfig::default().max_payload_len(32 << 20);
+        let options = frameway::client::ConnectOptions::default().websocket(config);
+        let (ws, _) = frameway::client::connect_with(&format!("ws://{addr}/"), options)
+            .await
+            .unwrap();
+        let (mut read, mut write) = ws.split();
+        let big = vec![7u8; 8 << 20];
+        let writer = tokio::spawn(async move {
+            for _ in 0..4 {
+                write.send(Message::binary(big.clone())).await.unwrap();
+            }
+            write
+        });
+        for _ in 0..4 {
+            match read.recv().await {
+                Some(Ok(Message::Binary(b))) => assert_eq!(b.len(), 8 << 20),
+                other => panic!("expected an 8 MiB echo, got {other:?}"),
+            }
+        }
+        writer.await.unwrap();
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn oversized_message_sent_whole_still_gets_its_1009() {
+    // The client writes the whole 4 MiB frame. The server refuses it from
+    // the header, but must read what follows until the client closes: a
+    // socket closed with unread data resets the connection, and the reset
+    // would destroy the 1009 before the client reads it.
+    tokio::time::timeout(LIMIT, async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let config =
+                ServerConfig::default().websocket(WebSocketConfig::default().max_payload_len(1024));
+            let mut ws = accept_with(tcp, config, |_, _| Decision::accept())
+                .await
+                .unwrap();
+            while ws.recv().await.is_some() {}
+        });
+        let mut ws = tungstenite_client(addr, "/").await;
+        let tcp = match ws.get_mut() {
+            tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp,
+            _ => unreachable!(),
+        };
+        let len = 4u64 << 20;
+        let mut frame = vec![0x82, 0xFF];
+        frame.extend_from_slice(&len.to_be_bytes());
+        frame.extend_from_slice(&[0, 0, 0, 0]);
+        frame.resize(frame.len() + len as usize, 0);
+        let (mut rd, mut wr) = tcp.split();
+        let (_, reply) = tokio::join!(wr.write_all(&frame), async {
+            let mut reply = [0u8; 4];
+            rd.read_exact(&mut reply).await.map(|_| reply)
+        });
+        let reply = reply.expect("the close frame arrives instead of a reset");
+        assert_eq!(
+            (reply[0], u16::from_be_bytes([reply[2], reply[3]])),
+            (0x88, 1009)
+        );
     })
     .await
     .unwrap();

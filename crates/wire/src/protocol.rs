@@ -17,6 +17,9 @@ use crate::utf8::{Utf8Bytes, Utf8Validator};
 /// provides it.
 pub type EntropySource = fn(&mut [u8]);
 
+/// Queued output above which pings are no longer answered automatically.
+const PONG_BACKLOG: usize = 64 * 1024;
+
 /// Where the closing handshake stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseState {
@@ -208,7 +211,15 @@ impl Protocol {
             }
         };
         match frame.opcode {
-            OpCode::Ping if self.auto_pong && !self.encoder.close_sent() => {
+            // RFC 6455 §5.5.3 lets an endpoint answer only the latest of
+            // several pings; a peer that pings without reading our answers
+            // gets no more once a backlog has built up, so it cannot grow
+            // our send buffer without bound.
+            OpCode::Ping
+                if self.auto_pong
+                    && !self.encoder.close_sent()
+                    && self.out.len() < PONG_BACKLOG =>
+            {
                 let payload = frame.payload.clone();
                 self.queue(OpCode::Pong, &payload)?;
             }
