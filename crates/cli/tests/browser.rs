@@ -100,7 +100,9 @@ fn serve_page(listener: TcpListener, page: String, results: mpsc::Sender<String>
 
 /// The path and body of one HTTP/1.1 request (enough for Chromium's).
 fn read_request(stream: &mut TcpStream) -> Option<(String, String)> {
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;

@@ -51,7 +51,10 @@ const SIZES: [usize; 4] = [256, 4 << 10, 64 << 10, 1 << 20];
 fn deflate(c: &mut Criterion) {
     let params = DeflateParams::default();
     let config = DeflateConfig::default();
-    for (name, data) in [("json", json as fn(usize, u64) -> Vec<u8>), ("random", noise)] {
+    for (name, data) in [
+        ("json", json as fn(usize, u64) -> Vec<u8>),
+        ("random", noise),
+    ] {
         let mut group = c.benchmark_group(format!("compress/{name}"));
         for size in SIZES {
             let inputs: Vec<_> = (0..DISTINCT).map(|seed| data(size, seed)).collect();
