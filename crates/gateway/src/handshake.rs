@@ -164,6 +164,9 @@ fn leg_config(max_recv: u64, write_timeout: std::time::Duration) -> WebSocketCon
     // A violation is answered by the pump, after what the other side still
     // sends has been delivered.
     config.close_on_error = false;
+    // A close is answered with the other side's close, once what that side
+    // still sends has been delivered.
+    config.auto_close_reply = false;
     config.write_timeout = Some(write_timeout);
     config
 }

@@ -290,17 +290,39 @@ impl Pump {
         P: AsyncRead + AsyncWrite + Unpin,
     {
         let peer_side = opposite(offender_side);
-        let aggregate = self.chain.handles_frames();
         let away = CloseFrame::new(CloseCode::GOING_AWAY, "peer went away").ok();
+        let peer_reply = match peer.send_close(away).await {
+            Ok(()) => self.deliver_until_close(peer_side, peer, offender).await,
+            Err(_) => None,
+        };
+        let offender_reply = finish(offender, Some(owed)).await;
+        linger(offender).await;
+        self.replied(peer_side, peer_reply.and_then(|c| c.status));
+        self.replied(offender_side, offender_reply);
+    }
+
+    /// After the other side's close was sent to `from`: delivers what `from`
+    /// still sends (answers already on their way), through the plugins like
+    /// any other frame, until its close frame, which is returned (`None` if
+    /// it never came within the grace period).
+    async fn deliver_until_close<F, T>(
+        &mut self,
+        from_side: Direction,
+        from: &mut WebSocket<F>,
+        to: &mut WebSocket<T>,
+    ) -> Option<Unit>
+    where
+        F: AsyncRead + AsyncWrite + Unpin,
+        T: AsyncRead + AsyncWrite + Unpin,
+    {
+        let aggregate = self.chain.handles_frames();
         let deliver = async {
-            if peer.send_close(away).await.is_err() {
-                return None;
-            }
-            while let Some(Ok(unit)) = next(peer, aggregate).await {
-                self.count(peer_side, &unit);
+            while let Some(Ok(unit)) = next(from, aggregate).await {
+                self.count(from_side, &unit);
                 if unit.kind == FrameType::Close {
-                    return unit.status;
+                    return Some(unit);
                 }
+                let fin = unit.fin;
                 let mut frame = InFlight {
                     kind: unit.kind,
                     data: unit.data,
@@ -309,7 +331,7 @@ impl Pump {
                 };
                 if aggregate {
                     let run = self.chain.run_frame(
-                        peer_side,
+                        from_side,
                         &mut frame,
                         &mut self.states,
                         &mut self.shared,
@@ -325,7 +347,7 @@ impl Pump {
                         Verdict::Close { .. } => break,
                     }
                 }
-                if forward(offender, &frame, unit.fin).is_err() || offender.flush().await.is_err() {
+                if forward(to, &frame, fin).is_err() || to.flush().await.is_err() {
                     break;
                 }
                 if matches!(frame.verdict, Verdict::ForwardThenClose { .. }) {
@@ -334,14 +356,10 @@ impl Pump {
             }
             None
         };
-        let peer_reply = tokio::time::timeout(CLOSE_GRACE, deliver)
+        tokio::time::timeout(CLOSE_GRACE, deliver)
             .await
             .ok()
-            .flatten();
-        let offender_reply = finish(offender, Some(owed)).await;
-        linger(offender).await;
-        self.replied(peer_side, peer_reply);
-        self.replied(offender_side, offender_reply);
+            .flatten()
     }
 
     /// Counts a unit received from `side`.
@@ -451,11 +469,33 @@ impl Pump {
             return true;
         }
         if closing {
-            // The sender's leg already answered its close; wait for the
-            // peer's answer to ours while the sender's leg ends (each leg
-            // closes its TCP as soon as its own close handshake is done).
-            let (reply, _) = tokio::join!(finish(peer, None), finish(sender, None));
-            self.replied(opposite(direction), reply);
+            // The sender is done sending, but the peer may have messages on
+            // their way (answers to what the sender sent): they are
+            // delivered, then the sender gets the peer's close as the answer
+            // to its own, so codes and reasons pass end to end.
+            let peer_side = opposite(direction);
+            let _ = peer.flush().await;
+            let answer = self.deliver_until_close(peer_side, peer, sender).await;
+            let answer = match answer {
+                Some(Unit {
+                    status: Some(code),
+                    data,
+                    ..
+                }) => {
+                    let reason = String::from_utf8_lossy(&data).into_owned();
+                    CloseCode::new(code).map(|code| planned(code, &reason))
+                }
+                _ => None,
+            };
+            self.replied(peer_side, answer.as_ref().map(|c| c.status.as_u16()));
+            let echo = frame
+                .status
+                .and_then(CloseCode::new)
+                .map(|code| planned(code, ""));
+            let to_sender = answer
+                .or(echo)
+                .unwrap_or_else(|| planned(CloseCode::NORMAL, ""));
+            tokio::join!(finish(sender, Some(&to_sender)), finish(peer, None));
             return true;
         }
         false

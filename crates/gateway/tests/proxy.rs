@@ -716,7 +716,8 @@ async fn close_phase_gets_codes_counts_and_duration() {
         let line = events.wait_for("close").await;
         assert_eq!(
             line,
-            "close client=Some(4000) upstream=Some(4000) client_msgs=3 client_bytes=8 upstream_msgs=2 upstream_bytes=5"
+            // Each side's close frame counts as one of its messages.
+            "close client=Some(4000) upstream=Some(4000) client_msgs=3 client_bytes=8 upstream_msgs=3 upstream_bytes=5"
         );
         let ms: u128 = events.wait_for("duration_ms=").await["duration_ms=".len()..]
             .parse()
@@ -1515,6 +1516,30 @@ async fn python_websockets_client_through_the_gateway() {
             .await;
             assert_eq!(out, "OK");
             assert_eq!(upstream.await.unwrap().as_deref(), Some("chat.v2"));
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn answers_in_flight_when_the_client_closes_are_still_delivered() {
+    // The client closes right behind its messages: the echoes already on
+    // their way back must reach it before the close answer, which is the
+    // upstream's own close (code and reason end to end).
+    bounded(async {
+        let gw = gateway(&one_route(echo_upstream().await, "")).await;
+        let mut client = connect(gw, "/").await;
+        for msg in ["one", "two", "three"] {
+            client.send_text(msg).await.unwrap();
+        }
+        let bye = CloseFrame::new(CloseCode::new(4000).unwrap(), "bye").unwrap();
+        client.send_close(Some(bye)).await.unwrap();
+        for msg in ["one", "two", "three"] {
+            assert_eq!(recv_text(&mut client).await, msg);
+        }
+        match client.recv().await {
+            Some(Ok(Message::Close(Some(close)))) => assert_eq!(close.code.as_u16(), 4000),
+            other => panic!("expected the upstream's close, got {other:?}"),
         }
     })
     .await;

@@ -60,6 +60,11 @@ pub struct WebSocketConfig {
     /// connection stays writable, so a proxy can deliver what the other
     /// side still sends before closing with the error's code itself.
     pub close_on_error: bool,
+    /// Answer a received close frame at once, echoing its status (on by
+    /// default). With it off the caller answers with
+    /// [`WebSocket::send_close`](crate::WebSocket::send_close) when it is
+    /// ready, as a proxy does once the other side has closed.
+    pub auto_close_reply: bool,
     /// permessage-deflate: `None` (the default) neither offers nor accepts
     /// it; `Some` offers it (client) or accepts offers (server) with these
     /// settings.
@@ -85,6 +90,7 @@ impl Default for WebSocketConfig {
             close_timeout: Duration::from_secs(5),
             auto_pong: true,
             close_on_error: true,
+            auto_close_reply: true,
             deflate: None,
             fragment_size: None,
         }

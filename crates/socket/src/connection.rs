@@ -136,6 +136,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let mut proto = Protocol::new(config.wire(role), entropy);
         proto.set_auto_pong(config.auto_pong);
         proto.set_close_on_error(config.close_on_error);
+        proto.set_auto_close_reply(config.auto_close_reply);
         proto.set_fragment_size(config.fragment_size);
         let keepalive = config
             .ping_interval

@@ -67,6 +67,8 @@ pub struct Protocol {
     keys: [u8; 64],
     keys_used: usize,
     auto_pong: bool,
+    /// Whether a received close frame is answered at once.
+    auto_close_reply: bool,
     /// Whether a protocol error queues its close frame at once.
     close_on_error: bool,
     /// permessage-deflate, once negotiated. Boxed: a connection without it
@@ -88,6 +90,7 @@ impl Protocol {
             keys: [0; 64],
             keys_used: 64,
             auto_pong: true,
+            auto_close_reply: true,
             close_on_error: true,
             deflate: None,
             fragment_size: None,
@@ -98,6 +101,13 @@ impl Protocol {
     /// Whether pings are answered automatically (on by default).
     pub fn set_auto_pong(&mut self, on: bool) {
         self.auto_pong = on;
+    }
+
+    /// Whether a received close frame is answered at once, echoing its
+    /// status (on by default). A proxy turns it off: it answers with the
+    /// other side's close, after delivering what that side still sends.
+    pub fn set_auto_close_reply(&mut self, on: bool) {
+        self.auto_close_reply = on;
     }
 
     /// The configuration.
@@ -223,7 +233,7 @@ impl Protocol {
                 let payload = frame.payload.clone();
                 self.queue(OpCode::Pong, &payload)?;
             }
-            OpCode::Close if !self.encoder.close_sent() => {
+            OpCode::Close if self.auto_close_reply && !self.encoder.close_sent() => {
                 // Echo the peer's status (the decoder validated it), as
                 // RFC 6455 §5.5.1 suggests.
                 let status = frame.payload.slice(..frame.payload.len().min(2));
