@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use clap::Args;
-use frameway::server::{accept_with, Decision, ServerConfig};
+use frameway::server::ServerConfig;
 use frameway::{DeflateConfig, WebSocketConfig};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -66,10 +66,5 @@ async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
 
 async fn echo(tcp: TcpStream, config: ServerConfig) -> frameway::Result<()> {
     let _ = tcp.set_nodelay(true);
-    let ws = accept_with(tcp, config, |_, offer| match offer.protocols.first() {
-        Some(p) => Decision::accept().protocol(p.clone()),
-        None => Decision::accept(),
-    })
-    .await?;
-    frameway_gateway::echo::echo(ws).await
+    frameway_gateway::echo::serve_echo_with(tcp, config).await
 }

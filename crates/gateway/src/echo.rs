@@ -20,10 +20,22 @@ pub async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocket<S>) -> fr
 pub async fn serve_echo<S: AsyncRead + AsyncWrite + Unpin>(io: S) -> frameway::Result<()> {
     let config = ServerConfig::default()
         .websocket(frameway::WebSocketConfig::default().max_payload_len(32 << 20));
-    let ws = accept_with(io, config, |_, offer| match offer.protocols.first() {
-        Some(p) => Decision::accept().protocol(p.clone()),
-        None => Decision::accept(),
-    })
+    serve_echo_with(io, config).await
+}
+
+/// [`serve_echo`] with the given settings.
+pub async fn serve_echo_with<S: AsyncRead + AsyncWrite + Unpin>(
+    io: S,
+    config: ServerConfig,
+) -> frameway::Result<()> {
+    // The handshake's state is boxed so that it is freed once the
+    // connection is open: an idle connection holds only the echo loop.
+    let ws = Box::pin(accept_with(io, config, |_, offer| {
+        match offer.protocols.first() {
+            Some(p) => Decision::accept().protocol(p.clone()),
+            None => Decision::accept(),
+        }
+    }))
     .await?;
     echo(ws).await
 }

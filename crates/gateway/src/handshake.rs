@@ -45,27 +45,58 @@ const NOT_FORWARDED: [&str; 14] = [
 ];
 
 /// Serves one client connection from its first byte to its close.
-pub(crate) async fn serve<C>(mut io: C, client_addr: SocketAddr, tls: bool, config: Arc<Config>)
+pub(crate) async fn serve<C>(io: C, client_addr: SocketAddr, tls: bool, config: Arc<Config>)
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    // The handshake's state (the request, the upstream connect with its
+    // options and TLS) is large and short-lived; boxed, it is freed once
+    // the connection is proxying, which keeps an idle connection small.
+    let Some((pump, client, upstream)) = Box::pin(handshake(io, client_addr, tls, &config)).await
+    else {
+        return;
+    };
+    match upstream {
+        UpstreamConn::Net(ws, _) => pump.run(client, ws).await,
+        UpstreamConn::Memory(ws, _) => pump.run(client, ws).await,
+    }
+}
+
+/// Everything up to the client's 101: `None` when the handshake was
+/// answered otherwise (an error status, a plugin's exit) or the client left.
+async fn handshake<C>(
+    mut io: C,
+    client_addr: SocketAddr,
+    tls: bool,
+    config: &Config,
+) -> Option<(Pump, WebSocket<C>, UpstreamConn)>
 where
     C: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let read = read_request(&mut io);
     let (request, rest) = match tokio::time::timeout(config.handshake_timeout, read).await {
         Err(_) => {
-            return respond(
+            respond(
                 &mut io,
                 StatusCode::REQUEST_TIMEOUT,
                 "timed out reading the request\n",
             )
-            .await
+            .await;
+            return None;
         }
-        Ok(Err(None)) => return,
-        Ok(Err(Some(err))) => return respond_rejection(&mut io, &err).await,
+        Ok(Err(None)) => return None,
+        Ok(Err(Some(err))) => {
+            respond_rejection(&mut io, &err).await;
+            return None;
+        }
         Ok(Ok(parsed)) => parsed,
     };
     let offer = match validate_request(&request) {
         Ok(offer) => offer,
-        Err(err) => return respond_rejection(&mut io, &err).await,
+        Err(err) => {
+            respond_rejection(&mut io, &err).await;
+            return None;
+        }
     };
     let host = request
         .headers()
@@ -74,7 +105,8 @@ where
     let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
     let Some(matched) = config.router.find(host, target) else {
         let body = format!("no route for {}\n", request.uri().path());
-        return respond(&mut io, StatusCode::NOT_FOUND, &body).await;
+        respond(&mut io, StatusCode::NOT_FOUND, &body).await;
+        return None;
     };
     let route = matched.route;
     let conn = ConnectionInfo {
@@ -104,11 +136,13 @@ where
             let mut response = Response::new(());
             *response.status_mut() = exit.status;
             *response.headers_mut() = exit.headers;
-            return write_and_close(&mut io, &response, &exit.body).await;
+            write_and_close(&mut io, &response, &exit.body).await;
+            return None;
         }
         Err(err) => {
             tracing::error!(connection = conn.id, plugin = %err.plugin, "handshake plugin failed: {}", err.error);
-            return respond(&mut io, StatusCode::INTERNAL_SERVER_ERROR, "plugin error\n").await;
+            respond(&mut io, StatusCode::INTERNAL_SERVER_ERROR, "plugin error\n").await;
+            return None;
         }
     }
 
@@ -131,7 +165,10 @@ where
         .await;
     let upstream = match upstream {
         Ok(upstream) => upstream,
-        Err(err) => return respond_upstream_failure(&mut io, &conn, err).await,
+        Err(err) => {
+            respond_upstream_failure(&mut io, &conn, err).await;
+            return None;
+        }
     };
     let protocol = upstream.response().protocol().map(str::to_owned);
     let response =
@@ -139,7 +176,7 @@ where
     let mut out = Vec::with_capacity(256);
     write_response(&response, b"", &mut out);
     if io.write_all(&out).await.is_err() || io.flush().await.is_err() {
-        return;
+        return None;
     }
     let client = WebSocket::from_raw_socket(
         io,
@@ -148,10 +185,7 @@ where
         rest,
     );
     let pump = Pump::new(chain, states, shared, conn, config.idle_timeout);
-    match upstream {
-        UpstreamConn::Net(ws, _) => pump.run(client, ws).await,
-        UpstreamConn::Memory(ws, _) => pump.run(client, ws).await,
-    }
+    Some((pump, client, upstream))
 }
 
 /// Settings of one leg: its receive limit; pings and pongs are forwarded,

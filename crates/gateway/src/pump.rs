@@ -205,7 +205,7 @@ impl Pump {
                 Event::Received(direction, received) => (direction, received),
                 Event::Idle => {
                     let close = planned(CloseCode::GOING_AWAY, "idle timeout");
-                    let replies = close_both(client, upstream, &close, &close).await;
+                    let replies = Box::pin(close_both(client, upstream, &close, &close)).await;
                     self.replied(Direction::Client, replies.0);
                     self.replied(Direction::Upstream, replies.1);
                     return;
@@ -218,8 +218,8 @@ impl Pump {
                     );
                     let away = planned(CloseCode::GOING_AWAY, "peer went away");
                     let reply = match gone {
-                        Direction::Client => finish(upstream, Some(&away)).await,
-                        Direction::Upstream => finish(client, Some(&away)).await,
+                        Direction::Client => Box::pin(finish(upstream, Some(&away))).await,
+                        Direction::Upstream => Box::pin(finish(client, Some(&away))).await,
                     };
                     self.replied(opposite(gone), reply);
                     return;
@@ -239,10 +239,10 @@ impl Pump {
                     let owed = planned(err.close_code(), &err.to_string());
                     match direction {
                         Direction::Client => {
-                            self.fail_leg(direction, client, upstream, &owed).await
+                            Box::pin(self.fail_leg(direction, client, upstream, &owed)).await
                         }
                         Direction::Upstream => {
-                            self.fail_leg(direction, upstream, client, &owed).await
+                            Box::pin(self.fail_leg(direction, upstream, client, &owed)).await
                         }
                     }
                     return;
@@ -258,8 +258,8 @@ impl Pump {
                     }
                     let away = planned(CloseCode::GOING_AWAY, "peer went away");
                     let reply = match direction {
-                        Direction::Client => finish(upstream, Some(&away)).await,
-                        Direction::Upstream => finish(client, Some(&away)).await,
+                        Direction::Client => Box::pin(finish(upstream, Some(&away))).await,
+                        Direction::Upstream => Box::pin(finish(client, Some(&away))).await,
                     };
                     self.replied(opposite(direction), reply);
                     return;
@@ -420,7 +420,7 @@ impl Pump {
             ) {
                 tracing::error!(connection = self.conn.id, plugin = %err.plugin, "plugin failed: {}", err.error);
                 let close = planned(CloseCode::INTERNAL_ERROR, "plugin error");
-                let replies = close_both(sender, peer, &close, &close).await;
+                let replies = Box::pin(close_both(sender, peer, &close, &close)).await;
                 self.replied_both(direction, replies);
                 return true;
             }
@@ -434,7 +434,7 @@ impl Pump {
                 peer: to_peer,
             } => {
                 let (to_sender, to_peer) = (to_sender.clone(), to_peer.clone());
-                let replies = close_both(sender, peer, &to_sender, &to_peer).await;
+                let replies = Box::pin(close_both(sender, peer, &to_sender, &to_peer)).await;
                 self.replied_both(direction, replies);
                 return true;
             }
@@ -447,7 +447,7 @@ impl Pump {
             Ok(()) => {}
             Err(Forward::PeerGone) => {
                 let away = planned(CloseCode::GOING_AWAY, "peer went away");
-                let reply = finish(sender, Some(&away)).await;
+                let reply = Box::pin(finish(sender, Some(&away))).await;
                 self.replied(direction, reply);
                 return true;
             }
@@ -458,13 +458,13 @@ impl Pump {
                     frame.kind.as_str()
                 );
                 let close = planned(CloseCode::INTERNAL_ERROR, "gateway error");
-                let replies = close_both(sender, peer, &close, &close).await;
+                let replies = Box::pin(close_both(sender, peer, &close, &close)).await;
                 self.replied_both(direction, replies);
                 return true;
             }
         }
         if let (Some(sender_close), Some(peer_close)) = (sender_close, peer_close) {
-            let replies = close_both(sender, peer, &sender_close, &peer_close).await;
+            let replies = Box::pin(close_both(sender, peer, &sender_close, &peer_close)).await;
             self.replied_both(direction, replies);
             return true;
         }
@@ -474,8 +474,8 @@ impl Pump {
             // delivered, then the sender gets the peer's close as the answer
             // to its own, so codes and reasons pass end to end.
             let peer_side = opposite(direction);
-            let _ = peer.flush().await;
-            let answer = self.deliver_until_close(peer_side, peer, sender).await;
+            let _ = Box::pin(peer.flush()).await;
+            let answer = Box::pin(self.deliver_until_close(peer_side, peer, sender)).await;
             let answer = match answer {
                 Some(Unit {
                     status: Some(code),
@@ -495,7 +495,8 @@ impl Pump {
             let to_sender = answer
                 .or(echo)
                 .unwrap_or_else(|| planned(CloseCode::NORMAL, ""));
-            tokio::join!(finish(sender, Some(&to_sender)), finish(peer, None));
+            Box::pin(async { tokio::join!(finish(sender, Some(&to_sender)), finish(peer, None)) })
+                .await;
             return true;
         }
         false

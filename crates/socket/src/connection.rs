@@ -701,7 +701,10 @@ pub(crate) async fn with_timeout<T>(
     fut: impl Future<Output = T>,
 ) -> Result<T> {
     match timeout {
-        Some(limit) => tokio::time::timeout(limit, fut)
+        // Boxed: a timer is a few hundred bytes, and inline it would make
+        // every future that reads or writes (and so every idle connection's
+        // task) that much larger, timeout or not.
+        Some(limit) => Box::pin(tokio::time::timeout(limit, fut))
             .await
             .map_err(|_| Error::Timeout(kind, limit)),
         None => Ok(fut.await),
