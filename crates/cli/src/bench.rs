@@ -4,6 +4,13 @@
 //! (open loop, `--rate`). Frames are encoded and masked once per
 //! connection and re-sent as they are, and echoes are counted by length, so
 //! the generator spends its time on the socket, not on the protocol.
+//!
+//! Two additions serve `scripts/bench`: `--watch-pid PID` reports the CPU
+//! time (utime + stime from `/proc/PID/stat`) those processes spent during
+//! the measured window, per round trip, so the server's cost is read over
+//! exactly the window the load tool measured; and `--hold N` opens N
+//! connections, lets them idle, and reports the watched processes' resident
+//! memory per connection (`VmRSS` from `/proc/PID/status`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,7 +19,9 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use clap::Args;
-use frameway::wire::handshake::{generate_key, parse_response, validate_response, write_request, ClientRequest};
+use frameway::wire::handshake::{
+    generate_key, parse_response, validate_response, write_request, ClientRequest,
+};
 use frameway::wire::{Config, FrameDecoder, FrameEncoder, OpCode, Role};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -54,6 +63,20 @@ pub struct BenchArgs {
     /// Worker threads (1 runs everything on the main thread).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// A process (the server or proxy under test) whose CPU time over the
+    /// measured window is reported per round trip, and, with `--hold`, whose
+    /// resident memory is reported per connection. Repeat to add processes
+    /// (their times and memory are summed). Linux only.
+    #[arg(long = "watch-pid", value_name = "PID")]
+    watch_pids: Vec<u32>,
+    /// Instead of load: open N connections (each does the handshake and one
+    /// round trip of --size bytes), hold them idle for --duration seconds,
+    /// then report the watched processes' resident memory per connection.
+    #[arg(long, value_name = "N", conflicts_with_all = ["rate", "messages"])]
+    hold: Option<usize>,
+    /// Connections opened at once while connecting (--hold and load alike).
+    #[arg(long, default_value_t = 64)]
+    open_concurrency: usize,
 }
 
 pub fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -63,11 +86,33 @@ pub fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     if args.connections == 0 {
         return Err("--connections must be at least 1".into());
     }
-    if args.rate.is_some_and(|r| r.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)) {
+    if args
+        .rate
+        .is_some_and(|r| r.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater))
+    {
         return Err("--rate must be positive".into());
     }
-    crate::runtime(args.threads)?.block_on(bench(args))
+    if args.hold == Some(0) || args.hold.is_some_and(|n| n > MAX_HOLD) {
+        return Err(format!("--hold must be between 1 and {MAX_HOLD}").into());
+    }
+    if args.open_concurrency == 0 {
+        return Err("--open-concurrency must be at least 1".into());
+    }
+    for &pid in &args.watch_pids {
+        proc_stat::cpu_ticks(pid).map_err(|e| format!("--watch-pid {pid}: {e}"))?;
+    }
+    let runtime = crate::runtime(args.threads)?;
+    match args.hold {
+        Some(n) => runtime.block_on(hold(args, n)),
+        None => runtime.block_on(bench(args)),
+    }
 }
+
+/// The most connections `--hold` opens.
+const MAX_HOLD: usize = 100_000;
+
+/// How long one connection may take to open (handshake and first echo).
+const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Target {
     addr: SocketAddr,
@@ -80,7 +125,9 @@ fn target(url: &str) -> Result<Target, Box<dyn std::error::Error>> {
     if uri.scheme_str() != Some("ws") {
         return Err(format!("invalid URL {url:?}: bench speaks ws:// only").into());
     }
-    let authority = uri.authority().ok_or_else(|| format!("invalid URL {url:?}: no host"))?;
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("invalid URL {url:?}: no host"))?;
     let port = authority.port_u16().unwrap_or(80);
     let addr = std::net::ToSocketAddrs::to_socket_addrs(&(authority.host(), port))?
         .next()
@@ -108,11 +155,24 @@ async fn bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         measured: AtomicU64::new(0),
         limit: args.messages.unwrap_or(u64::MAX),
     });
-    let interval = args.rate.map(|rate| Duration::from_secs_f64(args.connections as f64 / rate));
-    let opcode = if args.text { OpCode::Text } else { OpCode::Binary };
+    let interval = args
+        .rate
+        .map(|rate| Duration::from_secs_f64(args.connections as f64 / rate));
+    let opcode = if args.text {
+        OpCode::Text
+    } else {
+        OpCode::Binary
+    };
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..args.connections {
-        let conn = Connection::open(&target, args.size, opcode).await?;
+    for conn in open_all(
+        &target,
+        args.connections,
+        args.size,
+        opcode,
+        args.open_concurrency,
+    )
+    .await?
+    {
         let shared = shared.clone();
         tasks.spawn(async move {
             match interval {
@@ -123,9 +183,13 @@ async fn bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     tokio::time::sleep(Duration::from_secs_f64(args.warmup.max(0.0))).await;
     shared.measuring.store(true, Ordering::Relaxed);
+    let cpu_before = proc_stat::CpuSample::take(&args.watch_pids)?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(args.duration);
-    while Instant::now() < deadline && shared.measured.load(Ordering::Relaxed) < shared.limit && !tasks.is_empty() {
+    while Instant::now() < deadline
+        && shared.measured.load(Ordering::Relaxed) < shared.limit
+        && !tasks.is_empty()
+    {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(20)) => {}
             Some(done) = tasks.join_next() => {
@@ -136,6 +200,7 @@ async fn bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     let elapsed = started.elapsed();
     shared.stop.store(true, Ordering::Relaxed);
+    let cpu = proc_stat::CpuSample::take(&args.watch_pids)?.since(&cpu_before);
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut errors = 0u64;
     while let Some(done) = tasks.join_next().await {
@@ -147,21 +212,133 @@ async fn bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    report(&args, &histogram, elapsed, errors);
+    report(&args, &histogram, elapsed, errors, &cpu);
     Ok(())
 }
 
-fn report(args: &BenchArgs, h: &Histogram<u64>, elapsed: Duration, errors: u64) {
+/// Opens `n` connections, at most `concurrency` at a time.
+async fn open_all(
+    target: &Arc<Target>,
+    n: usize,
+    size: usize,
+    opcode: OpCode,
+    concurrency: usize,
+) -> Result<Vec<Connection>, Box<dyn std::error::Error>> {
+    let mut opening = tokio::task::JoinSet::new();
+    let mut conns = Vec::with_capacity(n);
+    let mut started = 0;
+    while conns.len() < n {
+        while started < n && opening.len() < concurrency {
+            let target = target.clone();
+            opening.spawn(async move {
+                match tokio::time::timeout(OPEN_TIMEOUT, Connection::open(&target, size, opcode))
+                    .await
+                {
+                    Ok(conn) => conn.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("no handshake and echo within {OPEN_TIMEOUT:?}")),
+                }
+            });
+            started += 1;
+        }
+        let Some(done) = opening.join_next().await else {
+            break;
+        };
+        let conn = done?.map_err(|e| format!("connection {} of {n}: {e}", conns.len() + 1))?;
+        conns.push(conn);
+    }
+    Ok(conns)
+}
+
+/// `--hold N`: idle connections and the memory they cost the watched
+/// processes.
+async fn hold(args: BenchArgs, n: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let target = Arc::new(target(&args.url)?);
+    let opcode = if args.text {
+        OpCode::Text
+    } else {
+        OpCode::Binary
+    };
+    let rss_before = proc_stat::rss_kib(&args.watch_pids)?;
+    let started = Instant::now();
+    let conns = open_all(&target, n, args.size, opcode, args.open_concurrency).await?;
+    let open_secs = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
+    let rss_after = proc_stat::rss_kib(&args.watch_pids)?;
+    // Every connection must still be open: a server that dropped some
+    // would look cheaper than it is.
+    let mut closed = 0usize;
+    for conn in &conns {
+        let mut probe = [0u8; 1];
+        // Nothing to read, or something (a ping): open. End of stream or
+        // an error (a reset): closed.
+        match conn.tcp.try_read(&mut probe) {
+            Ok(n) if n > 0 => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            _ => closed += 1,
+        }
+    }
+    let per_conn = (rss_after as f64 - rss_before as f64) * 1024.0 / n as f64;
+    if args.json {
+        let value = serde_json::json!({
+            "url": args.url, "mode": "hold", "connections": n, "size": args.size,
+            "open_s": open_secs, "held_s": args.duration, "watch_pids": args.watch_pids,
+            "rss_before_kib": rss_before, "rss_after_kib": rss_after,
+            "rss_per_conn_bytes": per_conn, "closed_early": closed,
+        });
+        println!("{value}");
+    } else {
+        println!("frameway bench: {} (holding {n} idle connections for {:.1} s; opened in {open_secs:.1} s)", args.url, args.duration);
+        if args.watch_pids.is_empty() {
+            println!("no --watch-pid: no memory reading");
+        } else {
+            println!(
+                "RSS {rss_before} KiB -> {rss_after} KiB: {:.2} KiB per connection ({closed} closed early)",
+                per_conn / 1024.0
+            );
+        }
+    }
+    drop(conns);
+    if closed > 0 {
+        return Err(
+            format!("{closed} of {n} connections were closed by the server while idle").into(),
+        );
+    }
+    Ok(())
+}
+
+fn report(
+    args: &BenchArgs,
+    h: &Histogram<u64>,
+    elapsed: Duration,
+    errors: u64,
+    cpu: &proc_stat::CpuDelta,
+) {
     let secs = elapsed.as_secs_f64();
     let rate = h.len() as f64 / secs;
     let mb = rate * args.size as f64 / 1e6;
     let q = |q: f64| h.value_at_quantile(q);
-    let mode = if args.rate.is_some() { "open loop" } else { "closed loop" };
+    let mode = if args.rate.is_some() {
+        "open loop"
+    } else {
+        "closed loop"
+    };
+    let per_msg = |s: f64| {
+        if h.is_empty() {
+            0.0
+        } else {
+            s * 1e6 / h.len() as f64
+        }
+    };
     if args.json {
         let value = serde_json::json!({
             "url": args.url, "connections": args.connections, "size": args.size, "mode": mode,
             "duration_s": secs, "messages": h.len(), "msg_per_s": rate, "mb_per_s": mb,
             "p50_us": q(0.5), "p99_us": q(0.99), "p999_us": q(0.999), "max_us": h.max(), "errors": errors,
+            "watch_pids": args.watch_pids,
+            "server_cpu_s": cpu.watched_secs, "server_cpu_us_per_msg": per_msg(cpu.watched_secs),
+            "server_cpu_share": cpu.watched_secs / secs,
+            "client_cpu_s": cpu.own_secs, "client_cpu_us_per_msg": per_msg(cpu.own_secs),
+            "client_cpu_share": cpu.own_secs / secs,
         });
         println!("{value}");
     } else {
@@ -180,6 +357,95 @@ fn report(args: &BenchArgs, h: &Histogram<u64>, elapsed: Duration, errors: u64) 
             h.max(),
             h.len()
         );
+        if !args.watch_pids.is_empty() {
+            println!(
+                "server CPU {:.2} µs per round trip ({:.0}% of a core); load tool {:.2} µs ({:.0}%)",
+                per_msg(cpu.watched_secs),
+                100.0 * cpu.watched_secs / secs,
+                per_msg(cpu.own_secs),
+                100.0 * cpu.own_secs / secs
+            );
+        }
+    }
+}
+
+/// CPU time and resident memory of processes, read from Linux's `/proc`.
+mod proc_stat {
+    /// Clock ticks per second of `/proc/PID/stat` times: USER_HZ, which is
+    /// 100 on every Linux architecture this runs on.
+    const TICKS_PER_SEC: f64 = 100.0;
+
+    /// utime + stime of a process (every thread, live or gone), in ticks.
+    pub fn cpu_ticks(pid: u32) -> Result<u64, String> {
+        let path = format!("/proc/{pid}/stat");
+        let stat = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+        // The command name (field 2) is in parentheses and may hold spaces;
+        // fields are counted after its closing parenthesis.
+        let rest = stat
+            .rfind(')')
+            .map(|i| &stat[i + 1..])
+            .ok_or("unexpected /proc stat format")?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // After ')': state is field 3, utime field 14, stime field 15.
+        let field = |n: usize| -> Result<u64, String> {
+            fields
+                .get(n - 3)
+                .and_then(|f| f.parse().ok())
+                .ok_or_else(|| format!("{path}: no field {n}"))
+        };
+        Ok(field(14)? + field(15)?)
+    }
+
+    fn own_ticks() -> Result<u64, String> {
+        cpu_ticks(std::process::id())
+    }
+
+    /// CPU times at one instant: the watched processes' and our own.
+    pub struct CpuSample {
+        watched: u64,
+        own: u64,
+    }
+
+    /// CPU seconds spent between two samples.
+    pub struct CpuDelta {
+        pub watched_secs: f64,
+        pub own_secs: f64,
+    }
+
+    impl CpuSample {
+        pub fn take(pids: &[u32]) -> Result<CpuSample, String> {
+            let mut watched = 0;
+            for &pid in pids {
+                watched += cpu_ticks(pid)?;
+            }
+            Ok(CpuSample {
+                watched,
+                own: own_ticks()?,
+            })
+        }
+
+        pub fn since(&self, earlier: &CpuSample) -> CpuDelta {
+            CpuDelta {
+                watched_secs: self.watched.saturating_sub(earlier.watched) as f64 / TICKS_PER_SEC,
+                own_secs: self.own.saturating_sub(earlier.own) as f64 / TICKS_PER_SEC,
+            }
+        }
+    }
+
+    /// The summed VmRSS of processes, KiB.
+    pub fn rss_kib(pids: &[u32]) -> Result<u64, String> {
+        let mut total = 0;
+        for &pid in pids {
+            let path = format!("/proc/{pid}/status");
+            let status = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+            let kib = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .ok_or_else(|| format!("{path}: no VmRSS"))?;
+            total += kib;
+        }
+        Ok(total)
     }
 }
 
@@ -192,14 +458,26 @@ struct Connection {
 }
 
 impl Connection {
-    async fn open(target: &Target, size: usize, opcode: OpCode) -> Result<Connection, Box<dyn std::error::Error>> {
+    async fn open(
+        target: &Target,
+        size: usize,
+        opcode: OpCode,
+    ) -> Result<Connection, Box<dyn std::error::Error>> {
         let mut tcp = TcpStream::connect(target.addr).await?;
         tcp.set_nodelay(true)?;
         let mut random = [0u8; 20];
         getrandom::fill(&mut random).map_err(|e| format!("no randomness: {e}"))?;
         let key = generate_key(random[..16].try_into().expect("16 bytes"));
         let mut request = Vec::new();
-        write_request(&ClientRequest { host: &target.host, path: &target.path, key: &key, ..Default::default() }, &mut request);
+        write_request(
+            &ClientRequest {
+                host: &target.host,
+                path: &target.path,
+                key: &key,
+                ..Default::default()
+            },
+            &mut request,
+        );
         tcp.write_all(&request).await?;
         let mut buf = BytesMut::with_capacity(4096);
         let leftover = loop {
@@ -219,7 +497,11 @@ impl Connection {
         let mask = Some([random[16], random[17], random[18], random[19]]);
         FrameEncoder::new(u64::MAX).encode(true, opcode, &payload, mask, &mut frame)?;
         let echo_len = frame.len() - 4;
-        let mut conn = Connection { tcp, frame: frame.to_vec(), echo_len };
+        let mut conn = Connection {
+            tcp,
+            frame: frame.to_vec(),
+            echo_len,
+        };
         conn.check_echo(&payload).await?;
         Ok(conn)
     }
@@ -239,15 +521,23 @@ impl Connection {
     }
 
     async fn closed_loop(mut self, shared: &Shared) -> Result<Histogram<u64>, String> {
-        let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
+        let mut histogram =
+            Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
         let mut buf = vec![0u8; self.echo_len.clamp(4096, 1 << 20)];
         while !shared.stop.load(Ordering::Relaxed) {
             let sent = Instant::now();
-            self.tcp.write_all(&self.frame).await.map_err(|e| e.to_string())?;
+            self.tcp
+                .write_all(&self.frame)
+                .await
+                .map_err(|e| e.to_string())?;
             let mut got = 0;
             while got < self.echo_len {
                 let want = (self.echo_len - got).min(buf.len());
-                let n = self.tcp.read(&mut buf[..want]).await.map_err(|e| e.to_string())?;
+                let n = self
+                    .tcp
+                    .read(&mut buf[..want])
+                    .await
+                    .map_err(|e| e.to_string())?;
                 if n == 0 {
                     return Err("server closed the connection".into());
                 }
@@ -264,7 +554,11 @@ impl Connection {
         Ok(histogram)
     }
 
-    async fn open_loop(self, shared: &Shared, interval: Duration) -> Result<Histogram<u64>, String> {
+    async fn open_loop(
+        self,
+        shared: &Shared,
+        interval: Duration,
+    ) -> Result<Histogram<u64>, String> {
         let (mut reader, mut writer) = self.tcp.into_split();
         // Send times of messages whose echo has not arrived; bounded so a
         // stalled server cannot make the generator grow without limit.
@@ -284,7 +578,8 @@ impl Connection {
         };
         let echo_len = self.echo_len;
         let receive = async move {
-            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
+            let mut histogram =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
             let mut buf = vec![0u8; 64 * 1024];
             let mut pending = 0usize;
             while !shared.stop.load(Ordering::Relaxed) {
@@ -295,7 +590,9 @@ impl Connection {
                 pending += n;
                 while pending >= echo_len {
                     pending -= echo_len;
-                    let Some(scheduled) = rx.recv().await else { break };
+                    let Some(scheduled) = rx.recv().await else {
+                        break;
+                    };
                     if shared.measuring.load(Ordering::Relaxed) {
                         histogram.saturating_record(scheduled.elapsed().as_micros().max(1) as u64);
                         shared.measured.fetch_add(1, Ordering::Relaxed);

@@ -1,0 +1,296 @@
+//! Micro-benchmarks of the protocol core: masking, header parsing, UTF-8
+//! validation, frame decoding and encoding, message assembly, and the whole
+//! protocol work of one echoed message.
+//!
+//! `cargo bench -p frameway-wire --bench core` (numbers in BENCHMARKS.md,
+//! "Protocol core"). Pass a filter to run a part: `… --bench core -- mask`.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use frameway_wire::{
+    apply_mask, Config, FrameDecoder, FrameEncoder, FrameHeader, Message, MessageAssembler, OpCode,
+    Protocol, Role, Utf8Validator,
+};
+
+const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+const SIZES: [(usize, &str); 5] = [
+    (20, "20B"),
+    (1024, "1KiB"),
+    (16 << 10, "16KiB"),
+    (64 << 10, "64KiB"),
+    (1 << 20, "1MiB"),
+];
+
+fn payload(len: usize) -> Vec<u8> {
+    (0..len).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
+/// Text of mixed widths: ASCII, 2-, 3- and 4-byte code points.
+fn mixed_text(len: usize) -> Vec<u8> {
+    let unit = "héllo wörld — ünïcödé ✓ 🦀 ".as_bytes();
+    let mut out = Vec::with_capacity(len + unit.len());
+    while out.len() < len {
+        out.extend_from_slice(unit);
+    }
+    // Cut at a char boundary at or below `len`.
+    let s = std::str::from_utf8(&out).expect("valid");
+    let mut end = len.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.truncate(end);
+    out
+}
+
+/// One whole frame as a client sends it (masked).
+fn client_frame(opcode: OpCode, fin: bool, data: &[u8]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    FrameEncoder::new(u64::MAX)
+        .encode(fin, opcode, data, Some(KEY), &mut out)
+        .expect("encodable");
+    out.to_vec()
+}
+
+/// A message split into `fragments` masked frames.
+fn fragmented(opcode: OpCode, data: &[u8], fragments: usize) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    let mut encoder = FrameEncoder::new(u64::MAX);
+    let chunk = data.len().div_ceil(fragments);
+    let pieces: Vec<&[u8]> = data.chunks(chunk).collect();
+    for (i, piece) in pieces.iter().enumerate() {
+        let op = if i == 0 { opcode } else { OpCode::Continuation };
+        encoder
+            .encode(i + 1 == pieces.len(), op, piece, Some(KEY), &mut out)
+            .expect("encodable");
+    }
+    out.to_vec()
+}
+
+fn server_config() -> Config {
+    let mut config = Config::new(Role::Server);
+    config.limits = config
+        .limits
+        .with_max_message_len(64 << 20)
+        .with_max_frame_len(64 << 20);
+    config.max_send_len = 64 << 20;
+    config
+}
+
+fn masking(c: &mut Criterion) {
+    let mut group = c.benchmark_group("mask");
+    for (len, name) in SIZES {
+        let mut buf = payload(len);
+        group.throughput(Throughput::Bytes(len as u64));
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| apply_mask(black_box(&mut buf), KEY, 0))
+        });
+        // A payload arriving cut at an odd offset, as reads split it.
+        group.bench_function(BenchmarkId::new("offset3", name), |b| {
+            b.iter(|| apply_mask(black_box(&mut buf[3..]), KEY, 3))
+        });
+    }
+    group.finish();
+}
+
+fn header(c: &mut Criterion) {
+    let mut group = c.benchmark_group("header");
+    for (len, name) in [(20usize, "7bit"), (1024, "16bit"), (1 << 20, "64bit")] {
+        let wire = client_frame(OpCode::Binary, true, &payload(len));
+        let header_len = FrameHeader::decode(&wire)
+            .expect("valid")
+            .expect("complete")
+            .1;
+        let head = wire[..header_len].to_vec();
+        group.bench_function(BenchmarkId::new("decode", name), |b| {
+            b.iter(|| FrameHeader::decode(black_box(&head)))
+        });
+        let (parsed, _) = FrameHeader::decode(&head)
+            .expect("valid")
+            .expect("complete");
+        group.bench_function(BenchmarkId::new("encode", name), |b| {
+            let mut out = [0u8; frameway_wire::MAX_HEADER_LEN];
+            b.iter(|| black_box(&parsed).encode(&mut out))
+        });
+    }
+    group.finish();
+}
+
+fn utf8(c: &mut Criterion) {
+    let mut group = c.benchmark_group("utf8");
+    for (len, name) in [(20usize, "20B"), (16 << 10, "16KiB"), (1 << 20, "1MiB")] {
+        let ascii = payload(len);
+        let mixed = mixed_text(len);
+        group.throughput(Throughput::Bytes(ascii.len() as u64));
+        group.bench_function(BenchmarkId::new("ascii", name), |b| {
+            b.iter(|| {
+                let mut v = Utf8Validator::new();
+                v.feed(black_box(&ascii)).and_then(|_| v.finish())
+            })
+        });
+        group.throughput(Throughput::Bytes(mixed.len() as u64));
+        group.bench_function(BenchmarkId::new("mixed", name), |b| {
+            b.iter(|| {
+                let mut v = Utf8Validator::new();
+                v.feed(black_box(&mixed)).and_then(|_| v.finish())
+            })
+        });
+        if len >= 16 << 10 {
+            // As it arrives from the socket: 1000-byte reads that cut code
+            // points in two.
+            group.bench_function(BenchmarkId::new("mixed_chunked", name), |b| {
+                b.iter(|| {
+                    let mut v = Utf8Validator::new();
+                    for chunk in black_box(&mixed).chunks(1000) {
+                        v.feed(chunk)?;
+                    }
+                    v.finish()
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn decode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decode");
+    for (len, name) in SIZES {
+        for (opcode, kind) in [(OpCode::Binary, "binary"), (OpCode::Text, "text")] {
+            let wire = client_frame(opcode, true, &payload(len));
+            let mut decoder = FrameDecoder::new(server_config());
+            group.throughput(Throughput::Bytes(len as u64));
+            // Unmasking and (for text) validation in place; the buffer copy
+            // is setup, not measured.
+            group.bench_function(BenchmarkId::new(kind, name), |b| {
+                b.iter_batched(
+                    || BytesMut::from(&wire[..]),
+                    |mut buf| decoder.decode(&mut buf).expect("valid").expect("complete"),
+                    BatchSize::SmallInput,
+                )
+            });
+        }
+    }
+    group.finish();
+}
+
+fn encode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("encode");
+    for (len, name) in SIZES {
+        let data = payload(len);
+        let mut encoder = FrameEncoder::new(u64::MAX);
+        let mut out = BytesMut::with_capacity(len + 14);
+        group.throughput(Throughput::Bytes(len as u64));
+        group.bench_function(BenchmarkId::new("server", name), |b| {
+            b.iter(|| {
+                out.clear();
+                encoder.encode(true, OpCode::Binary, black_box(&data), None, &mut out)
+            })
+        });
+        group.bench_function(BenchmarkId::new("client_masked", name), |b| {
+            b.iter(|| {
+                out.clear();
+                encoder.encode(true, OpCode::Binary, black_box(&data), Some(KEY), &mut out)
+            })
+        });
+    }
+    group.finish();
+}
+
+fn assembly(c: &mut Criterion) {
+    let mut group = c.benchmark_group("assemble");
+    // Whole messages through Protocol::read_message: decode, unmask,
+    // validate, join fragments.
+    for (len, fragments, name) in [
+        (20usize, 1usize, "20B_1frame"),
+        (16 << 10, 1, "16KiB_1frame"),
+        (64 << 10, 16, "64KiB_16frames"),
+        (1 << 20, 64, "1MiB_64frames"),
+    ] {
+        for (opcode, kind) in [(OpCode::Binary, "binary"), (OpCode::Text, "text")] {
+            let wire = fragmented(opcode, &payload(len), fragments);
+            let mut protocol = Protocol::new(server_config(), |b| b.fill(0));
+            group.throughput(Throughput::Bytes(len as u64));
+            group.bench_function(BenchmarkId::new(kind, name), |b| {
+                b.iter_batched(
+                    || BytesMut::from(&wire[..]),
+                    |mut buf| {
+                        protocol
+                            .read_message(&mut buf)
+                            .expect("valid")
+                            .expect("complete")
+                    },
+                    BatchSize::SmallInput,
+                )
+            });
+        }
+    }
+    // The assembler alone, on already-decoded frames.
+    let data = payload(64 << 10);
+    let frames: Vec<_> = {
+        let wire = fragmented(OpCode::Binary, &data, 16);
+        let mut decoder = FrameDecoder::new(server_config());
+        let mut buf = BytesMut::from(&wire[..]);
+        std::iter::from_fn(|| decoder.decode(&mut buf).expect("valid")).collect()
+    };
+    group.throughput(Throughput::Bytes(data.len() as u64));
+    group.bench_function("assembler_only/64KiB_16frames", |b| {
+        b.iter_batched(
+            || frames.clone(),
+            |frames| {
+                let mut assembler = MessageAssembler::new();
+                let mut done = None;
+                for frame in frames {
+                    done = assembler.push(frame);
+                }
+                done.expect("complete")
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+/// The protocol work of one echoed message on the server: read a masked
+/// client message, queue the unmasked reply, hand the bytes to the socket.
+fn echo(c: &mut Criterion) {
+    let mut group = c.benchmark_group("echo");
+    for (len, name) in SIZES {
+        let wire = client_frame(OpCode::Binary, true, &payload(len));
+        let mut protocol = Protocol::new(server_config(), |b| b.fill(0));
+        group.throughput(Throughput::Bytes(len as u64));
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter_batched(
+                || BytesMut::from(&wire[..]),
+                |mut buf| {
+                    let message: Message = protocol
+                        .read_message(&mut buf)
+                        .expect("valid")
+                        .expect("complete");
+                    protocol.send(&message).expect("sendable");
+                    let n = protocol.output().len();
+                    protocol.consume_output(n);
+                    n
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+fn config() -> Criterion {
+    // Short runs: the whole suite takes about a minute and a half.
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(1))
+        .sample_size(30)
+}
+
+criterion_group! {
+    name = core;
+    config = config();
+    targets = masking, header, utf8, decode, encode, assembly, echo
+}
+criterion_main!(core);
