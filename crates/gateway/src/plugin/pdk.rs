@@ -101,6 +101,19 @@ impl PlannedClose {
         }
         Ok(PlannedClose { status, message })
     }
+
+    /// The close frames for the sender and its peer, as `close` takes them.
+    fn pair(
+        status: Option<u16>,
+        message: Option<&str>,
+        peer_status: Option<u16>,
+        peer_payload: Option<&str>,
+    ) -> Result<(Self, Self), PdkError> {
+        Ok((
+            PlannedClose::new(status, message)?,
+            PlannedClose::new(peer_status, peer_payload)?,
+        ))
+    }
 }
 
 /// What happens to the in-flight frame once the handlers have run.
@@ -217,10 +230,8 @@ impl FrameContext<'_> {
         peer_status: Option<u16>,
         peer_payload: Option<&str>,
     ) -> Result<(), PdkError> {
-        self.frame.verdict = Verdict::Close {
-            sender: PlannedClose::new(status, message)?,
-            peer: PlannedClose::new(peer_status, peer_payload)?,
-        };
+        let (sender, peer) = PlannedClose::pair(status, message, peer_status, peer_payload)?;
+        self.frame.verdict = Verdict::Close { sender, peer };
         Ok(())
     }
 
@@ -232,10 +243,8 @@ impl FrameContext<'_> {
         peer_status: Option<u16>,
         peer_payload: Option<&str>,
     ) -> Result<(), PdkError> {
-        self.frame.verdict = Verdict::ForwardThenClose {
-            sender: PlannedClose::new(status, message)?,
-            peer: PlannedClose::new(peer_status, peer_payload)?,
-        };
+        let (sender, peer) = PlannedClose::pair(status, message, peer_status, peer_payload)?;
+        self.frame.verdict = Verdict::ForwardThenClose { sender, peer };
         Ok(())
     }
 
