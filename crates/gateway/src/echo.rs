@@ -3,16 +3,37 @@
 
 use frameway::server::{accept_with, Decision, ServerConfig};
 use frameway::{Message, WebSocket};
+use std::task::Poll;
+
 use tokio::io::{AsyncRead, AsyncWrite};
 
+/// Queued echoes above which reading waits for the socket to take them.
+const ECHO_BACKLOG: usize = 64 * 1024;
+
 /// Echoes every text and binary message back until the peer closes.
+///
+/// Written as one poll function over the connection's poll/queue API
+/// rather than `recv().await` and `send().await`: the task of an idle
+/// connection then holds the connection and little else.
 pub async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocket<S>) -> frameway::Result<()> {
-    while let Some(msg) = ws.recv().await {
-        if let msg @ (Message::Text(_) | Message::Binary(_)) = msg? {
-            ws.send(msg).await?;
+    std::future::poll_fn(|cx| loop {
+        if ws.queued_len() >= ECHO_BACKLOG {
+            std::task::ready!(ws.poll_flush_queued(cx))?;
         }
-    }
-    Ok(())
+        match ws.poll_recv(cx) {
+            Poll::Ready(Some(Ok(msg @ (Message::Text(_) | Message::Binary(_))))) => {
+                ws.queue(&msg)?
+            }
+            Poll::Ready(Some(Ok(_))) => {}
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+            Poll::Ready(None) => return Poll::Ready(Ok(())),
+            Poll::Pending => {
+                std::task::ready!(ws.poll_flush_queued(cx))?;
+                return Poll::Pending;
+            }
+        }
+    })
+    .await
 }
 
 /// Accepts a connection on `io` (taking the client's first subprotocol, if
