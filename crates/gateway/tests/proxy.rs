@@ -936,7 +936,7 @@ async fn refused_upstream_is_502() {
 #[tokio::test]
 async fn upstream_tls_failure_is_502() {
     bounded(async {
-        let up = tls_echo_upstream(self_signed_server_config()).await;
+        let up = tls_echo_upstream(self_signed_server_config(&["localhost", "127.0.0.1"])).await;
         let config = format!(
             r#"
 [[services]]
@@ -1390,7 +1390,7 @@ async fn pipelined_large_messages_both_ways_do_not_stall() {
 async fn wss_on_both_legs_with_a_test_ca() {
     bounded(async {
         let pki = TestPki::new("both-legs");
-        let up = tls_echo_upstream(pki.server_config()).await;
+        let up = tls_echo_upstream(pki.server_config(false)).await;
         let config = format!(
             r#"
 [gateway]

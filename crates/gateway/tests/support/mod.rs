@@ -643,95 +643,11 @@ pub fn pattern(len: usize) -> Vec<u8> {
 
 // ----------------------------------------------------------------- TLS ---
 
-/// A throwaway CA with a server certificate for 127.0.0.1/localhost,
-/// written to a temporary directory.
-pub struct TestPki {
-    pub dir: PathBuf,
-    pub ca_pem: String,
-    pub server_cert_pem: String,
-    pub server_key_pem: String,
-}
-
-impl TestPki {
-    pub fn new(name: &str) -> TestPki {
-        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose};
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "Frameway Gateway Test CA");
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = rcgen::Issuer::new(ca_params, ca_key);
-        let server_key = KeyPair::generate().unwrap();
-        let mut server =
-            CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-        server
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "localhost");
-        let server = server.signed_by(&server_key, &issuer).unwrap();
-
-        let dir =
-            std::env::temp_dir().join(format!("frameway-gw-pki-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let pki = TestPki {
-            dir,
-            ca_pem: ca.pem(),
-            server_cert_pem: server.pem(),
-            server_key_pem: server_key.serialize_pem(),
-        };
-        for (file, pem) in [
-            ("ca.pem", &pki.ca_pem),
-            ("server.pem", &pki.server_cert_pem),
-            ("server.key", &pki.server_key_pem),
-        ] {
-            std::fs::write(pki.dir.join(file), pem).unwrap();
-        }
-        pki
-    }
-
-    pub fn path(&self, file: &str) -> String {
-        self.dir.join(file).to_string_lossy().into_owned()
-    }
-
-    pub fn server_config(&self) -> rustls::ServerConfig {
-        use rustls_pki_types::pem::PemObject;
-        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-        let certs = vec![CertificateDer::from_pem_slice(self.server_cert_pem.as_bytes()).unwrap()];
-        let key = PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes()).unwrap();
-        rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap()
-    }
-}
-
-impl Drop for TestPki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A server configuration with a self-signed certificate no CA vouches for.
-pub fn self_signed_server_config() -> rustls::ServerConfig {
-    let rcgen::CertifiedKey { cert, signing_key } =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let key = rustls_pki_types::PrivatePkcs8KeyDer::from(signing_key.serialize_der());
-    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.der().clone()], key.into())
-        .unwrap()
-}
+#[path = "../../../socket/tests/support/pki.rs"]
+mod pki;
+// Not every test binary uses them.
+#[allow(unused_imports)]
+pub use pki::{self_signed_server_config, TestPki};
 
 // -------------------------------------------------------------- Python ---
 
