@@ -588,11 +588,11 @@ fn forward<P: AsyncRead + AsyncWrite + Unpin>(
         FrameType::Text if fin => {
             let text = Utf8Bytes::try_from(frame.data.clone())
                 .map_err(|_| Forward::Invalid("text is not UTF-8".into()))?;
-            peer.queue_frame(fin, OpCode::Text, text.as_bytes())
+            peer.queue_frame(fin, OpCode::Text, text.into_bytes())
         }
-        FrameType::Text => peer.queue_frame(false, OpCode::Text, &frame.data),
-        FrameType::Binary => peer.queue_frame(fin, OpCode::Binary, &frame.data),
-        FrameType::Continuation => peer.queue_frame(fin, OpCode::Continuation, &frame.data),
+        FrameType::Text => peer.queue_frame(false, OpCode::Text, frame.data.clone()),
+        FrameType::Binary => peer.queue_frame(fin, OpCode::Binary, frame.data.clone()),
+        FrameType::Continuation => peer.queue_frame(fin, OpCode::Continuation, frame.data.clone()),
         FrameType::Ping | FrameType::Pong => {
             if frame.data.len() > 125 {
                 return Err(Forward::Invalid(format!(
@@ -605,7 +605,7 @@ fn forward<P: AsyncRead + AsyncWrite + Unpin>(
             } else {
                 OpCode::Pong
             };
-            peer.queue_frame(true, opcode, &frame.data)
+            peer.queue_frame(true, opcode, frame.data.clone())
         }
         FrameType::Close => {
             let close = match frame.status {

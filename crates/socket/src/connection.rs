@@ -3,16 +3,16 @@
 //! (`Stream` + `Sink` of [`Message`]).
 
 use std::future::{poll_fn, Future};
-use std::io;
+use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use frameway_wire::deflate::{Deflate, DeflateParams};
 use frameway_wire::{
-    CloseCode, CloseFrame, CloseState, Frame, Message, OpCode, Protocol, Role, Utf8Bytes,
+    spare, CloseCode, CloseFrame, CloseState, Frame, Message, OpCode, Protocol, Role, Utf8Bytes,
 };
 use futures_core::Stream;
 use futures_sink::Sink;
@@ -25,10 +25,12 @@ use crate::keepalive::{Keepalive, KeepaliveAction};
 
 /// Queued output above which writers wait for the socket (backpressure).
 const WRITE_HIGH_WATER: usize = 128 * 1024;
-/// Bytes read onto the stack when the connection holds no read buffer.
+/// Bytes read onto the stack when discarding.
 const STACK_READ: usize = 4096;
-/// The smallest read buffer worth allocating once data is flowing.
+/// The least spare room a read is given before the buffer grows.
 const MIN_READ_BUF: usize = 8 * 1024;
+/// Queued segments written by one vectored write.
+const MAX_WRITE_SLICES: usize = 64;
 /// The most the read buffer grows by in one step.
 const MAX_READ_STEP: usize = 256 * 1024;
 
@@ -486,24 +488,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             .poll(cx)
     }
 
-    /// Reads more bytes into the read buffer. With no buffer allocated (an
-    /// idle connection), it reads onto the stack first so that waiting holds
-    /// no heap memory.
+    /// Reads more bytes into the read buffer. The buffer is borrowed from
+    /// the thread's spares when data comes and given back when a read finds
+    /// nothing while it is empty, so an idle connection holds none and a
+    /// busy one reads straight into the buffer its frames are taken from.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 && self.pending.is_none() {
-            self.rbuf = BytesMut::new();
-        }
         if self.rbuf.capacity() == 0 {
-            let mut stack = [MaybeUninit::<u8>::uninit(); STACK_READ];
-            let mut buf = ReadBuf::uninit(&mut stack);
-            ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
-            let filled = buf.filled();
-            if !filled.is_empty() {
-                let wanted = filled.len().max(MIN_READ_BUF.min(filled.len() * 2));
-                self.rbuf = BytesMut::with_capacity(wanted);
-                self.rbuf.extend_from_slice(filled);
-            }
-            return Poll::Ready(Ok(filled.len()));
+            self.rbuf = spare::take();
         }
         if self.rbuf.capacity() - self.rbuf.len() < MIN_READ_BUF {
             // Grow towards the frame being received, but in steps: a header
@@ -513,8 +504,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
         let spare = self.rbuf.spare_capacity_mut();
         let mut buf = ReadBuf::uninit(spare);
-        ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
+        let polled = Pin::new(&mut self.io).poll_read(cx, &mut buf);
         let n = buf.filled().len();
+        if polled.is_pending() && self.rbuf.is_empty() {
+            spare::give(std::mem::take(&mut self.rbuf));
+        }
+        ready!(polled)?;
         // SAFETY: `poll_read` initialised the first `n` spare bytes.
         unsafe { self.rbuf.set_len(self.rbuf.len() + n) };
         Poll::Ready(Ok(n))
@@ -522,11 +517,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     // ----- writing -----
 
-    /// Writes everything queued and flushes the stream.
+    /// Writes everything queued and flushes the stream: frames and large
+    /// payloads in one vectored write where the stream supports it.
     pub(crate) fn poll_write_out(&mut self, waker: &Waker) -> Poll<io::Result<()>> {
         let mut cx = Context::from_waker(waker);
+        let vectored = self.io.is_write_vectored();
         while self.proto.has_output() {
-            let n = ready!(Pin::new(&mut self.io).poll_write(&mut cx, self.proto.output()))?;
+            let out = self.proto.output();
+            let io = Pin::new(&mut self.io);
+            let n = if vectored {
+                let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
+                let count = out.chunks_vectored(&mut slices);
+                ready!(io.poll_write_vectored(&mut cx, &slices[..count]))?
+            } else {
+                ready!(io.poll_write(&mut cx, out.chunk()))?
+            };
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
@@ -558,11 +563,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Queues one raw frame without writing it (see [`WebSocket::queue`]).
-    pub fn queue_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) -> Result<()> {
+    /// A large payload a server sends is queued without being copied.
+    pub fn queue_frame(
+        &mut self,
+        fin: bool,
+        opcode: OpCode,
+        payload: impl Into<Bytes>,
+    ) -> Result<()> {
         if self.done {
             return Err(Error::Closed);
         }
-        self.proto.send_frame(fin, opcode, payload)?;
+        self.proto.send_frame_bytes(fin, opcode, payload.into())?;
         Ok(())
     }
 

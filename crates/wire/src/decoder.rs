@@ -11,6 +11,11 @@ use crate::mask::apply_mask;
 use crate::opcode::OpCode;
 use crate::utf8::Utf8Validator;
 
+/// Payloads smaller than this are copied out of the read buffer rather
+/// than shared with it: an application that keeps a small message must not
+/// keep the whole (tens of KiB) buffer it arrived in alive with it.
+const COPY_BELOW: usize = 4096;
+
 /// A complete, validated, unmasked frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
@@ -20,7 +25,7 @@ pub struct Frame {
     pub opcode: OpCode,
     /// RSV1: the message this frame starts is compressed.
     pub rsv1: bool,
-    /// The unmasked payload, sharing the read buffer's memory.
+    /// The unmasked payload (a large one shares the read buffer's memory).
     pub payload: Bytes,
 }
 
@@ -45,7 +50,8 @@ struct InFrame {
 /// Reads frames out of a buffer of received bytes, enforcing every rule of
 /// RFC 6455 §5 and the configured limits.
 ///
-/// The payload is unmasked in place and split off the buffer without a copy.
+/// The payload is unmasked in place and split off the buffer without a copy
+/// (a payload under 4 KiB is copied, so that it does not pin the buffer).
 /// Text is validated as it arrives, so invalid UTF-8 fails on the read that
 /// brings it even if the frame is not complete yet.
 ///
@@ -160,7 +166,13 @@ impl FrameDecoder {
             return Ok(None);
         }
         self.frame = None;
-        let payload = buf.split_to(frame.len).freeze();
+        let payload = if frame.len < COPY_BELOW {
+            let payload = Bytes::copy_from_slice(&buf[..frame.len]);
+            buf.advance(frame.len);
+            payload
+        } else {
+            buf.split_to(frame.len).freeze()
+        };
         self.finish(&frame.header, &payload)?;
         Ok(Some(Frame {
             fin: frame.header.fin,
@@ -487,11 +499,19 @@ mod tests {
     }
 
     #[test]
-    fn payload_shares_the_read_buffer() {
-        let wire = frame(true, OpCode::Binary, KEY, &[7; 1000]);
+    fn large_payloads_share_the_read_buffer_and_small_ones_do_not() {
+        let wire = frame(true, OpCode::Binary, KEY, &[7; COPY_BELOW]);
         let mut buf = BytesMut::from(&wire[..]);
         let start = buf.as_ptr() as usize;
         let f = server().decode(&mut buf).unwrap().unwrap();
         assert_eq!(f.payload.as_ptr() as usize, start + 8);
+
+        let wire = frame(true, OpCode::Binary, KEY, &[7; COPY_BELOW - 1]);
+        let mut buf = BytesMut::from(&wire[..]);
+        let (start, end) = (buf.as_ptr() as usize, buf.as_ptr() as usize + buf.len());
+        let f = server().decode(&mut buf).unwrap().unwrap();
+        let at = f.payload.as_ptr() as usize;
+        assert!(at < start || at >= end, "a small payload is copied out");
+        assert_eq!(&f.payload[..], &[7; COPY_BELOW - 1][..]);
     }
 }

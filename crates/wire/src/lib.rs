@@ -31,7 +31,7 @@
 //! let err = server.read_message(&mut wire).unwrap_err();
 //! assert_eq!(err.close_code(), CloseCode::INVALID_DATA);
 //! // The 1007 close frame is already queued.
-//! let out = server.output();
+//! let out = server.take_output();
 //! assert_eq!((out[0], &out[2..4]), (0x88, &[0x03, 0xef][..]));
 //! ```
 
@@ -48,7 +48,9 @@ mod header;
 mod mask;
 mod message;
 mod opcode;
+mod output;
 mod protocol;
+pub mod spare;
 mod utf8;
 
 pub use close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
@@ -60,5 +62,6 @@ pub use header::{FrameHeader, MAX_HEADER_LEN};
 pub use mask::apply_mask;
 pub use message::{Message, MessageAssembler, RawMessage};
 pub use opcode::OpCode;
+pub use output::Output;
 pub use protocol::{CloseState, EntropySource, Protocol};
 pub use utf8::{InvalidUtf8, Utf8Bytes, Utf8Validator};

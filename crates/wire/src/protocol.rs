@@ -10,6 +10,7 @@ use crate::encoder::FrameEncoder;
 use crate::error::ProtocolError;
 use crate::message::{Message, MessageAssembler, RawMessage};
 use crate::opcode::OpCode;
+use crate::output::Output;
 use crate::utf8::{Utf8Bytes, Utf8Validator};
 
 /// Fills a buffer with unpredictable bytes for masking keys (RFC 6455 §5.3
@@ -62,7 +63,7 @@ pub struct Protocol {
     decoder: FrameDecoder,
     assembler: MessageAssembler,
     encoder: FrameEncoder,
-    out: BytesMut,
+    out: Output,
     entropy: EntropySource,
     keys: [u8; 64],
     keys_used: usize,
@@ -85,7 +86,7 @@ impl Protocol {
             decoder: FrameDecoder::new(config),
             assembler: MessageAssembler::new(),
             encoder: FrameEncoder::new(config.max_send_len),
-            out: BytesMut::new(),
+            out: Output::default(),
             entropy,
             keys: [0; 64],
             keys_used: 64,
@@ -327,6 +328,38 @@ impl Protocol {
         opcode: OpCode,
         payload: &[u8],
     ) -> Result<(), ProtocolError> {
+        self.frame(fin, opcode, Payload::Borrowed(payload))
+    }
+
+    /// [`Self::send_frame`] for a payload held as [`Bytes`]: a large one
+    /// that needs no masking (a server's) is queued without being copied.
+    ///
+    /// ```
+    /// use bytes::{Buf, Bytes};
+    /// use frameway_wire::{Config, OpCode, Protocol, Role};
+    ///
+    /// let mut server = Protocol::new(Config::new(Role::Server), |b| b.fill(0));
+    /// let payload = Bytes::from(vec![1u8; 64 * 1024]);
+    /// server.send_frame_bytes(true, OpCode::Binary, payload.clone()).unwrap();
+    /// let mut slices = [std::io::IoSlice::new(&[]); 2];
+    /// server.output().chunks_vectored(&mut slices);
+    /// assert_eq!(slices[1].as_ptr(), payload.as_ptr());
+    /// ```
+    pub fn send_frame_bytes(
+        &mut self,
+        fin: bool,
+        opcode: OpCode,
+        payload: Bytes,
+    ) -> Result<(), ProtocolError> {
+        self.frame(fin, opcode, Payload::Shared(&payload))
+    }
+
+    fn frame(
+        &mut self,
+        fin: bool,
+        opcode: OpCode,
+        payload: Payload<'_>,
+    ) -> Result<(), ProtocolError> {
         let len = payload.len();
         let compressing = match opcode {
             OpCode::Text | OpCode::Binary => self
@@ -337,27 +370,38 @@ impl Protocol {
             _ => None,
         };
         let Some(z) = compressing else {
-            let mask = self.next_mask();
-            return self
-                .encoder
-                .encode(fin, opcode, payload, mask, &mut self.out);
+            return self.enqueue(fin, opcode, false, payload, len as u64);
         };
         // A refused frame must not advance the compressor's window.
         self.encoder.check(fin, opcode, len as u64)?;
         let mut compressed = Vec::new();
-        z.codec.compress(payload, fin, &mut compressed)?;
+        z.codec.compress(payload.as_slice(), fin, &mut compressed)?;
         z.compressing = !fin;
-        let mask = self.next_mask();
         let rsv1 = opcode != OpCode::Continuation;
-        self.encoder.encode_counted(
-            fin,
-            opcode,
-            rsv1,
-            &compressed,
-            len as u64,
-            mask,
-            &mut self.out,
-        )
+        let compressed = Bytes::from(compressed);
+        self.enqueue(fin, opcode, rsv1, Payload::Shared(&compressed), len as u64)
+    }
+
+    /// Encodes a frame's header (checking that it may be sent) and queues
+    /// it with its payload; `counted` is what the frame adds to its
+    /// message's size (the uncompressed length, for a compressed frame).
+    fn enqueue(
+        &mut self,
+        fin: bool,
+        opcode: OpCode,
+        rsv1: bool,
+        payload: Payload<'_>,
+        counted: u64,
+    ) -> Result<(), ProtocolError> {
+        let mask = self.next_mask();
+        let header =
+            self.encoder
+                .header_counted(fin, opcode, rsv1, payload.len() as u64, counted, mask)?;
+        match payload {
+            Payload::Borrowed(bytes) => self.out.push_frame(&header, bytes),
+            Payload::Shared(bytes) => self.out.push_frame_shared(&header, bytes),
+        }
+        Ok(())
     }
 
     /// Queues a whole message for sending: one frame, or frames of the
@@ -369,46 +413,48 @@ impl Protocol {
             Message::Ping(_) | Message::Pong(_) => {
                 return self.send_frame(true, message.opcode(), message.as_payload())
             }
-            data => (data.opcode(), data.as_payload()),
+            Message::Text(text) => (OpCode::Text, text.as_shared()),
+            Message::Binary(data) => (OpCode::Binary, data),
         };
         let size = self.fragment_size.unwrap_or(usize::MAX);
         let len = payload.len();
         let deflate = self.deflate.as_deref_mut().filter(|z| z.codec.wants(len));
         let compress = deflate.is_some();
         if !compress && len <= size {
-            return self.send_frame(true, opcode, payload);
+            return self.frame(true, opcode, Payload::Shared(payload));
         }
         self.encoder.check(true, opcode, len as u64)?;
-        let mut compressed = Vec::new();
         let wire = match deflate {
             Some(z) => {
+                let mut compressed = Vec::new();
                 z.codec.compress(payload, true, &mut compressed)?;
-                &compressed[..]
+                Bytes::from(compressed)
             }
-            None => payload,
+            None => payload.clone(),
         };
         // The first frame counts the whole message towards the send limit.
-        let mut counted = payload.len() as u64;
-        let mut chunks = wire.chunks(size).peekable();
-        let mut first = true;
+        let mut counted = len as u64;
+        let mut at: usize = 0;
         loop {
-            let chunk = chunks.next().unwrap_or_default();
-            let fin = chunks.peek().is_none();
-            let mask = self.next_mask();
-            let op = if first { opcode } else { OpCode::Continuation };
-            self.encoder.encode_counted(
+            let end = wire.len().min(at.saturating_add(size));
+            let fin = end == wire.len();
+            let op = if at == 0 {
+                opcode
+            } else {
+                OpCode::Continuation
+            };
+            let chunk = wire.slice(at..end);
+            self.enqueue(
                 fin,
                 op,
-                compress && first,
-                chunk,
+                compress && at == 0,
+                Payload::Shared(&chunk),
                 counted,
-                mask,
-                &mut self.out,
             )?;
             if fin {
                 return Ok(());
             }
-            first = false;
+            at = end;
             counted = 0;
         }
     }
@@ -450,23 +496,22 @@ impl Protocol {
         self.send_close(Some(&close))
     }
 
-    /// The bytes queued for sending.
-    pub fn output(&self) -> &[u8] {
+    /// The bytes queued for sending, to be written with one vectored
+    /// write ([`Buf::chunks_vectored`]) and marked written with
+    /// [`Self::consume_output`].
+    pub fn output(&self) -> &Output {
         &self.out
     }
 
-    /// Marks `n` queued bytes as written.
+    /// Marks `n` queued bytes as written. Once all are, the connection
+    /// holds no send buffer.
     pub fn consume_output(&mut self, n: usize) {
         self.out.advance(n);
-        if self.out.is_empty() && self.out.capacity() > 0 {
-            // Idle connections hold no send buffer.
-            self.out = BytesMut::new();
-        }
     }
 
-    /// Takes all queued bytes.
+    /// Takes all queued bytes, in one buffer.
     pub fn take_output(&mut self) -> BytesMut {
-        std::mem::take(&mut self.out)
+        self.out.take_all()
     }
 
     /// Whether anything is queued for sending.
@@ -494,6 +539,27 @@ impl Protocol {
             self.keys[at + 2],
             self.keys[at + 3],
         ])
+    }
+}
+
+/// A payload to send: borrowed (copied into the output), or shared (queued
+/// by reference when large and unmasked).
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    Borrowed(&'a [u8]),
+    Shared(&'a Bytes),
+}
+
+impl Payload<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Payload::Borrowed(bytes) => bytes,
+            Payload::Shared(bytes) => bytes,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_slice().len()
     }
 }
 

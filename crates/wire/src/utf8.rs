@@ -147,6 +147,11 @@ impl Utf8Bytes {
         self.0.is_empty()
     }
 
+    /// The underlying bytes, shared.
+    pub(crate) fn as_shared(&self) -> &Bytes {
+        &self.0
+    }
+
     /// The underlying bytes.
     pub fn into_bytes(self) -> Bytes {
         self.0

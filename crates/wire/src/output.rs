@@ -1,0 +1,197 @@
+//! The bytes a connection has queued for sending.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::encoder::EncodedHeader;
+use crate::mask::apply_mask;
+use crate::spare;
+
+/// Payloads at least this large are queued by reference rather than copied
+/// when they need no masking: below it, a copy costs less than one more
+/// slice in a vectored write.
+const SHARE_MIN: usize = 4096;
+
+/// Queued output: small frames copied into one buffer, large unmasked
+/// payloads kept as the caller's [`Bytes`]. Write it with one vectored
+/// write ([`Buf::chunks_vectored`]) and mark what was written with
+/// [`Buf::advance`]; an echoed 64 KiB message then goes out without its
+/// payload ever being copied.
+///
+/// Holds no memory once everything is written.
+///
+/// ```
+/// use bytes::Buf;
+/// use frameway_wire::{Config, Message, Protocol, Role};
+///
+/// let mut server = Protocol::new(Config::new(Role::Server), |b| b.fill(0));
+/// server.send(&Message::binary(vec![7u8; 100_000])).unwrap();
+/// let out = server.output();
+/// // The header, then the payload itself.
+/// assert_eq!((out.remaining(), out.chunk().len()), (100_010, 10));
+/// let mut slices = [std::io::IoSlice::new(&[]); 4];
+/// assert_eq!(out.chunks_vectored(&mut slices), 2);
+/// ```
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Whole segments, oldest first, written before `tail`.
+    sealed: VecDeque<Bytes>,
+    /// Bytes copied in after the last sealed segment.
+    tail: BytesMut,
+}
+
+impl Output {
+    /// The number of bytes queued.
+    pub fn len(&self) -> usize {
+        self.sealed.iter().map(Bytes::len).sum::<usize>() + self.tail.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.sealed.is_empty() && self.tail.is_empty()
+    }
+
+    /// Queues a frame: `header`, then `payload` copied and masked with the
+    /// header's key if it has one.
+    pub(crate) fn push_frame(&mut self, header: &EncodedHeader, payload: &[u8]) {
+        let head = header.as_bytes();
+        self.reserve(head.len() + payload.len());
+        self.tail.put_slice(head);
+        let start = self.tail.len();
+        self.tail.put_slice(payload);
+        if let Some(key) = header.mask {
+            apply_mask(&mut self.tail[start..], key, 0);
+        }
+    }
+
+    /// Queues a frame whose payload the caller owns as [`Bytes`]: a large
+    /// unmasked payload by reference, anything else copied.
+    pub(crate) fn push_frame_shared(&mut self, header: &EncodedHeader, payload: &Bytes) {
+        if header.mask.is_some() || payload.len() < SHARE_MIN {
+            return self.push_frame(header, payload);
+        }
+        let head = header.as_bytes();
+        self.reserve(head.len());
+        self.tail.put_slice(head);
+        self.sealed.push_back(self.tail.split().freeze());
+        self.sealed.push_back(payload.clone());
+    }
+
+    /// All queued bytes in one buffer.
+    pub(crate) fn take_all(&mut self) -> BytesMut {
+        if self.sealed.is_empty() {
+            return std::mem::take(&mut self.tail);
+        }
+        let mut all = BytesMut::with_capacity(self.len());
+        for segment in self.sealed.drain(..) {
+            all.put_slice(&segment);
+        }
+        all.put_slice(&self.tail);
+        self.release();
+        all
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        if self.tail.capacity() == 0 {
+            self.tail = spare::take();
+        }
+        self.tail.reserve(additional);
+    }
+
+    /// Lets go of the memory of an empty queue.
+    fn release(&mut self) {
+        self.tail.clear();
+        spare::give(std::mem::take(&mut self.tail));
+        self.sealed = VecDeque::new();
+    }
+}
+
+impl Buf for Output {
+    fn remaining(&self) -> usize {
+        self.len()
+    }
+
+    fn chunk(&self) -> &[u8] {
+        match self.sealed.front() {
+            Some(segment) => segment,
+            None => &self.tail,
+        }
+    }
+
+    fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        let segments = self.sealed.iter().map(|b| &b[..]);
+        let all = segments.chain(Some(&self.tail[..]).filter(|t| !t.is_empty()));
+        let mut n = 0;
+        for (slot, bytes) in dst.iter_mut().zip(all) {
+            *slot = IoSlice::new(bytes);
+            n += 1;
+        }
+        n
+    }
+
+    fn advance(&mut self, mut cnt: usize) {
+        while let Some(front) = self.sealed.front_mut() {
+            if cnt < front.len() {
+                front.advance(cnt);
+                return;
+            }
+            cnt -= front.len();
+            self.sealed.pop_front();
+        }
+        assert!(cnt <= self.tail.len(), "advanced past the queued output");
+        self.tail.advance(cnt);
+        if self.tail.is_empty() {
+            self.release();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{FrameEncoder, OpCode};
+
+    fn header(len: usize, mask: Option<[u8; 4]>) -> EncodedHeader {
+        FrameEncoder::new(u64::MAX)
+            .header(true, OpCode::Binary, false, len as u64, mask)
+            .unwrap()
+    }
+
+    #[test]
+    fn large_unmasked_payloads_are_not_copied_and_order_is_kept() {
+        let mut out = Output::default();
+        out.push_frame(&header(3, None), b"abc");
+        let big = Bytes::from(vec![9u8; SHARE_MIN]);
+        out.push_frame_shared(&header(big.len(), None), &big);
+        out.push_frame(&header(1, None), b"z");
+        let mut slices = [IoSlice::new(&[]); 8];
+        assert_eq!(out.chunks_vectored(&mut slices), 3);
+        assert_eq!(slices[1].as_ptr(), big.as_ptr());
+        let expected = out.take_all();
+        assert_eq!(expected.len(), 5 + 4 + SHARE_MIN + 3);
+        assert_eq!(&expected[..5], b"\x82\x03abc");
+        assert_eq!(&expected[expected.len() - 3..], b"\x82\x01z");
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn advancing_across_segments_and_masked_payloads_are_copied() {
+        let mut out = Output::default();
+        let big = Bytes::from(vec![1u8; SHARE_MIN]);
+        out.push_frame_shared(&header(big.len(), Some([0, 0, 0, 1])), &big);
+        assert_eq!(out.sealed.len(), 0, "a masked payload must be copied");
+        out.advance(out.len());
+        out.push_frame_shared(&header(big.len(), None), &big);
+        out.push_frame(&header(2, None), b"hi");
+        let total = out.len();
+        out.advance(3);
+        assert_eq!(out.remaining(), total - 3);
+        out.advance(1 + SHARE_MIN);
+        assert_eq!(out.chunk(), b"\x82\x02hi");
+        out.advance(4);
+        assert!(out.is_empty());
+        assert_eq!(out.tail.capacity(), 0, "an empty queue holds no buffer");
+    }
+}
