@@ -2,12 +2,15 @@
 //! Autobahn|Testsuite (16 MiB messages, a million fragments), and
 //! permessage-deflate accepted unless `--no-deflate`.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{ready, Poll};
 
 use clap::Args;
 use frameway::server::ServerConfig;
 use frameway::{DeflateConfig, WebSocketConfig};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 #[derive(Args)]
 pub struct EchoArgs {
@@ -55,16 +58,16 @@ async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
                 continue;
             }
         };
-        let config = config.clone();
-        tokio::spawn(async move {
-            if let Err(e) = echo(tcp, config).await {
+        let _ = tcp.set_nodelay(true);
+        // A poll function rather than an `async` block: the block would
+        // hold the echo future twice over (captured, and moved into its
+        // `.await`), and every idle connection pays for the task's size.
+        let mut echo = frameway_gateway::echo::serve_echo_with(tcp, config.clone());
+        tokio::spawn(std::future::poll_fn(move |cx| {
+            if let Err(e) = ready!(Pin::new(&mut echo).poll(cx)) {
                 eprintln!("{peer}: {e}");
             }
-        });
+            Poll::Ready(())
+        }));
     }
-}
-
-async fn echo(tcp: TcpStream, config: ServerConfig) -> frameway::Result<()> {
-    let _ = tcp.set_nodelay(true);
-    frameway_gateway::echo::serve_echo_with(tcp, config).await
 }

@@ -2,7 +2,9 @@
 //! request, route it, run the handshake plugins, open the upstream, and
 //! answer the client with the upstream's answer.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -45,20 +47,35 @@ const NOT_FORWARDED: [&str; 14] = [
 ];
 
 /// Serves one client connection from its first byte to its close.
-pub(crate) async fn serve<C>(io: C, client_addr: SocketAddr, tls: bool, config: Arc<Config>)
+///
+/// A plain function returning the connection's future, not an `async fn`:
+/// an `async fn` would keep its arguments (the stream among them) in the
+/// task for the connection's whole life beside the copies it moved on, and
+/// every idle connection pays for the task's size.
+pub(crate) fn serve<C>(
+    io: C,
+    client_addr: SocketAddr,
+    tls: bool,
+    config: Arc<Config>,
+) -> impl Future<Output = ()>
 where
     C: AsyncRead + AsyncWrite + Unpin + Send,
 {
     // The handshake's state (the request, the upstream connect with its
     // options and TLS) is large and short-lived; boxed, it is freed once
-    // the connection is proxying, which keeps an idle connection small.
-    let Some((pump, client, upstream)) = Box::pin(handshake(io, client_addr, tls, &config)).await
-    else {
-        return;
-    };
-    match upstream {
-        UpstreamConn::Net(ws, _) => pump.run(client, ws).await,
-        UpstreamConn::Memory(ws, _) => pump.run(client, ws).await,
+    // the connection is proxying.
+    let handshake = Box::pin(handshake(io, client_addr, tls, config));
+    async move {
+        let Some((pump, client, upstream)) = handshake.await else {
+            return;
+        };
+        // Chosen in a statement of its own, so that nothing of the
+        // handshake's result stays in the task while the connection lives.
+        let run: Pin<Box<dyn Future<Output = ()> + Send>> = match upstream {
+            UpstreamConn::Net(ws, _) => Box::pin(pump.run(client, ws)),
+            UpstreamConn::Memory(ws, _) => Box::pin(pump.run(client, ws)),
+        };
+        run.await
     }
 }
 
@@ -68,7 +85,7 @@ async fn handshake<C>(
     mut io: C,
     client_addr: SocketAddr,
     tls: bool,
-    config: &Config,
+    config: Arc<Config>,
 ) -> Option<(Pump, WebSocket<C>, UpstreamConn)>
 where
     C: AsyncRead + AsyncWrite + Unpin + Send,

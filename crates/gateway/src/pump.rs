@@ -35,6 +35,16 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// backpressure that bounds a connection's memory when one side is slow.
 const HIGH_WATER: usize = 256 * 1024;
 
+/// How a connection ends after a frame.
+enum Ending {
+    /// Both sides get a close frame: the sender's, then the peer's.
+    CloseBoth(PlannedClose, PlannedClose),
+    /// The peer is gone; the sender is told so.
+    PeerGone,
+    /// The sender's close (with its status) went to the peer.
+    SenderClosed(Option<u16>),
+}
+
 /// What woke the proxy loop.
 enum Event {
     /// A unit (or the end) from one side.
@@ -148,12 +158,27 @@ impl Pump {
     }
 
     /// Proxies until either side ends, then runs the close phase.
-    pub(crate) async fn run<C, U>(mut self, mut client: WebSocket<C>, mut upstream: WebSocket<U>)
+    ///
+    /// A plain function returning the future, not an `async fn`, which
+    /// would hold the pump and both connections twice (its arguments, and
+    /// the copies it moves them into) for the connection's whole life.
+    pub(crate) fn run<C, U>(
+        self,
+        client: WebSocket<C>,
+        upstream: WebSocket<U>,
+    ) -> impl Future<Output = ()>
     where
         C: AsyncRead + AsyncWrite + Unpin,
         U: AsyncRead + AsyncWrite + Unpin,
     {
-        self.proxy(&mut client, &mut upstream).await;
+        let (mut pump, mut client, mut upstream) = (self, client, upstream);
+        async move {
+            pump.proxy(&mut client, &mut upstream).await;
+            pump.close_phase();
+        }
+    }
+
+    fn close_phase(self) {
         let Pump {
             chain,
             mut states,
@@ -182,9 +207,9 @@ impl Pump {
         U: AsyncRead + AsyncWrite + Unpin,
     {
         let aggregate = self.chain.handles_frames();
-        let idle = sleep(self.idle_timeout.unwrap_or(Duration::MAX / 4));
-        tokio::pin!(idle);
-        let idle_on = self.idle_timeout.is_some();
+        // Boxed, and only with an idle timeout: a timer is larger than
+        // anything else an idle connection's task holds.
+        let mut idle = self.idle_timeout.map(|limit| Box::pin(sleep(limit)));
         let mut client_first = true;
         loop {
             let event = poll_fn(|cx| {
@@ -196,8 +221,7 @@ impl Pump {
                     upstream,
                     aggregate,
                     client_first,
-                    idle.as_mut(),
-                    idle_on,
+                    idle.as_mut().map(Pin::as_mut),
                 )
             })
             .await;
@@ -225,7 +249,7 @@ impl Pump {
                     return;
                 }
             };
-            if let Some(limit) = self.idle_timeout {
+            if let (Some(limit), Some(idle)) = (self.idle_timeout, idle.as_mut()) {
                 idle.as_mut().reset(Instant::now() + limit);
             }
             let unit = match received {
@@ -265,12 +289,19 @@ impl Pump {
                     return;
                 }
             };
-            let done = match direction {
-                Direction::Client => self.handle(direction, unit, client, upstream).await,
-                Direction::Upstream => self.handle(direction, unit, upstream, client).await,
-            };
-            if done {
-                return;
+            // The connection's end is boxed: its futures are large, and
+            // inline they would make every idle connection's task larger.
+            match direction {
+                Direction::Client => {
+                    if let Some(ending) = self.handle(direction, unit, upstream) {
+                        return Box::pin(self.end(direction, ending, client, upstream)).await;
+                    }
+                }
+                Direction::Upstream => {
+                    if let Some(ending) = self.handle(direction, unit, client) {
+                        return Box::pin(self.end(direction, ending, upstream, client)).await;
+                    }
+                }
             }
         }
     }
@@ -384,17 +415,16 @@ impl Pump {
         }
     }
 
-    /// Runs the plugins on one unit and carries out their verdict. Returns
-    /// true when the connection is over.
-    async fn handle<S, P>(
+    /// Runs the plugins on one unit and forwards it as they decide: the
+    /// path of every message, without an `await`. Returns how the
+    /// connection ends when it does.
+    fn handle<P>(
         &mut self,
         direction: Direction,
         unit: Unit,
-        sender: &mut WebSocket<S>,
         peer: &mut WebSocket<P>,
-    ) -> bool
+    ) -> Option<Ending>
     where
-        S: AsyncRead + AsyncWrite + Unpin,
         P: AsyncRead + AsyncWrite + Unpin,
     {
         self.count(direction, &unit);
@@ -420,37 +450,18 @@ impl Pump {
             ) {
                 tracing::error!(connection = self.conn.id, plugin = %err.plugin, "plugin failed: {}", err.error);
                 let close = planned(CloseCode::INTERNAL_ERROR, "plugin error");
-                let replies = Box::pin(close_both(sender, peer, &close, &close)).await;
-                self.replied_both(direction, replies);
-                return true;
+                return Some(Ending::CloseBoth(close.clone(), close));
             }
         }
-        let closing = frame.kind == FrameType::Close;
-        let (sender_close, peer_close) = match &frame.verdict {
-            Verdict::Drop => return false,
-            Verdict::Forward => (None, None),
-            Verdict::Close {
-                sender: to_sender,
-                peer: to_peer,
-            } => {
-                let (to_sender, to_peer) = (to_sender.clone(), to_peer.clone());
-                let replies = Box::pin(close_both(sender, peer, &to_sender, &to_peer)).await;
-                self.replied_both(direction, replies);
-                return true;
-            }
-            Verdict::ForwardThenClose {
-                sender: to_sender,
-                peer: to_peer,
-            } => (Some(to_sender.clone()), Some(to_peer.clone())),
+        let then_close = match std::mem::take(&mut frame.verdict) {
+            Verdict::Drop => return None,
+            Verdict::Forward => None,
+            Verdict::Close { sender, peer } => return Some(Ending::CloseBoth(sender, peer)),
+            Verdict::ForwardThenClose { sender, peer } => Some(Ending::CloseBoth(sender, peer)),
         };
         match forward(peer, &frame, unit.fin) {
             Ok(()) => {}
-            Err(Forward::PeerGone) => {
-                let away = planned(CloseCode::GOING_AWAY, "peer went away");
-                let reply = Box::pin(finish(sender, Some(&away))).await;
-                self.replied(direction, reply);
-                return true;
-            }
+            Err(Forward::PeerGone) => return Some(Ending::PeerGone),
             Err(Forward::Invalid(why)) => {
                 tracing::error!(
                     connection = self.conn.id,
@@ -458,48 +469,64 @@ impl Pump {
                     frame.kind.as_str()
                 );
                 let close = planned(CloseCode::INTERNAL_ERROR, "gateway error");
-                let replies = Box::pin(close_both(sender, peer, &close, &close)).await;
-                self.replied_both(direction, replies);
-                return true;
+                return Some(Ending::CloseBoth(close.clone(), close));
             }
         }
-        if let (Some(sender_close), Some(peer_close)) = (sender_close, peer_close) {
-            let replies = Box::pin(close_both(sender, peer, &sender_close, &peer_close)).await;
-            self.replied_both(direction, replies);
-            return true;
+        if then_close.is_some() {
+            return then_close;
         }
-        if closing {
-            // The sender is done sending, but the peer may have messages on
-            // their way (answers to what the sender sent): they are
-            // delivered, then the sender gets the peer's close as the answer
-            // to its own, so codes and reasons pass end to end.
-            let peer_side = opposite(direction);
-            let _ = Box::pin(peer.flush()).await;
-            let answer = Box::pin(self.deliver_until_close(peer_side, peer, sender)).await;
-            let answer = match answer {
-                Some(Unit {
-                    status: Some(code),
-                    data,
-                    ..
-                }) => {
-                    let reason = String::from_utf8_lossy(&data).into_owned();
-                    CloseCode::new(code).map(|code| planned(code, &reason))
-                }
-                _ => None,
-            };
-            self.replied(peer_side, answer.as_ref().map(|c| c.status.as_u16()));
-            let echo = frame
-                .status
-                .and_then(CloseCode::new)
-                .map(|code| planned(code, ""));
-            let to_sender = answer
-                .or(echo)
-                .unwrap_or_else(|| planned(CloseCode::NORMAL, ""));
-            Box::pin(async { tokio::join!(finish(sender, Some(&to_sender)), finish(peer, None)) })
-                .await;
-            return true;
+        (frame.kind == FrameType::Close).then_some(Ending::SenderClosed(frame.status))
+    }
+
+    /// Carries out how the connection ends after a frame from `direction`.
+    async fn end<S, P>(
+        &mut self,
+        direction: Direction,
+        ending: Ending,
+        sender: &mut WebSocket<S>,
+        peer: &mut WebSocket<P>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin,
+        P: AsyncRead + AsyncWrite + Unpin,
+    {
+        match ending {
+            Ending::CloseBoth(to_sender, to_peer) => {
+                let replies = close_both(sender, peer, &to_sender, &to_peer).await;
+                self.replied_both(direction, replies);
+            }
+            Ending::PeerGone => {
+                let away = planned(CloseCode::GOING_AWAY, "peer went away");
+                let reply = finish(sender, Some(&away)).await;
+                self.replied(direction, reply);
+            }
+            Ending::SenderClosed(status) => {
+                // The sender is done sending, but the peer may have messages
+                // on their way (answers to what the sender sent): they are
+                // delivered, then the sender gets the peer's close as the
+                // answer to its own, so codes and reasons pass end to end.
+                let peer_side = opposite(direction);
+                let _ = peer.flush().await;
+                let answer = match self.deliver_until_close(peer_side, peer, sender).await {
+                    Some(Unit {
+                        status: Some(code),
+                        data,
+                        ..
+                    }) => {
+                        let reason = String::from_utf8_lossy(&data).into_owned();
+                        CloseCode::new(code).map(|code| planned(code, &reason))
+                    }
+                    _ => None,
+                };
+                self.replied(peer_side, answer.as_ref().map(|c| c.status.as_u16()));
+                let echo = status
+                    .and_then(CloseCode::new)
+                    .map(|code| planned(code, ""));
+                let to_sender = answer
+                    .or(echo)
+                    .unwrap_or_else(|| planned(CloseCode::NORMAL, ""));
+                tokio::join!(finish(sender, Some(&to_sender)), finish(peer, None));
+            }
         }
-        false
     }
 
     /// [`Pump::replied`] for the sender of a frame from `direction` and its peer.
@@ -539,8 +566,7 @@ fn poll_event<C, U>(
     upstream: &mut WebSocket<U>,
     aggregate: bool,
     client_first: bool,
-    idle: Pin<&mut Sleep>,
-    idle_on: bool,
+    idle: Option<Pin<&mut Sleep>>,
 ) -> Poll<Event>
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -571,7 +597,7 @@ where
             return Poll::Ready(Event::Received(side, received));
         }
     }
-    if idle_on && idle.poll(cx).is_ready() {
+    if idle.is_some_and(|idle| idle.poll(cx).is_ready()) {
         return Poll::Ready(Event::Idle);
     }
     Poll::Pending

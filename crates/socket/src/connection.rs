@@ -6,6 +6,7 @@ use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
@@ -93,14 +94,17 @@ pub struct WebSocket<S> {
     io: S,
     proto: Protocol,
     rbuf: BytesMut,
-    config: WebSocketConfig,
-    keepalive: Option<Keepalive>,
+    /// Shared by the connections of one server (or one set of options).
+    config: Arc<WebSocketConfig>,
+    // The boxed fields below are rarely set: boxing keeps an idle
+    // connection small (see BENCHMARKS.md, memory per idle connection).
+    keepalive: Option<Box<Keepalive>>,
     close_timer: Option<Pin<Box<Sleep>>>,
-    subprotocol: Option<String>,
+    subprotocol: Option<Box<str>>,
     /// A read result held back until the replies it caused are flushed.
-    pending: Option<Incoming>,
+    pending: Option<Box<Incoming>>,
     /// A fatal error to report once its close frame is flushed.
-    failure: Option<Error>,
+    failure: Option<Box<Error>>,
     /// A protocol error ended reading, but the caller closes (see
     /// [`WebSocketConfig::close_on_error`]).
     read_failed: bool,
@@ -134,7 +138,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// let ws = WebSocket::from_raw_socket(a, Role::Server, WebSocketConfig::default(), bytes::Bytes::new());
     /// # drop(ws); }
     /// ```
-    pub fn from_raw_socket(io: S, role: Role, config: WebSocketConfig, read_buf: Bytes) -> Self {
+    pub fn from_raw_socket(
+        io: S,
+        role: Role,
+        config: impl Into<Arc<WebSocketConfig>>,
+        read_buf: Bytes,
+    ) -> Self {
+        let config = config.into();
         let mut proto = Protocol::new(config.wire(role), entropy);
         proto.set_auto_pong(config.auto_pong);
         proto.set_close_on_error(config.close_on_error);
@@ -142,7 +152,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         proto.set_fragment_size(config.fragment_size);
         let keepalive = config
             .ping_interval
-            .map(|interval| Keepalive::new(interval, config.pong_timeout));
+            .map(|interval| Box::new(Keepalive::new(interval, config.pong_timeout)));
         WebSocket {
             io,
             proto,
@@ -161,7 +171,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     pub(crate) fn with_subprotocol(mut self, protocol: Option<String>) -> Self {
-        self.subprotocol = protocol;
+        self.subprotocol = protocol.map(String::into_boxed_str);
         self
     }
 
@@ -222,13 +232,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Sets the read and write timeouts (lua-resty-websocket's `set_timeout`).
     pub fn set_timeout(&mut self, timeout: Option<Duration>) {
-        self.config.read_timeout = timeout;
-        self.config.write_timeout = timeout;
+        let config = Arc::make_mut(&mut self.config);
+        config.read_timeout = timeout;
+        config.write_timeout = timeout;
     }
 
     /// Changes the largest message accepted from now on.
     pub fn set_max_recv_len(&mut self, len: u64) {
-        self.config = self.config.clone().max_recv_len(len);
+        self.config = Arc::new(WebSocketConfig::clone(&self.config).max_recv_len(len));
         self.proto
             .set_limits(self.config.wire(self.proto.config().role).limits);
     }
@@ -299,9 +310,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if self.done || self.read_failed {
                 return Poll::Ready(None);
             }
-            if !self.config.close_on_error && matches!(self.failure, Some(Error::Protocol(_))) {
+            if !self.config.close_on_error && self.failed_protocol() {
                 self.read_failed = true;
-                return Poll::Ready(self.failure.take().map(Err));
+                return Poll::Ready(self.failure.take().map(|e| Err(*e)));
             }
             if self.failure.is_some() {
                 // Best effort: the peer may already be gone.
@@ -315,7 +326,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 // closing a socket with unread data resets the connection,
                 // and the reset can destroy our close frame before the peer
                 // reads it. A dead peer (pong timeout) is not waited for.
-                let lingering = matches!(self.failure, Some(Error::Protocol(_)));
+                let lingering = self.failed_protocol();
                 while lingering && !matches!(self.poll_close_timer(cx), Poll::Ready(())) {
                     match ready!(self.poll_discard(cx)) {
                         Ok(0) | Err(_) => break,
@@ -323,7 +334,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     }
                 }
                 self.done = true;
-                return Poll::Ready(self.failure.take().map(Err));
+                return Poll::Ready(self.failure.take().map(|e| Err(*e)));
             }
             if let Some(item) = self.pending.take() {
                 match self.poll_write_out(write_waker) {
@@ -335,7 +346,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                         self.done = true;
                         return Poll::Ready(Some(Err(e.into())));
                     }
-                    Poll::Ready(Ok(())) => return Poll::Ready(Some(Ok(item))),
+                    Poll::Ready(Ok(())) => return Poll::Ready(Some(Ok(*item))),
                 }
             }
             if self.proto.close_state() == CloseState::Closed {
@@ -371,7 +382,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                             // The close reply goes out before the caller sees
                             // the close, so dropping the connection then
                             // cannot lose it.
-                            self.pending = Some(item);
+                            self.pending = Some(Box::new(item));
                             continue;
                         }
                         // A pong: sent now if the socket takes it, else with
@@ -385,7 +396,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    self.failure = Some(Error::Protocol(e));
+                    self.failure = Some(Box::new(Error::Protocol(e)));
                     continue;
                 }
             }
@@ -399,7 +410,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                         KeepaliveAction::Dead => {
                             let timeout = keepalive.timeout;
                             let _ = self.proto.close_with(CloseCode::GOING_AWAY, "pong timeout");
-                            self.failure = Some(Error::PongTimeout(timeout));
+                            self.failure = Some(Box::new(Error::PongTimeout(timeout)));
                         }
                     }
                     continue;
@@ -429,6 +440,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
             }
         }
+    }
+
+    fn failed_protocol(&self) -> bool {
+        matches!(self.failure.as_deref(), Some(Error::Protocol(_)))
     }
 
     fn on_incoming(&mut self, item: &Incoming) {

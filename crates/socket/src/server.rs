@@ -1,6 +1,7 @@
 //! Accepting connections: the server side of the opening handshake over any
 //! stream, and upgrading a request another HTTP server already parsed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -96,8 +97,8 @@ impl Decision {
 /// ```
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Settings for accepted connections.
-    pub websocket: WebSocketConfig,
+    /// Settings for accepted connections, shared by all of them.
+    pub websocket: Arc<WebSocketConfig>,
     /// Limits on the request head.
     pub limits: HandshakeLimits,
     /// How long a client may take to send its request.
@@ -107,7 +108,7 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            websocket: WebSocketConfig::default(),
+            websocket: Arc::new(WebSocketConfig::default()),
             limits: HandshakeLimits::default(),
             handshake_timeout: Duration::from_secs(10),
         }
@@ -116,8 +117,8 @@ impl Default for ServerConfig {
 
 impl ServerConfig {
     /// Sets the accepted connections' settings.
-    pub fn websocket(mut self, config: WebSocketConfig) -> Self {
-        self.websocket = config;
+    pub fn websocket(mut self, config: impl Into<Arc<WebSocketConfig>>) -> Self {
+        self.websocket = config.into();
         self
     }
 }

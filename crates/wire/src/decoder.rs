@@ -32,19 +32,25 @@ pub struct Frame {
 /// The data message being received, between its first and last frame.
 #[derive(Debug, Clone, Copy)]
 struct InMessage {
+    total: u64,
+    /// Saturating: a count past `u32::MAX` is over any limit anyway.
+    fragments: u32,
     opcode: OpCode,
     compressed: bool,
-    total: u64,
-    fragments: usize,
 }
 
-/// A frame whose header was read and whose payload is still arriving.
+/// A frame whose header was read and whose payload is still arriving: what
+/// of its header the rest of the frame needs, kept small because every
+/// connection carries one.
 #[derive(Debug, Clone, Copy)]
 struct InFrame {
-    header: FrameHeader,
     len: usize,
     /// Payload bytes already unmasked (and validated, for text).
     done: usize,
+    mask: Option<[u8; 4]>,
+    opcode: OpCode,
+    fin: bool,
+    rsv1: bool,
 }
 
 /// Reads frames out of a buffer of received bytes, enforcing every rule of
@@ -107,6 +113,15 @@ impl FrameDecoder {
         self.config.limits
     }
 
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub(crate) fn config_mut(&mut self) -> &mut Config {
+        &mut self.config
+    }
+
     /// Whether a close frame has been received.
     pub fn close_received(&self) -> bool {
         self.close_received
@@ -141,20 +156,23 @@ impl FrameDecoder {
                 buf.advance(header_len);
                 self.begin(&header);
                 InFrame {
-                    header,
                     // Checked against the limits, so it fits in memory.
                     len: header.payload_len as usize,
                     done: 0,
+                    mask: header.mask,
+                    opcode: header.opcode,
+                    fin: header.fin,
+                    rsv1: header.rsv1,
                 }
             }
         };
         let available = buf.len().min(frame.len);
         if available > frame.done {
             let fresh = &mut buf[frame.done..available];
-            if let Some(key) = frame.header.mask {
+            if let Some(key) = frame.mask {
                 apply_mask(fresh, key, frame.done);
             }
-            if self.validating_utf8(&frame.header) {
+            if self.validating_utf8(frame.opcode) {
                 self.utf8
                     .feed(fresh)
                     .map_err(|_| ProtocolError::InvalidUtf8)?;
@@ -173,11 +191,11 @@ impl FrameDecoder {
         } else {
             buf.split_to(frame.len).freeze()
         };
-        self.finish(&frame.header, &payload)?;
+        self.finish(frame.opcode, frame.fin, &payload)?;
         Ok(Some(Frame {
-            fin: frame.header.fin,
-            opcode: frame.header.opcode,
-            rsv1: frame.header.rsv1,
+            fin: frame.fin,
+            opcode: frame.opcode,
+            rsv1: frame.rsv1,
             payload,
         }))
     }
@@ -209,7 +227,9 @@ impl FrameDecoder {
             (OpCode::Text | OpCode::Binary, Some(_)) => {
                 return Err(ProtocolError::ExpectedContinuation)
             }
-            (OpCode::Continuation, Some(m)) => (m.total + h.payload_len, m.fragments + 1),
+            (OpCode::Continuation, Some(m)) => {
+                (m.total + h.payload_len, m.fragments.saturating_add(1))
+            }
             (OpCode::Text | OpCode::Binary, None) => (h.payload_len, 1),
             _ => return Ok(()),
         };
@@ -219,7 +239,7 @@ impl FrameDecoder {
                 limit: limits.max_message_len,
             });
         }
-        if fragments > limits.max_fragments {
+        if fragments as usize > limits.max_fragments {
             return Err(ProtocolError::TooManyFragments(limits.max_fragments));
         }
         Ok(())
@@ -240,7 +260,7 @@ impl FrameDecoder {
             OpCode::Continuation => {
                 if let Some(m) = &mut self.message {
                     m.total += h.payload_len;
-                    m.fragments += 1;
+                    m.fragments = m.fragments.saturating_add(1);
                 }
             }
             _ => {}
@@ -249,8 +269,8 @@ impl FrameDecoder {
 
     /// Text is validated here unless it is compressed, in which case the
     /// inflated message is validated by the layer that inflates it.
-    fn validating_utf8(&self, h: &FrameHeader) -> bool {
-        match h.opcode {
+    fn validating_utf8(&self, opcode: OpCode) -> bool {
+        match opcode {
             OpCode::Text | OpCode::Continuation => self
                 .message
                 .is_some_and(|m| m.opcode == OpCode::Text && !m.compressed),
@@ -258,15 +278,15 @@ impl FrameDecoder {
         }
     }
 
-    fn finish(&mut self, h: &FrameHeader, payload: &[u8]) -> Result<(), ProtocolError> {
-        match h.opcode {
+    fn finish(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<(), ProtocolError> {
+        match opcode {
             OpCode::Close => {
                 CloseFrame::parse(payload)?;
                 self.close_received = true;
             }
             OpCode::Ping | OpCode::Pong => {}
-            _ if h.fin => {
-                if self.validating_utf8(h) {
+            _ if fin => {
+                if self.validating_utf8(opcode) {
                     self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
                 }
                 self.message = None;

@@ -41,8 +41,9 @@ impl EncodedHeader {
 #[derive(Debug, Clone)]
 pub struct FrameEncoder {
     max_send_len: u64,
-    /// The size of the fragmented message being sent, if one is.
-    sending: Option<u64>,
+    /// Whether a fragmented message is being sent, and its size so far.
+    fragmenting: bool,
+    sent: u64,
     close_sent: bool,
 }
 
@@ -51,7 +52,8 @@ impl FrameEncoder {
     pub fn new(max_send_len: u64) -> Self {
         FrameEncoder {
             max_send_len,
-            sending: None,
+            fragmenting: false,
+            sent: 0,
             close_sent: false,
         }
     }
@@ -63,7 +65,7 @@ impl FrameEncoder {
 
     /// Whether a fragmented message is being sent.
     pub fn is_fragmenting(&self) -> bool {
-        self.sending.is_some()
+        self.fragmenting
     }
 
     /// Changes the send limit.
@@ -121,15 +123,15 @@ impl FrameEncoder {
 
     /// The size of the message a data frame belongs to once it is sent.
     fn message_total(&self, opcode: OpCode, counted: u64) -> Result<u64, ProtocolError> {
-        match (opcode, self.sending) {
-            (OpCode::Continuation, None) => Err(ProtocolError::InvalidSend(
+        match (opcode, self.fragmenting) {
+            (OpCode::Continuation, false) => Err(ProtocolError::InvalidSend(
                 "a continuation frame needs a message to continue",
             )),
-            (OpCode::Continuation, Some(sent)) => Ok(sent + counted),
-            (_, Some(_)) => Err(ProtocolError::InvalidSend(
+            (OpCode::Continuation, true) => Ok(self.sent + counted),
+            (_, true) => Err(ProtocolError::InvalidSend(
                 "the fragmented message being sent is not finished",
             )),
-            (_, None) => Ok(counted),
+            (_, false) => Ok(counted),
         }
     }
 
@@ -147,7 +149,8 @@ impl FrameEncoder {
         self.check(fin, opcode, counted)?;
         if !opcode.is_control() {
             let total = self.message_total(opcode, counted)?;
-            self.sending = (!fin).then_some(total);
+            self.fragmenting = !fin;
+            self.sent = total;
         }
         if opcode == OpCode::Close {
             self.close_sent = true;

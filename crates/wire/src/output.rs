@@ -36,8 +36,10 @@ const SHARE_MIN: usize = 4096;
 /// ```
 #[derive(Debug, Default)]
 pub struct Output {
-    /// Whole segments, oldest first, written before `tail`.
-    sealed: VecDeque<Bytes>,
+    /// Whole segments, oldest first, written before `tail`. Boxed, as only
+    /// large payloads need it: every idle connection carries an `Output`.
+    #[expect(clippy::box_collection, reason = "a pointer instead of a VecDeque's four words")]
+    sealed: Option<Box<VecDeque<Bytes>>>,
     /// Bytes copied in after the last sealed segment.
     tail: BytesMut,
 }
@@ -45,12 +47,12 @@ pub struct Output {
 impl Output {
     /// The number of bytes queued.
     pub fn len(&self) -> usize {
-        self.sealed.iter().map(Bytes::len).sum::<usize>() + self.tail.len()
+        self.segments().map(Bytes::len).sum::<usize>() + self.tail.len()
     }
 
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
-        self.sealed.is_empty() && self.tail.is_empty()
+        self.sealed.is_none() && self.tail.is_empty()
     }
 
     /// Queues a frame: `header`, then `payload` copied and masked with the
@@ -75,18 +77,21 @@ impl Output {
         let head = header.as_bytes();
         self.reserve(head.len());
         self.tail.put_slice(head);
-        self.sealed.push_back(self.tail.split().freeze());
-        self.sealed.push_back(payload.clone());
+        let head = self.tail.split().freeze();
+        let sealed = self.sealed.get_or_insert_with(Default::default);
+        sealed.push_back(head);
+        sealed.push_back(payload.clone());
     }
 
     /// All queued bytes in one buffer.
     pub(crate) fn take_all(&mut self) -> BytesMut {
-        if self.sealed.is_empty() {
+        let len = self.len();
+        let Some(sealed) = self.sealed.take() else {
             return std::mem::take(&mut self.tail);
-        }
-        let mut all = BytesMut::with_capacity(self.len());
-        for segment in self.sealed.drain(..) {
-            all.put_slice(&segment);
+        };
+        let mut all = BytesMut::with_capacity(len);
+        for segment in sealed.iter() {
+            all.put_slice(segment);
         }
         all.put_slice(&self.tail);
         self.release();
@@ -104,7 +109,11 @@ impl Output {
     fn release(&mut self) {
         self.tail.clear();
         spare::give(std::mem::take(&mut self.tail));
-        self.sealed = VecDeque::new();
+        self.sealed = None;
+    }
+
+    fn segments(&self) -> impl Iterator<Item = &Bytes> {
+        self.sealed.iter().flat_map(|sealed| sealed.iter())
     }
 }
 
@@ -114,14 +123,14 @@ impl Buf for Output {
     }
 
     fn chunk(&self) -> &[u8] {
-        match self.sealed.front() {
+        match self.segments().next() {
             Some(segment) => segment,
             None => &self.tail,
         }
     }
 
     fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
-        let segments = self.sealed.iter().map(|b| &b[..]);
+        let segments = self.segments().map(|b| &b[..]);
         let all = segments.chain(Some(&self.tail[..]).filter(|t| !t.is_empty()));
         let mut n = 0;
         for (slot, bytes) in dst.iter_mut().zip(all) {
@@ -132,13 +141,16 @@ impl Buf for Output {
     }
 
     fn advance(&mut self, mut cnt: usize) {
-        while let Some(front) = self.sealed.front_mut() {
-            if cnt < front.len() {
-                front.advance(cnt);
-                return;
+        if let Some(sealed) = &mut self.sealed {
+            while let Some(front) = sealed.front_mut() {
+                if cnt < front.len() {
+                    front.advance(cnt);
+                    return;
+                }
+                cnt -= front.len();
+                sealed.pop_front();
             }
-            cnt -= front.len();
-            self.sealed.pop_front();
+            self.sealed = None;
         }
         assert!(cnt <= self.tail.len(), "advanced past the queued output");
         self.tail.advance(cnt);
@@ -181,7 +193,7 @@ mod tests {
         let mut out = Output::default();
         let big = Bytes::from(vec![1u8; SHARE_MIN]);
         out.push_frame_shared(&header(big.len(), Some([0, 0, 0, 1])), &big);
-        assert_eq!(out.sealed.len(), 0, "a masked payload must be copied");
+        assert!(out.sealed.is_none(), "a masked payload must be copied");
         out.advance(out.len());
         out.push_frame_shared(&header(big.len(), None), &big);
         out.push_frame(&header(2, None), b"hi");

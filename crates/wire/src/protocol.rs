@@ -1,5 +1,7 @@
 //! One connection's protocol state: frames in, messages out, replies queued.
 
+use std::num::NonZeroUsize;
+
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
@@ -59,14 +61,13 @@ pub enum CloseState {
 /// ```
 #[derive(Debug)]
 pub struct Protocol {
-    config: Config,
     decoder: FrameDecoder,
     assembler: MessageAssembler,
     encoder: FrameEncoder,
     out: Output,
-    entropy: EntropySource,
-    keys: [u8; 64],
-    keys_used: usize,
+    /// Masking keys and where they come from: a client's (servers do not
+    /// mask, and carry no pointer for it).
+    keys: Option<Box<MaskKeys>>,
     auto_pong: bool,
     /// Whether a received close frame is answered at once.
     auto_close_reply: bool,
@@ -76,7 +77,7 @@ pub struct Protocol {
     /// pays one pointer.
     deflate: Option<Box<Compression>>,
     /// Split outgoing data messages into frames of at most this many bytes.
-    fragment_size: Option<usize>,
+    fragment_size: Option<NonZeroUsize>,
 }
 
 impl Protocol {
@@ -87,15 +88,18 @@ impl Protocol {
             assembler: MessageAssembler::new(),
             encoder: FrameEncoder::new(config.max_send_len),
             out: Output::default(),
-            entropy,
-            keys: [0; 64],
-            keys_used: 64,
+            keys: config.mask_outgoing.then(|| {
+                Box::new(MaskKeys {
+                    entropy,
+                    keys: [0; 64],
+                    used: 64,
+                })
+            }),
             auto_pong: true,
             auto_close_reply: true,
             close_on_error: true,
             deflate: None,
             fragment_size: None,
-            config,
         }
     }
 
@@ -113,18 +117,17 @@ impl Protocol {
 
     /// The configuration.
     pub fn config(&self) -> &Config {
-        &self.config
+        self.decoder.config()
     }
 
     /// Changes the receive limits.
     pub fn set_limits(&mut self, limits: crate::Limits) {
-        self.config.limits = limits;
         self.decoder.set_limits(limits);
     }
 
     /// Changes the send limit.
     pub fn set_max_send_len(&mut self, len: u64) {
-        self.config.max_send_len = len;
+        self.decoder.config_mut().max_send_len = len;
         self.encoder.set_max_send_len(len);
     }
 
@@ -178,7 +181,7 @@ impl Protocol {
     /// at most `size` payload bytes (after compression); `None` sends each
     /// message as one frame.
     pub fn set_fragment_size(&mut self, size: Option<usize>) {
-        self.fragment_size = size.map(|s| s.max(1));
+        self.fragment_size = size.and_then(|s| NonZeroUsize::new(s.max(1)));
     }
 
     /// The decoder, for extensions that need to adjust it.
@@ -279,7 +282,7 @@ impl Protocol {
             (OpCode::Continuation, Some(message)) => message,
             _ => return Ok(frame),
         };
-        let limit = self.config.limits.max_message_len;
+        let limit = self.decoder.limits().max_message_len;
         let mut out = Vec::new();
         z.codec
             .inflate(&frame.payload, frame.fin, limit - inflated, &mut out)
@@ -416,7 +419,7 @@ impl Protocol {
             Message::Text(text) => (OpCode::Text, text.as_shared()),
             Message::Binary(data) => (OpCode::Binary, data),
         };
-        let size = self.fragment_size.unwrap_or(usize::MAX);
+        let size = self.fragment_size.map_or(usize::MAX, NonZeroUsize::get);
         let len = payload.len();
         let deflate = self.deflate.as_deref_mut().filter(|z| z.codec.wants(len));
         let compress = deflate.is_some();
@@ -524,22 +527,25 @@ impl Protocol {
     }
 
     fn next_mask(&mut self) -> Option<[u8; 4]> {
-        if !self.config.mask_outgoing {
-            return None;
+        let keys = self.keys.as_deref_mut()?;
+        if keys.used + 4 > keys.keys.len() {
+            (keys.entropy)(&mut keys.keys);
+            keys.used = 0;
         }
-        if self.keys_used + 4 > self.keys.len() {
-            (self.entropy)(&mut self.keys);
-            self.keys_used = 0;
-        }
-        let at = self.keys_used;
-        self.keys_used += 4;
-        Some([
-            self.keys[at],
-            self.keys[at + 1],
-            self.keys[at + 2],
-            self.keys[at + 3],
-        ])
+        let at = keys.used;
+        keys.used += 4;
+        let key = &keys.keys[at..at + 4];
+        Some([key[0], key[1], key[2], key[3]])
     }
+}
+
+/// Masking keys drawn from the entropy source 16 at a time: one call to
+/// the operating system per 16 frames rather than per frame.
+#[derive(Debug)]
+struct MaskKeys {
+    entropy: EntropySource,
+    keys: [u8; 64],
+    used: usize,
 }
 
 /// A payload to send: borrowed (copied into the output), or shared (queued
