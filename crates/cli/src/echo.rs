@@ -49,7 +49,7 @@ async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
     websocket.fragment_size = args.fragment_size;
     let config = ServerConfig::default().websocket(websocket);
     loop {
-        let (tcp, peer) = match listener.accept().await {
+        let (tcp, _) = match listener.accept().await {
             Ok(conn) => conn,
             // Running out of file descriptors must not stop the server.
             Err(e) => {
@@ -59,13 +59,14 @@ async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
             }
         };
         let _ = tcp.set_nodelay(true);
-        // A poll function rather than an `async` block: the block would
-        // hold the echo future twice over (captured, and moved into its
-        // `.await`), and every idle connection pays for the task's size.
+        // Every idle connection pays for its task's size, which tokio rounds
+        // up to 128 bytes: so a poll function rather than an `async` block
+        // (which would hold the echo future twice over, captured and moved
+        // into its `.await`), and no peer address kept for the error line.
         let mut echo = frameway_gateway::echo::serve_echo_with(tcp, config.clone());
         tokio::spawn(std::future::poll_fn(move |cx| {
             if let Err(e) = ready!(Pin::new(&mut echo).poll(cx)) {
-                eprintln!("{peer}: {e}");
+                eprintln!("echo connection failed: {e}");
             }
             Poll::Ready(())
         }));

@@ -70,6 +70,19 @@ impl Incoming {
     }
 }
 
+/// Connection state that most connections never need: kept behind one
+/// pointer, because every idle connection carries what is inline.
+#[derive(Default)]
+struct Extras {
+    keepalive: Option<Keepalive>,
+    close_timer: Option<Pin<Box<Sleep>>>,
+    subprotocol: Option<String>,
+    /// A read result held back until the replies it caused are flushed.
+    pending: Option<Incoming>,
+    /// A fatal error to report once its close frame is flushed.
+    failure: Option<Error>,
+}
+
 /// A WebSocket connection over `S` (a `TcpStream`, a TLS stream, hyper's
 /// upgraded connection, or any `AsyncRead + AsyncWrite`).
 ///
@@ -96,15 +109,8 @@ pub struct WebSocket<S> {
     rbuf: BytesMut,
     /// Shared by the connections of one server (or one set of options).
     config: Arc<WebSocketConfig>,
-    // The boxed fields below are rarely set: boxing keeps an idle
-    // connection small (see BENCHMARKS.md, memory per idle connection).
-    keepalive: Option<Box<Keepalive>>,
-    close_timer: Option<Pin<Box<Sleep>>>,
-    subprotocol: Option<Box<str>>,
-    /// A read result held back until the replies it caused are flushed.
-    pending: Option<Box<Incoming>>,
-    /// A fatal error to report once its close frame is flushed.
-    failure: Option<Box<Error>>,
+    /// State most connections never need, behind one pointer.
+    extras: Option<Box<Extras>>,
     /// A protocol error ended reading, but the caller closes (see
     /// [`WebSocketConfig::close_on_error`]).
     read_failed: bool,
@@ -121,7 +127,10 @@ impl<S> std::fmt::Debug for WebSocket<S> {
         f.debug_struct("WebSocket")
             .field("role", &self.proto.config().role)
             .field("close_state", &self.proto.close_state())
-            .field("subprotocol", &self.subprotocol)
+            .field(
+                "subprotocol",
+                &self.extras.as_ref().and_then(|x| x.subprotocol.as_deref()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -150,19 +159,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         proto.set_close_on_error(config.close_on_error);
         proto.set_auto_close_reply(config.auto_close_reply);
         proto.set_fragment_size(config.fragment_size);
-        let keepalive = config
-            .ping_interval
-            .map(|interval| Box::new(Keepalive::new(interval, config.pong_timeout)));
+        let extras = config.ping_interval.map(|interval| {
+            Box::new(Extras {
+                keepalive: Some(Keepalive::new(interval, config.pong_timeout)),
+                ..Extras::default()
+            })
+        });
         WebSocket {
             io,
             proto,
             rbuf: BytesMut::from(&read_buf[..]),
             config,
-            keepalive,
-            close_timer: None,
-            subprotocol: None,
-            pending: None,
-            failure: None,
+            extras,
             read_failed: false,
             tcp_closing: false,
             shutdown_sent: false,
@@ -171,7 +179,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     pub(crate) fn with_subprotocol(mut self, protocol: Option<String>) -> Self {
-        self.subprotocol = protocol.map(String::into_boxed_str);
+        if protocol.is_some() {
+            self.extras().subprotocol = protocol;
+        }
         self
     }
 
@@ -206,7 +216,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// The subprotocol agreed in the handshake, if any.
     pub fn protocol(&self) -> Option<&str> {
-        self.subprotocol.as_deref()
+        self.extras.as_ref()?.subprotocol.as_deref()
     }
 
     /// The settings in force.
@@ -249,8 +259,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub(crate) fn is_reusable(&self) -> bool {
         !self.done
             && !self.read_failed
-            && self.failure.is_none()
-            && self.pending.is_none()
+            && self
+                .extras
+                .as_ref()
+                .is_none_or(|x| x.failure.is_none() && x.pending.is_none())
             && self.proto.close_state() == CloseState::Open
             && self.proto.is_idle()
             && !self.proto.has_output()
@@ -312,9 +324,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             }
             if !self.config.close_on_error && self.failed_protocol() {
                 self.read_failed = true;
-                return Poll::Ready(self.failure.take().map(|e| Err(*e)));
+                return Poll::Ready(self.take_failure().map(Err));
             }
-            if self.failure.is_some() {
+            if self.extras.as_ref().is_some_and(|x| x.failure.is_some()) {
                 // Best effort: the peer may already be gone.
                 let _ = ready!(self.poll_write_out(write_waker));
                 if !self.shutdown_sent {
@@ -334,19 +346,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     }
                 }
                 self.done = true;
-                return Poll::Ready(self.failure.take().map(|e| Err(*e)));
+                return Poll::Ready(self.take_failure().map(Err));
             }
-            if let Some(item) = self.pending.take() {
+            if let Some(item) = self.extras.as_mut().and_then(|x| x.pending.take()) {
                 match self.poll_write_out(write_waker) {
                     Poll::Pending => {
-                        self.pending = Some(item);
+                        self.extras().pending = Some(item);
                         return Poll::Pending;
                     }
                     Poll::Ready(Err(e)) => {
                         self.done = true;
                         return Poll::Ready(Some(Err(e.into())));
                     }
-                    Poll::Ready(Ok(())) => return Poll::Ready(Some(Ok(*item))),
+                    Poll::Ready(Ok(())) => return Poll::Ready(Some(Ok(item))),
                 }
             }
             if self.proto.close_state() == CloseState::Closed {
@@ -382,7 +394,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                             // The close reply goes out before the caller sees
                             // the close, so dropping the connection then
                             // cannot lose it.
-                            self.pending = Some(Box::new(item));
+                            self.extras().pending = Some(item);
                             continue;
                         }
                         // A pong: sent now if the socket takes it, else with
@@ -396,25 +408,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    self.failure = Some(Box::new(Error::Protocol(e)));
+                    self.extras().failure = Some(Error::Protocol(e));
                     continue;
                 }
             }
-            if let Some(keepalive) = &mut self.keepalive {
-                if let Poll::Ready(action) = keepalive.poll(cx) {
-                    match action {
-                        KeepaliveAction::Ping => {
-                            // Fails only once our close is sent, when pings stop mattering.
-                            let _ = self.proto.send_frame(true, OpCode::Ping, b"frameway");
-                        }
-                        KeepaliveAction::Dead => {
-                            let timeout = keepalive.timeout;
-                            let _ = self.proto.close_with(CloseCode::GOING_AWAY, "pong timeout");
-                            self.failure = Some(Box::new(Error::PongTimeout(timeout)));
-                        }
+            let keepalive = self.extras.as_mut().and_then(|x| x.keepalive.as_mut());
+            if let Some(Poll::Ready(action)) = keepalive.map(|k| k.poll(cx).map(|a| (a, k.timeout)))
+            {
+                match action {
+                    (KeepaliveAction::Ping, _) => {
+                        // Fails only once our close is sent, when pings stop mattering.
+                        let _ = self.proto.send_frame(true, OpCode::Ping, b"frameway");
                     }
-                    continue;
+                    (KeepaliveAction::Dead, timeout) => {
+                        let _ = self.proto.close_with(CloseCode::GOING_AWAY, "pong timeout");
+                        self.extras().failure = Some(Error::PongTimeout(timeout));
+                    }
                 }
+                continue;
             }
             if self.proto.close_state() == CloseState::Sent {
                 if let Poll::Ready(()) = self.poll_close_timer(cx) {
@@ -443,7 +454,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     fn failed_protocol(&self) -> bool {
-        matches!(self.failure.as_deref(), Some(Error::Protocol(_)))
+        let failure = self.extras.as_ref().and_then(|x| x.failure.as_ref());
+        matches!(failure, Some(Error::Protocol(_)))
+    }
+
+    fn take_failure(&mut self) -> Option<Error> {
+        self.extras.as_mut()?.failure.take()
+    }
+
+    fn extras(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
     }
 
     fn on_incoming(&mut self, item: &Incoming) {
@@ -452,7 +472,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             Incoming::Message(m) => matches!(m, Message::Pong(_)),
         };
         if is_pong {
-            if let Some(keepalive) = &mut self.keepalive {
+            if let Some(keepalive) = self.extras.as_mut().and_then(|x| x.keepalive.as_mut()) {
                 keepalive.on_pong();
             }
         }
@@ -497,7 +517,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     fn poll_close_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let timeout = self.config.close_timeout;
-        self.close_timer
+        self.extras()
+            .close_timer
             .get_or_insert_with(|| Box::pin(sleep(timeout)))
             .as_mut()
             .poll(cx)

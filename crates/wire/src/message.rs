@@ -121,7 +121,11 @@ pub struct RawMessage {
 /// [`crate::FrameDecoder`], so this only gathers.
 #[derive(Debug, Default)]
 pub struct MessageAssembler {
-    partial: Option<(OpCode, bool, BytesMut)>,
+    /// The fragmented message being gathered: its opcode, whether it is
+    /// compressed, and its bytes so far. Boxed, as most connections never
+    /// see a fragmented message and every one carries an assembler.
+    #[allow(clippy::type_complexity)]
+    partial: Option<Box<(OpCode, bool, BytesMut)>>,
 }
 
 impl MessageAssembler {
@@ -134,13 +138,13 @@ impl MessageAssembler {
     /// Control frames are not passed here.
     pub fn push(&mut self, frame: Frame) -> Option<RawMessage> {
         debug_assert!(!frame.opcode.is_control());
-        match (frame.opcode, frame.fin, self.partial.as_mut()) {
+        match (frame.opcode, frame.fin, self.partial.as_deref_mut()) {
             (OpCode::Continuation, fin, Some((_, _, buf))) => {
                 buf.extend_from_slice(&frame.payload);
                 if !fin {
                     return None;
                 }
-                let (opcode, compressed, buf) = self.partial.take()?;
+                let (opcode, compressed, buf) = *self.partial.take()?;
                 Some(RawMessage {
                     opcode,
                     compressed,
@@ -153,7 +157,8 @@ impl MessageAssembler {
                 payload: frame.payload,
             }),
             (opcode, false, _) => {
-                self.partial = Some((opcode, frame.rsv1, BytesMut::from(&frame.payload[..])));
+                let buf = BytesMut::from(&frame.payload[..]);
+                self.partial = Some(Box::new((opcode, frame.rsv1, buf)));
                 None
             }
         }

@@ -38,7 +38,10 @@ const SHARE_MIN: usize = 4096;
 pub struct Output {
     /// Whole segments, oldest first, written before `tail`. Boxed, as only
     /// large payloads need it: every idle connection carries an `Output`.
-    #[expect(clippy::box_collection, reason = "a pointer instead of a VecDeque's four words")]
+    #[expect(
+        clippy::box_collection,
+        reason = "a pointer instead of a VecDeque's four words"
+    )]
     sealed: Option<Box<VecDeque<Bytes>>>,
     /// Bytes copied in after the last sealed segment.
     tail: BytesMut,

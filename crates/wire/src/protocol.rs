@@ -1,6 +1,6 @@
 //! One connection's protocol state: frames in, messages out, replies queued.
 
-use std::num::NonZeroUsize;
+use std::num::NonZeroU32;
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -77,7 +77,7 @@ pub struct Protocol {
     /// pays one pointer.
     deflate: Option<Box<Compression>>,
     /// Split outgoing data messages into frames of at most this many bytes.
-    fragment_size: Option<NonZeroUsize>,
+    fragment_size: Option<NonZeroU32>,
 }
 
 impl Protocol {
@@ -181,7 +181,8 @@ impl Protocol {
     /// at most `size` payload bytes (after compression); `None` sends each
     /// message as one frame.
     pub fn set_fragment_size(&mut self, size: Option<usize>) {
-        self.fragment_size = size.and_then(|s| NonZeroUsize::new(s.max(1)));
+        let size = size.map(|s| s.clamp(1, u32::MAX as usize) as u32);
+        self.fragment_size = size.and_then(NonZeroU32::new);
     }
 
     /// The decoder, for extensions that need to adjust it.
@@ -419,7 +420,7 @@ impl Protocol {
             Message::Text(text) => (OpCode::Text, text.as_shared()),
             Message::Binary(data) => (OpCode::Binary, data),
         };
-        let size = self.fragment_size.map_or(usize::MAX, NonZeroUsize::get);
+        let size = self.fragment_size.map_or(usize::MAX, |s| s.get() as usize);
         let len = payload.len();
         let deflate = self.deflate.as_deref_mut().filter(|z| z.codec.wants(len));
         let compress = deflate.is_some();
