@@ -31,7 +31,7 @@ const STACK_READ: usize = 4096;
 /// The least spare room a read is given before the buffer grows.
 const MIN_READ_BUF: usize = 8 * 1024;
 /// Queued segments written by one vectored write.
-const MAX_WRITE_SLICES: usize = 64;
+const MAX_WRITE_SLICES: usize = 16;
 /// The most the read buffer grows by in one step.
 const MAX_READ_STEP: usize = 256 * 1024;
 
@@ -284,8 +284,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub async fn recv(&mut self) -> Option<Result<Message>> {
         let timeout = self.config.read_timeout;
         let next = poll_fn(|cx| {
-            let waker = cx.waker().clone();
-            self.poll_incoming(cx, &waker, false)
+            let waker = cx.waker();
+            self.poll_incoming(cx, waker, false)
         });
         match with_timeout(timeout, TimeoutKind::Read, next).await {
             Ok(item) => item.map(|r| r.map(Incoming::into_message)),
@@ -300,8 +300,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub async fn recv_frame(&mut self) -> Option<Result<Frame>> {
         let timeout = self.config.read_timeout;
         let next = poll_fn(|cx| {
-            let waker = cx.waker().clone();
-            self.poll_incoming(cx, &waker, true)
+            let waker = cx.waker();
+            self.poll_incoming(cx, waker, true)
         });
         match with_timeout(timeout, TimeoutKind::Read, next).await {
             Ok(item) => item.map(|r| r.map(Incoming::into_frame)),
@@ -561,7 +561,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         while self.proto.has_output() {
             let out = self.proto.output();
             let io = Pin::new(&mut self.io);
-            let n = if vectored {
+            let n = if vectored && !out.is_contiguous() {
                 let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
                 let count = out.chunks_vectored(&mut slices);
                 ready!(io.poll_write_vectored(&mut cx, &slices[..count]))?
@@ -627,15 +627,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// [`WebSocket::recv`] as a poll function (without the read timeout).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
-        let waker = cx.waker().clone();
-        self.poll_incoming(cx, &waker, false)
+        let waker = cx.waker();
+        self.poll_incoming(cx, waker, false)
             .map(|item| item.map(|r| r.map(Incoming::into_message)))
     }
 
     /// [`WebSocket::recv_frame`] as a poll function (without the read timeout).
     pub fn poll_recv_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame>>> {
-        let waker = cx.waker().clone();
-        self.poll_incoming(cx, &waker, true)
+        let waker = cx.waker();
+        self.poll_incoming(cx, waker, true)
             .map(|item| item.map(|r| r.map(Incoming::into_frame)))
     }
 

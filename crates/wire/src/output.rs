@@ -58,6 +58,12 @@ impl Output {
         self.sealed.is_none() && self.tail.is_empty()
     }
 
+    /// Whether the queued bytes are all in one piece ([`Buf::chunk`]), so a
+    /// plain write takes them all.
+    pub fn is_contiguous(&self) -> bool {
+        self.sealed.is_none()
+    }
+
     /// Queues a frame: `header`, then `payload` copied and masked with the
     /// header's key if it has one.
     pub(crate) fn push_frame(&mut self, header: &EncodedHeader, payload: &[u8]) {
