@@ -121,11 +121,17 @@ pub struct RawMessage {
 /// [`crate::FrameDecoder`], so this only gathers.
 #[derive(Debug, Default)]
 pub struct MessageAssembler {
-    /// The fragmented message being gathered: its opcode, whether it is
-    /// compressed, and its bytes so far. Boxed, as most connections never
-    /// see a fragmented message and every one carries an assembler.
-    #[allow(clippy::type_complexity)]
-    partial: Option<Box<(OpCode, bool, BytesMut)>>,
+    /// Boxed: most connections never see a fragmented message, and every
+    /// one carries an assembler.
+    partial: Option<Box<Partial>>,
+}
+
+/// A fragmented message being gathered.
+#[derive(Debug)]
+struct Partial {
+    opcode: OpCode,
+    compressed: bool,
+    payload: BytesMut,
 }
 
 impl MessageAssembler {
@@ -139,16 +145,20 @@ impl MessageAssembler {
     pub fn push(&mut self, frame: Frame) -> Option<RawMessage> {
         debug_assert!(!frame.opcode.is_control());
         match (frame.opcode, frame.fin, self.partial.as_deref_mut()) {
-            (OpCode::Continuation, fin, Some((_, _, buf))) => {
-                buf.extend_from_slice(&frame.payload);
+            (OpCode::Continuation, fin, Some(partial)) => {
+                partial.payload.extend_from_slice(&frame.payload);
                 if !fin {
                     return None;
                 }
-                let (opcode, compressed, buf) = *self.partial.take()?;
+                let Partial {
+                    opcode,
+                    compressed,
+                    payload,
+                } = *self.partial.take()?;
                 Some(RawMessage {
                     opcode,
                     compressed,
-                    payload: buf.freeze(),
+                    payload: payload.freeze(),
                 })
             }
             (opcode, true, _) => Some(RawMessage {
@@ -157,8 +167,11 @@ impl MessageAssembler {
                 payload: frame.payload,
             }),
             (opcode, false, _) => {
-                let buf = BytesMut::from(&frame.payload[..]);
-                self.partial = Some(Box::new((opcode, frame.rsv1, buf)));
+                self.partial = Some(Box::new(Partial {
+                    opcode,
+                    compressed: frame.rsv1,
+                    payload: BytesMut::from(&frame.payload[..]),
+                }));
                 None
             }
         }
