@@ -377,7 +377,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     return Poll::Ready(Some(Err(e.into())));
                 }
             }
-            let decoded = if frames {
+            // Nothing buffered decodes to nothing (a frame whose header was
+            // read always waits for payload bytes), so skip the parser.
+            let decoded = if self.rbuf.is_empty() {
+                Ok(None)
+            } else if frames {
                 self.proto
                     .read_frame(&mut self.rbuf)
                     .map(|f| f.map(Incoming::Frame))
