@@ -186,7 +186,11 @@ impl FrameDecoder {
         self.frame = None;
         let payload = if frame.len < COPY_BELOW {
             let payload = Bytes::copy_from_slice(&buf[..frame.len]);
-            buf.advance(frame.len);
+            if buf.len() == frame.len {
+                buf.clear();
+            } else {
+                buf.advance(frame.len);
+            }
             payload
         } else {
             buf.split_to(frame.len).freeze()

@@ -162,9 +162,11 @@ impl Buf for Output {
             self.sealed = None;
         }
         assert!(cnt <= self.tail.len(), "advanced past the queued output");
-        self.tail.advance(cnt);
-        if self.tail.is_empty() {
+        if cnt == self.tail.len() {
+            // All written: the buffer goes back whole, its room unused.
             self.release();
+        } else {
+            self.tail.advance(cnt);
         }
     }
 }

@@ -10,7 +10,7 @@
 //!
 //! ```
 //! let mut buf = frameway_wire::spare::take();
-//! assert!(buf.capacity() >= frameway_wire::spare::BUFFER_SIZE);
+//! assert!(buf.capacity() >= frameway_wire::spare::BUFFER_SIZE / 2);
 //! buf.extend_from_slice(b"a message");
 //! buf.clear();
 //! frameway_wire::spare::give(buf);
@@ -33,8 +33,9 @@ thread_local! {
     static SPARE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
 }
 
-/// An empty buffer with at least [`BUFFER_SIZE`] bytes of capacity: a spare
-/// one if the thread has one, else a new one.
+/// An empty buffer with at least half of [`BUFFER_SIZE`] bytes of capacity
+/// (a new one has all of it): a spare one if the thread has one, else a new
+/// one.
 pub fn take() -> BytesMut {
     let spare = SPARE
         .try_with(|spare| spare.borrow_mut().pop())
@@ -45,7 +46,10 @@ pub fn take() -> BytesMut {
         // alive and pins its memory; the buffer is then dropped, not the
         // payload.
         Some(mut buf) => {
-            if buf.try_reclaim(BUFFER_SIZE) {
+            // Reclaiming the room that earlier messages used costs a call
+            // into `bytes` every time; a buffer with half its room left is
+            // good as it is.
+            if buf.capacity() >= BUFFER_SIZE / 2 || buf.try_reclaim(BUFFER_SIZE) {
                 buf
             } else {
                 BytesMut::with_capacity(BUFFER_SIZE)
