@@ -8,24 +8,18 @@
 //! The echo server sends in 16 KiB frames, so the larger echoes reach the
 //! browser as fragmented compressed messages.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_frameway");
+use support::{echo_server, Server};
+
 const CHROMIUM: &str = "/usr/bin/chromium";
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The page: `ECHO_URL` is replaced with the echo server's address.
 const PAGE: &str = r#"<!doctype html>
@@ -125,14 +119,6 @@ fn read_request(stream: &mut TcpStream) -> Option<(String, String)> {
     Some((path, String::from_utf8_lossy(&body).into_owned()))
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn chromium_negotiates_permessage_deflate_and_every_echo_matches() {
     assert!(
@@ -140,19 +126,7 @@ fn chromium_negotiates_permessage_deflate_and_every_echo_matches() {
         "{CHROMIUM} is missing: run scripts/install-test-deps (scripts/test does), \
          which installs Debian's chromium package"
     );
-    let echo_port = free_port();
-    let mut echo = Command::new(BIN)
-        .args(["echo", "--listen", &format!("127.0.0.1:{echo_port}")])
-        .args(["--fragment-size", "16384"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(echo.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.contains("listening"), "{line}");
-    let _echo = Killed(echo);
+    let (_echo, echo_port) = echo_server(&["--fragment-size", "16384"]);
 
     let http = TcpListener::bind("127.0.0.1:0").unwrap();
     let http_port = http.local_addr().unwrap().port();
@@ -179,7 +153,7 @@ fn chromium_negotiates_permessage_deflate_and_every_echo_matches() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let chromium = Killed(chromium);
+    let chromium = Server(chromium);
 
     let body = rx
         .recv_timeout(Duration::from_secs(90))

@@ -1,72 +1,23 @@
 //! The `frameway` command as a user runs it: real processes, real sockets.
 
-use std::io::{BufRead, BufReader, Write};
+mod support;
+
+use std::io::Write;
 use std::net::TcpListener;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
-const BIN: &str = env!("CARGO_BIN_EXE_frameway");
+use support::{echo_server, free_port, run};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn echo_server() -> (Server, u16) {
-    let port = free_port();
-    let mut child = Command::new(BIN)
-        .args(["echo", "--listen", &format!("127.0.0.1:{port}")])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The server announces itself once it listens.
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.contains("listening"), "{line}");
-    (Server(child), port)
-}
-
-/// Runs `frameway client` with `input` on stdin, bounded in time.
+/// Runs `frameway client ARGS` with `input` on stdin, bounded in time.
 fn client(args: &[&str], input: &str) -> Output {
-    let mut child = Command::new(BIN)
-        .arg("client")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "frameway client did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+    let mut all = vec!["client"];
+    all.extend_from_slice(args);
+    run(&all, input)
 }
 
 #[test]
 fn client_sends_lines_and_prints_echoes() {
-    let (_server, port) = echo_server();
+    let (_server, port) = echo_server(&[]);
     let out = client(&[&format!("ws://127.0.0.1:{port}/")], "hello\nwörld\n");
     assert!(
         out.status.success(),
@@ -78,7 +29,7 @@ fn client_sends_lines_and_prints_echoes() {
 
 #[test]
 fn client_binary_mode_prints_hex() {
-    let (_server, port) = echo_server();
+    let (_server, port) = echo_server(&[]);
     let out = client(&["--binary", &format!("ws://127.0.0.1:{port}/")], "AB\n");
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "4142\n");

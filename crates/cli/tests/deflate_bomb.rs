@@ -3,24 +3,13 @@
 //! they pass the 1 MiB receive limit, and the server's peak memory stays
 //! where one legitimate 1 MiB message puts it.
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+mod support;
 
 use frameway::client::{connect_with, ConnectOptions};
 use frameway::{CloseCode, DeflateConfig, Message, WebSocketConfig};
+use support::echo_server;
 
-const BIN: &str = env!("CARGO_BIN_EXE_frameway");
 const LIMIT: u64 = 1 << 20;
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A `/proc/PID/status` field, in KiB.
 fn status_kib(pid: u32, field: &str) -> u64 {
@@ -42,24 +31,8 @@ fn options() -> ConnectOptions {
 
 #[tokio::test]
 async fn a_deflate_bomb_closes_with_1009_and_memory_stays_flat() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(BIN)
-        .args(["echo", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--max-message", &LIMIT.to_string()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.contains("listening"), "{line}");
-    let server = Server(child);
-    let pid = server.0.id();
+    let (server, port) = echo_server(&["--max-message", &LIMIT.to_string()]);
+    let pid = server.pid();
     let url = format!("ws://127.0.0.1:{port}/");
 
     // Warm up: the largest legitimate message, echoed, compressed.

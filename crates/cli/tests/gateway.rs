@@ -1,13 +1,11 @@
 //! `frameway gateway` as a user runs it: `--check`, the built-in default
 //! configuration and a configuration file, with real processes and sockets.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-const BIN: &str = env!("CARGO_BIN_EXE_frameway");
+use std::path::PathBuf;
+
+use support::{free_port, run, start};
 
 /// The configuration of the gateway issue, as written there.
 const ISSUE_EXAMPLE: &str = r#"[gateway]
@@ -27,14 +25,6 @@ url = "ws://127.0.0.1:9000/socket"     # or wss://; connect/read/write timeouts,
 name = "key-auth"
 config = { key_names = ["apikey"], keys = ["s3cret"] }
 "#;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A file in a fresh temporary directory, removed on drop.
 struct TempFile(PathBuf);
@@ -61,69 +51,6 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         if let Some(dir) = self.0.parent() {
             let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
-/// Runs `frameway ARGS` with `input` on stdin, bounded in time.
-fn run(args: &[&str], input: &str) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("frameway {args:?} did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
-/// A long-running `frameway` process, killed on drop.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `frameway ARGS` and waits (bounded) until it logs `listening`.
-fn start(args: &[&str]) -> Server {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line.contains("listening") => return server,
-            Ok(_) => continue,
-            Err(_) => panic!("frameway {args:?} never said it was listening"),
         }
     }
 }
