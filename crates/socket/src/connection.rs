@@ -138,7 +138,10 @@ impl<S> std::fmt::Debug for WebSocket<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Wraps a stream whose opening handshake is already done. `read_buf`
     /// holds bytes that arrived after the handshake (they belong to the
-    /// WebSocket stream and are read first).
+    /// WebSocket stream and are read first). `config` is a
+    /// [`WebSocketConfig`] or an `Arc` of one: a server passing the same
+    /// `Arc` to all its connections keeps one copy of the settings, not one
+    /// per connection.
     ///
     /// ```
     /// # async fn demo() {
