@@ -42,13 +42,11 @@ pub fn take() -> BytesMut {
         .ok()
         .flatten();
     match spare {
-        // Reclaiming fails only if a payload split off the buffer is still
-        // alive and pins its memory; the buffer is then dropped, not the
-        // payload.
+        // A buffer with half its room left is good as it is: reclaiming the
+        // room earlier messages used costs a call into `bytes` each time.
+        // Reclaiming fails only while a payload split off the buffer is
+        // still alive; that buffer is dropped (not the payload) for a new one.
         Some(mut buf) => {
-            // Reclaiming the room that earlier messages used costs a call
-            // into `bytes` every time; a buffer with half its room left is
-            // good as it is.
             if buf.capacity() >= BUFFER_SIZE / 2 || buf.try_reclaim(BUFFER_SIZE) {
                 buf
             } else {
