@@ -178,6 +178,7 @@ impl Pump {
         }
     }
 
+    /// Runs the plugins' close phase with what each side sent last.
     fn close_phase(self) {
         let Pump {
             chain,
