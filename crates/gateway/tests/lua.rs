@@ -11,15 +11,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use frameway::client::ClientStream;
-use frameway::server::{accept_with, Decision, ServerConfig};
-use frameway::{CloseCode, CloseFrame, Message, WebSocket};
+use frameway::{CloseCode, CloseFrame, Message};
 use frameway_gateway::config::Config;
 use frameway_gateway::lua::LuaOptions;
 use frameway_gateway::plugin::{Chain, Direction, FrameType, Registry, Session, Verdict};
-use support::{bounded, echo_upstream, gateway_with, one_route};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use support::{
+    bounded, connect, echo_upstream, gateway_with, next_close, next_upstream, one_route, recv_text,
+    scripted_upstream,
+};
 
 // ------------------------------------------------------------- helpers ---
 
@@ -94,70 +93,8 @@ async fn lua_gateway_with(
     gateway_with(&config, &Registry::with_builtins()).await
 }
 
-async fn connect(addr: SocketAddr, path: &str) -> WebSocket<ClientStream> {
-    let (ws, _) = frameway::connect(&format!("ws://{addr}{path}"))
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"));
-    ws
-}
-
-async fn recv_text<S>(ws: &mut WebSocket<S>) -> String
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    match ws.recv().await {
-        Some(Ok(Message::Text(t))) => t.to_string(),
-        other => panic!("expected a text message, got {other:?}"),
-    }
-}
-
-/// The next frame, which must be a close: its status and reason.
-async fn expect_close<S>(ws: &mut WebSocket<S>) -> (u16, String)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    match ws.recv().await {
-        Some(Ok(Message::Close(Some(c)))) => (c.code.as_u16(), c.reason.to_string()),
-        Some(Ok(Message::Close(None))) => (1005, String::new()),
-        other => panic!("expected a close frame, got {other:?}"),
-    }
-}
-
 fn close_frame(code: u16, reason: &str) -> Option<CloseFrame> {
     Some(CloseFrame::new(CloseCode::new(code).unwrap(), reason).unwrap())
-}
-
-/// An upstream connection handed to the test, with the request it got.
-struct UpstreamConn {
-    request: http::Request<()>,
-    ws: WebSocket<TcpStream>,
-}
-
-/// A WebSocket upstream whose connections the test drives.
-async fn upstream() -> (SocketAddr, mpsc::UnboundedReceiver<UpstreamConn>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut seen = None;
-                let ws = accept_with(tcp, ServerConfig::default(), |req, _| {
-                    let mut copy = http::Request::new(());
-                    *copy.uri_mut() = req.uri().clone();
-                    *copy.headers_mut() = req.headers().clone();
-                    seen = Some(copy);
-                    Decision::accept()
-                })
-                .await;
-                if let (Ok(ws), Some(request)) = (ws, seen) {
-                    let _ = tx.send(UpstreamConn { request, ws });
-                }
-            });
-        }
-    });
-    (addr, rx)
 }
 
 const HANDLER_HEAD: &str = "local P = { PRIORITY = 1000, VERSION = \"1.0.0\" }\n";
@@ -190,10 +127,10 @@ end
 "#,
             ),
         )]);
-        let (up, mut conns) = upstream().await;
+        let (up, mut conns) = scripted_upstream().await;
         let gw = lua_gateway(up, &dir, &[("rewrite", "{}")]).await;
         let mut client = connect(gw, "/").await;
-        let mut upstream = conns.recv().await.unwrap();
+        let mut upstream = next_upstream(&mut conns).await;
 
         client.send_text("hello").await.unwrap();
         assert_eq!(recv_text(&mut upstream.ws).await, "updated!");
@@ -236,30 +173,30 @@ async fn set_status_rewrites_close_frames_both_ways() {
                 example("upstream")
             )),
         )]);
-        let (up, mut conns) = upstream().await;
+        let (up, mut conns) = scripted_upstream().await;
         let gw = lua_gateway(up, &dir, &[("polite", "{}")]).await;
 
         // The client closes with 4000: the upstream sees 1000 "goodbye!".
         let mut client = connect(gw, "/").await;
-        let mut upstream = conns.recv().await.unwrap();
+        let mut upstream = next_upstream(&mut conns).await;
         client
             .send_close(close_frame(4000, "my reasons"))
             .await
             .unwrap();
         assert_eq!(
-            expect_close(&mut upstream.ws).await,
+            next_close(&mut upstream.ws).await,
             (1000, "goodbye!".into())
         );
 
         // The upstream closes with 4001: the client sees 1000 "goodbye!".
         let mut client = connect(gw, "/").await;
-        let mut upstream = conns.recv().await.unwrap();
+        let mut upstream = next_upstream(&mut conns).await;
         upstream
             .ws
             .send_close(close_frame(4001, "upstream reasons"))
             .await
             .unwrap();
-        assert_eq!(expect_close(&mut client).await, (1000, "goodbye!".into()));
+        assert_eq!(next_close(&mut client).await, (1000, "goodbye!".into()));
     })
     .await;
 }
@@ -344,30 +281,30 @@ end
 "#,
             ),
         )]);
-        let (up, mut conns) = upstream().await;
+        let (up, mut conns) = scripted_upstream().await;
         let gw = lua_gateway(up, &dir, &[("guard", "{}")]).await;
 
         let mut client = connect(gw, "/").await;
-        let mut upstream = conns.recv().await.unwrap();
+        let mut upstream = next_upstream(&mut conns).await;
         client.send_text("bad").await.unwrap();
         assert_eq!(
-            expect_close(&mut client).await,
+            next_close(&mut client).await,
             (1009, "Invalid message".into())
         );
         assert_eq!(
-            expect_close(&mut upstream.ws).await,
+            next_close(&mut upstream.ws).await,
             (1001, "Client is going away".into())
         );
 
         let mut client = connect(gw, "/").await;
-        let mut upstream = conns.recv().await.unwrap();
+        let mut upstream = next_upstream(&mut conns).await;
         upstream.ws.send_text("bad").await.unwrap();
         assert_eq!(
-            expect_close(&mut upstream.ws).await,
+            next_close(&mut upstream.ws).await,
             (1009, "Invalid message".into())
         );
         assert_eq!(
-            expect_close(&mut client).await,
+            next_close(&mut client).await,
             (1001, "Upstream is going away".into())
         );
     })
@@ -405,7 +342,7 @@ async fn set_max_payload_size_limits_each_direction() {
         client.send_text("x".repeat(1024)).await.unwrap();
         assert_eq!(recv_text(&mut client).await.len(), 1024);
         client.send_text("x".repeat(1025)).await.unwrap();
-        assert_eq!(expect_close(&mut client).await.0, 1009);
+        assert_eq!(next_close(&mut client).await.0, 1009);
 
         // The echo sends back 2000 bytes: too many for the upstream leg,
         // so the upstream is told 1009 and the client 1001.
@@ -414,7 +351,7 @@ async fn set_max_payload_size_limits_each_direction() {
         client.send_text("y".repeat(1000)).await.unwrap();
         assert_eq!(recv_text(&mut client).await.len(), 1000);
         client.send_text("y".repeat(2000)).await.unwrap();
-        assert_eq!(expect_close(&mut client).await.0, 1001);
+        assert_eq!(next_close(&mut client).await.0, 1001);
 
         let gw = lua_gateway(echo, &dir, &[("reset", "{}")]).await;
         let mut client = connect(gw, "/").await;
@@ -471,7 +408,7 @@ return Greet
 "#,
             ),
         ]);
-        let (up, mut conns) = upstream().await;
+        let (up, mut conns) = scripted_upstream().await;
         let gw = lua_gateway(up, &dir, &[("auth", "{ key = \"s3cret\" }"), ("greet", "{}")]).await;
 
         let refused = frameway::connect(&format!("ws://{gw}/?apikey=wrong")).await;
@@ -494,7 +431,7 @@ return Greet
         )
         .await
         .unwrap();
-        let mut upstream = conns.recv().await.unwrap();
+        let mut upstream = next_upstream(&mut conns).await;
         let headers = upstream.request.headers();
         assert_eq!(headers["x-seen"], "GET /room custom custom 127.0.0.1 true");
         assert_eq!(headers["x-answer"], "42");
@@ -552,7 +489,7 @@ end
             assert_eq!(recv_text(&mut client).await, text);
         }
         client.send_close(close_frame(1000, "")).await.unwrap();
-        assert_eq!(expect_close(&mut client).await.0, 1000);
+        assert_eq!(next_close(&mut client).await.0, 1000);
         let written = loop {
             match std::fs::read_to_string(&out) {
                 Ok(text) if !text.is_empty() => break text,
@@ -609,7 +546,7 @@ end
             assert_eq!(recv_text(&mut victim).await, "fine");
             victim.send_text(trigger).await.unwrap();
             assert_eq!(
-                expect_close(&mut victim).await,
+                next_close(&mut victim).await,
                 (1011, "plugin error".into()),
                 "{trigger}"
             );
@@ -954,7 +891,7 @@ fn examples_dir() -> PathBuf {
 #[tokio::test]
 async fn example_redact_field_plugin_redacts_both_ways() {
     bounded(async {
-        let (up, mut conns) = upstream().await;
+        let (up, mut conns) = scripted_upstream().await;
         let config = lua_config(
             up,
             &examples_dir(),
@@ -963,7 +900,7 @@ async fn example_redact_field_plugin_redacts_both_ways() {
         );
         let gw = gateway_with(&config, &Registry::with_builtins()).await;
         let mut client = connect(gw, "/").await;
-        let mut upstream = conns.recv().await.unwrap();
+        let mut upstream = next_upstream(&mut conns).await;
 
         client
             .send_text(r#"{"user":"bob","password":"hunter2","items":[]}"#)

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use support::bounded;
+use support::{bounded, messages_until_close};
 
 /// How long one expected event may take.
 const WAIT: Duration = Duration::from_secs(10);
@@ -99,29 +99,6 @@ async fn next_text(ws: &mut WebSocket<ClientStream>) -> String {
         Message::Text(t) => t.to_string(),
         other => panic!("expected text, got {other:?}"),
     }
-}
-
-/// Reads up to the close frame; returns the messages before it and its
-/// code and reason.
-async fn until_close(ws: &mut WebSocket<ClientStream>) -> (Vec<Message>, u16, String) {
-    let mut seen = Vec::new();
-    let read = async {
-        loop {
-            match ws.recv().await {
-                Some(Ok(Message::Close(Some(c)))) => {
-                    return (c.code.as_u16(), c.reason.to_string())
-                }
-                Some(Ok(Message::Close(None))) => return (1005, String::new()),
-                Some(Ok(m)) => seen.push(m),
-                Some(Err(e)) => panic!("expected a close frame, got {e}"),
-                None => panic!("expected a close frame, the connection ended"),
-            }
-        }
-    };
-    let (code, reason) = tokio::time::timeout(WAIT, read)
-        .await
-        .expect("timed out waiting for a close frame");
-    (seen, code, reason)
 }
 
 /// An upstream that can tell the test what it saw: if `greet`, its first
@@ -340,7 +317,7 @@ async fn validator_passes_valid_messages_and_closes_on_invalid_ones() {
         ws.send_binary(&b"\x00\x01"[..]).await.unwrap();
         assert_eq!(next(&mut ws).await, Message::binary(&b"\x00\x01"[..]));
         ws.send_text(r#"{"missing_name":true}"#).await.unwrap();
-        let (before, code, reason) = until_close(&mut ws).await;
+        let (before, (code, reason)) = messages_until_close(&mut ws).await;
         assert!(before.is_empty(), "{before:?}");
         assert_eq!((code, reason.as_str()), (1007, "Invalid Frame Payload"));
         assert_eq!(upstream_close(&mut closes).await, 1001);
@@ -399,7 +376,7 @@ url = "ws://UP"
         assert_eq!(next_text(&mut ws).await, "[\"x\"]");
         ws.send_binary(&b"[1, 2, 3, 4]"[..]).await.unwrap();
         // The upstream sent the invalid message: it gets 1007, the client 1001.
-        let (before, code, _) = until_close(&mut ws).await;
+        let (before, (code, _)) = messages_until_close(&mut ws).await;
         assert!(before.is_empty(), "{before:?}");
         assert_eq!(code, 1001);
         assert_eq!(upstream_close(&mut closes).await, 1007);
@@ -425,7 +402,7 @@ async fn rate_limit_closes_with_1008_when_exceeded() {
             assert_eq!(next(&mut ws).await, Message::Pong("p".into()));
         }
         ws.send_text("one too many").await.unwrap();
-        let (before, code, reason) = until_close(&mut ws).await;
+        let (before, (code, reason)) = messages_until_close(&mut ws).await;
         assert!(before.is_empty(), "{before:?}");
         assert_eq!((code, reason.as_str()), (1008, "Rate limit exceeded"));
         assert_eq!(upstream_close(&mut closes).await, 1001);
@@ -470,7 +447,7 @@ async fn rate_limit_applies_to_the_upstream_direction() {
         }
         // The client is not limited; the upstream's third echo is.
         ws.send_text("c").await.unwrap();
-        let (before, code, _) = until_close(&mut ws).await;
+        let (before, (code, _)) = messages_until_close(&mut ws).await;
         assert!(before.is_empty(), "{before:?}");
         assert_eq!(code, 1001);
         assert_eq!(upstream_close(&mut closes).await, 1008);
@@ -583,7 +560,7 @@ async fn size_limit_closes_oversize_client_messages_with_1009() {
         ws.send_text(fits.clone()).await.unwrap();
         assert_eq!(next_text(&mut ws).await, fits);
         ws.send_text("y".repeat(1025)).await.unwrap();
-        let (before, code, _) = until_close(&mut ws).await;
+        let (before, (code, _)) = messages_until_close(&mut ws).await;
         assert!(before.is_empty(), "{before:?}");
         assert_eq!(code, 1009);
         assert_eq!(upstream_close(&mut closes).await, 1001);

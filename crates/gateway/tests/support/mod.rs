@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -463,6 +463,19 @@ where
     within("a close frame", close).await
 }
 
+/// The next frame, which must be a close: its code and reason (1005 for a
+/// close without status).
+pub async fn next_close<S>(ws: &mut WebSocket<S>) -> (u16, String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match within("a close frame", ws.recv()).await {
+        Some(Ok(Message::Close(Some(c)))) => (c.code.as_u16(), c.reason.to_string()),
+        Some(Ok(Message::Close(None))) => (1005, String::new()),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}
+
 /// Reads until the close frame and returns what came before it.
 pub async fn messages_until_close<S>(ws: &mut WebSocket<S>) -> (Vec<Message>, (u16, String))
 where
@@ -651,17 +664,9 @@ pub use pki::{self_signed_server_config, TestPki};
 
 // -------------------------------------------------------------- Python ---
 
-/// The interpreter of the Python peers' venv (made by scripts/install-test-deps).
-pub fn python() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = root.join(".venv-peers/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/install-test-deps (scripts/test does)",
-        python.display()
-    );
-    python
-}
+#[path = "../../../socket/tests/support/peers.rs"]
+mod peers;
+pub use peers::python;
 
 /// Runs tests/peers/ws_client.py with a JSON script; returns its stdout
 /// (`OK` or `FAIL …`).

@@ -128,17 +128,9 @@ mod pki;
 #[allow(unused_imports)]
 pub use pki::{self_signed_server_config, TestPki};
 
-/// The interpreter of the Python peers' venv (made by scripts/install-test-deps).
-pub fn python() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = root.join(".venv-peers/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/install-test-deps (scripts/test does)",
-        python.display()
-    );
-    python
-}
+#[path = "peers.rs"]
+mod peers;
+pub use peers::python;
 
 pub fn peer_script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
