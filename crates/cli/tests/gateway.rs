@@ -139,7 +139,12 @@ fn a_bad_file_never_starts_a_gateway() {
     );
     let out = run(&["gateway", "--config", file.path()], "");
     assert!(!out.status.success());
-    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("nope"),
+        "the error names the plugin: {stderr}"
+    );
+    assert!(!stderr.contains("listening"), "{stderr}");
 }
 
 #[test]

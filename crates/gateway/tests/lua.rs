@@ -522,8 +522,10 @@ function P:ws_client_frame(conf, typ, data)
   elseif data == "misuse" then
     kong.websocket.client.set_status(1000)
   elseif data == "hog" then
+    -- 64 KiB a step: the 4 MiB memory cap stops it within a hundred
+    -- steps, long before the instruction budget would.
     local t = {}
-    for i = 1, 1e8 do t[i] = ("x"):rep(64) .. i end
+    for i = 1, 1e8 do t[i] = ("x"):rep(65536) .. i end
   end
 end
 "#,

@@ -62,6 +62,29 @@ async fn text_and_binary_echo() {
 }
 
 #[tokio::test]
+async fn json_values_round_trip_and_bad_json_is_a_json_error() {
+    bounded(async {
+        let addr = echo_server().await;
+        let (mut ws, _) = frameway::connect(&format!("ws://{addr}/")).await.unwrap();
+        let sent = serde_json::json!({"room": "lobby", "text": "héllo", "n": [1, 2, 3]});
+        ws.send_json(&sent).await.unwrap();
+        let back: serde_json::Value = ws.recv_json().await.unwrap();
+        assert_eq!(back, sent);
+        // The echo of a binary message holding JSON is read the same way.
+        ws.send_binary(br#"{"binary": true}"#.to_vec())
+            .await
+            .unwrap();
+        let back: serde_json::Value = ws.recv_json().await.unwrap();
+        assert_eq!(back, serde_json::json!({"binary": true}));
+        ws.send_text("not json").await.unwrap();
+        let err = ws.recv_json::<serde_json::Value>().await.unwrap_err();
+        assert!(matches!(err, Error::Json(_)), "{err}");
+        ws.close(CloseCode::NORMAL, "").await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn subprotocol_is_negotiated() {
     bounded(async {
         // frameway::accept picks the client's first choice.

@@ -447,3 +447,18 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
         + 1;
     (line, col)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builtin_default_listens_on_8080_and_echoes_on_slash_echo() {
+        let config = Config::builtin();
+        assert_eq!(config.listen, ["127.0.0.1:8080".parse().unwrap()]);
+        assert!(config.tls_listen.is_empty());
+        let matched = config.router.find(None, "/echo").expect("/echo is routed");
+        assert!(matches!(matched.route.service.upstream, Upstream::Echo));
+        assert!(config.router.find(None, "/other").is_none());
+    }
+}
