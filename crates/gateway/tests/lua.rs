@@ -707,6 +707,65 @@ end
     assert_eq!(text(&mut second), "1/10");
 }
 
+/// kong.ctx belongs to a connection's call: code that runs while a handler
+/// loads (Kong's init phase) gets an error, even after other connections'
+/// calls have run in the same state.
+#[test]
+fn ctx_is_refused_while_a_handler_loads() {
+    let dir = plugin_dir(&[
+        (
+            "count",
+            "handler.lua",
+            &handler(
+                r#"
+function P:ws_client_frame(conf, typ, data)
+  kong.ctx.plugin.n = (kong.ctx.plugin.n or 0) + 1
+  kong.websocket.client.set_frame_data(tostring(kong.ctx.plugin.n))
+end
+"#,
+            ),
+        ),
+        (
+            "early",
+            "handler.lua",
+            "local seen = kong.ctx.plugin\nreturn { PRIORITY = 1, VERSION = \"1\" }\n",
+        ),
+    ]);
+    let mut registry = Registry::new();
+    frameway_gateway::lua::register(&mut registry, &[dir.to_path_buf()], LuaOptions::default())
+        .unwrap();
+    let chain = Chain::new(vec![registry
+        .build("count", &serde_json::json!({}))
+        .unwrap()]);
+    // Connection ids pick the state (one per CPU): a call on each.
+    let states = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for id in 0..states as u64 {
+        let mut session = Session::with_connection(
+            chain.clone(),
+            frameway_gateway::plugin::ConnectionInfo {
+                id,
+                client_addr: "127.0.0.1:1".parse().unwrap(),
+                route: "r".into(),
+                service: "s".into(),
+                started: std::time::Instant::now(),
+            },
+        );
+        let out = session
+            .frame(Direction::Client, FrameType::Text, Bytes::from("x"), None)
+            .unwrap();
+        assert_eq!(&out.data[..], b"1");
+    }
+    let err = registry
+        .build("early", &serde_json::json!({}))
+        .err()
+        .expect("a handler reading kong.ctx at load time was accepted");
+    assert!(
+        err.to_string()
+            .contains("early/handler.lua:1: kong.ctx: function cannot be called in init phase"),
+        "{err}"
+    );
+}
+
 // --------------------------------------------------- configuration ---
 
 fn config_errors(dir: &Path, gateway_extra: &str, plugins: &[(&str, &str)]) -> String {

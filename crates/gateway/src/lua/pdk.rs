@@ -14,7 +14,7 @@ use bytes::Bytes;
 use frameway_wire::CloseCode;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use http::{HeaderMap, StatusCode};
-use mlua::{Lua, MultiValue, Table, Value, Variadic};
+use mlua::{Function, Lua, Table, Value, Variadic};
 
 use super::json::{self, Modules};
 use crate::plugin::{Direction, Exit, FrameType};
@@ -99,8 +99,6 @@ pub(crate) struct Call {
     pub(crate) phase: Phase,
     /// The plugin's name, for logs.
     pub(crate) plugin: Arc<str>,
-    /// The plugin instance (its `kong.ctx.plugin`).
-    pub(crate) instance: usize,
     /// The connection (its `kong.ctx`).
     pub(crate) conn: u64,
     pub(crate) client_ip: Option<IpAddr>,
@@ -114,7 +112,6 @@ impl Call {
         Call {
             phase: Phase::Init,
             plugin,
-            instance: usize::MAX,
             conn: 0,
             client_ip: None,
             frame: None,
@@ -212,9 +209,9 @@ fn caller(lua: &Lua) -> Option<String> {
     .flatten()
 }
 
-/// Creates the `kong` global (and `print`, which logs); returns the table of
-/// per-connection `kong.ctx` data, keyed by connection id.
-pub(crate) fn install(lua: &Lua, json: &Modules) -> mlua::Result<Table> {
+/// Creates the `kong` global (and `print`, which logs); returns what the
+/// runtime needs to run handlers and drop ended connections' `kong.ctx`.
+pub(crate) fn install(lua: &Lua, json: &Modules) -> mlua::Result<Ctx> {
     let kong = lua.create_table()?;
     let websocket = lua.create_table()?;
     websocket.set("client", side(lua, Direction::Client)?)?;
@@ -228,10 +225,14 @@ pub(crate) fn install(lua: &Lua, json: &Modules) -> mlua::Result<Table> {
     lua.globals().set("print", log.get::<Value>("notice")?)?;
     kong.set("log", log)?;
     let conns = lua.create_table()?;
-    kong.set("ctx", ctx(lua, conns.clone())?)?;
+    let (ctx, enter) = lua
+        .load(CTX)
+        .set_name("=kong.ctx")
+        .call::<(Table, Function)>(&conns)?;
+    kong.set("ctx", ctx)?;
     kong.set("json", &json.cjson)?;
     lua.globals().set("kong", kong)?;
-    Ok(conns)
+    Ok(Ctx { conns, enter })
 }
 
 /// `kong.websocket.client` or `kong.websocket.upstream`.
@@ -807,56 +808,57 @@ fn emit(level: tracing::Level, plugin: &str, conn: u64, at: &str, message: &str)
     }
 }
 
-/// `kong.ctx`: `plugin` (this plugin instance's table) and `shared` (one
-/// table for all Lua plugins), both per connection, kept in `conns` until
-/// the connection ends.
-fn ctx(lua: &Lua, conns: Table) -> mlua::Result<Table> {
-    let index = lua.create_function(move |lua, (_, key): (Table, Value)| {
-        let (conn, instance) = with_call(lua, |call| {
-            call.only_in(
-                &[
-                    Phase::Handshake,
-                    Phase::ClientFrame,
-                    Phase::UpstreamFrame,
-                    Phase::Close,
-                ],
-                "kong.ctx",
-            )?;
-            Ok((call.conn, call.instance))
-        })?;
-        let slot = match &key {
-            Value::String(s) if s.as_bytes().as_ref() == b"plugin" => {
-                Value::Integer(instance as i64 + 1)
-            }
-            Value::String(s) if s.as_bytes().as_ref() == b"shared" => key.clone(),
-            _ => return Ok(Value::Nil),
-        };
-        let entry = get_or_create(lua, &conns, Value::Integer(conn as i64))?;
-        Ok(Value::Table(get_or_create(lua, &entry, slot)?))
-    })?;
-    let meta = lua.create_table()?;
-    meta.set("__index", index)?;
-    meta.set(
-        "__newindex",
-        lua.create_function(|lua, _: MultiValue| -> mlua::Result<()> {
-            Err(raise(
-                lua,
-                "kong.ctx is read-only: use kong.ctx.plugin or kong.ctx.shared".into(),
-            ))
-        })?,
-    )?;
-    let ctx = lua.create_table()?;
-    ctx.set_metatable(Some(meta))?;
-    Ok(ctx)
-}
+/// `kong.ctx` (`plugin`: this plugin instance's table; `shared`: one table
+/// for all Lua plugins; both per connection) and the function every phase
+/// handler is called through, which tells it whose call is running.
+///
+/// Written in Lua because a handler reads `kong.ctx.plugin` on nearly every
+/// frame: a Rust metamethod costs a protected callback and several registry
+/// references per access, several times the Lua lookup it replaces.
+const CTX: &str = r#"
+local conns = ...
+local error = error
+-- The connection and the `kong.ctx.plugin` key of the call in progress;
+-- nil while code loads (the init phase).
+local conn, slot
+local ctx = setmetatable({}, {
+  __index = function(_, key)
+    if conn == nil then
+      error("kong.ctx: function cannot be called in init phase", 2)
+    end
+    local k
+    if key == "plugin" then k = slot elseif key == "shared" then k = "shared" else return nil end
+    local entry = conns[conn]
+    if entry == nil then
+      entry = {}
+      conns[conn] = entry
+    end
+    local t = entry[k]
+    if t == nil then
+      t = {}
+      entry[k] = t
+    end
+    return t
+  end,
+  __newindex = function()
+    error("kong.ctx is read-only: use kong.ctx.plugin or kong.ctx.shared", 2)
+  end,
+})
+local function enter(c, s, f, ...)
+  conn, slot = c, s
+  return f(...)
+end
+return ctx, enter
+"#;
 
-fn get_or_create(lua: &Lua, table: &Table, key: Value) -> mlua::Result<Table> {
-    if let Some(t) = table.raw_get::<Option<Table>>(&key)? {
-        return Ok(t);
-    }
-    let t = lua.create_table()?;
-    table.raw_set(key, &t)?;
-    Ok(t)
+/// What [`install`] leaves for the runtime.
+pub(crate) struct Ctx {
+    /// `kong.ctx` data by connection id, kept until the connection ends.
+    pub(crate) conns: Table,
+    /// `enter(conn, slot, f, ...)` calls `f(...)` as connection `conn`'s
+    /// call with `kong.ctx.plugin` key `slot`; `enter(nil, nil, f)` runs `f`
+    /// in the init phase.
+    pub(crate) enter: Function,
 }
 
 #[cfg(test)]

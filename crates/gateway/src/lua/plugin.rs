@@ -5,10 +5,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use mlua::Function;
 
 use super::pdk::{self, Action, Call, FrameCall, HandshakeCall, Phase};
-use super::runtime::{describe, Definition, Instance, Runtime, Vm};
+use super::runtime::{ctx_slot, describe, Definition, Instance, Runtime, Vm};
 use crate::plugin::{
     CloseContext, Direction, FrameContext, HandshakeContext, Plugin, PluginError, State,
 };
@@ -33,7 +32,6 @@ impl LuaPlugin {
         Call {
             phase,
             plugin: self.def.name.clone(),
-            instance: self.instance,
             conn,
             client_ip: Some(client_ip),
             frame: None,
@@ -41,17 +39,12 @@ impl LuaPlugin {
         }
     }
 
-    /// Runs `function` with `args` (`self, conf, …`); returns the call as
-    /// the handler left it. `kong.response.exit`'s unwinding is a normal
-    /// return.
-    fn run(
-        vm: &Vm,
-        call: Call,
-        function: &Function,
-        args: impl mlua::IntoLuaMulti,
-    ) -> Result<Call, PluginError> {
+    /// Runs a handler through [`Vm::enter`] with `args`
+    /// (`conn, slot, function, self, conf, …`); returns the call as the
+    /// handler left it. `kong.response.exit`'s unwinding is a normal return.
+    fn run(vm: &Vm, call: Call, args: impl mlua::IntoLuaMulti) -> Result<Call, PluginError> {
         vm.begin(call);
-        let result = function.call::<()>(args);
+        let result = vm.enter().call::<()>(args);
         let call = vm
             .end()
             .ok_or_else(|| PluginError::new("the Lua call state was lost"))?;
@@ -97,13 +90,16 @@ impl LuaPlugin {
                 return Ok((None, None, Action::Forward));
             };
             let args = (
+                conn as i64,
+                ctx_slot(self.instance),
+                function,
                 &instance.handler,
                 &instance.conf,
                 vm.kind_name(kind),
                 lua_data,
                 status,
             );
-            let call = Self::run(vm, call, function, args)?;
+            let call = Self::run(vm, call, args)?;
             // Copy out of Lua while the state is ours: Lua values are not
             // touched once the lock is released.
             let frame = call
@@ -173,9 +169,17 @@ impl Plugin for LuaPlugin {
         let call = self.runtime.with_vm(conn, |vm| {
             let instance = self.instance(vm)?;
             match &instance.handshake {
-                Some(function) => {
-                    Self::run(vm, call, function, (&instance.handler, &instance.conf))
-                }
+                Some(function) => Self::run(
+                    vm,
+                    call,
+                    (
+                        conn as i64,
+                        ctx_slot(self.instance),
+                        function,
+                        &instance.handler,
+                        &instance.conf,
+                    ),
+                ),
                 None => Ok(call),
             }
         })?;
@@ -224,9 +228,17 @@ impl Plugin for LuaPlugin {
         let result = self.runtime.with_vm(conn, |vm| {
             let instance = self.instance(vm)?;
             match &instance.close {
-                Some(function) => {
-                    Self::run(vm, call, function, (&instance.handler, &instance.conf))
-                }
+                Some(function) => Self::run(
+                    vm,
+                    call,
+                    (
+                        conn as i64,
+                        ctx_slot(self.instance),
+                        function,
+                        &instance.handler,
+                        &instance.conf,
+                    ),
+                ),
                 None => Ok(call),
             }
         });

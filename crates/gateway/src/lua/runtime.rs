@@ -63,6 +63,8 @@ pub(crate) struct Vm {
     budget: Budget,
     /// `kong.ctx` data by connection id.
     conns: Table,
+    /// Calls a handler as a connection's call (see [`pdk::Ctx`]).
+    enter: Function,
     array_mt: Table,
     modules: HashMap<String, Module>,
     instances: HashMap<usize, Instance>,
@@ -84,7 +86,7 @@ impl Vm {
             array_mt: array_mt.clone(),
         };
         loader::install_require(&lua, plugins.clone(), &modules, limits.unsafe_libs)?;
-        let conns = pdk::install(&lua, &modules)?;
+        let pdk::Ctx { conns, enter } = pdk::install(&lua, &modules)?;
         lua.set_app_data(Current::default());
         let [a, b, c, d, e, f] = KINDS.map(|kind| lua.create_string(kind.as_str()));
         let kinds = [a?, b?, c?, d?, e?, f?];
@@ -93,6 +95,7 @@ impl Vm {
             lua,
             budget,
             conns,
+            enter,
             array_mt,
             modules: HashMap::new(),
             instances: HashMap::new(),
@@ -121,6 +124,18 @@ impl Vm {
         &self.kinds[index]
     }
 
+    /// The function a phase handler is called through:
+    /// `enter(conn, slot, handler_function, ...)`, where `slot` is
+    /// [`ctx_slot`] of the plugin instance.
+    pub(crate) fn enter(&self) -> &Function {
+        &self.enter
+    }
+
+    /// Runs a loaded chunk (a handler or schema file) in the init phase.
+    fn run_init(&self, chunk: Function) -> mlua::Result<Value> {
+        self.enter.call((Value::Nil, Value::Nil, chunk))
+    }
+
     /// The instance `index` (created before any connection could use it).
     pub(crate) fn instance(&self, index: usize) -> Option<&Instance> {
         self.instances.get(&index)
@@ -130,7 +145,7 @@ impl Vm {
     fn load_module(&mut self, name: &Arc<str>, files: &PluginFiles) -> Result<&Module, String> {
         let path = files.handler();
         self.begin(Call::init(name.clone()));
-        let loaded = loader::load_file(&self.lua, &path).and_then(|chunk| chunk.call::<Value>(()));
+        let loaded = loader::load_file(&self.lua, &path).and_then(|chunk| self.run_init(chunk));
         self.end();
         let handler = match loaded.map_err(|e| describe(&e))? {
             Value::Table(t) => t,
@@ -176,6 +191,12 @@ impl Vm {
             let _ = self.conns.raw_set(conn as i64, Value::Nil);
         }
     }
+}
+
+/// The key of instance `instance`'s `kong.ctx.plugin` table in a
+/// connection's `kong.ctx` data.
+pub(crate) fn ctx_slot(instance: usize) -> i64 {
+    instance as i64 + 1
 }
 
 const KINDS: [FrameType; 6] = [
@@ -298,7 +319,7 @@ impl Runtime {
     fn load_schema(&self, name: &Arc<str>, path: &std::path::Path) -> Result<Schema, String> {
         let vm = Self::lock(&self.slots[0].vm);
         vm.begin(Call::init(name.clone()));
-        let loaded = loader::load_file(&vm.lua, path).and_then(|chunk| chunk.call::<Value>(()));
+        let loaded = loader::load_file(&vm.lua, path).and_then(|chunk| vm.run_init(chunk));
         vm.end();
         match loaded.map_err(|e| describe(&e))? {
             Value::Table(t) => {

@@ -68,6 +68,11 @@ pub(crate) fn new_state(limits: &Limits) -> mlua::Result<(Lua, Budget)> {
         lua.load(PRELUDE).set_name("=sandbox").exec()?;
     }
     lua.set_memory_limit(limits.max_memory)?;
+    // Every frame a handler sees is a new string that dies when the call
+    // returns. The incremental collector pays for each allocated byte by
+    // marking the long-lived heap (the loaded plugins and libraries) again;
+    // the generational one mostly looks only at the young objects.
+    lua.gc_gen(0, 0);
 
     let budget = Budget::default();
     let used = budget.0.clone();
