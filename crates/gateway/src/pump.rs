@@ -379,7 +379,7 @@ impl Pump {
                         Verdict::Close { .. } => break,
                     }
                 }
-                if forward(to, &frame, fin).is_err() || to.flush().await.is_err() {
+                if forward(to, &mut frame, fin).is_err() || to.flush().await.is_err() {
                     break;
                 }
                 if matches!(frame.verdict, Verdict::ForwardThenClose { .. }) {
@@ -460,7 +460,7 @@ impl Pump {
             Verdict::Close { sender, peer } => return Some(Ending::CloseBoth(sender, peer)),
             Verdict::ForwardThenClose { sender, peer } => Some(Ending::CloseBoth(sender, peer)),
         };
-        match forward(peer, &frame, unit.fin) {
+        match forward(peer, &mut frame, unit.fin) {
             Ok(()) => {}
             Err(Forward::PeerGone) => return Some(Ending::PeerGone),
             Err(Forward::Invalid(why)) => {
@@ -605,26 +605,28 @@ where
 }
 
 /// Queues the (possibly changed) frame on the other leg; the proxy loop
-/// writes it out.
+/// writes it out. The payload moves out of `frame`: a clone of a payload
+/// copied out of the read buffer would allocate its shared header.
 fn forward<P: AsyncRead + AsyncWrite + Unpin>(
     peer: &mut WebSocket<P>,
-    frame: &InFlight,
+    frame: &mut InFlight,
     fin: bool,
 ) -> Result<(), Forward> {
+    let data = std::mem::take(&mut frame.data);
     let result = match frame.kind {
         FrameType::Text if fin => {
-            let text = Utf8Bytes::try_from(frame.data.clone())
+            let text = Utf8Bytes::try_from(data)
                 .map_err(|_| Forward::Invalid("text is not UTF-8".into()))?;
             peer.queue_frame(fin, OpCode::Text, text.into_bytes())
         }
-        FrameType::Text => peer.queue_frame(false, OpCode::Text, frame.data.clone()),
-        FrameType::Binary => peer.queue_frame(fin, OpCode::Binary, frame.data.clone()),
-        FrameType::Continuation => peer.queue_frame(fin, OpCode::Continuation, frame.data.clone()),
+        FrameType::Text => peer.queue_frame(false, OpCode::Text, data),
+        FrameType::Binary => peer.queue_frame(fin, OpCode::Binary, data),
+        FrameType::Continuation => peer.queue_frame(fin, OpCode::Continuation, data),
         FrameType::Ping | FrameType::Pong => {
-            if frame.data.len() > 125 {
+            if data.len() > 125 {
                 return Err(Forward::Invalid(format!(
                     "control frame payload of {} bytes",
-                    frame.data.len()
+                    data.len()
                 )));
             }
             let opcode = if frame.kind == FrameType::Ping {
@@ -632,14 +634,14 @@ fn forward<P: AsyncRead + AsyncWrite + Unpin>(
             } else {
                 OpCode::Pong
             };
-            peer.queue_frame(true, opcode, frame.data.clone())
+            peer.queue_frame(true, opcode, data)
         }
         FrameType::Close => {
             let close = match frame.status {
                 Some(code) => {
                     let code = CloseCode::new(code)
                         .ok_or_else(|| Forward::Invalid(format!("close status {code}")))?;
-                    let reason = Utf8Bytes::try_from(frame.data.clone())
+                    let reason = Utf8Bytes::try_from(data)
                         .map_err(|_| Forward::Invalid("close message is not UTF-8".into()))?;
                     Some(
                         CloseFrame::new(code, reason)
