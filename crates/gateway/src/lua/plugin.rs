@@ -5,12 +5,17 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use mlua::Function;
 
 use super::pdk::{self, Action, Call, FrameCall, HandshakeCall, Phase};
 use super::runtime::{ctx_slot, describe, Definition, Instance, Runtime, Vm};
 use crate::plugin::{
     CloseContext, Direction, FrameContext, HandshakeContext, Plugin, PluginError, State,
 };
+
+/// What a frame handler gets after `self, conf`: the frame's type name,
+/// payload and close status.
+type FrameArgs<'a> = (&'a mlua::String, mlua::String, Option<u16>);
 
 /// One configured Lua plugin.
 pub(crate) struct LuaPlugin {
@@ -39,12 +44,27 @@ impl LuaPlugin {
         }
     }
 
-    /// Runs a handler through [`Vm::enter`] with `args`
-    /// (`conn, slot, function, self, conf, …`); returns the call as the
-    /// handler left it. `kong.response.exit`'s unwinding is a normal return.
-    fn run(vm: &Vm, call: Call, args: impl mlua::IntoLuaMulti) -> Result<Call, PluginError> {
+    /// Runs `function(self, conf)`, or `function(self, conf, type, data,
+    /// status)` with a frame, through [`Vm::enter`] as this instance's call
+    /// on `call`'s connection; returns the call as the handler left it.
+    /// `kong.response.exit`'s unwinding is a normal return.
+    fn run(
+        &self,
+        vm: &Vm,
+        (instance, function): (&Instance, &Function),
+        call: Call,
+        frame: Option<FrameArgs<'_>>,
+    ) -> Result<Call, PluginError> {
+        let (conn, slot) = (call.conn as i64, ctx_slot(self.instance));
+        let (handler, conf) = (&instance.handler, &instance.conf);
         vm.begin(call);
-        let result = vm.enter().call::<()>(args);
+        let enter = vm.enter();
+        let result = match frame {
+            Some((kind, data, status)) => {
+                enter.call::<()>((conn, slot, function, handler, conf, kind, data, status))
+            }
+            None => enter.call::<()>((conn, slot, function, handler, conf)),
+        };
         let call = vm
             .end()
             .ok_or_else(|| PluginError::new("the Lua call state was lost"))?;
@@ -89,17 +109,8 @@ impl LuaPlugin {
             let Some(function) = function else {
                 return Ok((None, None, Action::Forward));
             };
-            let args = (
-                conn as i64,
-                ctx_slot(self.instance),
-                function,
-                &instance.handler,
-                &instance.conf,
-                vm.kind_name(kind),
-                lua_data,
-                status,
-            );
-            let call = Self::run(vm, call, args)?;
+            let frame = (vm.kind_name(kind), lua_data, status);
+            let call = self.run(vm, (instance, function), call, Some(frame))?;
             // Copy out of Lua while the state is ours: Lua values are not
             // touched once the lock is released.
             let frame = call
@@ -169,17 +180,7 @@ impl Plugin for LuaPlugin {
         let call = self.runtime.with_vm(conn, |vm| {
             let instance = self.instance(vm)?;
             match &instance.handshake {
-                Some(function) => Self::run(
-                    vm,
-                    call,
-                    (
-                        conn as i64,
-                        ctx_slot(self.instance),
-                        function,
-                        &instance.handler,
-                        &instance.conf,
-                    ),
-                ),
+                Some(function) => self.run(vm, (instance, function), call, None),
                 None => Ok(call),
             }
         })?;
@@ -228,17 +229,7 @@ impl Plugin for LuaPlugin {
         let result = self.runtime.with_vm(conn, |vm| {
             let instance = self.instance(vm)?;
             match &instance.close {
-                Some(function) => Self::run(
-                    vm,
-                    call,
-                    (
-                        conn as i64,
-                        ctx_slot(self.instance),
-                        function,
-                        &instance.handler,
-                        &instance.conf,
-                    ),
-                ),
+                Some(function) => self.run(vm, (instance, function), call, None),
                 None => Ok(call),
             }
         });
