@@ -54,3 +54,10 @@ pub use split::{ReadHalf, WriteHalf};
 /// The protocol core, for raw frame work (lua-resty-websocket's
 /// `resty.websocket.protocol`).
 pub use frameway_wire as wire;
+
+/// README.md's Rust examples, compiled with the doc tests (and its other
+/// code blocks skipped by their language tags), so that the README cannot
+/// drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExamples;
