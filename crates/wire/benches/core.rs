@@ -81,7 +81,9 @@ fn server_config() -> Config {
 
 fn masking(c: &mut Criterion) {
     let mut group = c.benchmark_group("mask");
-    for (len, name) in SIZES {
+    // Also either side of where the wide (AVX2) loop takes over.
+    let around_wide = [(256, "256B"), (4 << 10, "4KiB")];
+    for (len, name) in SIZES.into_iter().chain(around_wide) {
         let mut buf = payload(len);
         group.throughput(Throughput::Bytes(len as u64));
         group.bench_function(BenchmarkId::from_parameter(name), |b| {

@@ -5,7 +5,8 @@
 /// unmasked piece by piece.
 ///
 /// Works a machine word at a time over the aligned middle of the buffer so it
-/// runs at memory speed; the compiler vectorises the word loop.
+/// runs at memory speed; the compiler vectorises the word loop, with AVX2
+/// where the CPU has it (checked at run time).
 ///
 /// ```
 /// use frameway_wire::apply_mask;
@@ -38,6 +39,36 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
         }
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if buf.len() >= WIDE_FROM && std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { mask_words_avx2(buf, key) };
+    }
+    mask_words(buf, key);
+}
+
+/// Payloads from this size are masked with 32-byte vectors where the CPU
+/// has them: below it the feature check and the shorter loop gain nothing.
+#[cfg(target_arch = "x86_64")]
+const WIDE_FROM: usize = 256;
+
+/// The word loop, compiled with AVX2 so that it is vectorised 32 bytes at a
+/// time (the portable build targets SSE2, 16 bytes, and the masking of large
+/// payloads is most of a large message's user time).
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn mask_words_avx2(buf: &mut [u8], key: [u8; 4]) {
+    mask_words(buf, key);
+}
+
+/// XORs the unaligned head and tail byte by byte and the aligned middle a
+/// word at a time; the compiler vectorises the word loop for the features
+/// of the function it is inlined into.
+#[inline(always)]
+fn mask_words(buf: &mut [u8], key: [u8; 4]) {
     // SAFETY: u64 has no invalid bit patterns and align_to_mut only yields an
     // aligned, in-bounds middle slice.
     let (head, words, tail) = unsafe { buf.align_to_mut::<u64>() };
@@ -86,7 +117,9 @@ mod tests {
     #[test]
     fn matches_bytewise_masking_for_every_length_offset_and_alignment() {
         let key = [0x37, 0xfa, 0x21, 0x3d];
-        let source: Vec<u8> = (0..300u32).map(|i| (i * 7 + 3) as u8).collect();
+        // Long enough for the vector loops of the wide path (from
+        // WIDE_FROM bytes) to run several times and leave every tail.
+        let source: Vec<u8> = (0..700u32).map(|i| (i * 7 + 3) as u8).collect();
         for start in 0..8 {
             for len in 0..(source.len() - start) {
                 for offset in 0..4 {
