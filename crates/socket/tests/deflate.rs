@@ -10,7 +10,7 @@ use frameway::server::{accept_with, Decision, ServerConfig};
 use frameway::wire::deflate::NegotiationError;
 use frameway::wire::handshake::ResponseError;
 use frameway::{CloseCode, DeflateConfig, Error, Message, OpCode, WebSocketConfig};
-use support::{echo_messages, pattern, serve};
+use support::{answering, echo_messages, pattern, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn server(config: WebSocketConfig) -> std::net::SocketAddr {
@@ -106,37 +106,6 @@ async fn a_server_needing_a_small_client_window_declines_a_plain_offer() {
     assert!(!head.contains("sec-websocket-extensions"), "{head}");
 }
 
-/// A server that answers every upgrade with `extensions`.
-async fn answering(extensions: &'static str) -> std::net::SocketAddr {
-    serve(move |mut tcp| async move {
-        let mut buf = vec![0; 4096];
-        let mut got = Vec::new();
-        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = tcp.read(&mut buf).await.unwrap();
-            if n == 0 {
-                return;
-            }
-            got.extend_from_slice(&buf[..n]);
-        }
-        let request = String::from_utf8_lossy(&got).into_owned();
-        let key = request
-            .lines()
-            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
-            .unwrap()
-            .trim()
-            .to_owned();
-        let accept = frameway::wire::handshake::accept_key(key.as_bytes());
-        let response = format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Extensions: {extensions}\r\n\r\n"
-        );
-        tcp.write_all(response.as_bytes()).await.unwrap();
-        tokio::time::sleep(Duration::from_secs(5)).await;
-    })
-    .await
-    .0
-}
-
 #[tokio::test]
 async fn answers_that_break_rfc_7692_fail_the_connection() {
     for (answer, expected) in [
@@ -157,7 +126,7 @@ async fn answers_that_break_rfc_7692_fail_the_connection() {
             NegotiationError::Repeated,
         ),
     ] {
-        let addr = answering(answer).await;
+        let addr = answering(Some(answer)).await;
         let err = connect_with(&format!("ws://{addr}/"), client(DeflateConfig::default()))
             .await
             .unwrap_err();
@@ -169,7 +138,7 @@ async fn answers_that_break_rfc_7692_fail_the_connection() {
         }
     }
     // An extension that was not offered at all.
-    let addr = answering("permessage-deflate").await;
+    let addr = answering(Some("permessage-deflate")).await;
     let err = connect_with(&format!("ws://{addr}/"), ConnectOptions::default())
         .await
         .unwrap_err();

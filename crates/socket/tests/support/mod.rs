@@ -1,5 +1,6 @@
-//! Shared pieces of the integration tests: an echo server, test
-//! certificates, and the Python `websockets` peers.
+//! Shared pieces of the integration tests: an echo server, raw HTTP peers
+//! that do the opening handshake by hand, test certificates, and the Python
+//! `websockets` peers.
 
 #![allow(dead_code)]
 
@@ -9,10 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use frameway::server::{accept_with, Decision, ServerConfig};
 use frameway::{CloseCode, Message, WebSocket, WebSocketConfig};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 
@@ -101,6 +103,70 @@ pub async fn counted_echo_server() -> (SocketAddr, Arc<AtomicUsize>) {
     serve(echo_session).await
 }
 
+/// Reads from `tcp` to the end of an HTTP head (its blank line); returns
+/// the head and the bytes that arrived after it, or `None` if the
+/// connection ended first.
+pub async fn read_head(tcp: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut got = Vec::new();
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let rest = got.split_off(end + 4);
+            return Some((String::from_utf8_lossy(&got).into_owned(), rest));
+        }
+        if tcp.read_buf(&mut got).await.ok()? == 0 {
+            return None;
+        }
+    }
+}
+
+/// A raw server that answers every upgrade with 101 (and
+/// `Sec-WebSocket-Extensions: EXTENSIONS` when given), then holds the
+/// connection for 5 s without reading or writing another byte: a server
+/// whose answer the client judges alone, or a peer gone silent.
+pub async fn answering(extensions: Option<&'static str>) -> SocketAddr {
+    serve(move |mut tcp| async move {
+        let Some((request, _)) = read_head(&mut tcp).await else {
+            return;
+        };
+        let key = request
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .unwrap()
+            .trim()
+            .to_owned();
+        let accept = frameway::wire::handshake::accept_key(key.as_bytes());
+        let extensions = extensions
+            .map(|e| format!("Sec-WebSocket-Extensions: {e}\r\n"))
+            .unwrap_or_default();
+        let response = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {accept}\r\n{extensions}\r\n"
+        );
+        tcp.write_all(response.as_bytes()).await.unwrap();
+        // Longer than any test waits on a silent peer: closing sooner would
+        // end a read or a write that a timeout should have ended.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    })
+    .await
+    .0
+}
+
+/// Opens a raw TCP connection to `addr` and sends an upgrade request with
+/// `headers` (each line ending in CRLF) added; returns the stream, the
+/// response head and the bytes that followed it.
+pub async fn raw_upgrade(addr: SocketAddr, headers: &str) -> (TcpStream, String, Vec<u8>) {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let (head, rest) = read_head(&mut tcp)
+        .await
+        .expect("the server answered the upgrade");
+    (tcp, head, rest)
+}
+
 /// A wss echo server with `pki`'s server certificate; with `client_auth`,
 /// clients must present a certificate signed by the test CA.
 pub async fn tls_echo_server(pki: &TestPki, client_auth: bool) -> SocketAddr {
@@ -151,7 +217,6 @@ pub async fn python_client(url: &str, script: serde_json::Value, args: &[&str]) 
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    use tokio::io::AsyncWriteExt;
     let mut stdin = child.stdin.take().unwrap();
     stdin
         .write_all(script.to_string().as_bytes())
