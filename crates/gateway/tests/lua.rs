@@ -1,14 +1,17 @@
 //! Lua plugins through the gateway, over real sockets: every usage example
 //! of Kong's `kong.websocket.client` and `kong.websocket.upstream` pages run
-//! as a Lua plugin with its effect asserted, the handshake PDK, errors and
-//! limits closing only their own connection, configuration errors with
-//! their locations, and the example plugin in examples/plugins/.
+//! as a Lua plugin with its effect asserted, the handshake PDK, PRIORITY
+//! among native plugins, kong.json and kong.log, errors and limits closing
+//! only their own connection, configuration errors with their locations,
+//! native modules refused even to lua_unsafe, and the example plugin in
+//! examples/plugins/.
 
 mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use frameway::{CloseCode, CloseFrame, Message};
@@ -17,7 +20,7 @@ use frameway_gateway::lua::LuaOptions;
 use frameway_gateway::plugin::{Chain, Direction, FrameType, Registry, Session, Verdict};
 use support::{
     bounded, connect, echo_upstream, gateway_with, next_close, next_upstream, one_route, recv_text,
-    scripted_upstream,
+    scripted_upstream, within,
 };
 
 // ------------------------------------------------------------- helpers ---
@@ -97,11 +100,82 @@ fn close_frame(code: u16, reason: &str) -> Option<CloseFrame> {
     Some(CloseFrame::new(CloseCode::new(code).unwrap(), reason).unwrap())
 }
 
-const HANDLER_HEAD: &str = "local P = { PRIORITY = 1000, VERSION = \"1.0.0\" }\n";
-
-/// A handler module: `PRIORITY`/`VERSION`, then `body`, then `return P`.
+/// A handler module: `PRIORITY = 1000`/`VERSION`, then `body`, then
+/// `return P`.
 fn handler(body: &str) -> String {
-    format!("{HANDLER_HEAD}{body}\nreturn P\n")
+    handler_at(1000, body)
+}
+
+/// [`handler`] with another `PRIORITY`.
+fn handler_at(priority: i32, body: &str) -> String {
+    format!("local P = {{ PRIORITY = {priority}, VERSION = \"1.0.0\" }}\n{body}\nreturn P\n")
+}
+
+/// The Lua plugin `name` of `dir`, configured with `{}`, alone in a chain
+/// for [`Session`] tests.
+fn lua_chain(dir: &Path, name: &str) -> Chain {
+    let mut registry = Registry::new();
+    frameway_gateway::lua::register(&mut registry, &[dir.to_path_buf()], LuaOptions::default())
+        .unwrap();
+    Chain::new(vec![registry.build(name, &serde_json::json!({})).unwrap()])
+}
+
+/// Runs `f` with a subscriber recording this thread's log events as
+/// (level, `plugin` field, message): the gateway's log as a test can read
+/// it. The subscriber is this thread's alone and a [`Session`] runs
+/// handlers on the calling thread, so other tests' events never land here.
+fn capture_log<R>(f: impl FnOnce() -> R) -> (R, Vec<(tracing::Level, String, String)>) {
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<(tracing::Level, String, String)>>>);
+
+    #[derive(Default)]
+    struct Fields {
+        plugin: String,
+        message: String,
+    }
+
+    impl Visit for Fields {
+        fn record_str(&mut self, field: &Field, value: &str) {
+            if field.name() == "plugin" {
+                self.plugin = value.to_owned();
+            }
+        }
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "message" {
+                self.message = format!("{value:?}");
+            }
+        }
+    }
+
+    impl tracing::Subscriber for Capture {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            let mut fields = Fields::default();
+            event.record(&mut fields);
+            let level = *event.metadata().level();
+            self.0
+                .lock()
+                .unwrap()
+                .push((level, fields.plugin, fields.message));
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    let capture = Capture::default();
+    let result = tracing::subscriber::with_default(capture.clone(), f);
+    let events = capture.0.lock().unwrap().clone();
+    (result, events)
 }
 
 // ------------------------------------- the reference pages' examples ---
@@ -251,6 +325,42 @@ return Counter
         client.send_text("no secrets here").await.unwrap();
         client.send_text("last").await.unwrap();
         assert_eq!(recv_text(&mut client).await, "last #4");
+    })
+    .await;
+}
+
+/// PRIORITY places a Lua plugin among native ones, higher first, whatever
+/// the configuration's order: a Lua plugin above a native plugin's priority
+/// sees the frame before it, one below sees it after.
+#[tokio::test]
+async fn priority_orders_lua_plugins_among_native_ones() {
+    bounded(async {
+        let append = |marker: &str| {
+            format!(
+                "function P:ws_client_frame(conf, typ, data)\n  kong.websocket.client.set_frame_data(data .. \" {marker}\")\nend"
+            )
+        };
+        let dir = plugin_dir(&[
+            ("above", "handler.lua", &handler_at(600, &append("above"))),
+            ("below", "handler.lua", &handler_at(400, &append("below"))),
+        ]);
+        let native = support::TestPlugin::new("native")
+            .priority(500)
+            .on_client_frame(|ctx| {
+                let data = format!("{} native", String::from_utf8_lossy(ctx.get_frame().0));
+                ctx.set_frame_data(data);
+                Ok(())
+            });
+        let config = lua_config(
+            echo_upstream().await,
+            &dir,
+            "",
+            &[("below", "{}"), ("native", "{}"), ("above", "{}")],
+        );
+        let gw = gateway_with(&config, &support::registry(vec![native])).await;
+        let mut client = connect(gw, "/").await;
+        client.send_text("x").await.unwrap();
+        assert_eq!(recv_text(&mut client).await, "x above native below");
     })
     .await;
 }
@@ -453,26 +563,75 @@ return Greet
     .await;
 }
 
+/// kong.request.get_raw_query gives the query string as the client sent it
+/// (undecoded, repeated and valueless arguments kept, in order), and ""
+/// when there is none, as Kong's does.
+#[tokio::test]
+async fn get_raw_query_returns_the_query_as_sent() {
+    bounded(async {
+        let dir = plugin_dir(&[(
+            "raw",
+            "handler.lua",
+            &handler(
+                r#"
+function P:ws_handshake(conf)
+  kong.service.request.set_header("X-Raw-Query", "[" .. kong.request.get_raw_query() .. "]")
+end
+"#,
+            ),
+        )]);
+        let (up, mut conns) = scripted_upstream().await;
+        let gw = lua_gateway(up, &dir, &[("raw", "{}")]).await;
+        for (path, expected) in [
+            ("/room?b=x%20y&a=1&flag&a=2", "[b=x%20y&a=1&flag&a=2]"),
+            ("/room", "[]"),
+        ] {
+            let _client = connect(gw, path).await;
+            let upstream = next_upstream(&mut conns).await;
+            assert_eq!(
+                upstream.request.headers()["x-raw-query"],
+                expected,
+                "{path}"
+            );
+        }
+    })
+    .await;
+}
+
 /// `log` (Kong's name for `ws_close`) runs when the connection ends, with
 /// its `kong.ctx`; `lua_unsafe` gives it `io`.
 #[tokio::test]
 async fn close_phase_runs_with_the_connection_ctx() {
+    close_handler_tallies_the_connection("log").await;
+}
+
+/// `ws_close`, under its own name, runs when the connection ends, with its
+/// `kong.ctx`.
+#[tokio::test]
+async fn ws_close_runs_when_the_connection_ends() {
+    close_handler_tallies_the_connection("ws_close").await;
+}
+
+/// A plugin whose close handler, defined as `P:<phase>`, writes how many
+/// messages the connection sent to a file (`io`, hence `lua_unsafe`):
+/// asserts the file appears with the right count once the client closes.
+async fn close_handler_tallies_the_connection(phase: &str) {
     bounded(async {
         let dir = plugin_dir(&[(
             "tally",
             "handler.lua",
-            &handler(
+            &handler(&format!(
                 r#"
 function P:ws_client_frame(conf, typ, data)
   if typ == "text" then kong.ctx.plugin.n = (kong.ctx.plugin.n or 0) + 1 end
 end
-function P:log(conf)
+function P:{phase}(conf)
   local f = assert(io.open(conf.path, "w"))
   f:write(kong.client.get_ip(), " sent ", kong.ctx.plugin.n, " messages")
   f:close()
 end
-"#,
-            ),
+"#
+            )),
         )]);
         let out = dir.join("tally.txt");
         let config = format!("{{ path = {:?} }}", out.display().to_string());
@@ -490,15 +649,114 @@ end
         }
         client.send_close(close_frame(1000, "")).await.unwrap();
         assert_eq!(next_close(&mut client).await.0, 1000);
-        let written = loop {
-            match std::fs::read_to_string(&out) {
-                Ok(text) if !text.is_empty() => break text,
-                _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        let written = within(&format!("{out:?}, written by {phase}"), async {
+            loop {
+                match std::fs::read_to_string(&out) {
+                    Ok(text) if !text.is_empty() => break text,
+                    _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                }
             }
-        };
+        })
+        .await;
         assert_eq!(written, "127.0.0.1 sent 3 messages");
     })
     .await;
+}
+
+// ------------------------------------------------ kong.json, kong.log ---
+
+/// kong.json encodes a Lua table and decodes it back to an equal one:
+/// nested tables, integers and floats, booleans, UTF-8, `kong.json.null`
+/// and `kong.json.empty_array` survive, and what it encodes is the JSON a
+/// peer expects.
+#[test]
+fn kong_json_round_trips_a_table() {
+    let dir = plugin_dir(&[(
+        "json",
+        "handler.lua",
+        &handler(
+            r#"
+function P:ws_client_frame(conf, typ, data)
+  local t = { name = "café", n = 42, x = 1.5, yes = true,
+              list = { 1, "two", { three = 3 } },
+              none = kong.json.null, empty = kong.json.empty_array, obj = {} }
+  local back = kong.json.decode(kong.json.encode(t))
+  local same = back.name == t.name and back.n == 42 and math.type(back.n) == "integer"
+    and back.x == 1.5 and back.yes == true and back.list[1] == 1 and back.list[2] == "two"
+    and back.list[3].three == 3 and back.none == kong.json.null
+    and #back.empty == 0 and next(back.obj) == nil
+  -- Encoded again: [] and {} can only be told apart in the text.
+  kong.websocket.client.set_frame_data(tostring(same) .. " " .. kong.json.encode(back))
+end
+"#,
+        ),
+    )]);
+    let mut session = Session::new(lua_chain(&dir, "json"));
+    let out = session
+        .frame(Direction::Client, FrameType::Text, Bytes::from("?"), None)
+        .unwrap();
+    let text = String::from_utf8(out.data.to_vec()).unwrap();
+    let (same, json) = text.split_once(' ').unwrap();
+    assert_eq!(same, "true", "{text}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(json).unwrap(),
+        serde_json::json!({
+            "name": "café", "n": 42, "x": 1.5, "yes": true,
+            "list": [1, "two", { "three": 3 }],
+            "none": null, "empty": [], "obj": {},
+        })
+    );
+}
+
+/// Every kong.log level (README's debug, info, notice, warn, err and crit,
+/// and Kong's alert and emerg) can be called from a frame handler, which
+/// goes on; each message reaches the gateway's log at its level, with the
+/// plugin's name and the caller's file:line.
+#[test]
+fn kong_log_levels_reach_the_gateway_log() {
+    let dir = plugin_dir(&[(
+        "loud",
+        "handler.lua",
+        &handler(
+            r#"
+function P:ws_client_frame(conf, typ, data)
+  for _, level in ipairs({ "debug", "info", "notice", "warn", "err", "crit", "alert", "emerg" }) do
+    kong.log[level](level, " ", data, " ", 42, " ", true)
+  end
+  kong.websocket.client.set_frame_data(data .. " logged")
+end
+"#,
+        ),
+    )]);
+    let mut session = Session::new(lua_chain(&dir, "loud"));
+    let (out, logged) = capture_log(|| {
+        session
+            .frame(Direction::Client, FrameType::Text, Bytes::from("hi"), None)
+            .unwrap()
+    });
+    assert_eq!(&out.data[..], b"hi logged");
+    use tracing::Level;
+    let expected = [
+        (Level::DEBUG, "debug"),
+        (Level::INFO, "info"),
+        (Level::INFO, "notice"),
+        (Level::WARN, "warn"),
+        (Level::ERROR, "err"),
+        (Level::ERROR, "crit"),
+        (Level::ERROR, "alert"),
+        (Level::ERROR, "emerg"),
+    ];
+    assert_eq!(logged.len(), expected.len(), "{logged:?}");
+    for ((level, plugin, message), (want_level, name)) in logged.iter().zip(expected) {
+        assert_eq!((*level, plugin.as_str()), (want_level, "loud"), "{message}");
+        // The path before the plugin's directory is the temporary one,
+        // shortened by Lua when long.
+        let tail = format!("loud/handler.lua:5: {name} hi 42 true");
+        assert!(
+            message.ends_with(&tail),
+            "{message:?} does not end with {tail:?}"
+        );
+    }
 }
 
 // ------------------------------------------ errors close only their own ---
@@ -938,6 +1196,71 @@ async fn require_is_restricted_unless_unsafe() {
         let mut client = connect(gw, "/").await;
         client.send_text("?").await.unwrap();
         assert_eq!(recv_text(&mut client).await, "true");
+    })
+    .await;
+}
+
+/// `lua_unsafe = true` gives Lua's own require, which loads Lua modules
+/// from package.path, but never native code: the C searchers are gone (a
+/// `.so` on package.cpath is not even opened) and package.loadlib raises.
+#[tokio::test]
+async fn unsafe_require_never_loads_native_modules() {
+    bounded(async {
+        let dir = plugin_dir(&[
+            ("mods", "pure.lua", "return 'pure Lua'"),
+            // Not a shared object: a C searcher would try to open it and
+            // fail with "error loading module", a refusal never looks.
+            ("mods", "native.so", "not a shared object"),
+            (
+                "loader",
+                "handler.lua",
+                &handler(
+                    r#"
+function P:ws_client_frame(conf, typ, data)
+  package.path = conf.dir .. "/?.lua"
+  package.cpath = conf.dir .. "/?.so"
+  local results = {}
+  for _, try in ipairs({
+    function() return require("pure") end,
+    function() return require("native") end,
+    function() return package.loadlib(conf.dir .. "/native.so", "*") end,
+  }) do
+    local ok, value = pcall(try)
+    results[#results + 1] = tostring(ok) .. ": " .. tostring(value)
+  end
+  kong.websocket.client.set_frame_data(table.concat(results, "\0"))
+end
+"#,
+                ),
+            ),
+        ]);
+        let config = format!("{{ dir = {:?} }}", dir.join("mods").display().to_string());
+        let gw = lua_gateway_with(
+            echo_upstream().await,
+            &dir,
+            "lua_unsafe = true",
+            &[("loader", &config)],
+        )
+        .await;
+        let mut client = connect(gw, "/").await;
+        client.send_text("?").await.unwrap();
+        let text = recv_text(&mut client).await;
+        let results: Vec<&str> = text.split('\0').collect();
+        let [pure, native, loadlib] = results[..] else {
+            panic!("{results:?}");
+        };
+        assert_eq!(pure, "true: pure Lua");
+        assert!(
+            native.starts_with("false: ")
+                && native.contains("module 'native' not found")
+                && native.contains("can't load C modules")
+                && !native.contains("error loading module"),
+            "{native}"
+        );
+        assert!(
+            loadlib.starts_with("false: ") && loadlib.contains("package.loadlib is disabled"),
+            "{loadlib}"
+        );
     })
     .await;
 }
