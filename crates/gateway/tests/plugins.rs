@@ -1,5 +1,6 @@
-//! The built-in plugins end to end: a real client, the gateway and a real
-//! upstream on 127.0.0.1.
+//! The built-in plugins, and a Lua plugin found through a configuration
+//! file, end to end: a real client, the gateway and a real upstream on
+//! 127.0.0.1.
 
 mod support;
 
@@ -564,6 +565,71 @@ async fn size_limit_closes_oversize_client_messages_with_1009() {
         assert!(before.is_empty(), "{before:?}");
         assert_eq!(code, 1009);
         assert_eq!(upstream_close(&mut closes).await, 1001);
+    })
+    .await;
+}
+
+/// The upstream's limit holds for what the upstream sends: a message at
+/// the limit reaches the client, one byte more closes the upstream with
+/// 1009 and the client with 1001, and nothing of it is delivered.
+#[tokio::test]
+async fn size_limit_closes_oversize_upstream_messages_with_1009() {
+    bounded(async {
+        let (up, mut closes) = reporting_upstream(false).await;
+        // The echo upstream sends back what the client sent: the client's
+        // limit must let through what the upstream's refuses.
+        let config = r#"{ client_max_payload = 65536, upstream_max_payload = 1024 }"#;
+        let gw = support::gateway(&with_plugin(up, "websocket-size-limit", config)).await;
+        let mut ws = open_ok(gw, "/", &[]).await;
+        let fits = "x".repeat(1024);
+        ws.send_text(fits.clone()).await.unwrap();
+        assert_eq!(next_text(&mut ws).await, fits);
+        ws.send_text("y".repeat(1025)).await.unwrap();
+        assert_eq!(support::next_close(&mut ws).await.0, 1001);
+        assert_eq!(upstream_close(&mut closes).await, 1009);
+    })
+    .await;
+}
+
+// ---------------------------------------------------- lua_plugin_dirs ---
+
+/// `lua_plugin_dirs` in a configuration file is taken from the file's own
+/// directory, not the current one (which has no such plugin), when the file
+/// is loaded as `frameway gateway --config FILE` loads it: the Lua plugin
+/// beside the file runs on frames.
+#[tokio::test]
+async fn lua_plugin_dirs_are_relative_to_the_configuration_file() {
+    bounded(async {
+        let dir = std::env::temp_dir().join(format!("frameway-gw-conf-{}", std::process::id()));
+        let plugin = dir.join("plugins").join("tag");
+        std::fs::create_dir_all(&plugin).unwrap();
+        std::fs::write(
+            plugin.join("handler.lua"),
+            r#"
+local P = { PRIORITY = 1000, VERSION = "1.0.0" }
+function P:ws_client_frame(conf, typ, data)
+  if typ == "text" then
+    kong.websocket.client.set_frame_data("lua:" .. data)
+  end
+end
+return P
+"#,
+        )
+        .unwrap();
+        let text = format!(
+            "[gateway]\nlua_plugin_dirs = [\"plugins\"]\n{}",
+            with_plugin(support::echo_upstream().await, "tag", "{}")
+        );
+        std::fs::write(dir.join("gateway.toml"), text).unwrap();
+        let loaded = Config::load(&dir.join("gateway.toml"), &Registry::with_builtins());
+        // The Lua files are read by the load: the directory can go now.
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = loaded.unwrap_or_else(|e| panic!("{e}"));
+
+        let gw = support::serve(config).await[0];
+        let mut ws = open_ok(gw, "/", &[]).await;
+        ws.send_text("hi").await.unwrap();
+        assert_eq!(next_text(&mut ws).await, "lua:hi");
     })
     .await;
 }

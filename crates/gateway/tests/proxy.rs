@@ -1,16 +1,21 @@
 //! The gateway end to end over real sockets: client → gateway → upstream.
-//! Every PDK function in both directions, handshake failures, forwarded
-//! headers, close propagation, fragments, large messages, ping/pong, TLS on
-//! both legs and a foreign (Python) client.
+//! Every PDK function in both directions, plugins attached at each level,
+//! routing, handshake failures, forwarded headers, close propagation and
+//! idle timeouts, fragments, large messages, ping/pong, TLS on both legs
+//! and a foreign (Python) client.
 
 mod support;
 
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use frameway::client::ConnectOptions;
 use frameway::{CloseCode, CloseFrame, Message, OpCode};
-use frameway_gateway::plugin::{FrameType, PdkError, PluginError};
+use frameway_gateway::plugin::{
+    FrameType, PdkError, Plugin, PluginConfigError, PluginError, Registry,
+};
 use http::{HeaderMap, StatusCode};
 use serde_json::json;
 use support::*;
@@ -395,6 +400,97 @@ async fn forward_then_close_forwards_the_frame_then_closes_both_sides() {
         // No status given: a normal close.
         assert_eq!(close, (1000, String::new()));
         assert_eq!(expect_close(&mut upstream).await, (4007, "up done".into()));
+    })
+    .await;
+}
+
+// ------------------------------------------------------- plugin levels ---
+
+/// The built-ins plus `tag` and `stamp`, which prefix each client text
+/// message with their `config.tag` and a colon; `tag` runs first, so a
+/// message shows which instance of each ran.
+fn tagging_registry() -> Registry {
+    let mut registry = Registry::with_builtins();
+    for (name, priority) in [("tag", 20), ("stamp", 10)] {
+        registry.register(
+            name,
+            Arc::new(move |config: &serde_json::Value| {
+                let tag = config["tag"]
+                    .as_str()
+                    .ok_or_else(|| PluginConfigError("tag must be a string".into()))?
+                    .to_owned();
+                let plugin = TestPlugin::new(name)
+                    .priority(priority)
+                    .on_client_frame(move |ctx| {
+                        let (data, kind, _) = ctx.get_frame();
+                        if kind == FrameType::Text {
+                            let tagged = format!("{tag}:{}", text(data));
+                            ctx.set_frame_data(tagged);
+                        }
+                        Ok(())
+                    });
+                Ok(Arc::new(plugin) as Arc<dyn Plugin>)
+            }),
+        );
+    }
+    registry
+}
+
+/// `[[services.plugins]]` run on every route of their service; for one
+/// plugin name the route's entry replaces the service's, which replaces
+/// the global one, while the service's other plugins still run on that
+/// route.
+#[tokio::test]
+async fn service_plugins_cover_every_route_and_route_beats_service_beats_global() {
+    bounded(async {
+        let up = echo_upstream().await;
+        let config = format!(
+            r#"
+[[services]]
+name = "a"
+url = "ws://{up}"
+  [[services.plugins]]
+  name = "tag"
+  config = {{ tag = "service" }}
+  [[services.plugins]]
+  name = "stamp"
+  config = {{ tag = "stamped" }}
+  [[services.routes]]
+  name = "one"
+  paths = ["/one"]
+  [[services.routes]]
+  name = "two"
+  paths = ["/two"]
+  [[services.routes]]
+  name = "own"
+  paths = ["/own"]
+    [[services.routes.plugins]]
+    name = "tag"
+    config = {{ tag = "route" }}
+
+[[services]]
+name = "b"
+url = "ws://{up}"
+  [[services.routes]]
+  name = "b"
+  paths = ["/b"]
+
+[[plugins]]
+name = "tag"
+config = {{ tag = "global" }}
+"#
+        );
+        let gw = gateway_with(&config, &tagging_registry()).await;
+        for (path, want) in [
+            ("/one", "stamped:service:x"),
+            ("/two", "stamped:service:x"),
+            ("/own", "stamped:route:x"),
+            ("/b", "global:x"),
+        ] {
+            let mut client = connect(gw, path).await;
+            client.send_text("x").await.unwrap();
+            assert_eq!(recv_text(&mut client).await, want, "{path}");
+        }
     })
     .await;
 }
@@ -854,6 +950,140 @@ async fn an_upstream_breaking_the_protocol_gets_its_code_and_the_client_1001() {
     .await;
 }
 
+// ------------------------------------------------------------- routing ---
+
+/// Opens a WebSocket through the gateway at `gw` with this `Host` and
+/// `path`; returns the path and query the upstream was asked for.
+async fn upstream_target(
+    gw: SocketAddr,
+    conns: &mut tokio::sync::mpsc::UnboundedReceiver<UpstreamConn>,
+    host: &str,
+    path: &str,
+) -> String {
+    let _client = raw_ws_client(gw, &upgrade_request_to(host, path, ""), b"").await;
+    let conn = next_upstream(conns).await;
+    conn.request.uri().path_and_query().unwrap().to_string()
+}
+
+/// A `[[services]]` entry at `url` with one route.
+fn service(name: &str, url: &str, route: &str) -> String {
+    format!(
+        "[[services]]\nname = \"{name}\"\nurl = \"{url}\"\n  [[services.routes]]\n  name = \"{name}\"\n{route}\n"
+    )
+}
+
+/// An exact host beats a wildcard, which beats a route without hosts; the
+/// wildcard covers subdomains but not the bare domain, Host's port is
+/// ignored, and a longer path still wins over a host match.
+#[tokio::test]
+async fn routes_match_exact_and_wildcard_hosts() {
+    bounded(async {
+        let (up, mut conns) = scripted_upstream().await;
+        let config = [
+            service("any", &format!("ws://{up}/any"), "  paths = [\"/api\"]"),
+            service(
+                "wild",
+                &format!("ws://{up}/wild"),
+                "  paths = [\"/api\"]\n  hosts = [\"*.example.com\"]",
+            ),
+            service(
+                "exact",
+                &format!("ws://{up}/exact"),
+                "  paths = [\"/api\"]\n  hosts = [\"chat.example.com\"]",
+            ),
+            service("v2", &format!("ws://{up}/v2"), "  paths = [\"/api/v2\"]"),
+        ]
+        .concat();
+        let gw = gateway(&config).await;
+        for (host, path, want) in [
+            ("chat.example.com:8080", "/api/room", "/exact/room"),
+            ("chat.example.com", "/api/room", "/exact/room"),
+            ("other.example.com", "/api/room", "/wild/room"),
+            ("example.com", "/api/room", "/any/room"),
+            ("elsewhere.test", "/api/room", "/any/room"),
+            ("chat.example.com", "/api/v2/room", "/v2/room"),
+        ] {
+            assert_eq!(
+                upstream_target(gw, &mut conns, host, path).await,
+                want,
+                "{host} {path}"
+            );
+        }
+    })
+    .await;
+}
+
+/// Of the prefixes matching a path, the longest wins, whether its route
+/// comes before or after the shorter ones in the file.
+#[tokio::test]
+async fn the_longest_path_prefix_wins() {
+    bounded(async {
+        let (up, mut conns) = scripted_upstream().await;
+        let config = [
+            service("short", &format!("ws://{up}/short"), "  paths = [\"/api\"]"),
+            service(
+                "deep",
+                &format!("ws://{up}/deep"),
+                "  paths = [\"/api/v2/deep\"]",
+            ),
+            service("v2", &format!("ws://{up}/v2"), "  paths = [\"/api/v2\"]"),
+        ]
+        .concat();
+        let gw = gateway(&config).await;
+        for (path, want) in [
+            ("/api/v2/deep/x", "/deep/x"),
+            ("/api/v2/x", "/v2/x"),
+            ("/api/v2", "/v2"),
+            ("/api/x", "/short/x"),
+            ("/api/v1/x", "/short/v1/x"),
+        ] {
+            assert_eq!(
+                upstream_target(gw, &mut conns, "gw.test", path).await,
+                want,
+                "{path}"
+            );
+        }
+    })
+    .await;
+}
+
+/// By default the matched prefix is replaced by the service URL's path
+/// (README's `/chat/room -> /socket/room`); `strip_path = false` keeps it
+/// after the service's path. The query goes along either way.
+#[tokio::test]
+async fn strip_path_decides_the_path_the_upstream_sees() {
+    bounded(async {
+        let (up, mut conns) = scripted_upstream().await;
+        let config = format!(
+            r#"
+[[services]]
+name = "chat"
+url = "ws://{up}/socket"
+  [[services.routes]]
+  name = "chat"
+  paths = ["/chat"]
+  [[services.routes]]
+  name = "keep"
+  paths = ["/keep"]
+  strip_path = false
+"#
+        );
+        let gw = gateway(&config).await;
+        for (path, want) in [
+            ("/chat/room?x=1", "/socket/room?x=1"),
+            ("/chat", "/socket"),
+            ("/keep/room?x=1", "/socket/keep/room?x=1"),
+        ] {
+            assert_eq!(
+                upstream_target(gw, &mut conns, "gw.test", path).await,
+                want,
+                "{path}"
+            );
+        }
+    })
+    .await;
+}
+
 // --------------------------------------------------- handshake failures ---
 
 #[tokio::test]
@@ -1152,6 +1382,48 @@ async fn idle_timeout_closes_both_sides_with_1001() {
             tokio::join!(expect_close(&mut client), expect_close(&mut upstream));
         assert_eq!(client_close.0, 1001);
         assert_eq!(upstream_close.0, 1001);
+    })
+    .await;
+}
+
+/// `idle_timeout = 0` means never: a connection idle for two seconds is
+/// still open and proxies both ways, while the same idleness under
+/// `idle_timeout = 1000` (ms) closes both of its sides with 1001.
+#[tokio::test]
+async fn idle_timeout_zero_never_closes_an_idle_connection() {
+    bounded(async {
+        // One upstream per gateway, so each connection is known for sure.
+        let (timed_up, mut timed_conns) = scripted_upstream().await;
+        let (never_up, mut never_conns) = scripted_upstream().await;
+        let timed = gateway(&format!(
+            "[gateway]\nidle_timeout = 1000\n{}",
+            one_route(timed_up, "")
+        ))
+        .await;
+        let never = gateway(&format!(
+            "[gateway]\nidle_timeout = 0\n{}",
+            one_route(never_up, "")
+        ))
+        .await;
+        let start = Instant::now();
+        let mut timed_client = connect(timed, "/").await;
+        let mut timed_upstream = next_upstream(&mut timed_conns).await.ws;
+        let mut never_client = connect(never, "/").await;
+        let mut never_upstream = next_upstream(&mut never_conns).await.ws;
+
+        let (client_close, upstream_close) = tokio::join!(
+            expect_close(&mut timed_client),
+            expect_close(&mut timed_upstream)
+        );
+        assert_eq!((client_close.0, upstream_close.0), (1001, 1001));
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_secs(1), "closed after {waited:?}");
+
+        tokio::time::sleep_until((start + Duration::from_secs(2)).into()).await;
+        never_client.send_text("still here").await.unwrap();
+        assert_eq!(recv_text(&mut never_upstream).await, "still here");
+        never_upstream.send_text("so am I").await.unwrap();
+        assert_eq!(recv_text(&mut never_client).await, "so am I");
     })
     .await;
 }

@@ -60,8 +60,14 @@ pub async fn echo_upstream() -> SocketAddr {
 /// replaced by fresh ports) with `registry`; returns the bound addresses,
 /// plain ones first, then TLS ones.
 pub async fn gateway_addrs(config: &str, registry: &Registry) -> Vec<SocketAddr> {
-    let mut config =
+    let config =
         Config::parse(config, "test", registry).unwrap_or_else(|e| panic!("bad test config:\n{e}"));
+    serve(config).await
+}
+
+/// Serves a loaded `config` with its `listen` and `tls_listen` replaced by
+/// fresh ports; returns the bound addresses, plain ones first.
+pub async fn serve(mut config: Config) -> Vec<SocketAddr> {
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     config.listen = vec![any];
     if !config.tls_listen.is_empty() {
@@ -596,8 +602,13 @@ pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> RawResponse {
 /// A WebSocket handshake request for `path` with `extra` header lines
 /// (each ending in `\r\n`).
 pub fn upgrade_request(path: &str, extra: &str) -> String {
+    upgrade_request_to("gw.test:8080", path, extra)
+}
+
+/// [`upgrade_request`] with this `Host` header.
+pub fn upgrade_request_to(host: &str, path: &str, extra: &str) -> String {
     format!(
-        "GET {path} HTTP/1.1\r\nHost: gw.test:8080\r\nUpgrade: websocket\r\n\
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n\
          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
          Sec-WebSocket-Version: 13\r\n{extra}\r\n"
     )
