@@ -143,6 +143,10 @@ fn strip_port(host: &str) -> &str {
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
 
+/// The service's path and what is left of the request's, joined by exactly
+/// one slash, as Kong's default path handling does: a route `/chat/` (or a
+/// prefix match of `/chat` on `/chatroom`) leaves no leading slash, and the
+/// service path `/socket` then still gets one before the rest.
 fn join_paths(base: &str, rest: &str) -> String {
     match (base.ends_with('/'), rest.starts_with('/')) {
         _ if rest.is_empty() => {
@@ -153,7 +157,7 @@ fn join_paths(base: &str, rest: &str) -> String {
             }
         }
         (true, true) => format!("{base}{}", &rest[1..]),
-        (false, false) if base.is_empty() => format!("/{rest}"),
+        (false, false) => format!("{base}/{rest}"),
         _ => format!("{base}{rest}"),
     }
 }
@@ -238,6 +242,8 @@ mod tests {
         assert_eq!(join_paths("/socket/", "/x"), "/socket/x");
         assert_eq!(join_paths("", ""), "/");
         assert_eq!(join_paths("", "x"), "/x");
+        assert_eq!(join_paths("/socket", "room"), "/socket/room");
+        assert_eq!(join_paths("/socket/", "room"), "/socket/room");
         assert_eq!(strip_port("[::1]:80"), "[::1]");
     }
 }

@@ -1049,7 +1049,8 @@ async fn the_longest_path_prefix_wins() {
 
 /// By default the matched prefix is replaced by the service URL's path
 /// (README's `/chat/room -> /socket/room`); `strip_path = false` keeps it
-/// after the service's path. The query goes along either way.
+/// after the service's path. The query goes along either way, and the two
+/// paths are joined by one slash.
 #[tokio::test]
 async fn strip_path_decides_the_path_the_upstream_sees() {
     bounded(async {
@@ -1066,6 +1067,9 @@ url = "ws://{up}/socket"
   name = "keep"
   paths = ["/keep"]
   strip_path = false
+  [[services.routes]]
+  name = "lobby"
+  paths = ["/lobby/"]
 "#
         );
         let gw = gateway(&config).await;
@@ -1073,6 +1077,10 @@ url = "ws://{up}/socket"
             ("/chat/room?x=1", "/socket/room?x=1"),
             ("/chat", "/socket"),
             ("/keep/room?x=1", "/socket/keep/room?x=1"),
+            // What is left after the prefix is joined with one slash, as
+            // Kong does, when it does not start with one.
+            ("/lobby/hall", "/socket/hall"),
+            ("/chatroom", "/socket/room"),
         ] {
             assert_eq!(
                 upstream_target(gw, &mut conns, "gw.test", path).await,
