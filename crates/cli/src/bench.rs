@@ -150,7 +150,8 @@ struct Shared {
 async fn bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     let target = Arc::new(target(&args.url)?);
     let shared = Arc::new(Shared {
-        measuring: AtomicBool::new(args.warmup <= 0.0),
+        // On when the clock starts, so that what is counted is what is timed.
+        measuring: AtomicBool::new(false),
         stop: AtomicBool::new(false),
         measured: AtomicU64::new(0),
         limit: args.messages.unwrap_or(u64::MAX),
@@ -186,6 +187,7 @@ async fn bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     let cpu_before = proc_stat::CpuSample::take(&args.watch_pids)?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(args.duration);
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     while Instant::now() < deadline
         && shared.measured.load(Ordering::Relaxed) < shared.limit
         && !tasks.is_empty()
@@ -193,15 +195,15 @@ async fn bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(20)) => {}
             Some(done) = tasks.join_next() => {
-                // A connection that ends early failed: report it.
-                done??;
+                // A connection ends early when it reached --messages (its
+                // timings count) or failed (the run fails with its error).
+                histogram.add(&done??)?;
             }
         }
     }
     let elapsed = started.elapsed();
     shared.stop.store(true, Ordering::Relaxed);
     let cpu = proc_stat::CpuSample::take(&args.watch_pids)?.since(&cpu_before);
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut errors = 0u64;
     while let Some(done) = tasks.join_next().await {
         match done? {

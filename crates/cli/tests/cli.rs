@@ -304,6 +304,37 @@ fn bench_measures_frameway_echo() {
     assert!(counts.ends_with(" round trips, 0 errors)"), "{summary}");
 }
 
+/// `--messages N` reports the round trips it made: N, or a few more when
+/// other connections were mid round trip as the Nth finished (each
+/// connection stops at its next check), never the share of a connection
+/// that ended first.
+#[test]
+fn bench_messages_reports_every_round_trip_up_to_the_limit() {
+    let (_server, port) = echo_server(&[]);
+    let out = bench(
+        port,
+        &[
+            "--connections",
+            "2",
+            "--size",
+            "64",
+            "--warmup",
+            "0",
+            "--messages",
+            "2000",
+            "--duration",
+            "30",
+            "--json",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let json: serde_json::Value =
+        serde_json::from_str(&String::from_utf8_lossy(&out.stdout)).expect("JSON");
+    let messages = json["messages"].as_u64().expect("messages");
+    assert!((2000..=2001).contains(&messages), "{json}");
+}
+
 /// `--json` prints exactly one JSON object with the result's fields (the
 /// run's shape, counts, rates and latency quantiles in µs), consistent
 /// with each other, and the run lasts `--duration` seconds.
