@@ -254,6 +254,26 @@ fn bench(port: u16, args: &[&str]) -> Output {
     run(&all, "")
 }
 
+/// A short run that must succeed (2 connections of 64 B, measured for 1 s
+/// after 0.2 s of warm-up, plus `extra`); its stdout.
+fn short_bench(port: u16, extra: &[&str]) -> String {
+    let mut args = vec![
+        "--connections",
+        "2",
+        "--size",
+        "64",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.2",
+    ];
+    args.extend_from_slice(extra);
+    let out = bench(port, &args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The number right after the word `name` in `line` (`p50 123 µs`).
 fn number_after(line: &str, name: &str) -> f64 {
     let mut words = line.split_whitespace();
@@ -271,22 +291,7 @@ fn number_after(line: &str, name: &str) -> f64 {
 #[test]
 fn bench_measures_frameway_echo() {
     let (_server, port) = echo_server(&[]);
-    let out = bench(
-        port,
-        &[
-            "--connections",
-            "2",
-            "--size",
-            "64",
-            "--duration",
-            "1",
-            "--warmup",
-            "0.2",
-        ],
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = short_bench(port, &[]);
     assert!(
         stdout.contains("(2 connections, 64 B binary, closed loop"),
         "{stdout}"
@@ -341,23 +346,7 @@ fn bench_messages_reports_every_round_trip_up_to_the_limit() {
 #[test]
 fn bench_json_is_one_object() {
     let (_server, port) = echo_server(&[]);
-    let out = bench(
-        port,
-        &[
-            "--connections",
-            "2",
-            "--size",
-            "64",
-            "--duration",
-            "1",
-            "--warmup",
-            "0.2",
-            "--json",
-        ],
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = short_bench(port, &["--json"]);
     assert_eq!(stdout.lines().count(), 1, "one line: {stdout}");
     let json: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
     let field = |name: &str| {

@@ -952,17 +952,20 @@ async fn an_upstream_breaking_the_protocol_gets_its_code_and_the_client_1001() {
 
 // ------------------------------------------------------------- routing ---
 
-/// Opens a WebSocket through the gateway at `gw` with this `Host` and
-/// `path`; returns the path and query the upstream was asked for.
-async fn upstream_target(
+/// For each `(host, path, want)`: opens a WebSocket through the gateway at
+/// `gw` with this `Host` and `path`, and checks that the upstream was asked
+/// for the path and query `want`.
+async fn assert_upstream_targets(
     gw: SocketAddr,
     conns: &mut tokio::sync::mpsc::UnboundedReceiver<UpstreamConn>,
-    host: &str,
-    path: &str,
-) -> String {
-    let _client = raw_ws_client(gw, &upgrade_request_to(host, path, ""), b"").await;
-    let conn = next_upstream(conns).await;
-    conn.request.uri().path_and_query().unwrap().to_string()
+    cases: &[(&str, &str, &str)],
+) {
+    for &(host, path, want) in cases {
+        let _client = raw_ws_client(gw, &upgrade_request_to(host, path, ""), b"").await;
+        let conn = next_upstream(conns).await;
+        let target = conn.request.uri().path_and_query().unwrap().to_string();
+        assert_eq!(target, want, "{host} {path}");
+    }
 }
 
 /// A `[[services]]` entry at `url` with one route.
@@ -995,20 +998,19 @@ async fn routes_match_exact_and_wildcard_hosts() {
         ]
         .concat();
         let gw = gateway(&config).await;
-        for (host, path, want) in [
-            ("chat.example.com:8080", "/api/room", "/exact/room"),
-            ("chat.example.com", "/api/room", "/exact/room"),
-            ("other.example.com", "/api/room", "/wild/room"),
-            ("example.com", "/api/room", "/any/room"),
-            ("elsewhere.test", "/api/room", "/any/room"),
-            ("chat.example.com", "/api/v2/room", "/v2/room"),
-        ] {
-            assert_eq!(
-                upstream_target(gw, &mut conns, host, path).await,
-                want,
-                "{host} {path}"
-            );
-        }
+        assert_upstream_targets(
+            gw,
+            &mut conns,
+            &[
+                ("chat.example.com:8080", "/api/room", "/exact/room"),
+                ("chat.example.com", "/api/room", "/exact/room"),
+                ("other.example.com", "/api/room", "/wild/room"),
+                ("example.com", "/api/room", "/any/room"),
+                ("elsewhere.test", "/api/room", "/any/room"),
+                ("chat.example.com", "/api/v2/room", "/v2/room"),
+            ],
+        )
+        .await;
     })
     .await;
 }
@@ -1030,19 +1032,18 @@ async fn the_longest_path_prefix_wins() {
         ]
         .concat();
         let gw = gateway(&config).await;
-        for (path, want) in [
-            ("/api/v2/deep/x", "/deep/x"),
-            ("/api/v2/x", "/v2/x"),
-            ("/api/v2", "/v2"),
-            ("/api/x", "/short/x"),
-            ("/api/v1/x", "/short/v1/x"),
-        ] {
-            assert_eq!(
-                upstream_target(gw, &mut conns, "gw.test", path).await,
-                want,
-                "{path}"
-            );
-        }
+        assert_upstream_targets(
+            gw,
+            &mut conns,
+            &[
+                ("gw.test", "/api/v2/deep/x", "/deep/x"),
+                ("gw.test", "/api/v2/x", "/v2/x"),
+                ("gw.test", "/api/v2", "/v2"),
+                ("gw.test", "/api/x", "/short/x"),
+                ("gw.test", "/api/v1/x", "/short/v1/x"),
+            ],
+        )
+        .await;
     })
     .await;
 }
@@ -1073,21 +1074,20 @@ url = "ws://{up}/socket"
 "#
         );
         let gw = gateway(&config).await;
-        for (path, want) in [
-            ("/chat/room?x=1", "/socket/room?x=1"),
-            ("/chat", "/socket"),
-            ("/keep/room?x=1", "/socket/keep/room?x=1"),
-            // What is left after the prefix is joined with one slash, as
-            // Kong does, when it does not start with one.
-            ("/lobby/hall", "/socket/hall"),
-            ("/chatroom", "/socket/room"),
-        ] {
-            assert_eq!(
-                upstream_target(gw, &mut conns, "gw.test", path).await,
-                want,
-                "{path}"
-            );
-        }
+        assert_upstream_targets(
+            gw,
+            &mut conns,
+            &[
+                ("gw.test", "/chat/room?x=1", "/socket/room?x=1"),
+                ("gw.test", "/chat", "/socket"),
+                ("gw.test", "/keep/room?x=1", "/socket/keep/room?x=1"),
+                // What is left after the prefix is joined with one slash, as
+                // Kong does, when it does not start with one.
+                ("gw.test", "/lobby/hall", "/socket/hall"),
+                ("gw.test", "/chatroom", "/socket/room"),
+            ],
+        )
+        .await;
     })
     .await;
 }
