@@ -162,6 +162,33 @@ pub struct ConnectionInfo {
     pub started: Instant,
 }
 
+/// The accessors every phase's context has, over its `state`, `shared` and
+/// `conn` fields: written once here rather than three times.
+macro_rules! connection_accessors {
+    ($context:ident) => {
+        impl $context<'_> {
+            /// This plugin's per-connection state (`kong.ctx.plugin`).
+            pub fn state<T: 'static>(&mut self) -> Option<&mut T> {
+                self.state.as_mut()?.downcast_mut()
+            }
+
+            /// State shared by all plugins of this connection (`kong.ctx.shared`).
+            pub fn shared(&mut self) -> &mut Extensions {
+                self.shared
+            }
+
+            /// The connection.
+            pub fn connection(&self) -> &ConnectionInfo {
+                self.conn
+            }
+        }
+    };
+}
+
+connection_accessors!(FrameContext);
+connection_accessors!(HandshakeContext);
+connection_accessors!(CloseContext);
+
 /// The in-flight frame of [`FrameContext`].
 #[derive(Debug, Clone)]
 pub(crate) struct InFlight {
@@ -246,21 +273,6 @@ impl FrameContext<'_> {
         let (sender, peer) = PlannedClose::pair(status, message, peer_status, peer_payload)?;
         self.frame.verdict = Verdict::ForwardThenClose { sender, peer };
         Ok(())
-    }
-
-    /// This plugin's per-connection state (`kong.ctx.plugin`).
-    pub fn state<T: 'static>(&mut self) -> Option<&mut T> {
-        self.state.as_mut()?.downcast_mut()
-    }
-
-    /// State shared by all plugins of this connection (`kong.ctx.shared`).
-    pub fn shared(&mut self) -> &mut Extensions {
-        self.shared
-    }
-
-    /// The connection.
-    pub fn connection(&self) -> &ConnectionInfo {
-        self.conn
     }
 }
 
@@ -393,21 +405,6 @@ impl HandshakeContext<'_> {
     pub fn set_upstream_max_payload_size(&mut self, size: u64) {
         self.limits.upstream = (size != 0).then_some(size);
     }
-
-    /// This plugin's per-connection state (`kong.ctx.plugin`).
-    pub fn state<T: 'static>(&mut self) -> Option<&mut T> {
-        self.state.as_mut()?.downcast_mut()
-    }
-
-    /// State shared by all plugins of this connection (`kong.ctx.shared`).
-    pub fn shared(&mut self) -> &mut Extensions {
-        self.shared
-    }
-
-    /// The connection.
-    pub fn connection(&self) -> &ConnectionInfo {
-        self.conn
-    }
 }
 
 /// `target` (a path and query) without the query argument `name`; the `?`
@@ -484,21 +481,6 @@ impl CloseContext<'_> {
     /// How long the connection lasted.
     pub fn duration(&self) -> Duration {
         self.conn.started.elapsed()
-    }
-
-    /// This plugin's per-connection state (`kong.ctx.plugin`).
-    pub fn state<T: 'static>(&mut self) -> Option<&mut T> {
-        self.state.as_mut()?.downcast_mut()
-    }
-
-    /// State shared by all plugins of this connection (`kong.ctx.shared`).
-    pub fn shared(&mut self) -> &mut Extensions {
-        self.shared
-    }
-
-    /// The connection.
-    pub fn connection(&self) -> &ConnectionInfo {
-        self.conn
     }
 }
 
