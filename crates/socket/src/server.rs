@@ -174,13 +174,10 @@ where
     match decide(&request, &offer) {
         Decision::Accept { protocol, headers } => {
             let protocol = protocol.filter(|p| offer.protocols.contains(p));
-            let deflate = config
-                .websocket
-                .deflate
-                .and_then(|ours| Some((ours.accept(&offer.extensions)?, ours)));
-            let extensions = deflate.map(|(params, _)| params.to_string());
-            let mut response = accept_response(&offer, protocol.as_deref(), extensions.as_deref())
-                .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+            let Upgrade {
+                mut response,
+                deflate,
+            } = answer(&offer, protocol.as_deref(), &config.websocket);
             response.headers_mut().extend(headers);
             let mut out = Vec::with_capacity(256);
             write_response(&response, b"", &mut out);
@@ -188,8 +185,8 @@ where
             io.flush().await?;
             let mut ws = WebSocket::from_raw_socket(io, Role::Server, config.websocket, rest)
                 .with_subprotocol(protocol);
-            if let Some((params, ours)) = deflate {
-                ws = ws.with_deflate(Deflate::new(Role::Server, params, &ours));
+            if let Some(deflate) = deflate {
+                ws = ws.with_deflate(deflate);
             }
             Ok(ws)
         }
@@ -246,7 +243,8 @@ async fn refuse<S: AsyncWrite + Unpin>(io: &mut S, err: RequestError) -> Error {
 /// builds the `101` response to send, choosing `protocol` if the client
 /// offered it. After sending it, take the upgraded stream and wrap it with
 /// [`WebSocket::from_raw_socket`] (`Role::Server`), passing any bytes the
-/// HTTP server read past the request.
+/// HTTP server read past the request. The connection is uncompressed: use
+/// [`upgrade_response_with`] to answer a permessage-deflate offer.
 ///
 /// ```
 /// let request = http::Request::get("/ws")
@@ -265,7 +263,69 @@ pub fn upgrade_response<B>(
     request: &Request<B>,
     protocol: Option<&str>,
 ) -> std::result::Result<Response<()>, RequestError> {
+    upgrade_response_with(request, protocol, &WebSocketConfig::default()).map(|u| u.response)
+}
+
+/// [`upgrade_response`] with the connection's settings: with
+/// [`WebSocketConfig::deflate`](crate::WebSocketConfig::deflate) set, the
+/// first permessage-deflate offer that can be honoured is accepted in the
+/// response, and [`Upgrade::deflate`] is the codec to give the upgraded
+/// stream with [`WebSocket::with_deflate`].
+///
+/// ```
+/// use frameway::wire::deflate::DeflateConfig;
+/// use frameway::WebSocketConfig;
+/// let request = http::Request::get("/ws")
+///     .header("host", "example.com")
+///     .header("upgrade", "websocket")
+///     .header("connection", "Upgrade")
+///     .header("sec-websocket-version", "13")
+///     .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+///     .header("sec-websocket-extensions", "permessage-deflate; client_max_window_bits")
+///     .body(())
+///     .unwrap();
+/// let config = WebSocketConfig::default().deflate(DeflateConfig::default());
+/// let upgrade = frameway::server::upgrade_response_with(&request, None, &config).unwrap();
+/// assert_eq!(upgrade.response.status(), 101);
+/// assert!(upgrade.response.headers()["sec-websocket-extensions"]
+///     .to_str()
+///     .unwrap()
+///     .starts_with("permessage-deflate"));
+/// assert!(upgrade.deflate.is_some());
+/// ```
+pub fn upgrade_response_with<B>(
+    request: &Request<B>,
+    protocol: Option<&str>,
+    config: &WebSocketConfig,
+) -> std::result::Result<Upgrade, RequestError> {
     let offer = validate_request(request)?;
     let protocol = protocol.filter(|p| offer.protocols.iter().any(|o| o == p));
-    Ok(accept_response(&offer, protocol, None).expect("handshake headers are valid"))
+    Ok(answer(&offer, protocol, config))
+}
+
+/// An accepted opening handshake: the `101` response and the
+/// permessage-deflate codec agreed in it, if any.
+#[derive(Debug)]
+pub struct Upgrade {
+    /// The response to send.
+    pub response: Response<()>,
+    /// The codec for [`WebSocket::with_deflate`], when the response accepted
+    /// the client's permessage-deflate offer.
+    pub deflate: Option<Deflate>,
+}
+
+/// The `101` answer to a valid `offer`, with `protocol` (already checked
+/// against the offer) and permessage-deflate if `config` has it and the
+/// client offered parameters it can honour.
+fn answer(offer: &ClientOffer, protocol: Option<&str>, config: &WebSocketConfig) -> Upgrade {
+    let agreed = config
+        .deflate
+        .and_then(|ours| Some((ours.accept(&offer.extensions)?, ours)));
+    let extensions = agreed.map(|(params, _)| params.to_string());
+    let response = accept_response(offer, protocol, extensions.as_deref())
+        .expect("handshake headers are valid");
+    Upgrade {
+        response,
+        deflate: agreed.map(|(params, ours)| Deflate::new(Role::Server, params, &ours)),
+    }
 }

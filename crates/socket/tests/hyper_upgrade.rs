@@ -1,5 +1,6 @@
 //! Dropping the library into an existing hyper server: the request is parsed
-//! by hyper, upgraded with `upgrade_response`, and the upgraded stream wrapped
+//! by hyper, upgraded with `upgrade_response` (or `upgrade_response_with`,
+//! which answers a permessage-deflate offer), and the upgraded stream wrapped
 //! with `WebSocket::from_raw_socket`. Bytes the client sent right behind its
 //! request must survive the hand-over.
 
@@ -7,6 +8,8 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::Bytes;
+use frameway::client::{connect_with, ConnectOptions};
+use frameway::wire::deflate::DeflateConfig;
 use frameway::{Message, Role, WebSocket, WebSocketConfig};
 use http_body_util::Empty;
 use hyper::body::Incoming;
@@ -75,6 +78,75 @@ async fn hyper_upgrade_keeps_bytes_sent_with_the_request() {
         let head = String::from_utf8_lossy(&got);
         assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
         assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+    })
+    .await
+    .unwrap();
+}
+
+/// A hyper service that upgrades with `upgrade_response_with` and deflate
+/// on: it tells the client whether the upgraded stream compresses, then
+/// echoes.
+async fn handle_with_deflate(
+    mut req: Request<Incoming>,
+) -> Result<Response<Empty<Bytes>>, Infallible> {
+    let config = WebSocketConfig::default().deflate(DeflateConfig::default());
+    let Ok(upgrade) = frameway::server::upgrade_response_with(&req, None, &config) else {
+        let mut response = Response::new(Empty::new());
+        *response.status_mut() = hyper::StatusCode::BAD_REQUEST;
+        return Ok(response);
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let io = TokioIo::new(on_upgrade.await.unwrap());
+        let mut ws = WebSocket::from_raw_socket(io, Role::Server, config, Bytes::new());
+        if let Some(deflate) = upgrade.deflate {
+            ws = ws.with_deflate(deflate);
+        }
+        let said = format!("deflate {}", ws.deflate().is_some());
+        ws.send_text(said).await.unwrap();
+        while let Some(Ok(msg)) = ws.recv().await {
+            if let m @ (Message::Text(_) | Message::Binary(_)) = msg {
+                ws.send(m).await.unwrap();
+            }
+        }
+    });
+    let (parts, ()) = upgrade.response.into_parts();
+    Ok(Response::from_parts(parts, Empty::new()))
+}
+
+/// `upgrade_response_with` accepts the client's permessage-deflate offer in
+/// hyper's 101, and the codec it returns makes the upgraded stream
+/// compress: both ends agree and a compressible message round-trips.
+#[tokio::test]
+async fn hyper_upgrade_with_deflate_negotiates_it() {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let service = hyper::service::service_fn(handle_with_deflate);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), service)
+                .with_upgrades()
+                .await;
+        });
+        let options = ConnectOptions::default()
+            .websocket(WebSocketConfig::default().deflate(DeflateConfig::default()));
+        let (mut ws, _) = connect_with(&format!("ws://{addr}/ws"), options)
+            .await
+            .unwrap();
+        assert!(
+            ws.deflate().is_some(),
+            "the client's offer was not accepted"
+        );
+        let first = ws.recv().await.unwrap().unwrap();
+        assert_eq!(first, Message::Text("deflate true".into()));
+        let text = "compress me ".repeat(200);
+        ws.send_text(text.clone()).await.unwrap();
+        assert_eq!(
+            ws.recv().await.unwrap().unwrap(),
+            Message::Text(text.into())
+        );
     })
     .await
     .unwrap();
