@@ -1,4 +1,4 @@
-//! What the three echo servers share: `--listen ADDR` and a current-thread
+//! What the echo servers (the peers and floor-echo) share: `--listen ADDR` and a current-thread
 //! tokio runtime (one thread per server, like `frameway echo`).
 
 use std::net::SocketAddr;
