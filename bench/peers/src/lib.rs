@@ -1,5 +1,6 @@
-//! What the echo servers (the peers and floor-echo) share: `--listen ADDR` and a current-thread
-//! tokio runtime (one thread per server, like `frameway echo`).
+//! What the echo servers (the peers and floor-echo) share: `--listen ADDR`
+//! and a current-thread tokio runtime (one thread per server, like
+//! `frameway echo`); floor-relay takes the runtime.
 
 use std::net::SocketAddr;
 
