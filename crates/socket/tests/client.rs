@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -14,21 +13,12 @@ use frameway::server::{accept_with, Decision, ServerConfig};
 use frameway::{CloseCode, Error, Message, TimeoutKind, WebSocket};
 use http::{HeaderMap, StatusCode};
 use support::{
-    counted_echo_server, echo_messages, echo_server, self_signed_server_config, serve,
+    bounded, counted_echo_server, echo_messages, echo_server, self_signed_server_config, serve,
     tls_echo_server, tls_echo_server_with, TestPki,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
-
-/// No test may take longer than this.
-const LIMIT: Duration = Duration::from_secs(20);
-
-async fn bounded<F: Future>(fut: F) -> F::Output {
-    tokio::time::timeout(LIMIT, fut)
-        .await
-        .expect("test timed out")
-}
 
 async fn roundtrip<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>, text: &str) {
     ws.send_text(text).await.unwrap();

@@ -34,9 +34,7 @@ const LIMIT: Duration = Duration::from_secs(30);
 const BIG: usize = 16 << 20;
 
 async fn bounded<F: Future>(fut: F) -> F::Output {
-    tokio::time::timeout(LIMIT, fut)
-        .await
-        .expect("test timed out")
+    support::within(LIMIT, fut).await
 }
 
 /// Text, binary, both empty, and 16 MiB of each.

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use frameway::client::{connect_with, ConnectOptions};
@@ -17,12 +16,9 @@ use frameway::{
     WebSocketConfig,
 };
 use futures_util::{SinkExt, StreamExt};
-use support::{answering, echo_server, pattern, raw_upgrade, serve};
+use support::{answering, bounded, echo_server, pattern, raw_upgrade, serve};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-
-/// No test may take longer than this.
-const LIMIT: Duration = Duration::from_secs(20);
 
 /// The timeouts under test: small, so the tests are quick.
 const TIMEOUT: Duration = Duration::from_millis(200);
@@ -30,12 +26,6 @@ const TIMEOUT: Duration = Duration::from_millis(200);
 /// How long a call may run past [`TIMEOUT`] before the timeout counts as
 /// not having fired: generous, for a loaded machine.
 const GRACE: Duration = Duration::from_secs(3);
-
-async fn bounded<F: Future>(fut: F) -> F::Output {
-    tokio::time::timeout(LIMIT, fut)
-        .await
-        .expect("test timed out")
-}
 
 // ----- Stream + Sink -----
 

@@ -103,6 +103,18 @@ pub async fn counted_echo_server() -> (SocketAddr, Arc<AtomicUsize>) {
     serve(echo_session).await
 }
 
+/// Runs `fut`, failing the test if it takes longer than `limit`.
+pub async fn within<F: std::future::Future>(limit: Duration, fut: F) -> F::Output {
+    tokio::time::timeout(limit, fut)
+        .await
+        .expect("test timed out")
+}
+
+/// Runs `fut`, failing the test if it takes longer than 20 s.
+pub async fn bounded<F: std::future::Future>(fut: F) -> F::Output {
+    within(Duration::from_secs(20), fut).await
+}
+
 /// Reads from `tcp` to the end of an HTTP head (its blank line); returns
 /// the head and the bytes that arrived after it, or `None` if the
 /// connection ended first.
