@@ -1,0 +1,85 @@
+//! `config`: the gateway's TOML configuration loader on arbitrary text.
+//!
+//! Asserts: a refused file has at least one error, each pointing inside
+//! the text, in file order; an accepted one has a listener, limits within
+//! the ceiling, routes whose paths start with `/` and whose hosts are
+//! lower-case, and every route is reachable: a request for one of its paths
+//! (with one of its hosts) is routed to a route at least as specific.
+//!
+//! `websocket-log` is replaced by a plugin that does nothing: it creates
+//! the file its `path` names when the configuration loads, and a fuzzer
+//! must not write files wherever its input says.
+
+use std::sync::Arc;
+
+use frameway_gateway::config::{Config, MAX_PAYLOAD_CEILING};
+use frameway_gateway::plugin::{Plugin, Registry};
+
+/// The check; see the module documentation.
+pub fn check(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let config = match Config::parse(&text, "fuzz", &registry()) {
+        Ok(config) => config,
+        Err(errors) => {
+            assert!(!errors.errors.is_empty(), "refused without a reason");
+            let lines = text.split('\n').count();
+            for e in &errors.errors {
+                if let Some((line, col)) = e.location {
+                    assert!((1..=lines).contains(&line) && col >= 1, "{e} in {lines} lines");
+                }
+            }
+            let located: Vec<_> = errors.errors.iter().map(|e| e.location).collect();
+            assert!(located.is_sorted(), "errors out of file order: {located:?}");
+            return;
+        }
+    };
+    assert!(!config.listen.is_empty() || !config.tls_listen.is_empty());
+    for limit in [config.client_max_payload, config.upstream_max_payload] {
+        assert!((1..=MAX_PAYLOAD_CEILING).contains(&limit));
+    }
+    let router = &config.router;
+    for route in router.routes() {
+        assert!(!route.paths.is_empty() || !route.hosts.is_empty());
+        let host = route.hosts.first().map(|h| match h.strip_prefix("*.") {
+            Some(domain) => format!("w.{domain}"),
+            None => h.clone(),
+        });
+        assert!(route.hosts.iter().all(|h| *h == h.to_ascii_lowercase()));
+        let paths = if route.paths.is_empty() {
+            vec![String::from("/")]
+        } else {
+            route.paths.clone()
+        };
+        for path in &paths {
+            assert!(path.starts_with('/'));
+            // `?` would start the query and `#` is no part of a target.
+            if path.contains(['?', '#']) {
+                continue;
+            }
+            let matched = router
+                .find(host.as_deref(), path)
+                .unwrap_or_else(|| panic!("route {} unreachable at {path}", route.name));
+            // Nothing is more specific than the route's own path.
+            assert!(
+                route.paths.is_empty() || matched.route.paths.contains(path),
+                "{path} went to {}, not {}",
+                matched.route.name,
+                route.name
+            );
+        }
+    }
+}
+
+fn registry() -> Registry {
+    let mut registry = Registry::with_builtins();
+    registry.register("websocket-log", Arc::new(|_| Ok(Arc::new(Inert) as Arc<dyn Plugin>)));
+    registry
+}
+
+struct Inert;
+
+impl Plugin for Inert {
+    fn name(&self) -> &str {
+        "websocket-log"
+    }
+}

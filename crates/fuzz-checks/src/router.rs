@@ -1,0 +1,137 @@
+//! `router`: the gateway's [`Router`](frameway_gateway::router::Router)
+//! on a routing table and a request both drawn from the input.
+//!
+//! The table is written as a configuration file, which must load (it is
+//! valid by construction). Asserts, for any host and request target: a
+//! route is found exactly when one matches; the one found matches and no
+//! matching route has a longer path prefix; host case and port do not
+//! change the choice; the upstream target starts with the service's path
+//! and keeps the query as it came.
+
+use frameway_gateway::config::Config;
+use frameway_gateway::plugin::Registry;
+use frameway_gateway::router::Route;
+
+use crate::Input;
+
+const URLS: [&str; 4] = [
+    "ws://127.0.0.1:1",
+    "ws://127.0.0.1:2/base",
+    "ws://127.0.0.1:3/base/",
+    "internal://echo",
+];
+const HOSTS: [&str; 4] = ["a.example.com", "*.example.com", "b.example.com", "Mixed.Example.com"];
+
+/// The check; see the module documentation.
+pub fn check(data: &[u8]) {
+    let mut input = Input::new(data);
+    let text = table(&mut input);
+    let config = Config::parse(&text, "fuzz", &Registry::new())
+        .unwrap_or_else(|e| panic!("a valid table is refused: {e}\n{text}"));
+    let router = &config.router;
+
+    let host = match input.byte() % 4 {
+        0 => None,
+        1 => Some(input.pick(&["a.example.com", "x.example.com", "b.example.com:8080", "[::1]:80"]).to_owned()),
+        _ => Some(String::from_utf8_lossy(input.bytes()).into_owned()),
+    };
+    let target = String::from_utf8_lossy(input.rest()).into_owned();
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target.as_str(), None),
+    };
+    let found = router.find(host.as_deref(), &target);
+    let best = router
+        .routes()
+        .iter()
+        .filter_map(|r| matching_prefix(r, host.as_deref(), path))
+        .max();
+    let Some(matched) = found else {
+        assert_eq!(best, None, "no route found for {host:?} {target:?}");
+        return;
+    };
+    let prefix = matching_prefix(&matched.route, host.as_deref(), path)
+        .unwrap_or_else(|| panic!("{} does not match {host:?} {target:?}", matched.route.name));
+    assert_eq!(Some(prefix), best, "a longer prefix was passed over");
+
+    let base = matched.route.service.upstream.path().trim_end_matches('/');
+    assert!(matched.upstream_target.starts_with('/'));
+    assert!(matched.upstream_target.starts_with(base), "{matched:?}");
+    if let Some(query) = query {
+        assert!(matched.upstream_target.ends_with(&format!("?{query}")));
+    }
+
+    if let Some(host) = host.as_deref().filter(|h| !h.contains([':', '['])) {
+        let name = |h: &str| router.find(Some(h), &target).map(|m| m.route.name.clone());
+        let chosen = Some(matched.route.name.clone());
+        assert_eq!(name(&host.to_ascii_uppercase()), chosen, "host case");
+        assert_eq!(name(&format!("{host}:8443")), chosen, "host port");
+    }
+}
+
+/// The length of the longest of `route`'s paths that prefixes `path`, if
+/// `route` accepts `host`.
+fn matching_prefix(route: &Route, host: Option<&str>, path: &str) -> Option<usize> {
+    if !route.hosts.is_empty() {
+        let host = host?;
+        // The port goes; an IPv6 literal keeps its colons.
+        let host = match host.find(']') {
+            Some(end) if host.starts_with('[') => &host[..=end],
+            _ if host.starts_with('[') => host,
+            _ => host.rsplit_once(':').map_or(host, |(h, _)| h),
+        };
+        let host = host.to_ascii_lowercase();
+        let accepted = route.hosts.iter().any(|h| match h.strip_prefix("*.") {
+            Some(domain) => host.len() > domain.len() + 1 && host.ends_with(&format!(".{domain}")),
+            None => *h == host,
+        });
+        if !accepted {
+            return None;
+        }
+    }
+    if route.paths.is_empty() {
+        return Some(0);
+    }
+    route
+        .paths
+        .iter()
+        .filter(|p| path.starts_with(p.as_str()))
+        .map(String::len)
+        .max()
+}
+
+/// A routing table as a configuration file: up to four services, each with
+/// up to three routes of paths and hosts from the input.
+fn table(input: &mut Input<'_>) -> String {
+    let mut text = String::new();
+    let services = 1 + input.byte() % 4;
+    for s in 0..services {
+        let url = input.pick(&URLS);
+        text += &format!("[[services]]\nname = \"s{s}\"\nurl = \"{url}\"\n");
+        for r in 0..1 + input.byte() % 3 {
+            let flags = input.byte();
+            let paths: Vec<String> = (0..flags % 3).map(|_| path(input)).collect();
+            let hosts: Vec<&str> = (0..(flags >> 2) % 3).map(|_| input.pick(&HOSTS)).collect();
+            let paths = if paths.is_empty() && hosts.is_empty() {
+                vec!["/".to_owned()]
+            } else {
+                paths
+            };
+            text += &format!(
+                "  [[services.routes]]\n  name = \"s{s}r{r}\"\n  paths = {paths:?}\n  hosts = {hosts:?}\n  strip_path = {}\n",
+                flags & 0x10 == 0
+            );
+        }
+    }
+    text
+}
+
+/// A path prefix from a small alphabet, so that prefixes overlap.
+fn path(input: &mut Input<'_>) -> String {
+    let len = input.byte() % 6;
+    let mut path = "/".to_owned();
+    for _ in 0..len {
+        path.push(input.pick(&['a', 'b', '/', '.', '%', '2', 'f', '-']));
+    }
+    path
+}
