@@ -25,7 +25,10 @@ pub fn check(data: &[u8]) {
             let lines = text.split('\n').count();
             for e in &errors.errors {
                 if let Some((line, col)) = e.location {
-                    assert!((1..=lines).contains(&line) && col >= 1, "{e} in {lines} lines");
+                    assert!(
+                        (1..=lines).contains(&line) && col >= 1,
+                        "{e} in {lines} lines"
+                    );
                 }
             }
             let located: Vec<_> = errors.errors.iter().map(|e| e.location).collect();
@@ -72,7 +75,10 @@ pub fn check(data: &[u8]) {
 
 fn registry() -> Registry {
     let mut registry = Registry::with_builtins();
-    registry.register("websocket-log", Arc::new(|_| Ok(Arc::new(Inert) as Arc<dyn Plugin>)));
+    registry.register(
+        "websocket-log",
+        Arc::new(|_| Ok(Arc::new(Inert) as Arc<dyn Plugin>)),
+    );
     registry
 }
 

@@ -52,7 +52,9 @@ pub fn check(data: &[u8]) {
     }
 }
 
-fn reparse(offers: &[frameway_wire::handshake::ExtensionOffer]) -> Vec<frameway_wire::handshake::ExtensionOffer> {
+fn reparse(
+    offers: &[frameway_wire::handshake::ExtensionOffer],
+) -> Vec<frameway_wire::handshake::ExtensionOffer> {
     let text = offers
         .iter()
         .map(ToString::to_string)

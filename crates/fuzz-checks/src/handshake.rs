@@ -13,8 +13,8 @@
 
 use frameway_wire::deflate::DeflateConfig;
 use frameway_wire::handshake::{
-    accept_response, generate_key, is_valid_key, parse_request, parse_response,
-    rejection_response, validate_request, validate_response, write_response, HandshakeLimits,
+    accept_response, generate_key, is_valid_key, parse_request, parse_response, rejection_response,
+    validate_request, validate_response, write_response, HandshakeLimits,
 };
 use frameway_wire::Role;
 use http::{HeaderMap, Request, StatusCode};
@@ -36,7 +36,10 @@ pub fn check_request(data: &[u8]) {
     let (request, len) = match parse_request(buf, limits) {
         Ok(Some(parsed)) => parsed,
         Ok(None) => {
-            assert!(buf.len() <= limits.max_head_len, "an over-long head is pending");
+            assert!(
+                buf.len() <= limits.max_head_len,
+                "an over-long head is pending"
+            );
             return;
         }
         Err(err) => return refused(err),
@@ -115,17 +118,22 @@ pub fn check_response(data: &[u8]) {
 
     let mut out = Vec::new();
     write_response(&response, b"", &mut out);
-    let (again, _) = parse_response(&out, HandshakeLimits { max_head_len: usize::MAX, max_headers: limits.max_headers + 1 })
-        .expect("a response we parsed is written out parseable")
-        .expect("and complete");
+    let (again, _) = parse_response(
+        &out,
+        HandshakeLimits {
+            max_head_len: usize::MAX,
+            max_headers: limits.max_headers + 1,
+        },
+    )
+    .expect("a response we parsed is written out parseable")
+    .expect("and complete");
     assert_eq!(again.status(), response.status());
     assert_eq!(
         without_length(again.headers()),
         without_length(response.headers())
     );
 
-    let Ok(accepted) = validate_response(&response, &key, &offered, &["permessage-deflate"])
-    else {
+    let Ok(accepted) = validate_response(&response, &key, &offered, &["permessage-deflate"]) else {
         return;
     };
     assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
@@ -149,4 +157,3 @@ fn without_length(headers: &HeaderMap) -> HeaderMap {
     headers.remove(http::header::CONTENT_LENGTH);
     headers
 }
-

@@ -34,9 +34,12 @@ pub mod utf8;
 
 pub use input::{Input, Splits};
 
+/// A target's check: the fuzzer's bytes in, a panic if something is wrong.
+pub type Check = fn(&[u8]);
+
 /// Every target: its name (a directory of `fuzz/corpus/`, a binary of
 /// `fuzz/`) and its check.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("frame_decoder", frame_decoder::check),
     ("protocol", protocol::check),
     ("protocol_deflate", protocol_deflate::check),

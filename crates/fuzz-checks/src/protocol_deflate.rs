@@ -124,7 +124,7 @@ fn round_trip(
         let seed = input.bytes();
         // Repeating the input makes messages far larger than it, and
         // compressible: the kind of message a bomb is made of.
-        let repeat = usize::from(input.byte() >> 3) + 1;
+        let repeat = usize::from(input.byte() >> 4) + 1;
         let payload = seed.repeat(repeat.pow(2));
         let message = if kind & 1 == 0 {
             Message::text(String::from_utf8_lossy(&payload).into_owned())
@@ -156,7 +156,10 @@ fn round_trip(
                 );
                 assert_eq!(err.close_code(), CloseCode::TOO_BIG);
                 // Refused only if it, or its compressed form, is over.
-                assert!(len > limit || *wire_len > limit, "refused at {len} <= {limit}");
+                assert!(
+                    len > limit || *wire_len > limit,
+                    "refused at {len} <= {limit}"
+                );
                 return;
             }
         }

@@ -34,7 +34,8 @@ fn header(input: &mut Input<'_>) {
         OpCode::Pong,
     ]);
     let len_bytes: Vec<u8> = (0..8).map(|_| input.byte()).collect();
-    let mut len = u64::from_be_bytes(len_bytes.try_into().expect("8 bytes")) >> (flags >> 2);
+    // RFC 6455 §5.2: the 64-bit length has its top bit clear.
+    let mut len = u64::from_be_bytes(len_bytes.try_into().expect("8 bytes")) >> (flags >> 2) >> 1;
     if opcode.is_control() {
         len %= 126;
     }

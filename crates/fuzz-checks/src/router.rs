@@ -20,7 +20,12 @@ const URLS: [&str; 4] = [
     "ws://127.0.0.1:3/base/",
     "internal://echo",
 ];
-const HOSTS: [&str; 4] = ["a.example.com", "*.example.com", "b.example.com", "Mixed.Example.com"];
+const HOSTS: [&str; 4] = [
+    "a.example.com",
+    "*.example.com",
+    "b.example.com",
+    "Mixed.Example.com",
+];
 
 /// The check; see the module documentation.
 pub fn check(data: &[u8]) {
@@ -32,7 +37,16 @@ pub fn check(data: &[u8]) {
 
     let host = match input.byte() % 4 {
         0 => None,
-        1 => Some(input.pick(&["a.example.com", "x.example.com", "b.example.com:8080", "[::1]:80"]).to_owned()),
+        1 => Some(
+            input
+                .pick(&[
+                    "a.example.com",
+                    "x.example.com",
+                    "b.example.com:8080",
+                    "[::1]:80",
+                ])
+                .to_owned(),
+        ),
         _ => Some(String::from_utf8_lossy(input.bytes()).into_owned()),
     };
     let target = String::from_utf8_lossy(input.rest()).into_owned();

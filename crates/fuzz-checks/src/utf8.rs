@@ -22,7 +22,12 @@ pub fn check(data: &[u8]) {
         seen += chunk.len();
         let hopeless = std::str::from_utf8(&text[..seen]).is_err_and(|e| e.error_len().is_some());
         let fed = validator.feed(chunk);
-        assert_eq!(fed.is_err(), hopeless, "after {seen} of {} bytes", text.len());
+        assert_eq!(
+            fed.is_err(),
+            hopeless,
+            "after {seen} of {} bytes",
+            text.len()
+        );
         if fed.is_err() {
             return;
         }
@@ -33,5 +38,11 @@ pub fn check(data: &[u8]) {
     // A validator left mid-code-point by one text starts the next afresh.
     validator.feed(chunks[0]).ok();
     validator.reset();
-    assert_eq!(validator.feed(text).and_then(|()| validator.finish()).is_ok(), valid);
+    assert_eq!(
+        validator
+            .feed(text)
+            .and_then(|()| validator.finish())
+            .is_ok(),
+        valid
+    );
 }
