@@ -23,6 +23,7 @@ use crate::config::{Config, MAX_PAYLOAD_CEILING};
 use crate::plugin::ConnectionInfo;
 use crate::plugin::LimitOverrides;
 use crate::pump::Pump;
+use crate::target::RequestTarget;
 use crate::upstream::{UpstreamConn, UpstreamRequest};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -90,7 +91,7 @@ async fn handshake<C>(
 where
     C: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let read = read_request(&mut io);
+    let read = read_request(&mut io, config.request_limits);
     let (request, rest) = match tokio::time::timeout(config.handshake_timeout, read).await {
         Err(_) => {
             respond(
@@ -115,13 +116,22 @@ where
             return None;
         }
     };
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok());
-    let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
-    let Some(matched) = config.router.find(host, target) else {
-        let body = format!("no route for {}\n", request.uri().path());
+    let target = match RequestTarget::parse(request.uri()) {
+        Ok(target) => target,
+        Err(err) => {
+            respond(&mut io, StatusCode::BAD_REQUEST, &format!("{err}\n")).await;
+            return None;
+        }
+    };
+    // In absolute-form the target's authority is the host (RFC 9112 §3.2.2).
+    let host = target.authority().or_else(|| {
+        request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+    });
+    let Some(matched) = config.router.find(host, target.path_and_query()) else {
+        let body = format!("no route for {}\n", target.path());
         respond(&mut io, StatusCode::NOT_FOUND, &body).await;
         return None;
     };
@@ -136,7 +146,7 @@ where
     let chain = route.chain.clone();
     let mut states = chain.new_states();
     let mut shared = http::Extensions::new();
-    let mut upstream_headers = forwarded_headers(&request, client_addr, tls);
+    let mut upstream_headers = forwarded_headers(&request, host, client_addr, tls);
     let mut upstream_target = matched.upstream_target;
     let mut limits = LimitOverrides::default();
     match chain.run_handshake(
@@ -223,7 +233,12 @@ fn leg_config(max_recv: u64, write_timeout: std::time::Duration) -> WebSocketCon
 }
 
 /// The client's headers as the upstream should see them.
-fn forwarded_headers(request: &Request<()>, client_addr: SocketAddr, tls: bool) -> HeaderMap {
+fn forwarded_headers(
+    request: &Request<()>,
+    host: Option<&str>,
+    client_addr: SocketAddr,
+    tls: bool,
+) -> HeaderMap {
     // Headers the client named in Connection are hop-by-hop too.
     let per_hop: Vec<String> = request
         .headers()
@@ -260,11 +275,7 @@ fn forwarded_headers(request: &Request<()>, client_addr: SocketAddr, tls: bool) 
         "x-forwarded-proto",
         if tls { "https" } else { "http" },
     );
-    if let Some(host) = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-    {
+    if let Some(host) = host {
         set(&mut headers, "x-forwarded-host", host);
     }
     headers
@@ -274,6 +285,7 @@ fn forwarded_headers(request: &Request<()>, client_addr: SocketAddr, tls: bool) 
 /// a bad request to answer.
 async fn read_request<C: AsyncRead + Unpin>(
     io: &mut C,
+    limits: HandshakeLimits,
 ) -> Result<(Request<()>, Bytes), Option<frameway_wire::handshake::RequestError>> {
     let mut buf = BytesMut::with_capacity(1024);
     loop {
@@ -281,7 +293,7 @@ async fn read_request<C: AsyncRead + Unpin>(
             Ok(0) | Err(_) => return Err(None),
             Ok(_) => {}
         }
-        match parse_request(&buf, HandshakeLimits::default()) {
+        match parse_request(&buf, limits) {
             Ok(Some((request, len))) => return Ok((request, buf.split_off(len).freeze())),
             Ok(None) => continue,
             Err(err) => return Err(Some(err)),

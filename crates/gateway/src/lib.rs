@@ -33,6 +33,7 @@ pub mod plugin;
 pub mod plugins;
 mod pump;
 pub mod router;
+pub mod target;
 pub mod upstream;
 
 pub use listener::{Gateway, StartError};

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -94,13 +95,15 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 }
 
 async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, config: Arc<Config>) {
+    let mut failing = AcceptFailures::default();
     loop {
         let (tcp, peer) = match listener.accept().await {
-            Ok(conn) => conn,
+            Ok(conn) => {
+                failing.recovered();
+                conn
+            }
             Err(e) => {
-                // Out of file descriptors, typically: wait rather than spin.
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(failing.failed(&e)).await;
                 continue;
             }
         };
@@ -126,6 +129,42 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, config: Ar
     }
 }
 
+/// An episode of failing accepts (out of file descriptors, typically): one
+/// log line when it starts and one when it ends with its count, not one per
+/// try, and a growing pause between tries so that a listener that cannot
+/// accept does not spin.
+#[derive(Default)]
+struct AcceptFailures {
+    count: u64,
+}
+
+impl AcceptFailures {
+    const FIRST_PAUSE: Duration = Duration::from_millis(10);
+    const MAX_PAUSE: Duration = Duration::from_secs(1);
+
+    /// Records a failure; returns how long to wait before the next try.
+    fn failed(&mut self, err: &std::io::Error) -> Duration {
+        if self.count == 0 {
+            tracing::warn!("accept failed: {err}; retrying with backoff until it succeeds");
+        }
+        self.count += 1;
+        let doublings = (self.count - 1).min(7) as u32;
+        (Self::FIRST_PAUSE * 2u32.pow(doublings)).min(Self::MAX_PAUSE)
+    }
+
+    /// An accept succeeded: ends the episode, if one was running.
+    fn recovered(&mut self) {
+        if self.count > 0 {
+            tracing::warn!(
+                failures = self.count,
+                "accepting again after {} failed accepts",
+                self.count
+            );
+            self.count = 0;
+        }
+    }
+}
+
 fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, StartError> {
     let certs = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
@@ -140,4 +179,23 @@ fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, StartError> {
         .with_single_cert(certs, key)
         .map_err(|e| StartError::Tls(e.to_string()))?;
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AcceptFailures;
+    use std::time::Duration;
+
+    #[test]
+    fn failed_accepts_back_off_up_to_a_second_and_reset_on_success() {
+        let err = std::io::Error::from_raw_os_error(24);
+        let mut failures = AcceptFailures::default();
+        let pauses: Vec<Duration> = (0..10).map(|_| failures.failed(&err)).collect();
+        assert_eq!(pauses[0], Duration::from_millis(10));
+        assert_eq!(pauses[1], Duration::from_millis(20));
+        assert!(pauses.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(pauses[9], Duration::from_secs(1));
+        failures.recovered();
+        assert_eq!(failures.failed(&err), Duration::from_millis(10));
+    }
 }

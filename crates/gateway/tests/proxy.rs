@@ -1155,7 +1155,7 @@ async fn slow_request_is_408_and_huge_request_is_431() {
         let gw = gateway(&config).await;
         let response = raw_request(gw, b"GET / HTTP/1.1\r\nHost: gw\r\n").await;
         assert_eq!(response.status, 408);
-        let huge = upgrade_request("/", &format!("X-Big: {}\r\n", "x".repeat(20_000)));
+        let huge = upgrade_request("/", &format!("X-Big: {}\r\n", "x".repeat(40_000)));
         assert_eq!(raw_request(gw, huge.as_bytes()).await.status, 431);
     })
     .await;

@@ -199,7 +199,7 @@ async fn bad_handshakes_get_their_http_status() {
         assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
         let garbage = raw_request(addr, "\x16\x03\x01 not http\r\n\r\n").await;
         assert!(garbage.starts_with("HTTP/1.1 400 "), "{garbage}");
-        let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000));
+        let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(40_000));
         assert!(raw_request(addr, &huge).await.starts_with("HTTP/1.1 431 "));
     })
     .await

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use frameway_wire::handshake::HandshakeLimits;
 pub use schema::{FileConfig, GatewaySection, PluginSection, RouteSection, ServiceSection};
 
 use crate::plugin::{Chain, Plugin, Registry};
@@ -19,6 +20,10 @@ use crate::upstream::{Service, Upstream};
 
 /// The largest message limit a route may have, whatever plugins ask.
 pub const MAX_PAYLOAD_CEILING: u64 = 32 << 20;
+
+/// The largest `max_request_header_bytes`: a request head is buffered whole
+/// before it is parsed.
+pub const MAX_REQUEST_HEAD: u64 = 1 << 20;
 
 /// The configuration `frameway gateway` runs without a file: listen on
 /// 127.0.0.1:8080 and route `/echo` to an in-process echo upstream.
@@ -102,6 +107,8 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// Time allowed for the client's opening request.
     pub handshake_timeout: Duration,
+    /// Limits on the client's request head (431 above them).
+    pub request_limits: HandshakeLimits,
     /// The routing table.
     pub router: Arc<Router>,
 }
@@ -216,6 +223,25 @@ impl<'a> Loader<'a> {
                 );
             }
         }
+        for (limit, key, range) in [
+            (&g.max_request_headers, "max_request_headers", 8..=10_000),
+            (
+                &g.max_request_header_bytes,
+                "max_request_header_bytes",
+                1024..=MAX_REQUEST_HEAD,
+            ),
+        ] {
+            if !range.contains(limit.get_ref()) {
+                self.error(
+                    Some(limit.span()),
+                    format!(
+                        "{key} must be between {} and {}",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+            }
+        }
 
         // Lua plugins of `lua_plugin_dirs` join the registry for this load.
         let (registry, lua_errors) = crate::lua::with_config(registry, self.base, g);
@@ -270,6 +296,10 @@ impl<'a> Loader<'a> {
             upstream_max_payload: *g.upstream_max_payload.get_ref(),
             idle_timeout: (g.idle_timeout > 0).then(|| Duration::from_millis(g.idle_timeout)),
             handshake_timeout: Duration::from_millis(g.handshake_timeout.max(1)),
+            request_limits: HandshakeLimits {
+                max_headers: *g.max_request_headers.get_ref() as usize,
+                max_head_len: *g.max_request_header_bytes.get_ref() as usize,
+            },
             router: Arc::new(Router::new(routes)),
         })
     }

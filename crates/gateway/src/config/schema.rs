@@ -2,6 +2,7 @@
 //! Values that can be wrong in ways TOML cannot tell keep their spans so
 //! errors point at the line.
 
+use frameway_wire::handshake::HandshakeLimits;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -46,6 +47,14 @@ pub struct GatewaySection {
     /// Time allowed for a client's opening request, ms (default 10000).
     #[serde(default = "default_handshake")]
     pub handshake_timeout: u64,
+    /// Most header lines in a client's opening request (default 100); more
+    /// is answered 431.
+    #[serde(default = "default_max_request_headers")]
+    pub max_request_headers: Spanned<u64>,
+    /// Most bytes of a client's request head (default 32 KiB); more is
+    /// answered 431.
+    #[serde(default = "default_max_request_header_bytes")]
+    pub max_request_header_bytes: Spanned<u64>,
     /// Directories searched for Lua plugins (`NAME/handler.lua`).
     #[serde(default)]
     pub lua_plugin_dirs: Vec<Spanned<String>>,
@@ -71,6 +80,8 @@ impl Default for GatewaySection {
             upstream_max_payload: default_upstream_max(),
             idle_timeout: default_idle(),
             handshake_timeout: default_handshake(),
+            max_request_headers: default_max_request_headers(),
+            max_request_header_bytes: default_max_request_header_bytes(),
             lua_plugin_dirs: Vec::new(),
             lua_max_instructions: default_lua_instructions(),
             lua_max_memory: default_lua_memory(),
@@ -157,6 +168,12 @@ fn default_idle() -> u64 {
 }
 fn default_handshake() -> u64 {
     10_000
+}
+fn default_max_request_headers() -> Spanned<u64> {
+    Spanned::new(0..0, HandshakeLimits::default().max_headers as u64)
+}
+fn default_max_request_header_bytes() -> Spanned<u64> {
+    Spanned::new(0..0, HandshakeLimits::default().max_head_len as u64)
 }
 fn default_lua_instructions() -> Spanned<u64> {
     Spanned::new(0..0, 1_000_000)

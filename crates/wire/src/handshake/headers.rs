@@ -183,7 +183,7 @@ impl<'a> Parser<'a> {
 }
 
 /// RFC 7230 `tchar`.
-fn is_tchar(c: char) -> bool {
+pub(super) fn is_tchar(c: char) -> bool {
     c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
 }
 

@@ -30,11 +30,13 @@ pub struct HandshakeLimits {
     pub max_headers: usize,
 }
 
+/// 100 header fields and 32 KiB: a request that has crossed two or three
+/// proxies, each adding its forwarding and tracing headers, still fits.
 impl Default for HandshakeLimits {
     fn default() -> Self {
         HandshakeLimits {
-            max_head_len: 16 * 1024,
-            max_headers: 64,
+            max_head_len: 32 * 1024,
+            max_headers: 100,
         }
     }
 }

@@ -3,7 +3,7 @@
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 
-use super::headers::{has_token, parse_extensions, split_tokens, ExtensionOffer};
+use super::headers::{has_token, is_tchar, parse_extensions, split_tokens, ExtensionOffer};
 use super::key::{accept_key, is_valid_key};
 use super::{HandshakeLimits, VERSION};
 
@@ -52,6 +52,17 @@ pub enum RequestError {
     /// An unparseable `Sec-WebSocket-Extensions`.
     #[error("malformed Sec-WebSocket-Extensions header")]
     MalformedExtensions,
+    /// A header that may appear once appeared more than once: `Host` (RFC
+    /// 9112 §3.2), `Sec-WebSocket-Key` or `Sec-WebSocket-Version` (RFC 6455
+    /// §11.3). Two hosts let a proxy in front and this server disagree
+    /// about where a request goes.
+    #[error("more than one {0} header")]
+    DuplicateHeader(HeaderName),
+    /// A `Sec-WebSocket-Protocol` element that is not an HTTP token (RFC
+    /// 6455 §4.1: subprotocol names are tokens, so `a b` is two mistakes,
+    /// not a name).
+    #[error("Sec-WebSocket-Protocol {0:?} is not a token")]
+    InvalidProtocol(String),
 }
 
 impl RequestError {
@@ -152,6 +163,15 @@ pub fn validate_request<B>(req: &Request<B>) -> Result<ClientOffer, RequestError
         return Err(RequestError::HttpVersion);
     }
     let headers = req.headers();
+    for once in [
+        header::HOST,
+        header::SEC_WEBSOCKET_KEY,
+        header::SEC_WEBSOCKET_VERSION,
+    ] {
+        if headers.get_all(&once).iter().nth(1).is_some() {
+            return Err(RequestError::DuplicateHeader(once));
+        }
+    }
     if !headers.contains_key(header::HOST) && req.uri().authority().is_none() {
         return Err(RequestError::MissingHost);
     }
@@ -173,8 +193,11 @@ pub fn validate_request<B>(req: &Request<B>) -> Result<ClientOffer, RequestError
         return Err(RequestError::InvalidKey);
     }
     let protocols = split_tokens(headers.get_all(header::SEC_WEBSOCKET_PROTOCOL))
-        .map(str::to_owned)
-        .collect();
+        .map(|p| match p.chars().all(is_tchar) {
+            true => Ok(p.to_owned()),
+            false => Err(RequestError::InvalidProtocol(p.to_owned())),
+        })
+        .collect::<Result<_, _>>()?;
     let extensions = parse_extensions(headers.get_all(header::SEC_WEBSOCKET_EXTENSIONS))
         .map_err(|_| RequestError::MalformedExtensions)?;
     Ok(ClientOffer {
@@ -326,6 +349,32 @@ mod tests {
         for (raw, status) in cases {
             assert_eq!(check(&raw).unwrap_err().status(), status, "{raw}");
         }
+    }
+
+    #[test]
+    fn headers_that_may_appear_once_are_refused_twice() {
+        let twice = |header: &str| GOOD.replace("\r\n\r\n", &format!("\r\n{header}\r\n\r\n"));
+        for (extra, name) in [
+            ("Host: evil.example.com", header::HOST),
+            (
+                "Sec-WebSocket-Key: AQIDBAUGBwgJCgsMDQ4PEA==",
+                header::SEC_WEBSOCKET_KEY,
+            ),
+            ("Sec-WebSocket-Version: 13", header::SEC_WEBSOCKET_VERSION),
+        ] {
+            let err = check(&twice(extra)).unwrap_err();
+            assert_eq!(err, RequestError::DuplicateHeader(name), "{extra}");
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        }
+    }
+
+    #[test]
+    fn subprotocols_must_be_tokens() {
+        let err = check(&GOOD.replace("chat, superchat", "a b")).unwrap_err();
+        assert_eq!(err, RequestError::InvalidProtocol("a b".into()));
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        let offer = check(&GOOD.replace("chat, superchat", "v1.chat+json, x_y")).unwrap();
+        assert_eq!(offer.protocols, ["v1.chat+json", "x_y"]);
     }
 
     #[test]

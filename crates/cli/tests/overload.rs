@@ -1,0 +1,69 @@
+//! `frameway gateway` out of file descriptors, as a real process under a
+//! low `RLIMIT_NOFILE`: it logs the episode, not every failed accept, and
+//! serves again once descriptors are free.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use support::{free_port, run, Server, BIN};
+
+/// Lines of `rx` that arrive within `window`.
+fn lines_within(rx: &mpsc::Receiver<String>, window: Duration) -> Vec<String> {
+    let deadline = Instant::now() + window;
+    let mut lines = Vec::new();
+    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        lines.push(line);
+    }
+    lines
+}
+
+#[test]
+fn running_out_of_descriptors_is_logged_once_per_episode() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new("prlimit")
+        .args(["--nofile=32:32", BIN, "gateway", "--listen", &listen])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("prlimit (util-linux) runs");
+    let stderr = child.stderr.take().unwrap();
+    let _gateway = Server(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !rx
+        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        .expect("the gateway says it is listening")
+        .contains("listening")
+    {}
+
+    // More connections than descriptors: accepts fail while they are held
+    // (the kernel keeps the rest in the listen backlog).
+    let held: Vec<TcpStream> = (0..60)
+        .filter_map(|_| TcpStream::connect(&listen).ok())
+        .collect();
+    let during = lines_within(&rx, Duration::from_millis(1500));
+    let failures = during
+        .iter()
+        .filter(|l| l.contains("accept failed"))
+        .count();
+    assert_eq!(failures, 1, "one line per episode, got: {during:#?}");
+    drop(held);
+
+    let out = run(&["client", &format!("ws://{listen}/echo")], "still here\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "still here\n");
+    let after = lines_within(&rx, Duration::from_millis(500));
+    assert!(
+        after.iter().any(|l| l.contains("accepting again after")),
+        "the end of the episode is logged with its count: {after:#?}"
+    );
+}
