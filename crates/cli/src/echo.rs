@@ -10,6 +10,7 @@ use std::task::{ready, Poll};
 use clap::Args;
 use frameway::server::ServerConfig;
 use frameway::{DeflateConfig, WebSocketConfig};
+use frameway_gateway::reuseport_listener;
 use tokio::net::TcpListener;
 
 #[derive(Args)]
@@ -20,9 +21,10 @@ pub struct EchoArgs {
     /// Largest message accepted, in bytes.
     #[arg(long, default_value_t = 16 << 20)]
     max_message: u64,
-    /// Worker threads (1 runs everything on the main thread).
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
+    /// Workers: one thread each, with its own runtime and its own listening
+    /// socket (SO_REUSEPORT). Default: one per CPU this process may use.
+    #[arg(long, visible_alias = "threads", value_name = "N", default_value_t = crate::default_workers())]
+    workers: usize,
     /// Refuse permessage-deflate (accepted by default).
     #[arg(long)]
     no_deflate: bool,
@@ -32,14 +34,6 @@ pub struct EchoArgs {
 }
 
 pub fn run(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
-    crate::runtime(args.threads)?.block_on(serve(args))
-}
-
-async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    eprintln!("frameway echo listening on ws://{}", listener.local_addr()?);
     let mut websocket = WebSocketConfig::default()
         .max_payload_len(args.max_message)
         .max_fragments(1 << 20);
@@ -48,6 +42,28 @@ async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     websocket.fragment_size = args.fragment_size;
     let config = ServerConfig::default().websocket(websocket);
+    let runtime = crate::current_thread()?;
+    let listener = {
+        let _context = runtime.enter();
+        reuseport_listener(args.listen)
+            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?
+    };
+    // Port 0 resolved once: every worker listens on the same address.
+    let addr = listener.local_addr()?;
+    for index in 1..args.workers.max(1) {
+        let config = config.clone();
+        crate::spawn_worker(
+            index,
+            move || async move { reuseport_listener(addr).map_err(|e| e.to_string()) },
+            move |listener| serve(listener, config),
+        )?;
+    }
+    eprintln!("frameway echo listening on ws://{addr}");
+    runtime.block_on(serve(listener, config));
+    Ok(())
+}
+
+async fn serve(listener: TcpListener, config: ServerConfig) {
     loop {
         let (tcp, _) = match listener.accept().await {
             Ok(conn) => conn,

@@ -21,9 +21,10 @@ pub struct GatewayArgs {
     /// Listen on ADDR instead of the configuration's plain listeners.
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
-    /// Worker threads (1 runs everything on the main thread).
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
+    /// Workers: one thread each, with its own runtime and its own listening
+    /// sockets (SO_REUSEPORT). Default: one per CPU this process may use.
+    #[arg(long, visible_alias = "threads", value_name = "N", default_value_t = crate::default_workers())]
+    workers: usize,
 }
 
 pub fn run(args: GatewayArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -45,16 +46,29 @@ pub fn run(args: GatewayArgs) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(addr) = args.listen {
         config.listen = vec![addr];
     }
-    crate::runtime(args.threads)?.block_on(async {
-        let gateway = Gateway::bind(config).await?;
-        for addr in gateway.local_addrs() {
-            eprintln!("frameway gateway listening on {addr}");
-        }
-        if args.config.is_none() {
-            let addr = gateway.local_addrs()[0];
-            eprintln!("built-in configuration: try `frameway client ws://{addr}/echo`");
-        }
-        gateway.serve().await;
-        Ok(())
-    })
+    let runtime = crate::current_thread()?;
+    // The first worker binds here, so that a port 0 is resolved once and
+    // every other worker listens on the same address.
+    let gateway = runtime.block_on(Gateway::bind(config))?;
+    for index in 1..args.workers.max(1) {
+        let sibling = gateway.sibling();
+        crate::spawn_worker(
+            index,
+            move || async move { sibling.bind().await.map_err(|e| e.to_string()) },
+            Gateway::serve,
+        )?;
+    }
+    for addr in gateway.local_addrs() {
+        eprintln!(
+            "frameway gateway listening on {addr} ({} worker{})",
+            args.workers.max(1),
+            if args.workers > 1 { "s" } else { "" }
+        );
+    }
+    if args.config.is_none() {
+        let addr = gateway.local_addrs()[0];
+        eprintln!("built-in configuration: try `frameway client ws://{addr}/echo`");
+    }
+    runtime.block_on(gateway.serve());
+    Ok(())
 }

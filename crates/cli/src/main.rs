@@ -55,13 +55,60 @@ fn main() -> ExitCode {
 /// per process is the fastest shape for a WebSocket server on a pinned core.
 fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
     if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+        current_thread()
     } else {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .enable_all()
             .build()
     }
+}
+
+/// A current-thread runtime: one per worker.
+fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// The default of `--workers`: every CPU this process may run on (its
+/// affinity mask, so `taskset -c 0 frameway gateway` runs one worker).
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// Starts worker `index` on a thread of its own with its own current-thread
+/// runtime: `bind` runs there, then `serve` runs on what it bound, so no
+/// connection ever moves between workers (nginx's and Pingora's shape).
+/// Returns once the worker has bound, or with why it could not.
+fn spawn_worker<T, B, BF, S, SF>(index: usize, bind: B, serve: S) -> Result<(), String>
+where
+    B: FnOnce() -> BF + Send + 'static,
+    BF: std::future::Future<Output = Result<T, String>>,
+    S: FnOnce(T) -> SF + Send + 'static,
+    SF: std::future::Future<Output = ()>,
+{
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(format!("frameway-worker-{index}"))
+        .spawn(move || {
+            let runtime = match current_thread() {
+                Ok(runtime) => runtime,
+                Err(e) => return drop(bound_tx.send(Err(e.to_string()))),
+            };
+            runtime.block_on(async move {
+                match bind().await {
+                    Ok(bound) => {
+                        let _ = bound_tx.send(Ok(()));
+                        serve(bound).await
+                    }
+                    Err(e) => drop(bound_tx.send(Err(e))),
+                }
+            })
+        })
+        .map_err(|e| format!("cannot start worker {index}: {e}"))?;
+    bound_rx
+        .recv()
+        .map_err(|_| format!("worker {index} ended before binding"))?
+        .map_err(|e| format!("worker {index}: {e}"))
 }

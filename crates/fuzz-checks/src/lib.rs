@@ -28,6 +28,7 @@ mod input;
 mod limits;
 pub mod protocol;
 pub mod protocol_deflate;
+pub mod request_target;
 pub mod roundtrip;
 pub mod router;
 pub mod utf8;
@@ -49,5 +50,6 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("extensions", extensions::check),
     ("roundtrip", roundtrip::check),
     ("router", router::check),
+    ("request_target", request_target::check),
     ("config", config::check),
 ];

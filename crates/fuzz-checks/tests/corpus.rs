@@ -58,6 +58,7 @@ corpus_tests!(
     protocol,
     protocol_deflate,
     utf8,
+    request_target,
     handshake_request,
     handshake_response,
     extensions,

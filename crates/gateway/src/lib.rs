@@ -36,4 +36,4 @@ pub mod router;
 pub mod target;
 pub mod upstream;
 
-pub use listener::{Gateway, StartError};
+pub use listener::{reuseport_listener, Gateway, Sibling, StartError};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, TlsFiles};
@@ -28,10 +28,47 @@ pub enum StartError {
 }
 
 /// A gateway bound to its listeners, ready to serve.
+///
+/// Listeners are bound with `SO_REUSEPORT`, so that one gateway per worker
+/// (see [`Gateway::sibling`]) and a replacement process during an upgrade
+/// can listen on the same addresses, the kernel spreading connections
+/// between them.
 pub struct Gateway {
     config: Arc<Config>,
     plain: Vec<TcpListener>,
     tls: Vec<(TcpListener, TlsAcceptor)>,
+}
+
+/// What another worker needs to listen where a [`Gateway`] listens: its
+/// configuration and the addresses it actually bound (port 0 resolved).
+/// `Send`, so it can be moved to the worker's thread and bound on that
+/// thread's runtime.
+pub struct Sibling {
+    config: Arc<Config>,
+    plain: Vec<SocketAddr>,
+    tls: Vec<SocketAddr>,
+    acceptor: Option<TlsAcceptor>,
+}
+
+impl Sibling {
+    /// Binds this worker's own listeners (on the calling runtime).
+    pub async fn bind(self) -> Result<Gateway, StartError> {
+        let mut plain = Vec::new();
+        for &addr in &self.plain {
+            plain.push(bind(addr)?);
+        }
+        let mut tls = Vec::new();
+        if let Some(acceptor) = &self.acceptor {
+            for &addr in &self.tls {
+                tls.push((bind(addr)?, acceptor.clone()));
+            }
+        }
+        Ok(Gateway {
+            config: self.config,
+            plain,
+            tls,
+        })
+    }
 }
 
 impl Gateway {
@@ -46,22 +83,44 @@ impl Gateway {
     /// # Ok(()) }
     /// ```
     pub async fn bind(config: Config) -> Result<Gateway, StartError> {
-        let mut plain = Vec::new();
-        for &addr in &config.listen {
-            plain.push(bind(addr).await?);
-        }
-        let mut tls = Vec::new();
-        if let Some(files) = &config.tls {
-            let acceptor = acceptor(files)?;
-            for &addr in &config.tls_listen {
-                tls.push((bind(addr).await?, acceptor.clone()));
-            }
-        }
-        Ok(Gateway {
+        let acceptor = config.tls.as_ref().map(acceptor).transpose()?;
+        Sibling {
+            plain: config.listen.clone(),
+            tls: config.tls_listen.clone(),
             config: Arc::new(config),
-            plain,
-            tls,
-        })
+            acceptor,
+        }
+        .bind()
+        .await
+    }
+
+    /// What another worker needs to serve the same listeners with the same
+    /// configuration: one gateway per worker thread, each with its own
+    /// listening sockets, so that no connection and nothing on the
+    /// per-message path is shared between cores.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use frameway_gateway::{config::Config, Gateway};
+    /// let gateway = Gateway::bind(Config::builtin()).await?;
+    /// let sibling = gateway.sibling();
+    /// std::thread::spawn(move || {
+    ///     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    ///     runtime.block_on(async { sibling.bind().await?.serve().await; Ok::<_, Box<dyn std::error::Error + Send + Sync>>(()) })
+    /// });
+    /// gateway.serve().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn sibling(&self) -> Sibling {
+        let addrs = |listeners: &mut dyn Iterator<Item = &TcpListener>| {
+            listeners.filter_map(|l| l.local_addr().ok()).collect()
+        };
+        Sibling {
+            config: self.config.clone(),
+            plain: addrs(&mut self.plain.iter()),
+            tls: addrs(&mut self.tls.iter().map(|(l, _)| l)),
+            acceptor: self.tls.first().map(|(_, a)| a.clone()),
+        }
     }
 
     /// The bound addresses: plain ones first, then TLS ones.
@@ -88,10 +147,22 @@ impl Gateway {
     }
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { addr, source })
+fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    reuseport_listener(addr).map_err(|source| StartError::Bind { addr, source })
+}
+
+/// A listening socket on `addr` with `SO_REUSEPORT` (and `SO_REUSEADDR`) set,
+/// on the calling tokio runtime: several workers, or an old and a new
+/// process, can each have one on the same address.
+pub fn reuseport_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, config: Arc<Config>) {
