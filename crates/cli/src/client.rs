@@ -34,7 +34,13 @@ pub struct ClientArgs {
 }
 
 pub fn run(args: ClientArgs) -> Result<(), Box<dyn std::error::Error>> {
-    crate::runtime(1)?.block_on(session(args))
+    let runtime = crate::runtime(1)?;
+    let result = runtime.block_on(session(args));
+    // Reading stdin blocks a thread of tokio's: when the server closed
+    // first, that read is still waiting for a line that may never come, and
+    // dropping the runtime would wait for it.
+    runtime.shutdown_background();
+    result
 }
 
 async fn session(args: ClientArgs) -> Result<(), Box<dyn std::error::Error>> {

@@ -50,13 +50,23 @@ pub fn run(args: GatewayArgs) -> Result<(), Box<dyn std::error::Error>> {
     // The first worker binds here, so that a port 0 is resolved once and
     // every other worker listens on the same address.
     let gateway = runtime.block_on(Gateway::bind(config))?;
+    // The first worker hears the signals and tells the others: tokio's
+    // `watch` works across runtimes.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut workers = Vec::new();
     for index in 1..args.workers.max(1) {
         let sibling = gateway.sibling();
-        crate::spawn_worker(
+        let mut stop = stop_rx.clone();
+        workers.push(crate::spawn_worker(
             index,
             move || async move { sibling.bind().await.map_err(|e| e.to_string()) },
-            Gateway::serve,
-        )?;
+            move |gateway| async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                };
+                gateway.serve_until(stopped).await
+            },
+        )?);
     }
     for addr in gateway.local_addrs() {
         eprintln!(
@@ -69,6 +79,36 @@ pub fn run(args: GatewayArgs) -> Result<(), Box<dyn std::error::Error>> {
         let addr = gateway.local_addrs()[0];
         eprintln!("built-in configuration: try `frameway client ws://{addr}/echo`");
     }
-    runtime.block_on(gateway.serve());
+    runtime.block_on(gateway.serve_until(async move {
+        stopped_by_signal().await;
+        stop_tx.send_replace(true);
+    }));
+    for worker in workers {
+        let _ = worker.join();
+    }
+    eprintln!("frameway gateway drained; exiting");
     Ok(())
+}
+
+/// Resolves at the first SIGTERM or SIGINT; from then on a second SIGINT
+/// ends the process at once (an operator who does not want to wait).
+async fn stopped_by_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::warn!("cannot listen for SIGTERM/SIGINT: the gateway will not drain");
+        return std::future::pending().await;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    eprintln!("frameway gateway: {name}: draining (a second SIGINT exits at once)");
+    tokio::spawn(async move {
+        int.recv().await;
+        eprintln!("frameway gateway: second SIGINT: exiting now");
+        std::process::exit(130);
+    });
 }

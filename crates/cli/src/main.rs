@@ -80,8 +80,13 @@ fn default_workers() -> usize {
 /// Starts worker `index` on a thread of its own with its own current-thread
 /// runtime: `bind` runs there, then `serve` runs on what it bound, so no
 /// connection ever moves between workers (nginx's and Pingora's shape).
-/// Returns once the worker has bound, or with why it could not.
-fn spawn_worker<T, B, BF, S, SF>(index: usize, bind: B, serve: S) -> Result<(), String>
+/// Returns once the worker has bound (with the thread, to be joined when it
+/// has served), or with why it could not.
+fn spawn_worker<T, B, BF, S, SF>(
+    index: usize,
+    bind: B,
+    serve: S,
+) -> Result<std::thread::JoinHandle<()>, String>
 where
     B: FnOnce() -> BF + Send + 'static,
     BF: std::future::Future<Output = Result<T, String>>,
@@ -89,7 +94,7 @@ where
     SF: std::future::Future<Output = ()>,
 {
     let (bound_tx, bound_rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name(format!("frameway-worker-{index}"))
         .spawn(move || {
             let runtime = match current_thread() {
@@ -110,5 +115,6 @@ where
     bound_rx
         .recv()
         .map_err(|_| format!("worker {index} ended before binding"))?
-        .map_err(|e| format!("worker {index}: {e}"))
+        .map_err(|e| format!("worker {index}: {e}"))?;
+    Ok(thread)
 }

@@ -20,6 +20,7 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::config::{Config, MAX_PAYLOAD_CEILING};
+use crate::drain::DrainSignal;
 use crate::plugin::ConnectionInfo;
 use crate::plugin::LimitOverrides;
 use crate::pump::Pump;
@@ -58,6 +59,7 @@ pub(crate) fn serve<C>(
     client_addr: SocketAddr,
     tls: bool,
     config: Arc<Config>,
+    drain: DrainSignal,
 ) -> impl Future<Output = ()>
 where
     C: AsyncRead + AsyncWrite + Unpin + Send,
@@ -73,8 +75,8 @@ where
         // Chosen in a statement of its own, so that nothing of the
         // handshake's result stays in the task while the connection lives.
         let run: Pin<Box<dyn Future<Output = ()> + Send>> = match upstream {
-            UpstreamConn::Net(ws, _) => Box::pin(pump.run(client, ws)),
-            UpstreamConn::Memory(ws, _) => Box::pin(pump.run(client, ws)),
+            UpstreamConn::Net(ws, _) => Box::pin(pump.run(client, ws, drain)),
+            UpstreamConn::Memory(ws, _) => Box::pin(pump.run(client, ws, drain)),
         };
         run.await
     }

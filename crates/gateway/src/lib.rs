@@ -25,6 +25,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+mod drain;
 pub mod echo;
 mod handshake;
 mod listener;

@@ -1,5 +1,6 @@
 //! Accepting client connections on the configured addresses, plain or TLS.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,11 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, TlsFiles};
+use crate::drain::{Drain, DrainSignal};
+
+/// How long closing handshakes may take once the last close of a drain
+/// was sent: peers that never answer do not hold the process.
+const CLOSE_GRACE: Duration = Duration::from_secs(6);
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -134,16 +140,53 @@ impl Gateway {
 
     /// Serves connections until the process ends.
     pub async fn serve(self) {
-        let mut tasks = tokio::task::JoinSet::new();
+        self.serve_until(std::future::pending()).await
+    }
+
+    /// Serves connections until `stop` resolves, then drains: stops
+    /// accepting at once (the listening sockets close), lets open
+    /// connections go on for the configuration's `drain_timeout`, then
+    /// closes those still open with 1001 on both legs, spread over
+    /// `close_spread`, and returns once they have ended (or a grace period
+    /// after the last close, for peers that never answer).
+    pub async fn serve_until(self, stop: impl Future<Output = ()>) {
+        let (drain, signal) = Drain::new(self.config.close_spread);
+        let mut accepting = tokio::task::JoinSet::new();
         for listener in self.plain {
             let config = self.config.clone();
-            tasks.spawn(accept_loop(listener, None, config));
+            accepting.spawn(accept_loop(listener, None, config, signal.clone()));
         }
         for (listener, acceptor) in self.tls {
             let config = self.config.clone();
-            tasks.spawn(accept_loop(listener, Some(acceptor), config));
+            accepting.spawn(accept_loop(
+                listener,
+                Some(acceptor),
+                config,
+                signal.clone(),
+            ));
         }
-        while tasks.join_next().await.is_some() {}
+        drop(signal);
+        stop.await;
+        accepting.shutdown().await;
+        let drain_timeout = self.config.drain_timeout;
+        tracing::info!(
+            "draining: no new connections; open ones close in {} ms",
+            drain_timeout.as_millis()
+        );
+        if tokio::time::timeout(drain_timeout, drain.ended())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        drain.go_away();
+        let last_close = drain.spread() + CLOSE_GRACE;
+        if tokio::time::timeout(last_close, drain.ended())
+            .await
+            .is_err()
+        {
+            tracing::warn!("drained with connections still open after the grace period");
+        }
     }
 }
 
@@ -165,7 +208,12 @@ pub fn reuseport_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, config: Arc<Config>) {
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    config: Arc<Config>,
+    drain: DrainSignal,
+) {
     let mut failing = AcceptFailures::default();
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -180,9 +228,10 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, config: Ar
         };
         let _ = tcp.set_nodelay(true);
         let config = config.clone();
+        let drain = drain.clone();
         match &tls {
             None => {
-                tokio::spawn(crate::handshake::serve(tcp, peer, false, config));
+                tokio::spawn(crate::handshake::serve(tcp, peer, false, config, drain));
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
@@ -190,7 +239,9 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, config: Ar
                     let handshake =
                         tokio::time::timeout(config.handshake_timeout, acceptor.accept(tcp));
                     match handshake.await {
-                        Ok(Ok(stream)) => crate::handshake::serve(stream, peer, true, config).await,
+                        Ok(Ok(stream)) => {
+                            crate::handshake::serve(stream, peer, true, config, drain).await
+                        }
                         Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }

@@ -23,6 +23,7 @@ use http::Extensions;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep, Instant, Sleep};
 
+use crate::drain::DrainSignal;
 use crate::plugin::{
     Chain, ConnectionInfo, Direction, FrameType, InFlight, PlannedClose, State, Traffic, Verdict,
 };
@@ -53,6 +54,8 @@ enum Event {
     WriteFailed(Direction),
     /// No traffic for the idle timeout.
     Idle,
+    /// The process is draining and this connection's turn to close came.
+    GoingAway,
 }
 
 /// One unit received from a leg: a whole message, or a frame on the fast path.
@@ -157,7 +160,8 @@ impl Pump {
         }
     }
 
-    /// Proxies until either side ends, then runs the close phase.
+    /// Proxies until either side ends (or `drain` says to go away), then
+    /// runs the close phase.
     ///
     /// A plain function returning the future, not an `async fn`, which
     /// would hold the pump and both connections twice (its arguments, and
@@ -166,14 +170,16 @@ impl Pump {
         self,
         client: WebSocket<C>,
         upstream: WebSocket<U>,
+        drain: DrainSignal,
     ) -> impl Future<Output = ()>
     where
         C: AsyncRead + AsyncWrite + Unpin,
         U: AsyncRead + AsyncWrite + Unpin,
     {
         let (mut pump, mut client, mut upstream) = (self, client, upstream);
+        let going_away = drain.going_away(pump.conn.id);
         async move {
-            pump.proxy(&mut client, &mut upstream).await;
+            pump.proxy(&mut client, &mut upstream, going_away).await;
             pump.close_phase();
         }
     }
@@ -202,8 +208,12 @@ impl Pump {
         );
     }
 
-    async fn proxy<C, U>(&mut self, client: &mut WebSocket<C>, upstream: &mut WebSocket<U>)
-    where
+    async fn proxy<C, U>(
+        &mut self,
+        client: &mut WebSocket<C>,
+        upstream: &mut WebSocket<U>,
+        mut going_away: Pin<Box<dyn Future<Output = ()> + Send>>,
+    ) where
         C: AsyncRead + AsyncWrite + Unpin,
         U: AsyncRead + AsyncWrite + Unpin,
     {
@@ -223,13 +233,18 @@ impl Pump {
                     aggregate,
                     client_first,
                     idle.as_mut().map(Pin::as_mut),
+                    going_away.as_mut(),
                 )
             })
             .await;
             let (direction, received) = match event {
                 Event::Received(direction, received) => (direction, received),
-                Event::Idle => {
-                    let close = planned(CloseCode::GOING_AWAY, "idle timeout");
+                ending @ (Event::Idle | Event::GoingAway) => {
+                    let reason = match ending {
+                        Event::Idle => "idle timeout",
+                        _ => "going away",
+                    };
+                    let close = planned(CloseCode::GOING_AWAY, reason);
                     let replies = Box::pin(close_both(client, upstream, &close, &close)).await;
                     self.replied(Direction::Client, replies.0);
                     self.replied(Direction::Upstream, replies.1);
@@ -568,6 +583,7 @@ fn poll_event<C, U>(
     aggregate: bool,
     client_first: bool,
     idle: Option<Pin<&mut Sleep>>,
+    going_away: Pin<&mut (dyn Future<Output = ()> + Send)>,
 ) -> Poll<Event>
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -600,6 +616,9 @@ where
     }
     if idle.is_some_and(|idle| idle.poll(cx).is_ready()) {
         return Poll::Ready(Event::Idle);
+    }
+    if going_away.poll(cx).is_ready() {
+        return Poll::Ready(Event::GoingAway);
     }
     Poll::Pending
 }

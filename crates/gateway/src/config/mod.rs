@@ -107,6 +107,10 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// Time allowed for the client's opening request.
     pub handshake_timeout: Duration,
+    /// How long a drain lets open connections go on before closing them.
+    pub drain_timeout: Duration,
+    /// How long the closes at the end of a drain are spread over.
+    pub close_spread: Duration,
     /// Limits on the client's request head (431 above them).
     pub request_limits: HandshakeLimits,
     /// The routing table.
@@ -296,6 +300,8 @@ impl<'a> Loader<'a> {
             upstream_max_payload: *g.upstream_max_payload.get_ref(),
             idle_timeout: (g.idle_timeout > 0).then(|| Duration::from_millis(g.idle_timeout)),
             handshake_timeout: Duration::from_millis(g.handshake_timeout.max(1)),
+            drain_timeout: Duration::from_millis(g.drain_timeout),
+            close_spread: Duration::from_millis(g.close_spread),
             request_limits: HandshakeLimits {
                 max_headers: *g.max_request_headers.get_ref() as usize,
                 max_head_len: *g.max_request_header_bytes.get_ref() as usize,

@@ -55,6 +55,14 @@ pub struct GatewaySection {
     /// answered 431.
     #[serde(default = "default_max_request_header_bytes")]
     pub max_request_header_bytes: Spanned<u64>,
+    /// On SIGTERM or SIGINT, how long open connections may go on before
+    /// they are sent 1001, ms (default 30000; 0 = at once).
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout: u64,
+    /// The 1001 closes of a drain are spread over this long, ms (default
+    /// 10000), so that clients do not all reconnect in the same second.
+    #[serde(default = "default_close_spread")]
+    pub close_spread: u64,
     /// Directories searched for Lua plugins (`NAME/handler.lua`).
     #[serde(default)]
     pub lua_plugin_dirs: Vec<Spanned<String>>,
@@ -80,6 +88,8 @@ impl Default for GatewaySection {
             upstream_max_payload: default_upstream_max(),
             idle_timeout: default_idle(),
             handshake_timeout: default_handshake(),
+            drain_timeout: default_drain_timeout(),
+            close_spread: default_close_spread(),
             max_request_headers: default_max_request_headers(),
             max_request_header_bytes: default_max_request_header_bytes(),
             lua_plugin_dirs: Vec::new(),
@@ -167,6 +177,12 @@ fn default_idle() -> u64 {
     60_000
 }
 fn default_handshake() -> u64 {
+    10_000
+}
+fn default_drain_timeout() -> u64 {
+    30_000
+}
+fn default_close_spread() -> u64 {
     10_000
 }
 fn default_max_request_headers() -> Spanned<u64> {

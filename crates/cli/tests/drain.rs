@@ -1,0 +1,177 @@
+//! Graceful drain with real processes and real signals: SIGTERM stops
+//! accepting at once, open connections end with 1001 on both legs, and the
+//! process exits 0; a second SIGINT exits at once.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{free_port, start, Server, BIN};
+
+/// A gateway config on `port` proxying `/echo` to `frameway echo` on
+/// `echo_port`, with this `[gateway]` drain setting.
+fn config(port: u16, echo_port: u16, drain: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("frameway-drain-{port}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"[gateway]
+listen = ["127.0.0.1:{port}"]
+{drain}
+
+[[services]]
+name = "echo"
+url = "ws://127.0.0.1:{echo_port}"
+  [[services.routes]]
+  name = "echo"
+  paths = ["/echo"]
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn signal(server: &Server, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits (bounded) for `server` to exit; its exit code.
+fn exit_code(server: &mut Server, within: Duration) -> Option<i32> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            return status.code();
+        }
+        assert!(Instant::now() < deadline, "the gateway did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `frameway client URL` with its stdin kept open: it stays connected
+/// until the server closes. Its first line of output proves the echo works.
+fn connected_client(url: &str) -> Child {
+    let mut child = Command::new(BIN)
+        .args(["client", url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let stdin = child.stdin.as_mut().unwrap();
+    stdin.write_all(b"before the drain\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "before the drain\n");
+    child
+}
+
+/// What the client printed to stderr by the time it exited (bounded).
+fn client_stderr(mut child: Child) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the client was never closed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    err
+}
+
+#[test]
+fn sigterm_closes_open_connections_with_1001_and_exits_0() {
+    let (_echo, echo_port) = support::echo_server(&[]);
+    let port = free_port();
+    let file = config(port, echo_port, "drain_timeout = 300\nclose_spread = 500");
+    let mut gateway = start(&[
+        "gateway",
+        "--workers",
+        "2",
+        "--config",
+        file.to_str().unwrap(),
+    ]);
+    let url = format!("ws://127.0.0.1:{port}/echo");
+    let clients: Vec<Child> = (0..4).map(|_| connected_client(&url)).collect();
+
+    signal(&gateway, "TERM");
+    // Accepting stops at once (well before the drain timeout).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for client in clients {
+        let err = client_stderr(client);
+        assert!(err.contains("closed by server: 1001 going away"), "{err}");
+    }
+    assert_eq!(exit_code(&mut gateway, Duration::from_secs(20)), Some(0));
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn connections_that_end_during_the_drain_let_the_process_exit_early() {
+    let (_echo, echo_port) = support::echo_server(&[]);
+    let port = free_port();
+    let file = config(port, echo_port, "drain_timeout = 600000");
+    let mut gateway = start(&[
+        "gateway",
+        "--workers",
+        "1",
+        "--config",
+        file.to_str().unwrap(),
+    ]);
+    let url = format!("ws://127.0.0.1:{port}/echo");
+    let mut client = connected_client(&url);
+    signal(&gateway, "TERM");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        gateway.0.try_wait().unwrap().is_none(),
+        "waits for the open connection"
+    );
+    // The client leaves by itself: nothing is left to drain.
+    drop(client.stdin.take());
+    let err = client_stderr(client);
+    assert!(!err.contains("1001"), "{err}");
+    assert_eq!(exit_code(&mut gateway, Duration::from_secs(20)), Some(0));
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn a_second_sigint_exits_at_once() {
+    let (_echo, echo_port) = support::echo_server(&[]);
+    let port = free_port();
+    let file = config(port, echo_port, "drain_timeout = 600000");
+    let mut gateway = start(&[
+        "gateway",
+        "--workers",
+        "1",
+        "--config",
+        file.to_str().unwrap(),
+    ]);
+    let client = Server(connected_client(&format!("ws://127.0.0.1:{port}/echo")));
+    signal(&gateway, "INT");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        gateway.0.try_wait().unwrap().is_none(),
+        "the first SIGINT drains"
+    );
+    signal(&gateway, "INT");
+    assert_eq!(exit_code(&mut gateway, Duration::from_secs(5)), Some(130));
+    drop(client);
+    let _ = std::fs::remove_file(file);
+}
