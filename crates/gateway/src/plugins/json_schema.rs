@@ -207,6 +207,7 @@ impl Schema {
 
     /// Checks `instance`.
     pub(crate) fn validate(&self, instance: &Value) -> Result<(), Invalid> {
+        BUDGET.with(|b| b.set(Budget::default()));
         self.check(0, instance).map_err(|f| Invalid {
             path: f.path.iter().rev().fold(String::new(), |mut s, step| {
                 s.push('/');
@@ -293,7 +294,37 @@ impl Schema {
         }
     }
 
+    /// Checks `v` against node `id` within this thread's [`Budget`]: a
+    /// message nested deep through a schema that refers back to itself
+    /// would otherwise recurse until the stack overflows and the process
+    /// aborts.
     fn check(&self, id: Id, v: &Value) -> Result<(), Failure> {
+        let entered = BUDGET.with(|b| {
+            let budget = b.get();
+            let within = budget.depth < MAX_DEPTH && budget.steps < MAX_STEPS;
+            if within {
+                b.set(Budget {
+                    depth: budget.depth + 1,
+                    steps: budget.steps + 1,
+                });
+            }
+            within
+        });
+        if !entered {
+            return Err(Failure::new(TOO_COMPLEX));
+        }
+        let result = self.check_node(id, v);
+        BUDGET.with(|b| {
+            let budget = b.get();
+            b.set(Budget {
+                depth: budget.depth - 1,
+                ..budget
+            })
+        });
+        result
+    }
+
+    fn check_node(&self, id: Id, v: &Value) -> Result<(), Failure> {
         let k = match &self.nodes[id] {
             Node::Bool(true) => return Ok(()),
             Node::Bool(false) => return Err(Failure::new("false")),
@@ -481,6 +512,26 @@ impl Schema {
         }
         Ok(())
     }
+}
+
+/// Nested checks one validation may have in progress: each is a few stack
+/// frames, and 256 of them fit well within a 2 MiB worker stack.
+const MAX_DEPTH: u32 = 256;
+/// Checks one validation may make in all (`anyOf`/`oneOf` over nested
+/// arrays multiply), so a message costs bounded work.
+const MAX_STEPS: u32 = 1_000_000;
+/// The keyword reported when a message exceeds either bound.
+const TOO_COMPLEX: &str = "(nesting or work beyond the validator's limits)";
+
+/// What the validation running on this thread has used.
+#[derive(Clone, Copy, Default)]
+struct Budget {
+    depth: u32,
+    steps: u32,
+}
+
+thread_local! {
+    static BUDGET: std::cell::Cell<Budget> = const { std::cell::Cell::new(Budget { depth: 0, steps: 0 }) };
 }
 
 /// A failure on its way up: the keyword, and the instance path in reverse.
