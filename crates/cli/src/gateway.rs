@@ -25,6 +25,13 @@ pub struct GatewayArgs {
     /// sockets (SO_REUSEPORT). Default: one per CPU this process may use.
     #[arg(long, visible_alias = "threads", value_name = "N", default_value_t = crate::default_workers())]
     workers: usize,
+    /// What to log: a level (`info`, `debug`, ...) or RUST_LOG-style
+    /// directives (`info,frameway::access=off`). Default: RUST_LOG, else `info`.
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Log lines as text or as JSON objects, one per line.
+    #[arg(long, value_enum, default_value_t = crate::LogFormat::Text)]
+    pub log_format: crate::LogFormat,
 }
 
 pub fn run(args: GatewayArgs) -> Result<(), Box<dyn std::error::Error>> {

@@ -30,12 +30,45 @@ enum Command {
     Client(client::ClientArgs),
 }
 
+/// How log lines are written.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logs to stderr: `level` (RUST_LOG-style directives) or else RUST_LOG,
+/// else `info`.
+fn init_logging(level: Option<&str>, format: LogFormat) -> Result<(), String> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(level) => {
+            EnvFilter::try_new(level).map_err(|e| format!("--log-level {level:?}: {e}"))?
+        }
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(tracing::Level::INFO)
-        .init();
+    let logging = match &cli.command {
+        Command::Gateway(args) => init_logging(args.log_level.as_deref(), args.log_format),
+        _ => init_logging(None, LogFormat::Text),
+    };
+    if let Err(err) = logging {
+        eprintln!("frameway: error: {err}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Command::Gateway(args) => gateway::run(args),
         Command::Echo(args) => echo::run(args),
