@@ -11,14 +11,25 @@ use std::time::{Duration, Instant};
 
 use support::{free_port, start, Server, BIN};
 
-/// A gateway config on `port` proxying `/echo` to `frameway echo` on
-/// `echo_port`, with this `[gateway]` drain setting.
-fn config(port: u16, echo_port: u16, drain: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("frameway-drain-{port}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            r#"[gateway]
+/// A gateway proxying `/echo` to a `frameway echo`, with this `[gateway]`
+/// drain setting and this many workers; its config file goes on drop.
+struct Draining {
+    gateway: Server,
+    url: String,
+    port: u16,
+    file: std::path::PathBuf,
+    _echo: Server,
+}
+
+impl Draining {
+    fn start(drain: &str, workers: &str) -> Draining {
+        let (echo, echo_port) = support::echo_server(&[]);
+        let port = free_port();
+        let file = std::env::temp_dir().join(format!("frameway-drain-{port}.toml"));
+        std::fs::write(
+            &file,
+            format!(
+                r#"[gateway]
 listen = ["127.0.0.1:{port}"]
 {drain}
 
@@ -29,10 +40,30 @@ url = "ws://127.0.0.1:{echo_port}"
   name = "echo"
   paths = ["/echo"]
 "#
-        ),
-    )
-    .unwrap();
-    path
+            ),
+        )
+        .unwrap();
+        let gateway = start(&[
+            "gateway",
+            "--workers",
+            workers,
+            "--config",
+            file.to_str().unwrap(),
+        ]);
+        Draining {
+            gateway,
+            url: format!("ws://127.0.0.1:{port}/echo"),
+            port,
+            file,
+            _echo: echo,
+        }
+    }
+}
+
+impl Drop for Draining {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.file);
+    }
 }
 
 fn signal(server: &Server, name: &str) {
@@ -95,23 +126,18 @@ fn client_stderr(mut child: Child) -> String {
 
 #[test]
 fn sigterm_closes_open_connections_with_1001_and_exits_0() {
-    let (_echo, echo_port) = support::echo_server(&[]);
-    let port = free_port();
-    let file = config(port, echo_port, "drain_timeout = 300\nclose_spread = 500");
-    let mut gateway = start(&[
-        "gateway",
-        "--workers",
+    let mut running = Draining::start(
+        "drain_timeout = 300
+close_spread = 500",
         "2",
-        "--config",
-        file.to_str().unwrap(),
-    ]);
-    let url = format!("ws://127.0.0.1:{port}/echo");
-    let clients: Vec<Child> = (0..4).map(|_| connected_client(&url)).collect();
+    );
+    let clients: Vec<Child> = (0..4).map(|_| connected_client(&running.url)).collect();
+    let gateway = &mut running.gateway;
 
-    signal(&gateway, "TERM");
+    signal(gateway, "TERM");
     // Accepting stops at once (well before the drain timeout).
     let deadline = Instant::now() + Duration::from_secs(5);
-    while TcpStream::connect(("127.0.0.1", port)).is_ok() {
+    while TcpStream::connect(("127.0.0.1", running.port)).is_ok() {
         assert!(Instant::now() < deadline, "still accepting after SIGTERM");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -119,25 +145,18 @@ fn sigterm_closes_open_connections_with_1001_and_exits_0() {
         let err = client_stderr(client);
         assert!(err.contains("closed by server: 1001 going away"), "{err}");
     }
-    assert_eq!(exit_code(&mut gateway, Duration::from_secs(20)), Some(0));
-    let _ = std::fs::remove_file(file);
+    assert_eq!(
+        exit_code(&mut running.gateway, Duration::from_secs(20)),
+        Some(0)
+    );
 }
 
 #[test]
 fn connections_that_end_during_the_drain_let_the_process_exit_early() {
-    let (_echo, echo_port) = support::echo_server(&[]);
-    let port = free_port();
-    let file = config(port, echo_port, "drain_timeout = 600000");
-    let mut gateway = start(&[
-        "gateway",
-        "--workers",
-        "1",
-        "--config",
-        file.to_str().unwrap(),
-    ]);
-    let url = format!("ws://127.0.0.1:{port}/echo");
-    let mut client = connected_client(&url);
-    signal(&gateway, "TERM");
+    let mut running = Draining::start("drain_timeout = 600000", "1");
+    let mut client = connected_client(&running.url);
+    let gateway = &mut running.gateway;
+    signal(gateway, "TERM");
     std::thread::sleep(Duration::from_millis(200));
     assert!(
         gateway.0.try_wait().unwrap().is_none(),
@@ -147,31 +166,21 @@ fn connections_that_end_during_the_drain_let_the_process_exit_early() {
     drop(client.stdin.take());
     let err = client_stderr(client);
     assert!(!err.contains("1001"), "{err}");
-    assert_eq!(exit_code(&mut gateway, Duration::from_secs(20)), Some(0));
-    let _ = std::fs::remove_file(file);
+    assert_eq!(exit_code(gateway, Duration::from_secs(20)), Some(0));
 }
 
 #[test]
 fn a_second_sigint_exits_at_once() {
-    let (_echo, echo_port) = support::echo_server(&[]);
-    let port = free_port();
-    let file = config(port, echo_port, "drain_timeout = 600000");
-    let mut gateway = start(&[
-        "gateway",
-        "--workers",
-        "1",
-        "--config",
-        file.to_str().unwrap(),
-    ]);
-    let client = Server(connected_client(&format!("ws://127.0.0.1:{port}/echo")));
-    signal(&gateway, "INT");
+    let mut running = Draining::start("drain_timeout = 600000", "1");
+    let client = Server(connected_client(&running.url));
+    let gateway = &mut running.gateway;
+    signal(gateway, "INT");
     std::thread::sleep(Duration::from_millis(200));
     assert!(
         gateway.0.try_wait().unwrap().is_none(),
         "the first SIGINT drains"
     );
-    signal(&gateway, "INT");
-    assert_eq!(exit_code(&mut gateway, Duration::from_secs(5)), Some(130));
+    signal(gateway, "INT");
+    assert_eq!(exit_code(gateway, Duration::from_secs(5)), Some(130));
     drop(client);
-    let _ = std::fs::remove_file(file);
 }

@@ -3,41 +3,23 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{free_port, run, Server, BIN};
+use support::{free_port, line_containing, run, start_logged};
 
 #[test]
 fn every_finished_connection_gets_one_json_access_line_without_its_query() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let mut child = Command::new(BIN)
-        .args([
-            "gateway",
-            "--listen",
-            &listen,
-            "--workers",
-            "1",
-            "--log-format",
-            "json",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let _gateway = Server(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let next = || rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
-    while !next().expect("the gateway starts").contains("listening") {}
+    let (_gateway, lines) = start_logged(&[
+        "gateway",
+        "--listen",
+        &listen,
+        "--workers",
+        "1",
+        "--log-format",
+        "json",
+    ]);
 
     let out = run(
         &["client", &format!("ws://{listen}/echo?token=s3cret")],
@@ -45,12 +27,7 @@ fn every_finished_connection_gets_one_json_access_line_without_its_query() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\n");
 
-    let access = loop {
-        let line = next().expect("an access-log line");
-        if line.contains("frameway::access") {
-            break line;
-        }
-    };
+    let access = line_containing(&lines, "frameway::access", Duration::from_secs(10));
     let entry: serde_json::Value = serde_json::from_str(&access).expect("a JSON line");
     let fields = &entry["fields"];
     assert_eq!(fields["route"], "echo", "{access}");

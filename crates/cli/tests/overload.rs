@@ -4,13 +4,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::{free_port, run, Server, BIN};
+use support::{free_port, line_containing, run, spawn_logged, BIN};
 
 /// Lines of `rx` that arrive within `window`.
 fn lines_within(rx: &mpsc::Receiver<String>, window: Duration) -> Vec<String> {
@@ -26,25 +24,20 @@ fn lines_within(rx: &mpsc::Receiver<String>, window: Duration) -> Vec<String> {
 fn running_out_of_descriptors_is_logged_once_per_episode() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let mut child = Command::new("prlimit")
-        .args(["--nofile=32:32", BIN, "gateway", "--listen", &listen])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("prlimit (util-linux) runs");
-    let stderr = child.stderr.take().unwrap();
-    let _gateway = Server(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !rx
-        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        .expect("the gateway says it is listening")
-        .contains("listening")
-    {}
+    let (_gateway, rx) = spawn_logged(
+        "prlimit",
+        // One worker: each worker's listener has episodes of its own.
+        &[
+            "--nofile=32:32",
+            BIN,
+            "gateway",
+            "--listen",
+            &listen,
+            "--workers",
+            "1",
+        ],
+    );
+    line_containing(&rx, "listening", Duration::from_secs(20));
 
     // More connections than descriptors: accepts fail while they are held
     // (the kernel keeps the rest in the listen backlog).

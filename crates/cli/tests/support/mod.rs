@@ -7,6 +7,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 /// The `frameway` binary under test.
@@ -38,32 +39,47 @@ impl Drop for Server {
     }
 }
 
-/// Starts `frameway ARGS` and waits (bounded) until it logs `listening`.
-/// Its stderr keeps being read, so it never blocks on a full pipe.
-pub fn start(args: &[&str]) -> Server {
-    let mut child = Command::new(BIN)
+/// Starts `program ARGS` with its stderr read line by line onto the
+/// returned channel (so it never blocks on a full pipe).
+pub fn spawn_logged(program: &str, args: &[&str]) -> (Server, Receiver<String>) {
+    let mut child = Command::new(program)
         .args(args)
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             let _ = tx.send(line);
         }
     });
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
+    (Server(child), rx)
+}
+
+/// The next line of `lines` that contains `needle`, waiting at most `within`.
+pub fn line_containing(lines: &Receiver<String>, needle: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line.contains("listening") => return server,
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
             Ok(_) => continue,
-            Err(_) => panic!("frameway {args:?} never said it was listening"),
+            Err(_) => panic!("no line with {needle:?} within {within:?}"),
         }
     }
+}
+
+/// Starts `frameway ARGS` and waits (bounded) until it logs `listening`.
+pub fn start(args: &[&str]) -> Server {
+    start_logged(args).0
+}
+
+/// [`start`], keeping the rest of its stderr.
+pub fn start_logged(args: &[&str]) -> (Server, Receiver<String>) {
+    let (server, lines) = spawn_logged(BIN, args);
+    line_containing(&lines, "listening", Duration::from_secs(20));
+    (server, lines)
 }
 
 /// `frameway echo` on a free port, with `args` added.
