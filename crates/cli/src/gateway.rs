@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::Args;
 use frameway_gateway::config::Config;
 use frameway_gateway::plugin::Registry;
-use frameway_gateway::Gateway;
+use frameway_gateway::{Gateway, Reloader};
 
 #[derive(Args)]
 pub struct GatewayArgs {
@@ -86,6 +86,11 @@ pub fn run(args: GatewayArgs) -> Result<(), Box<dyn std::error::Error>> {
         let addr = gateway.local_addrs()[0];
         eprintln!("built-in configuration: try `frameway client ws://{addr}/echo`");
     }
+    if let Some(path) = args.config.clone() {
+        let reloader = gateway.reloader();
+        let listen = args.listen;
+        runtime.spawn(reload_on_sighup(path, listen, reloader));
+    }
     runtime.block_on(gateway.serve_until(async move {
         stopped_by_signal().await;
         stop_tx.send_replace(true);
@@ -95,6 +100,38 @@ pub fn run(args: GatewayArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     eprintln!("frameway gateway drained; exiting");
     Ok(())
+}
+
+/// On every SIGHUP, reads the configuration file again: a valid one serves
+/// every connection accepted from then on (open ones keep theirs); an
+/// invalid one is refused with every error and its location, and the
+/// running configuration stays.
+async fn reload_on_sighup(path: PathBuf, listen: Option<SocketAddr>, reloader: Reloader) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: reloading is off");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match Config::load(&path, &Registry::with_builtins()) {
+            Ok(mut config) => {
+                if let Some(addr) = listen {
+                    config.listen = vec![addr];
+                }
+                tracing::info!(
+                    file = %path.display(),
+                    "configuration reloaded: new connections use it (listeners are unchanged)"
+                );
+                reloader.reload(config);
+            }
+            Err(errors) => {
+                tracing::error!(
+                    file = %path.display(),
+                    "reload refused, the running configuration stays:\n{errors}"
+                );
+            }
+        }
+    }
 }
 
 /// Resolves at the first SIGTERM or SIGINT; from then on a second SIGINT

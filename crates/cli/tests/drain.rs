@@ -4,12 +4,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use support::{free_port, start, Server, BIN};
+use support::{connected_client, free_port, start, Server};
 
 /// A gateway proxying `/echo` to a `frameway echo`, with this `[gateway]`
 /// drain setting and this many workers; its config file goes on drop.
@@ -84,27 +84,6 @@ fn exit_code(server: &mut Server, within: Duration) -> Option<i32> {
         assert!(Instant::now() < deadline, "the gateway did not exit");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// `frameway client URL` with its stdin kept open: it stays connected
-/// until the server closes. Its first line of output proves the echo works.
-fn connected_client(url: &str) -> Child {
-    let mut child = Command::new(BIN)
-        .args(["client", url])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    let stdin = child.stdin.as_mut().unwrap();
-    stdin.write_all(b"before the drain\n").unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "before the drain\n");
-    child
 }
 
 /// What the client printed to stderr by the time it exited (bounded).

@@ -37,4 +37,4 @@ pub mod router;
 pub mod target;
 pub mod upstream;
 
-pub use listener::{reuseport_listener, Gateway, Sibling, StartError};
+pub use listener::{reuseport_listener, Gateway, Reloader, Sibling, StartError};

@@ -8,6 +8,7 @@ use std::time::Duration;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, TlsFiles};
@@ -16,6 +17,42 @@ use crate::drain::{Drain, DrainSignal};
 /// How long closing handshakes may take once the last close of a drain
 /// was sent: peers that never answer do not hold the process.
 const CLOSE_GRACE: Duration = Duration::from_secs(6);
+
+/// The configuration in force, shared by the workers of one gateway: each
+/// new connection takes the one current when it is accepted (a read of a
+/// lock per connection, nothing per message).
+#[derive(Clone)]
+struct Configs {
+    tx: Arc<watch::Sender<Arc<Config>>>,
+    rx: watch::Receiver<Arc<Config>>,
+}
+
+impl Configs {
+    fn new(config: Config) -> Configs {
+        let (tx, rx) = watch::channel(Arc::new(config));
+        Configs {
+            tx: Arc::new(tx),
+            rx,
+        }
+    }
+
+    fn current(&self) -> Arc<Config> {
+        self.rx.borrow().clone()
+    }
+}
+
+/// Replaces a running gateway's configuration (see [`Gateway::reloader`]).
+#[derive(Clone)]
+pub struct Reloader(Arc<watch::Sender<Arc<Config>>>);
+
+impl Reloader {
+    /// Serves every connection accepted from now on with `config`.
+    /// Listeners are not changed: they stay those the gateway was bound
+    /// with.
+    pub fn reload(&self, config: Config) {
+        self.0.send_replace(Arc::new(config));
+    }
+}
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +77,7 @@ pub enum StartError {
 /// can listen on the same addresses, the kernel spreading connections
 /// between them.
 pub struct Gateway {
-    config: Arc<Config>,
+    config: Configs,
     plain: Vec<TcpListener>,
     tls: Vec<(TcpListener, TlsAcceptor)>,
 }
@@ -50,7 +87,7 @@ pub struct Gateway {
 /// `Send`, so it can be moved to the worker's thread and bound on that
 /// thread's runtime.
 pub struct Sibling {
-    config: Arc<Config>,
+    config: Configs,
     plain: Vec<SocketAddr>,
     tls: Vec<SocketAddr>,
     acceptor: Option<TlsAcceptor>,
@@ -93,7 +130,7 @@ impl Gateway {
         Sibling {
             plain: config.listen.clone(),
             tls: config.tls_listen.clone(),
-            config: Arc::new(config),
+            config: Configs::new(config),
             acceptor,
         }
         .bind()
@@ -129,6 +166,14 @@ impl Gateway {
         }
     }
 
+    /// The handle that replaces the configuration of this gateway and of
+    /// its siblings (a reload): connections accepted from then on get the
+    /// new one; connections already open keep the plugin chain and limits
+    /// they started with.
+    pub fn reloader(&self) -> Reloader {
+        Reloader(self.config.tx.clone())
+    }
+
     /// The bound addresses: plain ones first, then TLS ones.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.plain
@@ -150,7 +195,8 @@ impl Gateway {
     /// `close_spread`, and returns once they have ended (or a grace period
     /// after the last close, for peers that never answer).
     pub async fn serve_until(self, stop: impl Future<Output = ()>) {
-        let (drain, signal) = Drain::new(self.config.close_spread);
+        let running = self.config.current();
+        let (drain, signal) = Drain::new(running.close_spread);
         let mut accepting = tokio::task::JoinSet::new();
         for listener in self.plain {
             let config = self.config.clone();
@@ -168,7 +214,7 @@ impl Gateway {
         drop(signal);
         stop.await;
         accepting.shutdown().await;
-        let drain_timeout = self.config.drain_timeout;
+        let drain_timeout = running.drain_timeout;
         tracing::info!(
             "draining: no new connections; open ones close in {} ms",
             drain_timeout.as_millis()
@@ -211,7 +257,7 @@ pub fn reuseport_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
 async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    config: Arc<Config>,
+    configs: Configs,
     drain: DrainSignal,
 ) {
     let mut failing = AcceptFailures::default();
@@ -227,7 +273,7 @@ async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let config = config.clone();
+        let config = configs.current();
         let drain = drain.clone();
         match &tls {
             None => {

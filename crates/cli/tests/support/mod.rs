@@ -124,3 +124,23 @@ mod pki;
 // Not every test binary uses it.
 #[allow(unused_imports)]
 pub use pki::TestPki;
+
+/// `frameway client URL` with its stdin kept open: it stays connected
+/// until the server closes. Its first line of output proves the echo works.
+pub fn connected_client(url: &str) -> Child {
+    let mut child = Command::new(BIN)
+        .args(["client", url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.as_mut().unwrap();
+    stdin.write_all(b"first line\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "first line\n");
+    child
+}
