@@ -86,11 +86,11 @@ pub fn run(args: GatewayArgs) -> Result<(), Box<dyn std::error::Error>> {
         let addr = gateway.local_addrs()[0];
         eprintln!("built-in configuration: try `frameway client ws://{addr}/echo`");
     }
-    if let Some(path) = args.config.clone() {
-        let reloader = gateway.reloader();
-        let listen = args.listen;
-        runtime.spawn(reload_on_sighup(path, listen, reloader));
-    }
+    runtime.spawn(reload_on_sighup(
+        args.config.clone(),
+        args.listen,
+        gateway.reloader(),
+    ));
     runtime.block_on(gateway.serve_until(async move {
         stopped_by_signal().await;
         stop_tx.send_replace(true);
@@ -105,15 +105,21 @@ pub fn run(args: GatewayArgs) -> Result<(), Box<dyn std::error::Error>> {
 /// On every SIGHUP, reads the configuration file again: a valid one serves
 /// every connection accepted from then on (open ones keep theirs); an
 /// invalid one is refused with every error and its location, and the
-/// running configuration stays.
-async fn reload_on_sighup(path: PathBuf, listen: Option<SocketAddr>, reloader: Reloader) {
+/// running configuration stays. Without a file (the built-in
+/// configuration) there is nothing to re-read, but SIGHUP must still not
+/// end the process, as its default action would.
+async fn reload_on_sighup(path: Option<PathBuf>, listen: Option<SocketAddr>, reloader: Reloader) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hangups) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot listen for SIGHUP: reloading is off");
         return;
     };
     while hangups.recv().await.is_some() {
-        match Config::load(&path, &Registry::with_builtins()) {
+        let Some(path) = &path else {
+            tracing::warn!("SIGHUP: the built-in configuration has no file to reload");
+            continue;
+        };
+        match Config::load(path, &Registry::with_builtins()) {
             Ok(mut config) => {
                 if let Some(addr) = listen {
                     config.listen = vec![addr];

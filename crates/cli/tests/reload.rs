@@ -100,3 +100,21 @@ fn sighup_serves_new_connections_with_the_new_file_and_refuses_a_bad_one() {
     );
     let _ = std::fs::remove_file(path);
 }
+
+#[test]
+fn sighup_leaves_the_built_in_configuration_running() {
+    let port = free_port();
+    let (gateway, logs) = start_logged(&["gateway", "--listen", &format!("127.0.0.1:{port}")]);
+    let pid = gateway.pid().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    line_containing(&logs, "no file to reload", Duration::from_secs(10));
+    let out = run(
+        &["client", &format!("ws://127.0.0.1:{port}/echo")],
+        "alive\n",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "alive\n");
+}
