@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use support::{connected_client, free_port, start, Server};
+use support::{connected_client, echo_route_config, free_port, start, Server};
 
 /// A gateway proxying `/echo` to a `frameway echo`, with this `[gateway]`
 /// drain setting and this many workers; its config file goes on drop.
@@ -26,23 +26,7 @@ impl Draining {
         let (echo, echo_port) = support::echo_server(&[]);
         let port = free_port();
         let file = std::env::temp_dir().join(format!("frameway-drain-{port}.toml"));
-        std::fs::write(
-            &file,
-            format!(
-                r#"[gateway]
-listen = ["127.0.0.1:{port}"]
-{drain}
-
-[[services]]
-name = "echo"
-url = "ws://127.0.0.1:{echo_port}"
-  [[services.routes]]
-  name = "echo"
-  paths = ["/echo"]
-"#
-            ),
-        )
-        .unwrap();
+        std::fs::write(&file, echo_route_config(port, echo_port, drain, "")).unwrap();
         let gateway = start(&[
             "gateway",
             "--workers",

@@ -9,23 +9,13 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::Command;
 use std::time::Duration;
 
-use support::{connected_client, free_port, line_containing, run, start_logged, Server};
+use support::{
+    connected_client, echo_route_config, free_port, line_containing, run, start_logged, Server,
+};
 
-/// A config on `port` with `/echo` to `frameway echo` on `echo_port` and
-/// these route plugins.
+/// The gateway's file: `/echo` to `frameway echo`, with these route plugins.
 fn config(port: u16, echo_port: u16, plugins: &str) -> String {
-    format!(
-        r#"[gateway]
-listen = ["127.0.0.1:{port}"]
-
-[[services]]
-name = "echo"
-url = "ws://127.0.0.1:{echo_port}"
-  [[services.routes]]
-  name = "echo"
-  paths = ["/echo"]
-{plugins}"#
-    )
+    echo_route_config(port, echo_port, "", plugins)
 }
 
 const SIZE_LIMIT: &str = r#"  [[services.routes.plugins]]
@@ -89,7 +79,7 @@ fn sighup_serves_new_connections_with_the_new_file_and_refuses_a_bad_one() {
     line_containing(&logs, "reload refused", Duration::from_secs(10));
     let error = line_containing(&logs, "websocket-size-limit", Duration::from_secs(5));
     assert!(
-        error.contains(".toml:12:12: "),
+        error.contains(".toml:13:12: "),
         "the error and its location: {error}"
     );
     let still = run(&["client", &url], long);

@@ -144,3 +144,22 @@ pub fn connected_client(url: &str) -> Child {
     assert_eq!(line, "first line\n");
     child
 }
+
+/// A gateway configuration listening on `port` with `gateway` lines in its
+/// `[gateway]` table, and one route, `/echo`, to `frameway echo` on
+/// `echo_port` with `plugins` (`[[services.routes.plugins]]` entries).
+pub fn echo_route_config(port: u16, echo_port: u16, gateway: &str, plugins: &str) -> String {
+    format!(
+        r#"[gateway]
+listen = ["127.0.0.1:{port}"]
+{gateway}
+
+[[services]]
+name = "echo"
+url = "ws://127.0.0.1:{echo_port}"
+  [[services.routes]]
+  name = "echo"
+  paths = ["/echo"]
+{plugins}"#
+    )
+}
