@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use clap::Args;
+use frameway::client::WsUrl;
 use frameway::wire::handshake::{
     generate_key, parse_response, validate_response, write_request, ClientRequest,
 };
@@ -116,27 +117,18 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Target {
     addr: SocketAddr,
-    host: String,
-    path: String,
+    url: WsUrl,
 }
 
 fn target(url: &str) -> Result<Target, Box<dyn std::error::Error>> {
-    let uri: http::Uri = url.parse().map_err(|_| format!("invalid URL {url:?}"))?;
-    if uri.scheme_str() != Some("ws") {
-        return Err(format!("invalid URL {url:?}: bench speaks ws:// only").into());
+    let url = WsUrl::parse(url)?;
+    if url.is_tls() {
+        return Err(format!("invalid URL \"{url}\": bench speaks ws:// only").into());
     }
-    let authority = uri
-        .authority()
-        .ok_or_else(|| format!("invalid URL {url:?}: no host"))?;
-    let port = authority.port_u16().unwrap_or(80);
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(authority.host(), port))?
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(url.host(), url.port()))?
         .next()
-        .ok_or_else(|| format!("{} does not resolve", authority.host()))?;
-    Ok(Target {
-        addr,
-        host: authority.to_string(),
-        path: uri.path_and_query().map_or("/".into(), |p| p.to_string()),
-    })
+        .ok_or_else(|| format!("{} does not resolve", url.host()))?;
+    Ok(Target { addr, url })
 }
 
 /// What the connections share.
@@ -473,8 +465,8 @@ impl Connection {
         let mut request = Vec::new();
         write_request(
             &ClientRequest {
-                host: &target.host,
-                path: &target.path,
+                host: &target.url.host_header(),
+                path: target.url.target(),
                 key: &key,
                 ..Default::default()
             },

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use frameway::client::{client_handshake, connect_with, ConnectOptions, ConnectResponse};
+use frameway::client::{client_handshake, connect_with, ConnectOptions, ConnectResponse, WsUrl};
 use frameway::WebSocket;
 use http::HeaderMap;
 
@@ -23,47 +23,57 @@ const HANDSHAKE_HEADERS: [&str; 6] = [
 pub enum Upstream {
     /// A `ws://` or `wss://` server.
     Url {
-        /// `ws` or `wss`.
-        scheme: &'static str,
-        /// `host:port` (or `host`).
-        authority: String,
-        /// The base path (may be empty).
+        /// The service URL as given, parsed.
+        url: WsUrl,
+        /// The base path requests are joined to (may be empty).
         path: String,
     },
     /// The in-process echo server (`internal://echo`).
     Echo,
 }
 
+/// Why a service's `url` is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceUrlError {
+    /// Not a WebSocket URL, or not one the client can connect to.
+    #[error("{0}")]
+    Invalid(&'static str),
+    /// A scheme other than `ws`, `wss` or `internal`.
+    #[error("the scheme must be ws://, wss:// or internal://echo")]
+    Scheme,
+    /// The request's own query is what goes upstream.
+    #[error("a service URL cannot have a query")]
+    Query,
+}
+
 impl Upstream {
-    /// Parses a service URL.
-    pub fn parse(url: &str) -> Result<Upstream, &'static str> {
+    /// Parses a service URL: a `ws://`/`wss://` URL as [`WsUrl`] accepts it
+    /// (without a query), or `internal://echo`.
+    pub fn parse(url: &str) -> Result<Upstream, ServiceUrlError> {
         if url == "internal://echo" {
             return Ok(Upstream::Echo);
         }
-        let uri: http::Uri = url.parse().map_err(|_| "not a valid URL")?;
-        let scheme = match uri.scheme_str() {
-            Some("ws") => "ws",
-            Some("wss") => "wss",
-            _ => return Err("the scheme must be ws://, wss:// or internal://echo"),
-        };
-        let authority = uri.authority().ok_or("the URL has no host")?.to_string();
-        if authority.contains('@') {
-            return Err("credentials in the URL are not supported");
+        let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+        if !scheme.is_some_and(|s| s.eq_ignore_ascii_case("ws") || s.eq_ignore_ascii_case("wss")) {
+            return Err(ServiceUrlError::Scheme);
         }
-        if uri.query().is_some() {
-            return Err("a service URL cannot have a query");
+        let url = WsUrl::parse(url).map_err(|e| match e {
+            frameway::Error::InvalidUrl { reason, .. } => ServiceUrlError::Invalid(reason),
+            _ => ServiceUrlError::Invalid("not a valid URL"),
+        })?;
+        if url.target().contains('?') {
+            return Err(ServiceUrlError::Query);
         }
-        let path = uri.path().trim_end_matches('/').to_owned();
-        let path = if url.ends_with('/') && !path.is_empty() {
-            format!("{path}/")
+        // One trailing slash is kept (the upstream may tell `/a/` from
+        // `/a`); a bare `/` is no base path at all.
+        let trimmed = url.target().trim_end_matches('/');
+        let path = if url.target().ends_with('/') && !trimmed.is_empty() {
+            format!("{trimmed}/")
         } else {
-            path
+            trimmed.to_owned()
         };
-        Ok(Upstream::Url {
-            scheme,
-            authority,
-            path: if path == "/" { String::new() } else { path },
-        })
+        Ok(Upstream::Url { url, path })
     }
 
     /// The base path requests are joined to.
@@ -137,10 +147,8 @@ impl Service {
             options = options.ca_file(ca);
         }
         match &self.upstream {
-            Upstream::Url {
-                scheme, authority, ..
-            } => {
-                let url = format!("{scheme}://{authority}{}", req.target);
+            Upstream::Url { url, .. } => {
+                let url = format!("{}://{}{}", url.scheme(), url.authority(), req.target);
                 let (ws, response) = connect_with(&url, options).await?;
                 Ok(UpstreamConn::Net(ws, response))
             }
@@ -169,18 +177,21 @@ mod tests {
 
     #[test]
     fn service_urls() {
-        assert_eq!(
-            Upstream::parse("ws://127.0.0.1:9000/socket"),
-            Ok(Upstream::Url {
-                scheme: "ws",
-                authority: "127.0.0.1:9000".into(),
-                path: "/socket".into()
-            })
-        );
+        let Ok(Upstream::Url { url, path }) = Upstream::parse("ws://127.0.0.1:9000/socket") else {
+            panic!("a ws:// URL is an upstream");
+        };
+        assert_eq!(url.authority(), "127.0.0.1:9000");
+        assert_eq!(path, "/socket");
         assert_eq!(Upstream::parse("wss://h/").unwrap().path(), "");
         assert_eq!(Upstream::parse("wss://h/a/").unwrap().path(), "/a/");
         assert_eq!(Upstream::parse("internal://echo"), Ok(Upstream::Echo));
-        assert!(Upstream::parse("http://h").is_err());
-        assert!(Upstream::parse("ws://h/x?y=1").is_err());
+        assert_eq!(Upstream::parse("http://h"), Err(ServiceUrlError::Scheme));
+        assert_eq!(Upstream::parse("ws://h/x?y=1"), Err(ServiceUrlError::Query));
+        assert_eq!(
+            Upstream::parse("ws://h:0/"),
+            Err(ServiceUrlError::Invalid(
+                "port 0 is not a valid destination"
+            ))
+        );
     }
 }

@@ -128,7 +128,7 @@ where
     write_request(
         &ClientRequest {
             host: &host,
-            path: &url.path,
+            path: url.target(),
             key: &key,
             protocols: &options.protocols,
             origin: options.origin.as_deref(),

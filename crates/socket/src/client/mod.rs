@@ -47,6 +47,7 @@ use tokio::time::Instant;
 pub use handshake::ConnectResponse;
 pub use options::{ConnectOptions, Roots};
 pub use stream::ClientStream;
+pub use url::WsUrl;
 
 use crate::connection::WebSocket;
 use crate::error::{Error, Result, TimeoutKind};
@@ -54,7 +55,6 @@ use frameway_wire::deflate::Deflate;
 use pool::Checkout;
 use proxy::Proxy;
 use stream::Transport;
-use url::WsUrl;
 
 /// Connects to `url` (`ws://` or `wss://`) with default options: no
 /// subprotocol, certificates checked against the webpki roots, 10 s
@@ -110,10 +110,10 @@ pub async fn connect_with(
     let target = WsUrl::parse(url)?;
     let proxy = options.proxy.as_deref().map(Proxy::parse).transpose()?;
     // Everything that can fail without the network fails before it.
-    let tls = if target.tls {
+    let tls = if target.is_tls() {
         Some((
             tls::client_config(&options)?,
-            tls::server_name(&options, &target.host)?,
+            tls::server_name(&options, target.host())?,
         ))
     } else {
         None
@@ -228,7 +228,7 @@ where
 async fn open_tcp(target: &WsUrl, proxy: Option<&Proxy>) -> Result<TcpStream> {
     let (host, port) = match proxy {
         Some(proxy) => (proxy.host.as_str(), proxy.port),
-        None => (target.host.as_str(), target.port),
+        None => (target.host(), target.port()),
     };
     let mut tcp = TcpStream::connect((host, port)).await?;
     // Frames are written whole and flushed; Nagle's algorithm would only

@@ -66,14 +66,14 @@ pub(crate) fn pool_name(
     }
     // A WebSocket connection is upgraded for one resource: the path is
     // part of the name (lua-resty-websocket leaves it out).
-    let mut name = format!("{}://{}{}", url.scheme(), url.authority(), url.path);
+    let mut name = format!("{}://{}{}", url.scheme(), url.authority(), url.target());
     if let Some(host) = &options.host {
         let _ = write!(name, " host={host}");
     }
     if let Some(sni) = sni {
         let _ = write!(name, " sni={}", sni.to_str());
     }
-    if url.tls {
+    if url.is_tls() {
         match &options.tls_config {
             Some(config) => {
                 let _ = write!(name, " tls-config={:p}", Arc::as_ptr(config));

@@ -5,22 +5,43 @@ use http::Uri;
 
 use crate::error::{Error, Result};
 
-/// A parsed WebSocket URL.
+/// A parsed `ws://` or `wss://` URL: where to connect, whether to speak TLS,
+/// and what to ask for. Every crate that takes a WebSocket URL from a user
+/// parses it here, so they all accept and refuse the same URLs.
+///
+/// ```
+/// use frameway::client::WsUrl;
+///
+/// let url = WsUrl::parse("wss://Example.com/chat?room=1")?;
+/// assert!(url.is_tls());
+/// assert_eq!(url.host(), "example.com");
+/// assert_eq!(url.port(), 443);
+/// assert_eq!(url.target(), "/chat?room=1");
+/// assert_eq!(url.host_header(), "example.com");
+/// assert_eq!(url.to_string(), "wss://example.com:443/chat?room=1");
+///
+/// let err = WsUrl::parse("http://example.com/").unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "invalid URL \"http://example.com/\": the scheme must be ws:// or wss://"
+/// );
+/// # Ok::<(), frameway::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct WsUrl {
+pub struct WsUrl {
     /// `wss://`.
-    pub(crate) tls: bool,
+    tls: bool,
     /// The host, lowercased, without the brackets of an IPv6 literal.
-    pub(crate) host: String,
+    host: String,
     /// The port, or the scheme's default (80, 443).
-    pub(crate) port: u16,
+    port: u16,
     /// The request target: path and query, `/` when the URL has none.
-    pub(crate) path: String,
+    path: String,
 }
 
 impl WsUrl {
     /// Parses `url`, reporting what is wrong with it as [`Error::InvalidUrl`].
-    pub(crate) fn parse(url: &str) -> Result<WsUrl> {
+    pub fn parse(url: &str) -> Result<WsUrl> {
         let invalid = |reason| Error::InvalidUrl {
             url: url.to_owned(),
             reason,
@@ -75,6 +96,26 @@ impl WsUrl {
         })
     }
 
+    /// `wss://`: the connection speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The host, lowercased, without the brackets of an IPv6 literal.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port, or the scheme's default (80, 443).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The request target: path and query, `/` when the URL has none.
+    pub fn target(&self) -> &str {
+        &self.path
+    }
+
     fn default_port(&self) -> u16 {
         if self.tls {
             443
@@ -93,13 +134,13 @@ impl WsUrl {
     }
 
     /// `host:port`, as a CONNECT request and pool names want it.
-    pub(crate) fn authority(&self) -> String {
+    pub fn authority(&self) -> String {
         format!("{}:{}", self.url_host(), self.port)
     }
 
     /// The `Host` header: the port is left out when it is the scheme's
     /// default, as browsers do.
-    pub(crate) fn host_header(&self) -> String {
+    pub fn host_header(&self) -> String {
         if self.port == self.default_port() {
             self.url_host()
         } else {
@@ -108,12 +149,27 @@ impl WsUrl {
     }
 
     /// `ws` or `wss`.
-    pub(crate) fn scheme(&self) -> &'static str {
+    pub fn scheme(&self) -> &'static str {
         if self.tls {
             "wss"
         } else {
             "ws"
         }
+    }
+}
+
+impl std::str::FromStr for WsUrl {
+    type Err = Error;
+
+    fn from_str(url: &str) -> Result<WsUrl> {
+        WsUrl::parse(url)
+    }
+}
+
+/// The URL with every part written out: `scheme://host:port/target`.
+impl std::fmt::Display for WsUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}{}", self.scheme(), self.authority(), self.path)
     }
 }
 
