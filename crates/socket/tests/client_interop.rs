@@ -16,7 +16,7 @@ use bytes::Bytes;
 use frameway::client::{connect_with, ClientStream, ConnectOptions, Roots};
 use frameway::{CloseCode, CloseFrame, Error, Message, OpCode, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use support::{pattern, python_server, python_server_logged, TestPki};
+use support::{bounded, pattern, python_server, python_server_logged, TestPki};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::handshake::server::{
@@ -27,15 +27,8 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame as TCloseFrame, WebSoc
 use tokio_tungstenite::tungstenite::{self, Message as TMessage};
 use tokio_tungstenite::WebSocketStream;
 
-/// No test may take longer than this (a Python peer takes a moment to start).
-const LIMIT: Duration = Duration::from_secs(30);
-
 /// The size of the large messages: our default limit, inclusive.
 const BIG: usize = 16 << 20;
-
-async fn bounded<F: Future>(fut: F) -> F::Output {
-    support::within(LIMIT, fut).await
-}
 
 /// Text, binary, both empty, and 16 MiB of each.
 fn sample_messages() -> Vec<Message> {

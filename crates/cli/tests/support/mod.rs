@@ -117,13 +117,10 @@ pub fn run(args: &[&str], input: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-/// Test certificates (a throwaway CA and a server certificate for
-/// 127.0.0.1), the same PKI the library's and the gateway's tests use.
-#[path = "../../../socket/tests/support/pki.rs"]
-mod pki;
-// Not every test binary uses it.
+// Test certificates (a throwaway CA and a server certificate for
+// 127.0.0.1), the same PKI the library's and the gateway's tests use.
 #[allow(unused_imports)]
-pub use pki::TestPki;
+pub use frameway_test_support::TestPki;
 
 /// `frameway client URL` with its stdin kept open: it stays connected
 /// until the server closes. Its first line of output proves the echo works.

@@ -1,14 +1,15 @@
 //! Test harness: real upstreams, a real gateway and real clients on
-//! 127.0.0.1, test plugins, a test CA, and the Python `websockets` client.
+//! 127.0.0.1, and test plugins.
 
 #![allow(dead_code)]
 
-use std::future::Future;
+// The pieces every crate's tests share (PKI, Python peers, bounded waits)
+// live in the test-support crate; not every test binary uses all of them.
+#[allow(unused_imports)]
+pub use frameway_test_support::*;
+
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use frameway::client::{connect_with, ClientStream, ConnectOptions};
 use frameway::server::{accept_with, Decision, ServerConfig};
@@ -21,26 +22,6 @@ use frameway_gateway::Gateway;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
-
-/// No test may take longer than this.
-pub const LIMIT: Duration = Duration::from_secs(30);
-
-/// How long a test waits for one expected event.
-pub const WAIT: Duration = Duration::from_secs(10);
-
-/// Runs `fut` bounded by [`LIMIT`].
-pub async fn bounded<F: std::future::Future>(fut: F) -> F::Output {
-    tokio::time::timeout(LIMIT, fut)
-        .await
-        .expect("test timed out")
-}
-
-/// Runs `fut` bounded by [`WAIT`], naming what was awaited if it never came.
-pub async fn within<F: Future>(what: &str, fut: F) -> F::Output {
-    tokio::time::timeout(WAIT, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
 
 // ------------------------------------------------------------ gateway ---
 
@@ -658,47 +639,4 @@ pub fn masked_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&key);
     out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
     out
-}
-
-/// Byte `i` of the test pattern shared with tests/peers/ws_client.py.
-pub fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i % 251) as u8).collect()
-}
-
-// ----------------------------------------------------------------- TLS ---
-
-#[path = "../../../socket/tests/support/pki.rs"]
-mod pki;
-// Not every test binary uses them.
-#[allow(unused_imports)]
-pub use pki::{self_signed_server_config, TestPki};
-
-// -------------------------------------------------------------- Python ---
-
-#[path = "../../../socket/tests/support/peers.rs"]
-mod peers;
-pub use peers::python;
-
-/// Runs tests/peers/ws_client.py with a JSON script; returns its stdout
-/// (`OK` or `FAIL …`).
-pub async fn python_client(url: &str, script: serde_json::Value, args: &[&str]) -> String {
-    let script_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers/ws_client.py");
-    let mut child = tokio::process::Command::new(python())
-        .arg(script_path)
-        .args(["--url", url, "--script", "-", "--timeout", "30"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(script.to_string().as_bytes())
-        .await
-        .unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().await.unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }

@@ -1,27 +1,23 @@
-//! Shared pieces of the integration tests: an echo server, raw HTTP peers
-//! that do the opening handshake by hand, test certificates, and the Python
-//! `websockets` peers.
+//! Shared pieces of the library's integration tests: an echo server and raw
+//! HTTP peers that do the opening handshake by hand.
 
 #![allow(dead_code)]
 
+// The pieces every crate's tests share (PKI, Python peers, bounded waits)
+// live in the test-support crate; not every test binary uses all of them.
+#[allow(unused_imports)]
+pub use frameway_test_support::*;
+
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use frameway::server::{accept_with, Decision, ServerConfig};
 use frameway::{CloseCode, Message, WebSocket, WebSocketConfig};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::{Child, Command};
-
-/// Byte `i` of the test pattern shared with tests/peers/ws_client.py.
-pub fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i % 251) as u8).collect()
-}
 
 /// Serves one echo session on `io` (see [`echo_messages`]). Requests to
 /// `/forbidden` are refused with 403; the subprotocol is the first offered
@@ -101,18 +97,6 @@ pub async fn echo_server() -> SocketAddr {
 /// [`echo_server`], with a count of the TCP connections it accepted.
 pub async fn counted_echo_server() -> (SocketAddr, Arc<AtomicUsize>) {
     serve(echo_session).await
-}
-
-/// Runs `fut`, failing the test if it takes longer than `limit`.
-pub async fn within<F: std::future::Future>(limit: Duration, fut: F) -> F::Output {
-    tokio::time::timeout(limit, fut)
-        .await
-        .expect("test timed out")
-}
-
-/// Runs `fut`, failing the test if it takes longer than 20 s.
-pub async fn bounded<F: std::future::Future>(fut: F) -> F::Output {
-    within(Duration::from_secs(20), fut).await
 }
 
 /// Reads from `tcp` to the end of an HTTP head (its blank line); returns
@@ -198,121 +182,4 @@ pub async fn tls_echo_server_with(config: rustls::ServerConfig) -> SocketAddr {
     })
     .await
     .0
-}
-
-#[path = "pki.rs"]
-mod pki;
-// Not every test binary uses them.
-#[allow(unused_imports)]
-pub use pki::{self_signed_server_config, TestPki};
-
-#[path = "peers.rs"]
-mod peers;
-pub use peers::python;
-
-pub fn peer_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/peers")
-        .join(name)
-}
-
-/// Runs tests/peers/ws_client.py with a JSON script; returns its stdout
-/// (`OK` or `FAIL …`).
-pub async fn python_client(url: &str, script: serde_json::Value, args: &[&str]) -> String {
-    let mut child = Command::new(python())
-        .arg(peer_script("ws_client.py"))
-        .args(["--url", url, "--script", "-", "--timeout", "30"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(script.to_string().as_bytes())
-        .await
-        .unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().await.unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// Starts tests/peers/ws_echo_server.py; returns the process (killed on
-/// drop) and its port.
-pub async fn python_server(args: &[&str]) -> (Child, u16) {
-    spawn_python_server(args, Stdio::inherit()).await
-}
-
-/// [`python_server`], also returning its log (stderr: `connection from …,
-/// subprotocol: …` and `closed: code=… reason=…` per connection), which is
-/// still copied to the test's stderr.
-pub async fn python_server_logged(args: &[&str]) -> (Child, u16, PeerLog) {
-    let (mut child, port) = spawn_python_server(args, Stdio::piped()).await;
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = stderr.next_line().await {
-            eprintln!("[ws_echo_server.py] {line}");
-            let _ = tx.send(line);
-        }
-    });
-    (
-        child,
-        port,
-        PeerLog {
-            lines: rx,
-            seen: Vec::new(),
-        },
-    )
-}
-
-async fn spawn_python_server(args: &[&str], stderr: Stdio) -> (Child, u16) {
-    let mut child = Command::new(python())
-        .arg(peer_script("ws_echo_server.py"))
-        .args(["--port", "0", "--timeout", "60"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines
-        .next_line()
-        .await
-        .unwrap()
-        .expect("the peer printed READY");
-    let port = line
-        .strip_prefix("READY ")
-        .expect("READY <port>")
-        .parse()
-        .unwrap();
-    (child, port)
-}
-
-/// The stderr lines of a peer, as they arrive.
-pub struct PeerLog {
-    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
-    seen: Vec<String>,
-}
-
-impl PeerLog {
-    /// Waits for a line containing `needle` and returns it; panics if the
-    /// peer exits first.
-    pub async fn wait_for(&mut self, needle: &str) -> String {
-        loop {
-            let Some(line) = self.lines.recv().await else {
-                panic!(
-                    "the peer exited without logging {needle:?}; it logged {:?}",
-                    self.seen
-                );
-            };
-            self.seen.push(line.clone());
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
 }

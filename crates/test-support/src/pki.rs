@@ -1,5 +1,5 @@
-//! Test certificates, shared by the library's and the gateway's tests
-//! (the gateway's support module includes this file).
+//! Test certificates: a throwaway CA, server and client certificates, and
+//! self-signed ones no CA vouches for.
 
 use std::path::PathBuf;
 use std::sync::Arc;
