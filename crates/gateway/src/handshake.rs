@@ -23,7 +23,7 @@ use crate::config::{Config, MAX_PAYLOAD_CEILING};
 use crate::drain::DrainSignal;
 use crate::plugin::ConnectionInfo;
 use crate::plugin::LimitOverrides;
-use crate::pump::Pump;
+use crate::relay::Relay;
 use crate::target::RequestTarget;
 use crate::upstream::{UpstreamConn, UpstreamRequest};
 
@@ -69,14 +69,16 @@ where
     // the connection is proxying.
     let handshake = Box::pin(handshake(io, client_addr, tls, config));
     async move {
-        let Some((pump, client, upstream)) = handshake.await else {
+        let Some((relay, client, upstream, idle)) = handshake.await else {
             return;
         };
         // Chosen in a statement of its own, so that nothing of the
         // handshake's result stays in the task while the connection lives.
         let run: Pin<Box<dyn Future<Output = ()> + Send>> = match upstream {
-            UpstreamConn::Net(ws, _) => Box::pin(pump.run(client, ws, drain)),
-            UpstreamConn::Memory(ws, _) => Box::pin(pump.run(client, ws, drain)),
+            UpstreamConn::Net(ws, _) => Box::pin(crate::relay::run(relay, client, ws, idle, drain)),
+            UpstreamConn::Memory(ws, _) => {
+                Box::pin(crate::relay::run(relay, client, ws, idle, drain))
+            }
         };
         run.await
     }
@@ -89,7 +91,12 @@ async fn handshake<C>(
     client_addr: SocketAddr,
     tls: bool,
     config: Arc<Config>,
-) -> Option<(Pump, WebSocket<C>, UpstreamConn)>
+) -> Option<(
+    Relay,
+    WebSocket<C>,
+    UpstreamConn,
+    Option<std::time::Duration>,
+)>
 where
     C: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -213,8 +220,8 @@ where
         leg_config(client_limit, service.write_timeout),
         rest,
     );
-    let pump = Pump::new(chain, states, shared, conn, config.idle_timeout);
-    Some((pump, client, upstream))
+    let relay = Relay::new(chain, states, shared, conn);
+    Some((relay, client, upstream, config.idle_timeout))
 }
 
 /// Settings of one leg: its receive limit; pings and pongs are forwarded,
@@ -224,7 +231,7 @@ fn leg_config(max_recv: u64, write_timeout: std::time::Duration) -> WebSocketCon
         .max_payload_len(max_recv)
         .max_send_len(MAX_PAYLOAD_CEILING);
     config.auto_pong = false;
-    // A violation is answered by the pump, after what the other side still
+    // A violation is answered by the relay, after what the other side still
     // sends has been delivered.
     config.close_on_error = false;
     // A close is answered with the other side's close, once what that side

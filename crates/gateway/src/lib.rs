@@ -32,7 +32,7 @@ mod listener;
 pub mod lua;
 pub mod plugin;
 pub mod plugins;
-mod pump;
+mod relay;
 pub mod router;
 pub mod target;
 pub mod upstream;

@@ -17,7 +17,7 @@ use http::{HeaderMap, StatusCode};
 use mlua::{Function, Lua, Table, Value, Variadic};
 
 use super::json::{self, Modules};
-use crate::plugin::{Direction, Exit, FrameType};
+use crate::plugin::{query, Direction, Exit, FrameType};
 
 /// The phase a call runs in, under Kong's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -445,11 +445,6 @@ fn close_pair(
     Ok((status, message))
 }
 
-/// Kong's header lookup: case-insensitive, `_` taken as `-`.
-fn header_key(name: &str) -> String {
-    name.to_ascii_lowercase().replace('_', "-")
-}
-
 /// `kong.request`: the client's handshake request.
 fn request(lua: &Lua) -> mlua::Result<Table> {
     let request = lua.create_table()?;
@@ -483,7 +478,7 @@ fn request(lua: &Lua) -> mlua::Result<Table> {
         lua.create_function(|lua, name: String| {
             let arg = with_call(lua, |call| {
                 let request = call.handshake("kong.request.get_query_arg")?;
-                Ok(query_arg(request.query.as_deref().unwrap_or(""), &name))
+                Ok(query::arg(request.query.as_deref().unwrap_or(""), &name))
             })?;
             // Kong: `true` for an argument without a value (`?flag`).
             Ok(match arg {
@@ -500,7 +495,7 @@ fn request(lua: &Lua) -> mlua::Result<Table> {
                 let request = call.handshake("kong.request.get_header")?;
                 Ok(request
                     .headers
-                    .get(header_key(&name))
+                    .get(query::header_name(&name))
                     .map(|v| Bytes::copy_from_slice(v.as_bytes())))
             })?;
             value.map(|v| lua.create_string(v)).transpose()
@@ -546,46 +541,6 @@ fn request(lua: &Lua) -> mlua::Result<Table> {
         })?,
     )?;
     Ok(request)
-}
-
-/// The first value of `name` in a query string: `Some(None)` when present
-/// without `=`.
-fn query_arg(query: &str, name: &str) -> Option<Option<String>> {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .find_map(|pair| match pair.split_once('=') {
-            Some((k, v)) => (percent_decode(k) == name).then(|| Some(percent_decode(v))),
-            None => (percent_decode(pair) == name).then_some(None),
-        })
-}
-
-fn percent_decode(s: &str) -> String {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = match bytes.get(i..i + 3) {
-            Some(&[b'%', hi, lo]) => hex(hi).zip(hex(lo)).map(|(hi, lo)| hi << 4 | lo),
-            _ => None,
-        };
-        match (bytes[i], escaped) {
-            (_, Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b'+', None) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, None) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `kong.client`.
@@ -859,23 +814,4 @@ pub(crate) struct Ctx {
     /// call with `kong.ctx.plugin` key `slot`; `enter(nil, nil, f)` runs `f`
     /// in the init phase.
     pub(crate) enter: Function,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_args_follow_kong() {
-        assert_eq!(query_arg("a=1&b&c=x%20y&a=2", "a"), Some(Some("1".into())));
-        assert_eq!(query_arg("a=1&b&c=x%20y", "b"), Some(None));
-        assert_eq!(
-            query_arg("a=1&b&c=x%20y+z", "c"),
-            Some(Some("x y z".into()))
-        );
-        assert_eq!(query_arg("a=1", "z"), None);
-        assert_eq!(query_arg("k%61y=%zz", "kay"), Some(Some("%zz".into())));
-        assert_eq!(query_arg("a=%+f%2", "a"), Some(Some("% f%2".into())));
-        assert_eq!(query_arg("a=caf%C3%A9", "a"), Some(Some("café".into())));
-    }
 }

@@ -10,6 +10,7 @@
 
 mod chain;
 mod pdk;
+pub mod query;
 mod registry;
 mod session;
 

@@ -1,0 +1,565 @@
+//! Driving a [`Relay`] over two WebSockets: reading both legs, queueing
+//! what the relay forwards, backpressure, and the closing handshakes.
+//!
+//! Routes without frame plugins forward frame by frame as frames arrive
+//! (no aggregation); routes with frame plugins aggregate fragmented
+//! messages first, so plugins see whole messages, while control frames
+//! inside a fragmented message pass at once.
+//!
+//! Both directions move at once in one task: frames are queued on the
+//! receiving leg and written as its socket allows, and a side is read only
+//! while the other leg's queue is below [`HIGH_WATER`]. Waiting for one write
+//! to finish before reading again would deadlock two peers that each write
+//! before they read.
+
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use frameway::{CloseCode, CloseFrame, Error, Message, OpCode, Utf8Bytes, WebSocket};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{sleep, Instant, Sleep};
+
+use super::{planned, Ending, Relay, Step, Unit};
+use crate::drain::DrainSignal;
+use crate::plugin::{Direction, FrameType, InFlight, PlannedClose};
+
+/// How long to wait for the other side's close frame once the connection is
+/// ending.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Bytes queued toward one leg above which the other leg is not read: the
+/// backpressure that bounds a connection's memory when one side is slow.
+const HIGH_WATER: usize = 256 * 1024;
+
+/// What woke the proxy loop.
+enum Event {
+    /// A unit (or the end) from one side.
+    Received(Direction, Option<frameway::Result<Unit>>),
+    /// Writing to one side failed: it is gone.
+    WriteFailed(Direction),
+    /// No traffic for the idle timeout.
+    Idle,
+    /// The process is draining and this connection's turn to close came.
+    GoingAway,
+}
+
+/// How the side that is still sending ended while the connection closed.
+enum Answer {
+    /// It sent its close frame: the close to pass on (none for a close
+    /// without a status).
+    Closed(Option<PlannedClose>),
+    /// A plugin (or a failure) ended the connection.
+    Ended(Ending),
+    /// Nothing came within the grace period, or the leg ended.
+    Silent,
+}
+
+/// Why a frame could not be queued.
+enum Forward {
+    /// The receiving leg failed (it is gone).
+    PeerGone,
+    /// A plugin produced something that cannot be sent.
+    Invalid(String),
+}
+
+/// Proxies until either side ends (or `drain` says to go away), then
+/// finishes the relay (access log, close phase).
+///
+/// A plain function returning the future, not an `async fn`, which would
+/// hold the relay and both connections twice (its arguments, and the copies
+/// it moves them into) for the connection's whole life.
+pub(crate) fn run<C, U>(
+    relay: Relay,
+    client: WebSocket<C>,
+    upstream: WebSocket<U>,
+    idle_timeout: Option<Duration>,
+    drain: DrainSignal,
+) -> impl Future<Output = ()>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut relay, mut client, mut upstream) = (relay, client, upstream);
+    let going_away = drain.going_away(relay.conn().id);
+    async move {
+        proxy(
+            &mut relay,
+            &mut client,
+            &mut upstream,
+            idle_timeout,
+            going_away,
+        )
+        .await;
+        relay.finish();
+    }
+}
+
+/// The proxy loop: one event at a time, each handed to the relay; the
+/// connection's end is boxed (its futures are large, and inline they would
+/// make every idle connection's task larger).
+async fn proxy<C, U>(
+    relay: &mut Relay,
+    client: &mut WebSocket<C>,
+    upstream: &mut WebSocket<U>,
+    idle_timeout: Option<Duration>,
+    mut going_away: Pin<Box<dyn Future<Output = ()> + Send>>,
+) where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let aggregate = relay.aggregates();
+    // Boxed, and only with an idle timeout: a timer is larger than
+    // anything else an idle connection's task holds.
+    let mut idle = idle_timeout.map(|limit| Box::pin(sleep(limit)));
+    let mut client_first = true;
+    loop {
+        let event = poll_fn(|cx| {
+            // Alternate which side is read first, so neither starves.
+            client_first = !client_first;
+            let idle = idle.as_mut().map(Pin::as_mut);
+            poll_event(
+                cx,
+                client,
+                upstream,
+                aggregate,
+                client_first,
+                idle,
+                going_away.as_mut(),
+            )
+        })
+        .await;
+        let (from, unit) = match event {
+            Event::Received(from, Some(Ok(unit))) => (from, unit),
+            Event::Received(from, Some(Err(Error::Protocol(err)))) => {
+                tracing::info!(
+                    connection = relay.conn().id,
+                    side = from.as_str(),
+                    "protocol violation: {err}"
+                );
+                let owed = planned(err.close_code(), &err.to_string());
+                return match from {
+                    Direction::Client => {
+                        Box::pin(fail_leg(relay, from, client, upstream, &owed)).await
+                    }
+                    Direction::Upstream => {
+                        Box::pin(fail_leg(relay, from, upstream, client, &owed)).await
+                    }
+                };
+            }
+            Event::Received(from, ended) => {
+                if let Some(Err(err)) = &ended {
+                    tracing::debug!(
+                        connection = relay.conn().id,
+                        side = from.as_str(),
+                        "leg ended: {err}"
+                    );
+                }
+                return Box::pin(leg_gone(relay, from, client, upstream)).await;
+            }
+            Event::WriteFailed(gone) => {
+                tracing::debug!(
+                    connection = relay.conn().id,
+                    side = gone.as_str(),
+                    "write failed: side gone"
+                );
+                return Box::pin(leg_gone(relay, gone, client, upstream)).await;
+            }
+            Event::Idle | Event::GoingAway => {
+                let reason = if matches!(event, Event::Idle) {
+                    "idle timeout"
+                } else {
+                    "going away"
+                };
+                let close = planned(CloseCode::GOING_AWAY, reason);
+                let ending = Ending::CloseBoth {
+                    sender: close.clone(),
+                    peer: close,
+                };
+                return Box::pin(end(relay, Direction::Client, ending, client, upstream)).await;
+            }
+        };
+        if let (Some(limit), Some(idle)) = (idle_timeout, idle.as_mut()) {
+            idle.as_mut().reset(Instant::now() + limit);
+        }
+        let ending = match from {
+            Direction::Client => step(relay, from, unit, upstream),
+            Direction::Upstream => step(relay, from, unit, client),
+        };
+        if let Some(ending) = ending {
+            return match from {
+                Direction::Client => Box::pin(end(relay, from, ending, client, upstream)).await,
+                Direction::Upstream => Box::pin(end(relay, from, ending, upstream, client)).await,
+            };
+        }
+    }
+}
+
+/// Hands one unit to the relay and queues what it forwards on `peer`,
+/// without an `await`. Returns how the connection ends when it does.
+fn step<P>(
+    relay: &mut Relay,
+    from: Direction,
+    unit: Unit,
+    peer: &mut WebSocket<P>,
+) -> Option<Ending>
+where
+    P: AsyncRead + AsyncWrite + Unpin,
+{
+    match relay.receive(from, unit) {
+        Step::Nothing => None,
+        Step::End(ending) => Some(ending),
+        Step::Forward { frame, fin, then } => {
+            let kind = frame.kind;
+            match forward(peer, frame, fin) {
+                Ok(()) => then,
+                Err(Forward::PeerGone) => Some(Ending::PeerGone),
+                Err(Forward::Invalid(why)) => Some(relay.unforwardable(kind, &why)),
+            }
+        }
+    }
+}
+
+/// The leg `gone` ended (or cannot be written): the other side goes away.
+async fn leg_gone<C, U>(
+    relay: &mut Relay,
+    gone: Direction,
+    client: &mut WebSocket<C>,
+    upstream: &mut WebSocket<U>,
+) where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let away = planned(CloseCode::GOING_AWAY, "peer went away");
+    let reply = match gone {
+        Direction::Client => finish(upstream, Some(&away)).await,
+        Direction::Upstream => finish(client, Some(&away)).await,
+    };
+    relay.replied(gone.opposite(), reply);
+}
+
+/// One side broke the protocol. The other side is told 1001 and whatever
+/// it still sends before its close (answers already on their way) is
+/// delivered, through the plugins like any other frame; then the offender
+/// gets the close code its violation calls for.
+async fn fail_leg<S, P>(
+    relay: &mut Relay,
+    offender_side: Direction,
+    offender: &mut WebSocket<S>,
+    peer: &mut WebSocket<P>,
+    owed: &PlannedClose,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+    P: AsyncRead + AsyncWrite + Unpin,
+{
+    let away = CloseFrame::new(CloseCode::GOING_AWAY, "peer went away").ok();
+    if peer.send_close(away).await.is_ok() {
+        if let Answer::Ended(_) =
+            deliver_until_close(relay, offender_side.opposite(), peer, offender).await
+        {
+            // The peer's close was already sent; its handshake still ends.
+            let _ = finish(peer, None).await;
+        }
+    }
+    let offender_reply = finish(offender, Some(owed)).await;
+    linger(offender).await;
+    relay.replied(offender_side, offender_reply);
+}
+
+/// After the other side's close was sent to `from`: delivers what `from`
+/// still sends (answers already on their way) to `to`, through the relay
+/// like any other frame, until `from`'s close frame or an ending the
+/// relay decides.
+async fn deliver_until_close<F, T>(
+    relay: &mut Relay,
+    from_side: Direction,
+    from: &mut WebSocket<F>,
+    to: &mut WebSocket<T>,
+) -> Answer
+where
+    F: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let aggregate = relay.aggregates();
+    let deliver = async {
+        while let Some(Ok(unit)) = next(from, aggregate).await {
+            if unit.kind == FrameType::Close {
+                return Answer::Closed(relay.close_answer(from_side, unit));
+            }
+            let (frame, fin, then) = match relay.receive(from_side, unit) {
+                Step::Nothing => continue,
+                Step::End(ending) => return Answer::Ended(ending),
+                Step::Forward { frame, fin, then } => (frame, fin, then),
+            };
+            let kind = frame.kind;
+            match forward(to, frame, fin) {
+                Ok(()) => {}
+                Err(Forward::PeerGone) => return Answer::Ended(Ending::PeerGone),
+                Err(Forward::Invalid(why)) => {
+                    return Answer::Ended(relay.unforwardable(kind, &why))
+                }
+            }
+            if to.flush().await.is_err() {
+                return Answer::Ended(Ending::PeerGone);
+            }
+            if let Some(ending) = then {
+                return Answer::Ended(ending);
+            }
+        }
+        Answer::Silent
+    };
+    tokio::time::timeout(CLOSE_GRACE, deliver)
+        .await
+        .unwrap_or(Answer::Silent)
+}
+
+/// Carries out how the connection ends after a frame from `direction`.
+async fn end<S, P>(
+    relay: &mut Relay,
+    direction: Direction,
+    ending: Ending,
+    sender: &mut WebSocket<S>,
+    peer: &mut WebSocket<P>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+    P: AsyncRead + AsyncWrite + Unpin,
+{
+    match ending {
+        Ending::CloseBoth {
+            sender: to_sender,
+            peer: to_peer,
+        } => {
+            let (sender_reply, peer_reply) = tokio::join!(
+                finish(sender, Some(&to_sender)),
+                finish(peer, Some(&to_peer))
+            );
+            relay.replied(direction, sender_reply);
+            relay.replied(direction.opposite(), peer_reply);
+        }
+        Ending::PeerGone => {
+            let away = planned(CloseCode::GOING_AWAY, "peer went away");
+            let reply = finish(sender, Some(&away)).await;
+            relay.replied(direction, reply);
+        }
+        Ending::SenderClosed(status) => {
+            // The sender is done sending, but the peer may have messages
+            // on their way (answers to what the sender sent): they are
+            // delivered, then the sender gets the peer's close as the
+            // answer to its own, so codes and reasons pass end to end.
+            let _ = peer.flush().await;
+            let echo = || {
+                let own = status
+                    .and_then(CloseCode::new)
+                    .map(|code| planned(code, ""));
+                own.unwrap_or_else(|| planned(CloseCode::NORMAL, ""))
+            };
+            match deliver_until_close(relay, direction.opposite(), peer, sender).await {
+                // What the plugins decided about the peer's late frame: the
+                // peer (that frame's sender) already has the sender's close,
+                // the sender gets the close meant for that frame's peer.
+                Answer::Ended(Ending::CloseBoth {
+                    sender: to_peer,
+                    peer: to_sender,
+                }) => {
+                    tokio::join!(
+                        finish(sender, Some(&to_sender)),
+                        finish(peer, Some(&to_peer))
+                    );
+                }
+                Answer::Closed(Some(answer)) => {
+                    tokio::join!(finish(sender, Some(&answer)), finish(peer, None));
+                }
+                Answer::Closed(None) | Answer::Ended(_) | Answer::Silent => {
+                    let echo = echo();
+                    tokio::join!(finish(sender, Some(&echo)), finish(peer, None));
+                }
+            }
+        }
+    }
+}
+
+/// Receives the next unit from a leg.
+async fn next<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocket<S>,
+    aggregate: bool,
+) -> Option<frameway::Result<Unit>> {
+    poll_fn(|cx| poll_next(ws, cx, aggregate)).await
+}
+
+fn poll_next<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocket<S>,
+    cx: &mut Context<'_>,
+    aggregate: bool,
+) -> Poll<Option<frameway::Result<Unit>>> {
+    if aggregate {
+        ws.poll_recv(cx)
+            .map(|o| o.map(|r| r.map(Unit::from_message)))
+    } else {
+        ws.poll_recv_frame(cx)
+            .map(|o| o.map(|r| r.map(Unit::from_frame)))
+    }
+}
+
+/// Moves queued bytes out on both legs, then reads whichever side has
+/// something while the other side's queue has room.
+fn poll_event<C, U>(
+    cx: &mut Context<'_>,
+    client: &mut WebSocket<C>,
+    upstream: &mut WebSocket<U>,
+    aggregate: bool,
+    client_first: bool,
+    idle: Option<Pin<&mut Sleep>>,
+    going_away: Pin<&mut (dyn Future<Output = ()> + Send)>,
+) -> Poll<Event>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    if client.queued_len() > 0 && matches!(client.poll_flush_queued(cx), Poll::Ready(Err(_))) {
+        return Poll::Ready(Event::WriteFailed(Direction::Client));
+    }
+    if upstream.queued_len() > 0 && matches!(upstream.poll_flush_queued(cx), Poll::Ready(Err(_))) {
+        return Poll::Ready(Event::WriteFailed(Direction::Upstream));
+    }
+    let order = if client_first {
+        [Direction::Client, Direction::Upstream]
+    } else {
+        [Direction::Upstream, Direction::Client]
+    };
+    for side in order {
+        let polled = match side {
+            Direction::Client if upstream.queued_len() < HIGH_WATER => {
+                poll_next(client, cx, aggregate)
+            }
+            Direction::Upstream if client.queued_len() < HIGH_WATER => {
+                poll_next(upstream, cx, aggregate)
+            }
+            _ => continue,
+        };
+        if let Poll::Ready(received) = polled {
+            return Poll::Ready(Event::Received(side, received));
+        }
+    }
+    if idle.is_some_and(|idle| idle.poll(cx).is_ready()) {
+        return Poll::Ready(Event::Idle);
+    }
+    if going_away.poll(cx).is_ready() {
+        return Poll::Ready(Event::GoingAway);
+    }
+    Poll::Pending
+}
+
+/// Queues the (possibly changed) frame on the other leg; the proxy loop
+/// writes it out. The payload moves, never cloned: a clone of a payload
+/// copied out of the read buffer would allocate its shared header.
+fn forward<P: AsyncRead + AsyncWrite + Unpin>(
+    peer: &mut WebSocket<P>,
+    frame: InFlight,
+    fin: bool,
+) -> Result<(), Forward> {
+    let data = frame.data;
+    let result = match frame.kind {
+        FrameType::Text if fin => {
+            let text = Utf8Bytes::try_from(data)
+                .map_err(|_| Forward::Invalid("text is not UTF-8".into()))?;
+            peer.queue_frame(fin, OpCode::Text, text.into_bytes())
+        }
+        FrameType::Text => peer.queue_frame(false, OpCode::Text, data),
+        FrameType::Binary => peer.queue_frame(fin, OpCode::Binary, data),
+        FrameType::Continuation => peer.queue_frame(fin, OpCode::Continuation, data),
+        FrameType::Ping | FrameType::Pong => {
+            if data.len() > 125 {
+                return Err(Forward::Invalid(format!(
+                    "control frame payload of {} bytes",
+                    data.len()
+                )));
+            }
+            let opcode = if frame.kind == FrameType::Ping {
+                OpCode::Ping
+            } else {
+                OpCode::Pong
+            };
+            peer.queue_frame(true, opcode, data)
+        }
+        FrameType::Close => {
+            let close = match frame.status {
+                Some(code) => {
+                    let code = CloseCode::new(code)
+                        .ok_or_else(|| Forward::Invalid(format!("close status {code}")))?;
+                    let reason = Utf8Bytes::try_from(data)
+                        .map_err(|_| Forward::Invalid("close message is not UTF-8".into()))?;
+                    Some(
+                        CloseFrame::new(code, reason)
+                            .map_err(|e| Forward::Invalid(e.to_string()))?,
+                    )
+                }
+                None => None,
+            };
+            peer.queue(&Message::Close(close))
+        }
+    };
+    match result {
+        Ok(()) => Ok(()),
+        Err(Error::Protocol(e)) => Err(Forward::Invalid(e.to_string())),
+        Err(_) => Err(Forward::PeerGone),
+    }
+}
+
+/// The status of a (validated) close frame's payload.
+fn close_status(payload: &[u8]) -> Option<u16> {
+    CloseFrame::parse(payload)
+        .ok()
+        .flatten()
+        .map(|c| c.code.as_u16())
+}
+
+/// Closes a leg that broke the protocol, once its close frame is sent. The
+/// leg can no longer be read as WebSocket, but its peer may still be sending
+/// (the rest of an oversize message, its answering close): that is read and
+/// discarded until the peer closes TCP or the grace period ends. Closing a
+/// socket with unread data resets the connection, and a reset can destroy
+/// the close frame before the peer reads it.
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = ws.get_mut();
+    let drain = async {
+        let _ = io.shutdown().await;
+        let mut sink = [0u8; 8192];
+        while let Ok(1..) = io.read(&mut sink).await {}
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
+}
+
+/// Sends `close` (if given and none was sent yet) and drains the leg until
+/// its close handshake completes or the grace period ends; returns the
+/// status of the close frame the leg answered with.
+async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocket<S>,
+    close: Option<&PlannedClose>,
+) -> Option<u16> {
+    let mut status = None;
+    let drain = async {
+        let open = matches!(
+            ws.close_state(),
+            frameway::CloseState::Open | frameway::CloseState::Received
+        );
+        match close {
+            Some(close) if open => {
+                let frame = CloseFrame::new(close.status, close.message.as_str()).ok();
+                let _ = ws.send_close(frame).await;
+            }
+            // Whatever was queued (a forwarded close) goes out first.
+            _ => {
+                let _ = ws.flush().await;
+            }
+        }
+        while let Some(Ok(frame)) = ws.recv_frame().await {
+            if frame.opcode == OpCode::Close {
+                status = close_status(&frame.payload);
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
+    status
+}

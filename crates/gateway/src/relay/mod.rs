@@ -1,0 +1,244 @@
+//! The relay between a connection's two legs.
+//!
+//! [`Relay`] is the sans-IO core: it owns both legs' bookkeeping (indexed by
+//! [`Direction`]), the plugin chain with its per-connection states, and the
+//! one policy that turns what the plugins decided about a received frame
+//! into a [`Step`]: forward it, drop it, or end the connection. The same
+//! policy applies while the connection is open and while it is closing, so
+//! a plugin error or a `close` verdict means the same thing in both.
+//!
+//! [`io`] drives it over two [`frameway::WebSocket`]s: reading, queueing,
+//! backpressure and the closing handshakes. [`unit`] converts between the
+//! library's frames and the unit the relay works on.
+
+mod io;
+mod unit;
+
+use http::Extensions;
+
+use crate::plugin::{
+    Chain, ConnectionInfo, Direction, FrameType, InFlight, PlannedClose, State, Traffic, Verdict,
+};
+use frameway::CloseCode;
+pub(crate) use io::run;
+use unit::Unit;
+
+/// How a connection ends.
+#[derive(Debug)]
+pub(crate) enum Ending {
+    /// Both sides get a close frame: `sender` to the side the frame came
+    /// from, `peer` to the other.
+    CloseBoth {
+        sender: PlannedClose,
+        peer: PlannedClose,
+    },
+    /// The receiving leg is gone; the sender is told so.
+    PeerGone,
+    /// The sender's close (with its status) went to the peer; the peer's
+    /// answer goes back to the sender.
+    SenderClosed(Option<u16>),
+}
+
+impl Ending {
+    /// The same close, 1011 with `reason`, to both sides.
+    fn internal_error(reason: &str) -> Ending {
+        let close = planned(CloseCode::INTERNAL_ERROR, reason);
+        Ending::CloseBoth {
+            sender: close.clone(),
+            peer: close,
+        }
+    }
+}
+
+/// What to do with one received unit.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// Nothing goes out: a plugin dropped it.
+    Nothing,
+    /// Queue `frame` on the other leg; then end the connection if `then`
+    /// says so.
+    Forward {
+        frame: InFlight,
+        fin: bool,
+        then: Option<Ending>,
+    },
+    /// End the connection without forwarding.
+    End(Ending),
+}
+
+/// One proxied connection's state apart from its sockets.
+pub(crate) struct Relay {
+    chain: Chain,
+    states: Vec<Option<State>>,
+    shared: Extensions,
+    conn: ConnectionInfo,
+    /// What each side sent, indexed by [`side`].
+    traffic: [Traffic; 2],
+    /// The close status each side sent (or answered with).
+    status: [Option<u16>; 2],
+}
+
+fn side(direction: Direction) -> usize {
+    match direction {
+        Direction::Client => 0,
+        Direction::Upstream => 1,
+    }
+}
+
+impl Relay {
+    pub(crate) fn new(
+        chain: Chain,
+        states: Vec<Option<State>>,
+        shared: Extensions,
+        conn: ConnectionInfo,
+    ) -> Relay {
+        Relay {
+            chain,
+            states,
+            shared,
+            conn,
+            traffic: [Traffic::default(); 2],
+            status: [None; 2],
+        }
+    }
+
+    /// Whether fragmented messages are aggregated before the plugins see
+    /// them: only when some plugin has frame phases.
+    pub(crate) fn aggregates(&self) -> bool {
+        self.chain.handles_frames()
+    }
+
+    pub(crate) fn conn(&self) -> &ConnectionInfo {
+        &self.conn
+    }
+
+    /// Runs the frame phase on a unit received from `from` and decides,
+    /// under the one policy for open and closing connections, what happens
+    /// to it. No IO, no `await`: the path of every message.
+    pub(crate) fn receive(&mut self, from: Direction, unit: Unit) -> Step {
+        self.count(from, &unit);
+        let fin = unit.fin;
+        let mut frame = InFlight {
+            kind: unit.kind,
+            data: unit.data,
+            status: unit.status,
+            verdict: Verdict::Forward,
+        };
+        if self.chain.handles_frames() {
+            let run = self.chain.run_frame(
+                from,
+                &mut frame,
+                &mut self.states,
+                &mut self.shared,
+                &self.conn,
+            );
+            if let Err(err) = run {
+                tracing::error!(connection = self.conn.id, plugin = %err.plugin, "plugin failed: {}", err.error);
+                return Step::End(Ending::internal_error("plugin error"));
+            }
+        }
+        let then = match std::mem::take(&mut frame.verdict) {
+            Verdict::Drop => return Step::Nothing,
+            Verdict::Close { sender, peer } => {
+                return Step::End(Ending::CloseBoth { sender, peer })
+            }
+            Verdict::ForwardThenClose { sender, peer } => Some(Ending::CloseBoth { sender, peer }),
+            Verdict::Forward if frame.kind == FrameType::Close => {
+                Some(Ending::SenderClosed(frame.status))
+            }
+            Verdict::Forward => None,
+        };
+        Step::Forward { frame, fin, then }
+    }
+
+    /// The close frame that answers a close the gateway already sent to
+    /// `from`: counted and recorded, and returned as the close to pass on.
+    /// It is the end of a closing handshake, not a frame in flight, so the
+    /// plugins do not see it (they saw the close it answers).
+    pub(crate) fn close_answer(&mut self, from: Direction, unit: Unit) -> Option<PlannedClose> {
+        self.count(from, &unit);
+        let reason = String::from_utf8_lossy(&unit.data);
+        let code = unit.status.and_then(CloseCode::new)?;
+        Some(planned(code, &reason))
+    }
+
+    /// Counts a unit received from `from`, and records its status if it is
+    /// that side's close.
+    fn count(&mut self, from: Direction, unit: &Unit) {
+        let traffic = &mut self.traffic[side(from)];
+        traffic.messages += 1;
+        traffic.bytes += unit.data.len() as u64;
+        if unit.kind == FrameType::Close {
+            self.replied(from, unit.status);
+        }
+    }
+
+    /// A frame the plugins produced cannot be sent (a payload that is not
+    /// UTF-8 in a text frame, an oversize control frame): the gateway's
+    /// error, 1011 to both sides.
+    pub(crate) fn unforwardable(&self, kind: FrameType, why: &str) -> Ending {
+        tracing::error!(
+            connection = self.conn.id,
+            "cannot forward a {} frame: {why}",
+            kind.as_str()
+        );
+        Ending::internal_error("gateway error")
+    }
+
+    /// Records the close status `side` answered with, unless it already
+    /// sent one of its own.
+    pub(crate) fn replied(&mut self, from: Direction, status: Option<u16>) {
+        let slot = &mut self.status[side(from)];
+        if slot.is_none() {
+            *slot = status;
+        }
+    }
+
+    /// The connection has ended: writes its access-log line and runs the
+    /// plugins' close phase with what each side sent last.
+    pub(crate) fn finish(mut self) {
+        let [client, upstream] = self.traffic;
+        let [client_status, upstream_status] = self.status;
+        let conn = &self.conn;
+        // The access log: one line per finished connection, under a target
+        // of its own so that it can be routed or filtered apart. No path
+        // or query: tokens travel there.
+        tracing::info!(
+            target: "frameway::access",
+            connection = conn.id,
+            route = %conn.route,
+            service = %conn.service,
+            client_ip = %conn.client_addr.ip(),
+            status = 101,
+            duration_ms = conn.started.elapsed().as_millis() as u64,
+            client_messages = client.messages,
+            client_bytes = client.bytes,
+            upstream_messages = upstream.messages,
+            upstream_bytes = upstream.bytes,
+            client_close = client_status,
+            upstream_close = upstream_status,
+            "connection closed"
+        );
+        self.chain.run_close(
+            &mut self.states,
+            &mut self.shared,
+            conn,
+            client_status,
+            upstream_status,
+            client,
+            upstream,
+        );
+    }
+}
+
+/// A close with `message` cut to what a close frame can carry.
+pub(crate) fn planned(code: CloseCode, message: &str) -> PlannedClose {
+    let mut end = message.len().min(frameway::wire::MAX_CLOSE_REASON);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    PlannedClose {
+        status: code,
+        message: message[..end].to_owned(),
+    }
+}
