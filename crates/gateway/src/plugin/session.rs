@@ -1,5 +1,6 @@
 //! Running a chain's frame and close phases on in-memory frames, without
-//! sockets: how plugins are unit-tested and benchmarked.
+//! sockets: how plugins are unit-tested and benchmarked. A session drives
+//! the gateway's own [`Relay`], so what it shows is what the gateway does.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,8 +10,8 @@ use bytes::Bytes;
 use http::Extensions;
 
 use super::chain::{Chain, ChainError};
-use super::pdk::{ConnectionInfo, Direction, FrameType, InFlight, Traffic, Verdict};
-use super::State;
+use super::pdk::{ConnectionInfo, Direction, FrameType, Verdict};
+use crate::relay::{Relay, Unit};
 
 /// Ids of sessions: from the top half of the range, so that they never
 /// meet the proxy's (counted from 1) in per-connection data.
@@ -55,12 +56,7 @@ pub struct FrameOutcome {
 /// assert_eq!(text.verdict, Verdict::Forward);
 /// ```
 pub struct Session {
-    chain: Chain,
-    states: Vec<Option<State>>,
-    shared: Extensions,
-    conn: ConnectionInfo,
-    client: Traffic,
-    upstream: Traffic,
+    relay: Relay,
 }
 
 impl Session {
@@ -81,18 +77,14 @@ impl Session {
 
     /// A connection described by `conn`.
     pub fn with_connection(chain: Chain, conn: ConnectionInfo) -> Session {
+        let states = chain.new_states();
         Session {
-            states: chain.new_states(),
-            chain,
-            shared: Extensions::new(),
-            conn,
-            client: Traffic::default(),
-            upstream: Traffic::default(),
+            relay: Relay::new(chain, states, Extensions::new(), conn),
         }
     }
 
     /// Runs the frame handlers on one message (or control frame) from
-    /// `direction`.
+    /// `direction`, as the gateway's relay does.
     pub fn frame(
         &mut self,
         direction: Direction,
@@ -100,25 +92,13 @@ impl Session {
         data: Bytes,
         status: Option<u16>,
     ) -> Result<FrameOutcome, ChainError> {
-        let traffic = match direction {
-            Direction::Client => &mut self.client,
-            Direction::Upstream => &mut self.upstream,
-        };
-        traffic.messages += 1;
-        traffic.bytes += data.len() as u64;
-        let mut frame = InFlight {
+        let unit = Unit {
             kind,
+            fin: true,
             data,
             status,
-            verdict: Verdict::Forward,
         };
-        self.chain.run_frame(
-            direction,
-            &mut frame,
-            &mut self.states,
-            &mut self.shared,
-            &self.conn,
-        )?;
+        let frame = self.relay.frame_phase(direction, unit)?;
         Ok(FrameOutcome {
             data: frame.data,
             status: frame.status,
@@ -126,17 +106,12 @@ impl Session {
         })
     }
 
-    /// Runs the close phase with the statuses each side sent, and drops the
+    /// Runs the close phase with the statuses each side sent (where no
+    /// close frame went through [`Session::frame`]), and drops the
     /// connection's plugin states.
     pub fn close(mut self, client_status: Option<u16>, upstream_status: Option<u16>) {
-        self.chain.run_close(
-            &mut self.states,
-            &mut self.shared,
-            &self.conn,
-            client_status,
-            upstream_status,
-            self.client,
-            self.upstream,
-        );
+        self.relay.replied(Direction::Client, client_status);
+        self.relay.replied(Direction::Upstream, upstream_status);
+        self.relay.close_phase();
     }
 }

@@ -94,14 +94,15 @@ pub enum FrameAction {
 #[cfg(test)]
 pub(crate) mod testing {
     use std::net::SocketAddr;
+    use std::sync::Arc;
     use std::time::Instant;
 
     use bytes::Bytes;
     use http::{Extensions, HeaderMap, Request};
 
     use crate::plugin::{
-        CloseContext, ConnectionInfo, Direction, Exit, FrameContext, FrameType, HandshakeContext,
-        InFlight, LimitOverrides, Plugin, PluginError, State, Traffic, Verdict,
+        Chain, ConnectionInfo, Direction, Exit, FrameType, HandshakeContext, LimitOverrides,
+        Plugin, PluginError, Session, State, Verdict,
     };
 
     pub(crate) fn connection(client_addr: &str) -> ConnectionInfo {
@@ -170,70 +171,37 @@ pub(crate) mod testing {
         }
     }
 
-    /// One connection's frames through one plugin, keeping its state.
-    pub(crate) struct FrameHarness<'p> {
-        plugin: &'p dyn Plugin,
-        state: Option<State>,
-        shared: Extensions,
-        pub(crate) conn: ConnectionInfo,
+    /// One connection's frames through one plugin, on the gateway's relay
+    /// (a [`Session`]), for tests that look at one plugin's verdicts.
+    pub(crate) struct FrameHarness {
+        session: Session,
     }
 
-    impl<'p> FrameHarness<'p> {
-        pub(crate) fn new(plugin: &'p dyn Plugin) -> Self {
+    impl FrameHarness {
+        pub(crate) fn new(plugin: Arc<dyn Plugin>) -> Self {
+            let chain = Chain::new(vec![plugin]);
             FrameHarness {
-                plugin,
-                state: plugin.new_state(),
-                shared: Extensions::new(),
-                conn: connection("127.0.0.1:50000"),
+                session: Session::with_connection(chain, connection("127.0.0.1:50000")),
             }
         }
 
-        /// Runs the frame handler; returns the verdict and the frame's
-        /// data afterwards.
+        /// Runs the frame handler; returns the verdict.
         pub(crate) fn frame(
             &mut self,
             direction: Direction,
             kind: FrameType,
             data: impl Into<Bytes>,
         ) -> Result<Verdict, PluginError> {
-            let mut frame = InFlight {
-                kind,
-                data: data.into(),
-                status: (kind == FrameType::Close).then_some(1000),
-                verdict: Verdict::Forward,
-            };
-            let mut ctx = FrameContext {
-                direction,
-                frame: &mut frame,
-                state: &mut self.state,
-                shared: &mut self.shared,
-                conn: &self.conn,
-            };
-            match direction {
-                Direction::Client => self.plugin.client_frame(&mut ctx)?,
-                Direction::Upstream => self.plugin.upstream_frame(&mut ctx)?,
-            }
-            Ok(frame.verdict)
+            let status = (kind == FrameType::Close).then_some(1000);
+            self.session
+                .frame(direction, kind, data.into(), status)
+                .map(|outcome| outcome.verdict)
+                .map_err(|err| err.error)
         }
 
-        /// Runs the close handler.
-        pub(crate) fn close(
-            &mut self,
-            client_status: Option<u16>,
-            upstream_status: Option<u16>,
-            client: Traffic,
-            upstream: Traffic,
-        ) {
-            let mut ctx = CloseContext {
-                state: &mut self.state,
-                shared: &mut self.shared,
-                conn: &self.conn,
-                client_status,
-                upstream_status,
-                client,
-                upstream,
-            };
-            self.plugin.close(&mut ctx);
+        /// Runs the close handler with the statuses each side sent.
+        pub(crate) fn close(self, client_status: Option<u16>, upstream_status: Option<u16>) {
+            self.session.close(client_status, upstream_status);
         }
     }
 }

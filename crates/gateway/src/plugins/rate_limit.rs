@@ -189,6 +189,8 @@ impl Plugin for RateLimit {
 mod tests {
     use super::*;
     use crate::plugin::{PlannedClose, Verdict};
+    use std::sync::Arc;
+
     use crate::plugins::testing::FrameHarness;
     use frameway_wire::CloseCode;
     use serde_json::json;
@@ -249,7 +251,8 @@ mod tests {
     #[test]
     fn close_mode_closes_with_1008() {
         let p = plugin(json!({ "client_limit": 2, "window": 60 })).unwrap();
-        let mut h = FrameHarness::new(&p);
+        let p = Arc::new(p);
+        let mut h = FrameHarness::new(p.clone());
         let text = FrameType::Text;
         assert_eq!(
             h.frame(Direction::Client, text, "1").unwrap(),
@@ -293,7 +296,8 @@ mod tests {
             json!({ "client_limit": 1, "upstream_limit": 2, "window": 60, "action": "drop" }),
         )
         .unwrap();
-        let mut h = FrameHarness::new(&p);
+        let p = Arc::new(p);
+        let mut h = FrameHarness::new(p.clone());
         let text = FrameType::Text;
         assert_eq!(
             h.frame(Direction::Client, text, "").unwrap(),
@@ -317,7 +321,7 @@ mod tests {
             Verdict::Forward
         );
         // Another connection has its own windows.
-        let mut other = FrameHarness::new(&p);
+        let mut other = FrameHarness::new(p.clone());
         assert_eq!(
             other.frame(Direction::Client, text, "").unwrap(),
             Verdict::Forward

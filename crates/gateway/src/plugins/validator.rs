@@ -230,6 +230,8 @@ impl Plugin for Validator {
 mod tests {
     use super::*;
     use crate::plugin::{Direction, PlannedClose, Verdict};
+    use std::sync::Arc;
+
     use crate::plugins::testing::FrameHarness;
     use frameway_wire::CloseCode;
     use serde_json::json;
@@ -296,7 +298,8 @@ mod tests {
             plugin(json!({ "client": { "text": { "type": "draft4", "schema": NAMED } } })).unwrap();
         assert_eq!(p.priority(), 999);
         assert!(p.handles_frames());
-        let mut h = FrameHarness::new(&p);
+        let p = Arc::new(p);
+        let mut h = FrameHarness::new(p.clone());
         let text = FrameType::Text;
         assert_eq!(
             h.frame(Direction::Client, text, r#"{"name":"Alex"}"#)
@@ -342,7 +345,8 @@ mod tests {
             } }
         }))
         .unwrap();
-        let mut h = FrameHarness::new(&p);
+        let p = Arc::new(p);
+        let mut h = FrameHarness::new(p.clone());
         let binary = FrameType::Binary;
         assert_eq!(
             h.frame(Direction::Upstream, binary, "[1, 2.5]").unwrap(),
@@ -374,7 +378,8 @@ mod tests {
             "action": "drop"
         }))
         .unwrap();
-        let mut h = FrameHarness::new(&p);
+        let p = Arc::new(p);
+        let mut h = FrameHarness::new(p.clone());
         assert_eq!(
             h.frame(Direction::Client, FrameType::Text, "{}").unwrap(),
             Verdict::Drop

@@ -17,11 +17,12 @@ mod unit;
 use http::Extensions;
 
 use crate::plugin::{
-    Chain, ConnectionInfo, Direction, FrameType, InFlight, PlannedClose, State, Traffic, Verdict,
+    Chain, ChainError, ConnectionInfo, Direction, FrameType, InFlight, PlannedClose, State,
+    Traffic, Verdict,
 };
 use frameway::CloseCode;
 pub(crate) use io::run;
-use unit::Unit;
+pub(crate) use unit::Unit;
 
 /// How a connection ends.
 #[derive(Debug)]
@@ -116,27 +117,14 @@ impl Relay {
     /// under the one policy for open and closing connections, what happens
     /// to it. No IO, no `await`: the path of every message.
     pub(crate) fn receive(&mut self, from: Direction, unit: Unit) -> Step {
-        self.count(from, &unit);
         let fin = unit.fin;
-        let mut frame = InFlight {
-            kind: unit.kind,
-            data: unit.data,
-            status: unit.status,
-            verdict: Verdict::Forward,
-        };
-        if self.chain.handles_frames() {
-            let run = self.chain.run_frame(
-                from,
-                &mut frame,
-                &mut self.states,
-                &mut self.shared,
-                &self.conn,
-            );
-            if let Err(err) = run {
+        let mut frame = match self.frame_phase(from, unit) {
+            Ok(frame) => frame,
+            Err(err) => {
                 tracing::error!(connection = self.conn.id, plugin = %err.plugin, "plugin failed: {}", err.error);
                 return Step::End(Ending::internal_error("plugin error"));
             }
-        }
+        };
         let then = match std::mem::take(&mut frame.verdict) {
             Verdict::Drop => return Step::Nothing,
             Verdict::Close { sender, peer } => {
@@ -149,6 +137,32 @@ impl Relay {
             Verdict::Forward => None,
         };
         Step::Forward { frame, fin, then }
+    }
+
+    /// Counts a unit from `from` and runs the plugins' frame phase on it:
+    /// the frame as they left it, with their verdict.
+    pub(crate) fn frame_phase(
+        &mut self,
+        from: Direction,
+        unit: Unit,
+    ) -> Result<InFlight, ChainError> {
+        self.count(from, &unit);
+        let mut frame = InFlight {
+            kind: unit.kind,
+            data: unit.data,
+            status: unit.status,
+            verdict: Verdict::Forward,
+        };
+        if self.chain.handles_frames() {
+            self.chain.run_frame(
+                from,
+                &mut frame,
+                &mut self.states,
+                &mut self.shared,
+                &self.conn,
+            )?;
+        }
+        Ok(frame)
     }
 
     /// The close frame that answers a close the gateway already sent to
@@ -195,8 +209,8 @@ impl Relay {
     }
 
     /// The connection has ended: writes its access-log line and runs the
-    /// plugins' close phase with what each side sent last.
-    pub(crate) fn finish(mut self) {
+    /// plugins' close phase.
+    pub(crate) fn finish(self) {
         let [client, upstream] = self.traffic;
         let [client_status, upstream_status] = self.status;
         let conn = &self.conn;
@@ -219,10 +233,18 @@ impl Relay {
             upstream_close = upstream_status,
             "connection closed"
         );
+        self.close_phase();
+    }
+
+    /// Runs the plugins' close phase with what each side sent last, and
+    /// drops the connection's plugin states.
+    pub(crate) fn close_phase(mut self) {
+        let [client, upstream] = self.traffic;
+        let [client_status, upstream_status] = self.status;
         self.chain.run_close(
             &mut self.states,
             &mut self.shared,
-            conn,
+            &self.conn,
             client_status,
             upstream_status,
             client,
