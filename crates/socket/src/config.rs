@@ -47,7 +47,9 @@ pub struct WebSocketConfig {
     pub read_timeout: Option<Duration>,
     /// Timeout for each write.
     pub write_timeout: Option<Duration>,
-    /// Send a ping this often while the connection is being read.
+    /// Send a ping this often while the connection is being read (the
+    /// protocol core's [`Heartbeat`](frameway_wire::Heartbeat): the pongs
+    /// that answer these pings are consumed, not returned by `recv`).
     pub ping_interval: Option<Duration>,
     /// Close the connection if no pong arrives this long after a ping.
     pub pong_timeout: Duration,
@@ -133,7 +135,8 @@ impl WebSocketConfig {
         self
     }
 
-    /// Sends a ping every `interval` (Ktor's `pingInterval`).
+    /// Sends a ping every `interval` (Ktor's `pingInterval`); the pongs that
+    /// answer them are consumed, not returned by `recv`.
     pub fn ping_interval(mut self, interval: Duration) -> Self {
         self.ping_interval = Some(interval);
         self

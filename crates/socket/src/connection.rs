@@ -13,16 +13,16 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use frameway_wire::deflate::{Deflate, DeflateParams};
 use frameway_wire::{
-    spare, CloseCode, CloseFrame, CloseState, Frame, Message, OpCode, Protocol, Role, Utf8Bytes,
+    spare, CloseCode, CloseFrame, CloseState, Expired, Frame, Heartbeat, Message, OpCode, Protocol,
+    Role, Utf8Bytes,
 };
 use futures_core::Stream;
 use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{sleep, Sleep};
+use tokio::time::{sleep_until, Instant, Sleep};
 
 use crate::config::WebSocketConfig;
 use crate::error::{Error, Result, TimeoutKind};
-use crate::keepalive::{Keepalive, KeepaliveAction};
 
 /// Queued output above which writers wait for the socket (backpressure).
 const WRITE_HIGH_WATER: usize = 128 * 1024;
@@ -74,8 +74,8 @@ impl Incoming {
 /// pointer, because every idle connection carries what is inline.
 #[derive(Default)]
 struct Extras {
-    keepalive: Option<Keepalive>,
-    close_timer: Option<Pin<Box<Sleep>>>,
+    /// The one timer, set to the protocol core's next deadline.
+    timer: Option<Pin<Box<Sleep>>>,
     subprotocol: Option<String>,
     /// A read result held back until the replies it caused are flushed.
     pending: Option<Incoming>,
@@ -162,18 +162,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         proto.set_close_on_error(config.close_on_error);
         proto.set_auto_close_reply(config.auto_close_reply);
         proto.set_fragment_size(config.fragment_size);
-        let extras = config.ping_interval.map(|interval| {
-            Box::new(Extras {
-                keepalive: Some(Keepalive::new(interval, config.pong_timeout)),
-                ..Extras::default()
-            })
-        });
+        if let Some(interval) = config.ping_interval {
+            let heartbeat = Heartbeat {
+                interval,
+                timeout: config.pong_timeout,
+            };
+            proto.set_heartbeat(heartbeat, Instant::now().into_std());
+        }
         WebSocket {
             io,
             proto,
             rbuf: BytesMut::from(&read_buf[..]),
             config,
-            extras,
+            extras: None,
             read_failed: false,
             tcp_closing: false,
             shutdown_sent: false,
@@ -395,7 +396,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             };
             match decoded {
                 Ok(Some(item)) => {
-                    self.on_incoming(&item);
                     if self.proto.has_output() {
                         if item.is_close() {
                             // The close reply goes out before the caller sees
@@ -419,29 +419,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     continue;
                 }
             }
-            let keepalive = self.extras.as_mut().and_then(|x| x.keepalive.as_mut());
-            if let Some(Poll::Ready(action)) = keepalive.map(|k| k.poll(cx).map(|a| (a, k.timeout)))
-            {
-                match action {
-                    (KeepaliveAction::Ping, _) => {
-                        // Fails only once our close is sent, when pings stop mattering.
-                        let _ = self.proto.send_frame(true, OpCode::Ping, b"frameway");
-                    }
-                    (KeepaliveAction::Dead, timeout) => {
-                        let _ = self.proto.close_with(CloseCode::GOING_AWAY, "pong timeout");
+            if self.proto.close_state() == CloseState::Sent {
+                let now = Instant::now().into_std();
+                self.proto.start_close_timer(self.config.close_timeout, now);
+            }
+            if let Poll::Ready(expired) = self.poll_timer(cx) {
+                match expired {
+                    Some(Expired::Pong(timeout)) => {
                         self.extras().failure = Some(Error::PongTimeout(timeout));
                     }
+                    Some(Expired::Close(timeout)) => {
+                        self.done = true;
+                        return Poll::Ready(Some(Err(Error::Timeout(TimeoutKind::Close, timeout))));
+                    }
+                    // A heartbeat ping was queued.
+                    _ => {}
                 }
                 continue;
-            }
-            if self.proto.close_state() == CloseState::Sent {
-                if let Poll::Ready(()) = self.poll_close_timer(cx) {
-                    self.done = true;
-                    return Poll::Ready(Some(Err(Error::Timeout(
-                        TimeoutKind::Close,
-                        self.config.close_timeout,
-                    ))));
-                }
             }
             match ready!(self.poll_fill(cx)) {
                 Ok(0) => {
@@ -471,18 +465,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     fn extras(&mut self) -> &mut Extras {
         self.extras.get_or_insert_with(Box::default)
-    }
-
-    fn on_incoming(&mut self, item: &Incoming) {
-        let is_pong = match item {
-            Incoming::Frame(f) => f.opcode == OpCode::Pong,
-            Incoming::Message(m) => matches!(m, Message::Pong(_)),
-        };
-        if is_pong {
-            if let Some(keepalive) = self.extras.as_mut().and_then(|x| x.keepalive.as_mut()) {
-                keepalive.on_pong();
-            }
-        }
     }
 
     /// Both close frames are through. The server closes TCP first (RFC 6455
@@ -522,13 +504,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Poll::Ready(Ok(buf.filled().len()))
     }
 
+    /// The connection's one timer, set to the protocol core's next
+    /// deadline. Ready once a deadline came, with what expired (`None`: a
+    /// heartbeat ping was queued, or nothing was due after all).
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<Option<Expired>> {
+        let Some(deadline) = self.proto.poll_timeout() else {
+            return Poll::Pending;
+        };
+        let deadline = Instant::from_std(deadline);
+        let timer = self
+            .extras()
+            .timer
+            .get_or_insert_with(|| Box::pin(sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        ready!(timer.as_mut().poll(cx));
+        Poll::Ready(self.proto.handle_timeout(Instant::now().into_std()).err())
+    }
+
+    /// Starts the close timeout (once) and waits for it: what bounds the
+    /// closing handshake, the wait for the peer to close TCP, and lingering
+    /// after a failure.
     fn poll_close_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let timeout = self.config.close_timeout;
-        self.extras()
-            .close_timer
-            .get_or_insert_with(|| Box::pin(sleep(timeout)))
-            .as_mut()
-            .poll(cx)
+        let now = Instant::now().into_std();
+        self.proto.start_close_timer(self.config.close_timeout, now);
+        loop {
+            if let Some(Expired::Close(_)) = ready!(self.poll_timer(cx)) {
+                return Poll::Ready(());
+            }
+        }
     }
 
     /// Reads more bytes into the read buffer. The buffer is borrowed from

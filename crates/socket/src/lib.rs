@@ -35,7 +35,6 @@ mod config;
 mod connection;
 mod error;
 mod json;
-mod keepalive;
 pub mod server;
 mod split;
 

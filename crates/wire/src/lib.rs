@@ -51,6 +51,7 @@ mod opcode;
 mod output;
 mod protocol;
 pub mod spare;
+mod timers;
 mod utf8;
 
 pub use close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
@@ -64,4 +65,5 @@ pub use message::{Message, MessageAssembler, RawMessage};
 pub use opcode::OpCode;
 pub use output::Output;
 pub use protocol::{CloseState, EntropySource, Protocol};
+pub use timers::{Expired, Heartbeat};
 pub use utf8::{InvalidUtf8, Utf8Bytes, Utf8Validator};

@@ -13,7 +13,9 @@ use crate::error::ProtocolError;
 use crate::message::{Message, MessageAssembler, RawMessage};
 use crate::opcode::OpCode;
 use crate::output::Output;
+use crate::timers::{Due, Expired, Heartbeat, Timers, HEARTBEAT_PAYLOAD};
 use crate::utf8::{Utf8Bytes, Utf8Validator};
+use std::time::{Duration, Instant};
 
 /// Fills a buffer with unpredictable bytes for masking keys (RFC 6455 §5.3
 /// asks for a strong source of entropy). The core does no IO, so the caller
@@ -78,6 +80,9 @@ pub struct Protocol {
     deflate: Option<Box<Compression>>,
     /// Split outgoing data messages into frames of at most this many bytes.
     fragment_size: Option<NonZeroU32>,
+    /// Heartbeat and close deadlines, once a connection has one. Boxed:
+    /// most connections have none.
+    timers: Option<Box<Timers>>,
 }
 
 impl Protocol {
@@ -100,7 +105,78 @@ impl Protocol {
             close_on_error: true,
             deflate: None,
             fragment_size: None,
+            timers: None,
         }
+    }
+
+    /// Sends a ping every `heartbeat.interval` from `now` on (queued by
+    /// [`Self::handle_timeout`]) and counts the peer dead when one goes
+    /// unanswered for `heartbeat.timeout`. Heartbeats stop once the closing
+    /// handshake starts.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use frameway_wire::{Config, Expired, Heartbeat, Protocol, Role};
+    ///
+    /// let mut server = Protocol::new(Config::new(Role::Server), |b| b.fill(7));
+    /// let start = Instant::now();
+    /// let second = Duration::from_secs(1);
+    /// server.set_heartbeat(Heartbeat { interval: 10 * second, timeout: 5 * second }, start);
+    /// assert_eq!(server.poll_timeout(), Some(start + 10 * second));
+    ///
+    /// // The ping is due: queued, and its pong is awaited for 5 s.
+    /// assert_eq!(server.handle_timeout(start + 10 * second), Ok(()));
+    /// assert!(server.has_output());
+    /// assert_eq!(server.poll_timeout(), Some(start + 15 * second));
+    ///
+    /// // No pong: the peer is dead, and a 1001 close is queued for it.
+    /// assert_eq!(server.handle_timeout(start + 15 * second), Err(Expired::Pong(5 * second)));
+    /// ```
+    pub fn set_heartbeat(&mut self, heartbeat: Heartbeat, now: Instant) {
+        self.timers().set_heartbeat(heartbeat, now);
+    }
+
+    /// Starts counting `timeout` for the closing handshake (or what follows
+    /// it: the peer closing TCP, or lingering after a failure), unless it
+    /// is already counting. [`Self::handle_timeout`] reports
+    /// [`Expired::Close`] once it has passed.
+    pub fn start_close_timer(&mut self, timeout: Duration, now: Instant) {
+        self.timers().start_close(timeout, now);
+    }
+
+    /// When [`Self::handle_timeout`] must next be called: the earliest
+    /// heartbeat or close deadline, or `None` if there is none.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let open = self.close_state() == CloseState::Open;
+        self.timers.as_ref()?.next(open)
+    }
+
+    /// Advances the connection's timers to `now`: queues a heartbeat ping
+    /// when one is due, and reports a deadline that passed. A pong timeout
+    /// also queues the 1001 "pong timeout" close frame.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), Expired> {
+        let open = self.close_state() == CloseState::Open;
+        let Some(timers) = self.timers.as_deref_mut() else {
+            return Ok(());
+        };
+        match timers.expire(now, open) {
+            Due::Nothing => Ok(()),
+            Due::Ping => {
+                // Fails only once our close is sent, when pings stop mattering.
+                let _ = self.queue(OpCode::Ping, HEARTBEAT_PAYLOAD);
+                Ok(())
+            }
+            Due::Expired(expired) => {
+                if let Expired::Pong(_) = expired {
+                    let _ = self.close_with(CloseCode::GOING_AWAY, "pong timeout");
+                }
+                Err(expired)
+            }
+        }
+    }
+
+    fn timers(&mut self) -> &mut Timers {
+        self.timers.get_or_insert_with(Box::default)
     }
 
     /// Whether pings are answered automatically (on by default).
@@ -214,6 +290,24 @@ impl Protocol {
     /// replies queued; data frames are returned as they are (fragments
     /// too), inflated if permessage-deflate is on.
     pub fn read_frame(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
+        loop {
+            match self.read_one_frame(buf)? {
+                Some(frame) if self.is_heartbeat_pong(&frame) => continue,
+                frame => return Ok(frame),
+            }
+        }
+    }
+
+    /// Whether `frame` answers our heartbeat ping (and is consumed).
+    fn is_heartbeat_pong(&mut self, frame: &Frame) -> bool {
+        frame.opcode == OpCode::Pong
+            && self
+                .timers
+                .as_deref_mut()
+                .is_some_and(|timers| timers.on_pong(&frame.payload))
+    }
+
+    fn read_one_frame(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
         let frame = match self.decoder.decode(buf).and_then(|f| match f {
             Some(frame) => self.inflate(frame).map(Some),
             None => Ok(None),
