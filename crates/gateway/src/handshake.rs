@@ -196,7 +196,7 @@ where
             target: upstream_target,
             headers: upstream_headers,
             protocols: offer.protocols.clone(),
-            websocket: leg_config(upstream_limit, service.write_timeout),
+            websocket: leg_config(upstream_limit, service.write_timeout, service.heartbeat),
         })
         .await;
     let upstream = match upstream {
@@ -217,7 +217,7 @@ where
     let client = WebSocket::from_raw_socket(
         io,
         Role::Server,
-        leg_config(client_limit, service.write_timeout),
+        leg_config(client_limit, service.write_timeout, config.client_heartbeat),
         rest,
     );
     let relay = Relay::new(chain, states, shared, conn);
@@ -225,8 +225,14 @@ where
 }
 
 /// Settings of one leg: its receive limit; pings and pongs are forwarded,
-/// not answered, so automatic pongs are off.
-fn leg_config(max_recv: u64, write_timeout: std::time::Duration) -> WebSocketConfig {
+/// not answered, so automatic pongs are off. The gateway's own keep-alive
+/// pings (`heartbeat`) are the protocol core's: their pongs are consumed
+/// there, never forwarded nor shown to plugins.
+fn leg_config(
+    max_recv: u64,
+    write_timeout: std::time::Duration,
+    heartbeat: Option<frameway::wire::Heartbeat>,
+) -> WebSocketConfig {
     let mut config = WebSocketConfig::default()
         .max_payload_len(max_recv)
         .max_send_len(MAX_PAYLOAD_CEILING);
@@ -238,6 +244,10 @@ fn leg_config(max_recv: u64, write_timeout: std::time::Duration) -> WebSocketCon
     // still sends has been delivered.
     config.auto_close_reply = false;
     config.write_timeout = Some(write_timeout);
+    if let Some(heartbeat) = heartbeat {
+        config.ping_interval = Some(heartbeat.interval);
+        config.pong_timeout = heartbeat.timeout;
+    }
     config
 }
 

@@ -102,6 +102,8 @@ pub struct Service {
     pub tls_verify: bool,
     /// Extra CA certificates to trust.
     pub ca_file: Option<PathBuf>,
+    /// The gateway's keep-alive pings to the upstream (`None`: none).
+    pub heartbeat: Option<frameway::wire::Heartbeat>,
 }
 
 /// What the gateway asks of the upstream.

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use frameway_wire::handshake::HandshakeLimits;
+use frameway_wire::Heartbeat;
 pub use schema::{FileConfig, GatewaySection, PluginSection, RouteSection, ServiceSection};
 
 use crate::plugin::{Chain, Plugin, Registry};
@@ -20,6 +21,9 @@ use crate::upstream::{Service, Upstream};
 
 /// The largest message limit a route may have, whatever plugins ask.
 pub const MAX_PAYLOAD_CEILING: u64 = 32 << 20;
+
+/// The longest keep-alive interval or pong timeout, ms (a day).
+pub const MAX_TIMER_MS: u64 = 86_400_000;
 
 /// The largest `max_request_header_bytes`: a request head is buffered whole
 /// before it is parsed.
@@ -107,6 +111,8 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// Time allowed for the client's opening request.
     pub handshake_timeout: Duration,
+    /// The gateway's keep-alive pings to clients (`None`: none).
+    pub client_heartbeat: Option<Heartbeat>,
     /// How long a drain lets open connections go on before closing them.
     pub drain_timeout: Duration,
     /// How long the closes at the end of a drain are spread over.
@@ -253,6 +259,7 @@ impl<'a> Loader<'a> {
             self.error(span, message);
         }
         let registry = &registry;
+        let client_heartbeat = self.heartbeat(g.ping_interval, g.pong_timeout, None, "[gateway]");
         let global = self.plugins(&file.plugins, registry);
         let mut routes = Vec::new();
         let mut service_names = std::collections::HashSet::new();
@@ -300,6 +307,7 @@ impl<'a> Loader<'a> {
             upstream_max_payload: *g.upstream_max_payload.get_ref(),
             idle_timeout: (g.idle_timeout > 0).then(|| Duration::from_millis(g.idle_timeout)),
             handshake_timeout: Duration::from_millis(g.handshake_timeout.max(1)),
+            client_heartbeat,
             drain_timeout: Duration::from_millis(g.drain_timeout),
             close_spread: Duration::from_millis(g.close_spread),
             request_limits: HandshakeLimits {
@@ -344,6 +352,13 @@ impl<'a> Loader<'a> {
             );
         });
         let before = self.errors.len();
+        let what = format!("service {:?}", svc.name.get_ref());
+        let heartbeat = self.heartbeat(
+            svc.ping_interval,
+            svc.pong_timeout,
+            Some(svc.name.span()),
+            &what,
+        );
         let ca_file = svc
             .ca_file
             .as_ref()
@@ -360,7 +375,35 @@ impl<'a> Loader<'a> {
             write_timeout: Duration::from_millis(svc.write_timeout.max(1)),
             tls_verify: svc.tls_verify,
             ca_file,
+            heartbeat,
         }))
+    }
+
+    /// Checks `ping_interval` and `pong_timeout` (ms) of `what`: pings are
+    /// on when the interval is not 0, and then a ping needs a deadline.
+    fn heartbeat(
+        &mut self,
+        ping_interval: u64,
+        pong_timeout: u64,
+        span: Option<Range<usize>>,
+        what: &str,
+    ) -> Option<Heartbeat> {
+        if ping_interval == 0 {
+            return None;
+        }
+        if pong_timeout == 0 || pong_timeout > MAX_TIMER_MS || ping_interval > MAX_TIMER_MS {
+            self.error(
+                span,
+                format!(
+                    "{what}: ping_interval and pong_timeout must be from 1 to {MAX_TIMER_MS} ms when pings are on"
+                ),
+            );
+            return None;
+        }
+        Some(Heartbeat {
+            interval: Duration::from_millis(ping_interval),
+            timeout: Duration::from_millis(pong_timeout),
+        })
     }
 
     /// Checks a route; builds it if its service is valid too.
@@ -496,5 +539,40 @@ mod tests {
         let matched = config.router.find(None, "/echo").expect("/echo is routed");
         assert!(matches!(matched.route.service.upstream, Upstream::Echo));
         assert!(config.router.find(None, "/other").is_none());
+    }
+
+    #[test]
+    fn pings_are_off_by_default_and_on_with_an_interval_and_a_deadline() {
+        let config = Config::builtin();
+        assert_eq!(config.client_heartbeat, None);
+        let file = |gateway: &str, service: &str| {
+            format!(
+                "[gateway]\n{gateway}\n[[services]]\nname = \"e\"\nurl = \"internal://echo\"\n{service}\n  [[services.routes]]\n  name = \"r\"\n  paths = [\"/\"]\n"
+            )
+        };
+        let registry = Registry::with_builtins();
+        let config = Config::parse(&file("ping_interval = 2000", ""), "t", &registry).unwrap();
+        assert_eq!(
+            config.client_heartbeat,
+            Some(Heartbeat {
+                interval: Duration::from_secs(2),
+                timeout: Duration::from_secs(10)
+            })
+        );
+        let Err(errors) = Config::parse(
+            &file("", "ping_interval = 5\npong_timeout = 0"),
+            "t",
+            &registry,
+        ) else {
+            panic!("a ping without a deadline is refused");
+        };
+        assert_eq!(errors.errors.len(), 1, "{errors}");
+        assert!(
+            errors.to_string().starts_with("t:4:")
+                && errors.to_string().contains(
+                    "service \"e\": ping_interval and pong_timeout must be from 1 to 86400000 ms"
+                ),
+            "{errors}"
+        );
     }
 }

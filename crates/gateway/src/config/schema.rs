@@ -47,6 +47,14 @@ pub struct GatewaySection {
     /// Time allowed for a client's opening request, ms (default 10000).
     #[serde(default = "default_handshake")]
     pub handshake_timeout: u64,
+    /// Ping the client after this long since the last ping, ms (default 0:
+    /// never). The gateway's pings and their pongs are not forwarded.
+    #[serde(default)]
+    pub ping_interval: u64,
+    /// Close both legs (1001) when the client leaves a ping unanswered
+    /// this long, ms (default 10000).
+    #[serde(default = "default_pong_timeout")]
+    pub pong_timeout: u64,
     /// Most header lines in a client's opening request (default 100); more
     /// is answered 431.
     #[serde(default = "default_max_request_headers")]
@@ -88,6 +96,8 @@ impl Default for GatewaySection {
             upstream_max_payload: default_upstream_max(),
             idle_timeout: default_idle(),
             handshake_timeout: default_handshake(),
+            ping_interval: 0,
+            pong_timeout: default_pong_timeout(),
             drain_timeout: default_drain_timeout(),
             close_spread: default_close_spread(),
             max_request_headers: default_max_request_headers(),
@@ -117,6 +127,14 @@ pub struct ServiceSection {
     /// Write timeout, ms (default 60000).
     #[serde(default = "default_timeout")]
     pub write_timeout: u64,
+    /// Ping the upstream after this long since the last ping, ms (default
+    /// 0: never).
+    #[serde(default)]
+    pub ping_interval: u64,
+    /// Close both legs (1001) when the upstream leaves a ping unanswered
+    /// this long, ms (default 10000).
+    #[serde(default = "default_pong_timeout")]
+    pub pong_timeout: u64,
     /// Verify the upstream's certificate (wss://; default true).
     #[serde(default = "default_true")]
     pub tls_verify: bool,
@@ -177,6 +195,9 @@ fn default_idle() -> u64 {
     60_000
 }
 fn default_handshake() -> u64 {
+    10_000
+}
+fn default_pong_timeout() -> u64 {
     10_000
 }
 fn default_drain_timeout() -> u64 {
