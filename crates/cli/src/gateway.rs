@@ -4,11 +4,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::Args;
+use frameway_gateway::admin::{self, ConfigSource};
 use frameway_gateway::config::Config;
 use frameway_gateway::plugin::Registry;
-use frameway_gateway::{Gateway, Reloader};
+use frameway_gateway::{reuseport_listener, Gateway};
 
 #[derive(Args)]
 pub struct GatewayArgs {
@@ -53,6 +55,7 @@ pub fn run(args: GatewayArgs) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(addr) = args.listen {
         config.listen = vec![addr];
     }
+    let admin_listen = config.admin_listen;
     let runtime = crate::current_thread()?;
     // The first worker binds here, so that a port 0 is resolved once and
     // every other worker listens on the same address.
@@ -86,57 +89,53 @@ pub fn run(args: GatewayArgs) -> Result<(), Box<dyn std::error::Error>> {
         let addr = gateway.local_addrs()[0];
         eprintln!("built-in configuration: try `frameway client ws://{addr}/echo`");
     }
-    runtime.spawn(reload_on_sighup(
+    let source = Arc::new(ConfigSource::new(
         args.config.clone(),
         args.listen,
         gateway.reloader(),
+        gateway.metrics(),
     ));
+    if let Some(addr) = admin_listen {
+        // SO_REUSEPORT like the data listeners: during an upgrade the new
+        // process's admin listener binds beside the old one's.
+        let listener = runtime
+            .block_on(async { reuseport_listener(addr) })
+            .map_err(|e| format!("cannot listen on {addr} (admin): {e}"))?;
+        eprintln!(
+            "frameway admin listening on {addr} (/metrics, /status, /status/ready, POST /reload)"
+        );
+        runtime.spawn(admin::serve(listener, source.clone()));
+    }
+    runtime.spawn(reload_on_sighup(source));
     runtime.block_on(gateway.serve_until(async move {
         stopped_by_signal().await;
         stop_tx.send_replace(true);
     }));
-    for worker in workers {
-        let _ = worker.join();
-    }
+    // The other workers may still be draining: this runtime goes on
+    // serving the admin listener (readiness says 503) until they are done.
+    let joined = runtime.spawn_blocking(move || {
+        for worker in workers {
+            let _ = worker.join();
+        }
+    });
+    let _ = runtime.block_on(joined);
     eprintln!("frameway gateway drained; exiting");
     Ok(())
 }
 
-/// On every SIGHUP, reads the configuration file again: a valid one serves
-/// every connection accepted from then on (open ones keep theirs); an
-/// invalid one is refused with every error and its location, and the
-/// running configuration stays. Without a file (the built-in
-/// configuration) there is nothing to re-read, but SIGHUP must still not
-/// end the process, as its default action would.
-async fn reload_on_sighup(path: Option<PathBuf>, listen: Option<SocketAddr>, reloader: Reloader) {
+/// On every SIGHUP, reads the configuration file again (see
+/// [`ConfigSource::reload`]). Without a file (the built-in configuration)
+/// there is nothing to re-read, but SIGHUP must still not end the process,
+/// as its default action would.
+async fn reload_on_sighup(source: Arc<ConfigSource>) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hangups) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot listen for SIGHUP: reloading is off");
         return;
     };
     while hangups.recv().await.is_some() {
-        let Some(path) = &path else {
-            tracing::warn!("SIGHUP: the built-in configuration has no file to reload");
-            continue;
-        };
-        match Config::load(path, &Registry::with_builtins()) {
-            Ok(mut config) => {
-                if let Some(addr) = listen {
-                    config.listen = vec![addr];
-                }
-                tracing::info!(
-                    file = %path.display(),
-                    "configuration reloaded: new connections use it (listeners are unchanged)"
-                );
-                reloader.reload(config);
-            }
-            Err(errors) => {
-                tracing::error!(
-                    file = %path.display(),
-                    "reload refused, the running configuration stays:\n{errors}"
-                );
-            }
-        }
+        // Logged and counted by the reload itself.
+        let _ = source.reload();
     }
 }
 

@@ -21,9 +21,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::config::{Config, MAX_PAYLOAD_CEILING};
 use crate::drain::DrainSignal;
+use crate::metrics::WorkerMetrics;
 use crate::plugin::ConnectionInfo;
 use crate::plugin::LimitOverrides;
-use crate::relay::Relay;
+use crate::relay::{Relay, RelayMetrics};
 use crate::target::RequestTarget;
 use crate::upstream::{UpstreamConn, UpstreamRequest};
 
@@ -60,6 +61,7 @@ pub(crate) fn serve<C>(
     tls: bool,
     config: Arc<Config>,
     drain: DrainSignal,
+    worker: Arc<WorkerMetrics>,
 ) -> impl Future<Output = ()>
 where
     C: AsyncRead + AsyncWrite + Unpin + Send,
@@ -67,7 +69,7 @@ where
     // The handshake's state (the request, the upstream connect with its
     // options and TLS) is large and short-lived; boxed, it is freed once
     // the connection is proxying.
-    let handshake = Box::pin(handshake(io, client_addr, tls, config));
+    let handshake = Box::pin(handshake(io, client_addr, tls, config, worker));
     async move {
         let Some((relay, client, upstream, idle)) = handshake.await else {
             return;
@@ -84,52 +86,74 @@ where
     }
 }
 
-/// Everything up to the client's 101: `None` when the handshake was
-/// answered otherwise (an error status, a plugin's exit) or the client left.
-async fn handshake<C>(
-    mut io: C,
-    client_addr: SocketAddr,
-    tls: bool,
-    config: Arc<Config>,
-) -> Option<(
+/// A connection that answered 101: its relay, both legs and idle timeout.
+type Accepted<C> = (
     Relay,
     WebSocket<C>,
     UpstreamConn,
     Option<std::time::Duration>,
-)>
+);
+
+/// Everything up to the client's 101, counted by the status it was
+/// answered with: `None` when it was answered otherwise (an error status, a
+/// plugin's exit) or the client left.
+async fn handshake<C>(
+    io: C,
+    client_addr: SocketAddr,
+    tls: bool,
+    config: Arc<Config>,
+    worker: Arc<WorkerMetrics>,
+) -> Option<Accepted<C>>
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    match open(io, client_addr, tls, config, &worker).await {
+        Ok(accepted) => {
+            worker.handshake(101);
+            Some(accepted)
+        }
+        Err(answered) => {
+            if let Some(status) = answered {
+                worker.handshake(status.as_u16());
+            }
+            None
+        }
+    }
+}
+
+/// Reads, routes and opens the connection: `Err` with the status the
+/// client was answered with instead of 101 (`None` if it left first).
+async fn open<C>(
+    mut io: C,
+    client_addr: SocketAddr,
+    tls: bool,
+    config: Arc<Config>,
+    worker: &Arc<WorkerMetrics>,
+) -> Result<Accepted<C>, Option<StatusCode>>
 where
     C: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let read = read_request(&mut io, config.request_limits);
     let (request, rest) = match tokio::time::timeout(config.handshake_timeout, read).await {
         Err(_) => {
-            respond(
-                &mut io,
-                StatusCode::REQUEST_TIMEOUT,
-                "timed out reading the request\n",
-            )
-            .await;
-            return None;
+            let timeout = StatusCode::REQUEST_TIMEOUT;
+            return Err(Some(
+                respond(&mut io, timeout, "timed out reading the request\n").await,
+            ));
         }
-        Ok(Err(None)) => return None,
-        Ok(Err(Some(err))) => {
-            respond_rejection(&mut io, &err).await;
-            return None;
-        }
+        Ok(Err(None)) => return Err(None),
+        Ok(Err(Some(err))) => return Err(Some(respond_rejection(&mut io, &err).await)),
         Ok(Ok(parsed)) => parsed,
     };
     let offer = match validate_request(&request) {
         Ok(offer) => offer,
-        Err(err) => {
-            respond_rejection(&mut io, &err).await;
-            return None;
-        }
+        Err(err) => return Err(Some(respond_rejection(&mut io, &err).await)),
     };
     let target = match RequestTarget::parse(request.uri()) {
         Ok(target) => target,
         Err(err) => {
-            respond(&mut io, StatusCode::BAD_REQUEST, &format!("{err}\n")).await;
-            return None;
+            let body = format!("{err}\n");
+            return Err(Some(respond(&mut io, StatusCode::BAD_REQUEST, &body).await));
         }
     };
     // In absolute-form the target's authority is the host (RFC 9112 §3.2.2).
@@ -141,8 +165,7 @@ where
     });
     let Some(matched) = config.router.find(host, target.path_and_query()) else {
         let body = format!("no route for {}\n", target.path());
-        respond(&mut io, StatusCode::NOT_FOUND, &body).await;
-        return None;
+        return Err(Some(respond(&mut io, StatusCode::NOT_FOUND, &body).await));
     };
     let route = matched.route;
     let conn = ConnectionInfo {
@@ -172,13 +195,13 @@ where
             let mut response = Response::new(());
             *response.status_mut() = exit.status;
             *response.headers_mut() = exit.headers;
-            write_and_close(&mut io, &response, &exit.body).await;
-            return None;
+            return Err(Some(write_and_close(&mut io, &response, &exit.body).await));
         }
         Err(err) => {
             tracing::error!(connection = conn.id, plugin = %err.plugin, "handshake plugin failed: {}", err.error);
-            respond(&mut io, StatusCode::INTERNAL_SERVER_ERROR, "plugin error\n").await;
-            return None;
+            worker.plugin_error(&err.plugin);
+            let failed = StatusCode::INTERNAL_SERVER_ERROR;
+            return Err(Some(respond(&mut io, failed, "plugin error\n").await));
         }
     }
 
@@ -191,6 +214,7 @@ where
         .unwrap_or(config.upstream_max_payload)
         .min(MAX_PAYLOAD_CEILING);
     let service = &route.service;
+    let connecting = Instant::now();
     let upstream = service
         .connect(UpstreamRequest {
             target: upstream_target,
@@ -201,18 +225,16 @@ where
         .await;
     let upstream = match upstream {
         Ok(upstream) => upstream,
-        Err(err) => {
-            respond_upstream_failure(&mut io, &conn, err).await;
-            return None;
-        }
+        Err(err) => return Err(Some(respond_upstream_failure(&mut io, &conn, err).await)),
     };
+    worker.connected(&service.name, connecting.elapsed());
     let protocol = upstream.response().protocol().map(str::to_owned);
     let response =
         accept_response(&offer, protocol.as_deref(), None).expect("handshake headers are valid");
     let mut out = Vec::with_capacity(256);
     write_response(&response, b"", &mut out);
     if io.write_all(&out).await.is_err() || io.flush().await.is_err() {
-        return None;
+        return Err(None);
     }
     let client = WebSocket::from_raw_socket(
         io,
@@ -220,8 +242,12 @@ where
         leg_config(client_limit, service.write_timeout, config.client_heartbeat),
         rest,
     );
-    let relay = Relay::new(chain, states, shared, conn);
-    Some((relay, client, upstream, config.idle_timeout))
+    let metrics = RelayMetrics {
+        route: worker.route(&route.name, &service.name),
+        worker: worker.clone(),
+    };
+    let relay = Relay::new(chain, states, shared, conn, metrics);
+    Ok((relay, client, upstream, config.idle_timeout))
 }
 
 /// Settings of one leg: its receive limit; pings and pongs are forwarded,
@@ -323,31 +349,33 @@ async fn read_request<C: AsyncRead + Unpin>(
 async fn respond_rejection<C: AsyncWrite + Unpin>(
     io: &mut C,
     err: &frameway_wire::handshake::RequestError,
-) {
+) -> StatusCode {
     let response = rejection_response(err);
-    write_and_close(io, &response, response.body().as_bytes()).await;
+    write_and_close(io, &response, response.body().as_bytes()).await
 }
 
-async fn respond<C: AsyncWrite + Unpin>(io: &mut C, status: StatusCode, body: &str) {
+async fn respond<C: AsyncWrite + Unpin>(io: &mut C, status: StatusCode, body: &str) -> StatusCode {
     let mut response = Response::new(());
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    write_and_close(io, &response, body.as_bytes()).await;
+    write_and_close(io, &response, body.as_bytes()).await
 }
 
+/// Writes the answer and closes; returns its status.
 async fn write_and_close<C: AsyncWrite + Unpin, B>(
     io: &mut C,
     response: &Response<B>,
     body: &[u8],
-) {
+) -> StatusCode {
     let mut out = Vec::with_capacity(256 + body.len());
     write_response(response, body, &mut out);
     // The client may already be gone; there is nobody left to tell.
     let _ = io.write_all(&out).await;
     let _ = io.shutdown().await;
+    response.status()
 }
 
 /// 504 for a timeout, the upstream's own answer when it refused, 502 for
@@ -356,7 +384,7 @@ async fn respond_upstream_failure<C: AsyncWrite + Unpin>(
     io: &mut C,
     conn: &ConnectionInfo,
     err: Error,
-) {
+) -> StatusCode {
     tracing::warn!(connection = conn.id, service = %conn.service, "upstream failed: {err}");
     match err {
         Error::Timeout(..) => {
@@ -371,11 +399,11 @@ async fn respond_upstream_failure<C: AsyncWrite + Unpin>(
                     response.headers_mut().append(name.clone(), value.clone());
                 }
             }
-            write_and_close(io, &response, &refused.body).await;
+            write_and_close(io, &response, &refused.body).await
         }
         other => {
             let body = format!("upstream unavailable: {other}\n");
-            respond(io, StatusCode::BAD_GATEWAY, &body).await;
+            respond(io, StatusCode::BAD_GATEWAY, &body).await
         }
     }
 }

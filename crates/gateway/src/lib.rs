@@ -24,12 +24,14 @@
 
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod config;
 mod drain;
 pub mod echo;
 mod handshake;
 mod listener;
 pub mod lua;
+pub mod metrics;
 pub mod plugin;
 pub mod plugins;
 mod relay;

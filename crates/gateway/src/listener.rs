@@ -13,6 +13,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, TlsFiles};
 use crate::drain::{Drain, DrainSignal};
+use crate::metrics::{Metrics, WorkerMetrics};
 
 /// How long closing handshakes may take once the last close of a drain
 /// was sent: peers that never answer do not hold the process.
@@ -80,6 +81,8 @@ pub struct Gateway {
     config: Configs,
     plain: Vec<TcpListener>,
     tls: Vec<(TcpListener, TlsAcceptor)>,
+    metrics: Arc<Metrics>,
+    worker: Arc<WorkerMetrics>,
 }
 
 /// What another worker needs to listen where a [`Gateway`] listens: its
@@ -91,6 +94,7 @@ pub struct Sibling {
     plain: Vec<SocketAddr>,
     tls: Vec<SocketAddr>,
     acceptor: Option<TlsAcceptor>,
+    metrics: Arc<Metrics>,
 }
 
 impl Sibling {
@@ -110,6 +114,8 @@ impl Sibling {
             config: self.config,
             plain,
             tls,
+            worker: self.metrics.worker(),
+            metrics: self.metrics,
         })
     }
 }
@@ -132,6 +138,7 @@ impl Gateway {
             tls: config.tls_listen.clone(),
             config: Configs::new(config),
             acceptor,
+            metrics: Metrics::new(),
         }
         .bind()
         .await
@@ -163,7 +170,14 @@ impl Gateway {
             plain: addrs(&mut self.plain.iter()),
             tls: addrs(&mut self.tls.iter().map(|(l, _)| l)),
             acceptor: self.tls.first().map(|(_, a)| a.clone()),
+            metrics: self.metrics.clone(),
         }
+    }
+
+    /// The metrics of this gateway and its siblings (what the admin
+    /// listener serves).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// The handle that replaces the configuration of this gateway and of
@@ -200,7 +214,8 @@ impl Gateway {
         let mut accepting = tokio::task::JoinSet::new();
         for listener in self.plain {
             let config = self.config.clone();
-            accepting.spawn(accept_loop(listener, None, config, signal.clone()));
+            let worker = self.worker.clone();
+            accepting.spawn(accept_loop(listener, None, config, signal.clone(), worker));
         }
         for (listener, acceptor) in self.tls {
             let config = self.config.clone();
@@ -209,10 +224,12 @@ impl Gateway {
                 Some(acceptor),
                 config,
                 signal.clone(),
+                self.worker.clone(),
             ));
         }
         drop(signal);
         stop.await;
+        self.metrics.set_draining();
         accepting.shutdown().await;
         let drain_timeout = running.drain_timeout;
         tracing::info!(
@@ -259,6 +276,7 @@ async fn accept_loop(
     tls: Option<TlsAcceptor>,
     configs: Configs,
     drain: DrainSignal,
+    worker: Arc<WorkerMetrics>,
 ) {
     let mut failing = AcceptFailures::default();
     loop {
@@ -277,16 +295,24 @@ async fn accept_loop(
         let drain = drain.clone();
         match &tls {
             None => {
-                tokio::spawn(crate::handshake::serve(tcp, peer, false, config, drain));
+                tokio::spawn(crate::handshake::serve(
+                    tcp,
+                    peer,
+                    false,
+                    config,
+                    drain,
+                    worker.clone(),
+                ));
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
+                let worker = worker.clone();
                 tokio::spawn(async move {
                     let handshake =
                         tokio::time::timeout(config.handshake_timeout, acceptor.accept(tcp));
                     match handshake.await {
                         Ok(Ok(stream)) => {
-                            crate::handshake::serve(stream, peer, true, config, drain).await
+                            crate::handshake::serve(stream, peer, true, config, drain, worker).await
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use frameway_wire::handshake::HandshakeLimits;
 use frameway_wire::Heartbeat;
-pub use schema::{FileConfig, GatewaySection, PluginSection, RouteSection, ServiceSection};
+pub use schema::{
+    AdminSection, FileConfig, GatewaySection, PluginSection, RouteSection, ServiceSection,
+};
 
 use crate::plugin::{Chain, Plugin, Registry};
 use crate::router::{Route, Router};
@@ -30,10 +32,14 @@ pub const MAX_TIMER_MS: u64 = 86_400_000;
 pub const MAX_REQUEST_HEAD: u64 = 1 << 20;
 
 /// The configuration `frameway gateway` runs without a file: listen on
-/// 127.0.0.1:8080 and route `/echo` to an in-process echo upstream.
+/// 127.0.0.1:8080, route `/echo` to an in-process echo upstream, and serve
+/// the admin endpoints on 127.0.0.1:8001.
 pub const DEFAULT_CONFIG: &str = r#"
 [gateway]
 listen = ["127.0.0.1:8080"]
+
+[admin]
+listen = "127.0.0.1:8001"
 
 [[services]]
 name = "echo"
@@ -101,6 +107,8 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// TLS listeners.
     pub tls_listen: Vec<SocketAddr>,
+    /// The admin listener (`/metrics`, `/status`, `/reload`), if any.
+    pub admin_listen: Option<SocketAddr>,
     /// Certificate and key for the TLS listeners.
     pub tls: Option<TlsFiles>,
     /// Default largest client message.
@@ -202,6 +210,10 @@ impl<'a> Loader<'a> {
         let g = &file.gateway;
         let listen = self.addresses(&g.listen, "listen");
         let tls_listen = self.addresses(&g.tls_listen, "tls_listen");
+        let admin_listen = file.admin.listen.as_ref().and_then(|a| {
+            self.addresses(std::slice::from_ref(a), "[admin] listen")
+                .pop()
+        });
         let tls = match (&g.tls_cert, &g.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles {
                 cert: self.existing_file(cert, "tls_cert"),
@@ -302,6 +314,7 @@ impl<'a> Loader<'a> {
         Ok(Config {
             listen,
             tls_listen,
+            admin_listen,
             tls,
             client_max_payload: *g.client_max_payload.get_ref(),
             upstream_max_payload: *g.upstream_max_payload.get_ref(),

@@ -19,6 +19,18 @@ pub struct FileConfig {
     /// Global plugins.
     #[serde(default)]
     pub plugins: Vec<PluginSection>,
+    /// The admin listener.
+    #[serde(default)]
+    pub admin: AdminSection,
+}
+
+/// `[admin]`: metrics, status and reload, off the data plane.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Where the admin endpoints listen (default: nowhere; the built-in
+    /// configuration listens on 127.0.0.1:8001).
+    pub listen: Option<Spanned<String>>,
 }
 
 /// `[gateway]`.

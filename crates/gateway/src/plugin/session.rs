@@ -11,7 +11,7 @@ use http::Extensions;
 
 use super::chain::{Chain, ChainError};
 use super::pdk::{ConnectionInfo, Direction, FrameType, Verdict};
-use crate::relay::{Relay, Unit};
+use crate::relay::{Relay, RelayMetrics, Unit};
 
 /// Ids of sessions: from the top half of the range, so that they never
 /// meet the proxy's (counted from 1) in per-connection data.
@@ -79,7 +79,13 @@ impl Session {
     pub fn with_connection(chain: Chain, conn: ConnectionInfo) -> Session {
         let states = chain.new_states();
         Session {
-            relay: Relay::new(chain, states, Extensions::new(), conn),
+            relay: Relay::new(
+                chain,
+                states,
+                Extensions::new(),
+                conn,
+                RelayMetrics::detached(),
+            ),
         }
     }
 

@@ -14,8 +14,11 @@
 mod io;
 mod unit;
 
+use std::sync::Arc;
+
 use http::Extensions;
 
+use crate::metrics::{RouteMetrics, WorkerMetrics};
 use crate::plugin::{
     Chain, ChainError, ConnectionInfo, Direction, FrameType, InFlight, PlannedClose, State,
     Traffic, Verdict,
@@ -67,6 +70,22 @@ pub(crate) enum Step {
     End(Ending),
 }
 
+/// Where a relay counts: its route's counters and its worker's.
+pub(crate) struct RelayMetrics {
+    pub(crate) route: Arc<RouteMetrics>,
+    pub(crate) worker: Arc<WorkerMetrics>,
+}
+
+impl RelayMetrics {
+    /// Counters no scrape reads, for relays outside a gateway (sessions).
+    pub(crate) fn detached() -> RelayMetrics {
+        RelayMetrics {
+            route: Arc::default(),
+            worker: Arc::default(),
+        }
+    }
+}
+
 /// One proxied connection's state apart from its sockets.
 pub(crate) struct Relay {
     chain: Chain,
@@ -77,6 +96,7 @@ pub(crate) struct Relay {
     traffic: [Traffic; 2],
     /// The close status each side sent (or answered with).
     status: [Option<u16>; 2],
+    metrics: RelayMetrics,
 }
 
 fn side(direction: Direction) -> usize {
@@ -92,7 +112,9 @@ impl Relay {
         states: Vec<Option<State>>,
         shared: Extensions,
         conn: ConnectionInfo,
+        metrics: RelayMetrics,
     ) -> Relay {
+        metrics.route.opened();
         Relay {
             chain,
             states,
@@ -100,6 +122,7 @@ impl Relay {
             conn,
             traffic: [Traffic::default(); 2],
             status: [None; 2],
+            metrics,
         }
     }
 
@@ -122,11 +145,15 @@ impl Relay {
             Ok(frame) => frame,
             Err(err) => {
                 tracing::error!(connection = self.conn.id, plugin = %err.plugin, "plugin failed: {}", err.error);
+                self.metrics.worker.plugin_error(&err.plugin);
                 return Step::End(Ending::internal_error("plugin error"));
             }
         };
         let then = match std::mem::take(&mut frame.verdict) {
-            Verdict::Drop => return Step::Nothing,
+            Verdict::Drop => {
+                self.metrics.route.dropped(from);
+                return Step::Nothing;
+            }
             Verdict::Close { sender, peer } => {
                 return Step::End(Ending::CloseBoth { sender, peer })
             }
@@ -182,6 +209,9 @@ impl Relay {
         let traffic = &mut self.traffic[side(from)];
         traffic.messages += 1;
         traffic.bytes += unit.data.len() as u64;
+        self.metrics
+            .route
+            .received(from, unit.kind, unit.data.len());
         if unit.kind == FrameType::Close {
             self.replied(from, unit.status);
         }
@@ -241,6 +271,10 @@ impl Relay {
     pub(crate) fn close_phase(mut self) {
         let [client, upstream] = self.traffic;
         let [client_status, upstream_status] = self.status;
+        let duration = self.conn.started.elapsed();
+        self.metrics
+            .route
+            .closed(duration, client_status, upstream_status);
         self.chain.run_close(
             &mut self.states,
             &mut self.shared,

@@ -1,0 +1,137 @@
+//! The admin listener of a real `frameway gateway` process: `/metrics`
+//! checked by Prometheus' own `promtool`, `/status`, `/status/ready` (503
+//! once draining) and `POST /reload`.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::{
+    connected_client, echo_route_config, free_port, line_containing, start_logged, Server,
+};
+
+/// One HTTP/1.1 request to the admin listener: the status and the body.
+fn admin(port: u16, method: &str, path: &str) -> (u16, String) {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        tcp,
+        "{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_owned();
+    (status, body)
+}
+
+/// `promtool check metrics` on `text`: its verdict and output.
+fn promtool(text: &str) -> (bool, String) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian prometheus) is installed by scripts/install-test-deps");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), said)
+}
+
+#[test]
+fn metrics_status_readiness_and_reload_on_the_admin_listener() {
+    let (_echo, echo_port) = support::echo_server(&[]);
+    let (port, admin_port) = (free_port(), free_port());
+    let path = std::env::temp_dir().join(format!("frameway-admin-{port}.toml"));
+    let file = |extra: &str| {
+        let gateway = format!(
+            "drain_timeout = 60000\n{extra}\n\n[admin]\nlisten = \"127.0.0.1:{admin_port}\""
+        );
+        echo_route_config(port, echo_port, &gateway, "")
+    };
+    std::fs::write(&path, file("")).unwrap();
+    let (gateway, logs) = start_logged(&[
+        "gateway",
+        "--workers",
+        "2",
+        "--config",
+        path.to_str().unwrap(),
+    ]);
+    line_containing(&logs, "frameway admin listening", Duration::from_secs(10));
+    let url = format!("ws://127.0.0.1:{port}/echo");
+    let _open = Server(connected_client(&url));
+
+    let (status, text) = admin(admin_port, "GET", "/metrics");
+    assert_eq!(status, 200);
+    let (valid, said) = promtool(&text);
+    assert!(valid, "promtool refused /metrics: {said}\n{text}");
+    for line in [
+        r#"frameway_connections_open{route="echo",service="echo"} 1"#,
+        r#"frameway_handshakes_total{status="101"} 1"#,
+        r#"frameway_messages_total{route="echo",service="echo",direction="client",type="text"} 1"#,
+        "frameway_workers 2",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+
+    let (status, body) = admin(admin_port, "GET", "/status");
+    assert_eq!(status, 200);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["workers"], 2);
+    assert_eq!(json["open_connections"], 1);
+    assert_eq!(json["config_file"], path.to_str().unwrap());
+    assert_eq!(json["config_sha1"].as_str().map(str::len), Some(40));
+    assert_eq!(
+        admin(admin_port, "GET", "/status/ready"),
+        (200, "ready\n".into())
+    );
+
+    // A bad file is refused with its location, and counted.
+    std::fs::write(&path, file("idle_timeout = \"soon\"")).unwrap();
+    let (status, body) = admin(admin_port, "POST", "/reload");
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains(&format!("{}:4:", path.display())), "{body}");
+    std::fs::write(&path, file("")).unwrap();
+    assert_eq!(
+        admin(admin_port, "POST", "/reload"),
+        (200, "reloaded\n".into())
+    );
+    let (_, text) = admin(admin_port, "GET", "/metrics");
+    for line in [
+        r#"frameway_reloads_total{result="ok"} 1"#,
+        r#"frameway_reloads_total{result="error"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+    assert_eq!(admin(admin_port, "GET", "/nothing").0, 404);
+
+    // Draining: the open connection holds the process, and load balancers
+    // are told to stop sending.
+    let pid = gateway.pid().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    line_containing(&logs, "no new connections", Duration::from_secs(10));
+    assert_eq!(
+        admin(admin_port, "GET", "/status/ready"),
+        (503, "draining\n".into())
+    );
+    let _ = std::fs::remove_file(&path);
+}
