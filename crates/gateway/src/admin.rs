@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use crate::config::{Config, ConfigErrors};
 use crate::metrics::Metrics;
 use crate::plugin::Registry;
+use crate::sync::lock;
 use crate::Reloader;
 
 /// Why a reload changed nothing.
@@ -100,7 +101,7 @@ impl ConfigSource {
             }
         };
         self.metrics.reloaded(result.is_ok());
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = lock(&self.state);
         if result.is_ok() {
             state.0 = file_hash(path);
         }
@@ -112,7 +113,7 @@ impl ConfigSource {
     }
 
     fn status(&self) -> serde_json::Value {
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = lock(&self.state);
         let last_reload = state.1.as_ref().map(|last| {
             let at = last
                 .at

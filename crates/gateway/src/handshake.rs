@@ -9,15 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
 use frameway::{Error, Role, WebSocket, WebSocketConfig};
 use frameway_wire::handshake::{
-    accept_response, parse_request, rejection_response, validate_request, write_response,
-    HandshakeLimits,
+    accept_response, rejection_response, validate_request, write_response,
 };
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::config::{Config, MAX_PAYLOAD_CEILING};
 use crate::drain::DrainSignal;
@@ -133,7 +131,13 @@ async fn open<C>(
 where
     C: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let read = read_request(&mut io, config.request_limits);
+    let read = async {
+        match frameway::server::read_request(&mut io, config.request_limits).await {
+            Ok(parsed) => parsed.map_err(Some),
+            // The client left, or its connection failed: nobody to answer.
+            Err(_) => Err(None),
+        }
+    };
     let (request, rest) = match tokio::time::timeout(config.handshake_timeout, read).await {
         Err(_) => {
             let timeout = StatusCode::REQUEST_TIMEOUT;
@@ -328,24 +332,6 @@ fn forwarded_headers(
 
 /// Reads the request head. `Err(None)`: the client left; `Err(Some(e))`:
 /// a bad request to answer.
-async fn read_request<C: AsyncRead + Unpin>(
-    io: &mut C,
-    limits: HandshakeLimits,
-) -> Result<(Request<()>, Bytes), Option<frameway_wire::handshake::RequestError>> {
-    let mut buf = BytesMut::with_capacity(1024);
-    loop {
-        match io.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return Err(None),
-            Ok(_) => {}
-        }
-        match parse_request(&buf, limits) {
-            Ok(Some((request, len))) => return Ok((request, buf.split_off(len).freeze())),
-            Ok(None) => continue,
-            Err(err) => return Err(Some(err)),
-        }
-    }
-}
-
 async fn respond_rejection<C: AsyncWrite + Unpin>(
     io: &mut C,
     err: &frameway_wire::handshake::RequestError,

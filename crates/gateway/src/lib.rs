@@ -36,6 +36,7 @@ pub mod plugin;
 pub mod plugins;
 mod relay;
 pub mod router;
+mod sync;
 pub mod target;
 pub mod upstream;
 

@@ -9,10 +9,11 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::plugin::{Direction, FrameType};
+use crate::sync::lock;
 
 /// Upper bounds of the session-duration histogram, seconds.
 const SESSION_BUCKETS: [f64; 9] = [
@@ -50,12 +51,6 @@ fn side_index(side: Direction) -> usize {
         Direction::Client => 0,
         Direction::Upstream => 1,
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Counters stay meaningful after a panic elsewhere: a scrape must not
-    // fail because one connection's task did.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The metrics of one gateway process: every worker's counters and the

@@ -37,6 +37,7 @@ mod error;
 mod json;
 pub mod server;
 mod split;
+mod sync;
 
 pub use client::connect;
 pub use config::WebSocketConfig;

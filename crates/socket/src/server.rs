@@ -161,7 +161,11 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     F: FnOnce(&Request<()>, &ClientOffer) -> Decision,
 {
-    let read = read_request(&mut io, config.limits);
+    let read = async {
+        read_request(&mut io, config.limits)
+            .await
+            .map_err(Error::from)
+    };
     let (request, rest) =
         match with_timeout(Some(config.handshake_timeout), TimeoutKind::Handshake, read).await?? {
             Ok(parsed) => parsed,
@@ -207,16 +211,34 @@ where
     }
 }
 
-/// Reads until a whole request head has arrived; returns it and the bytes
-/// after it.
-async fn read_request<S: AsyncRead + Unpin>(
+/// Reads from `io` until a whole request head has arrived, within
+/// `limits`; returns the request and the bytes that came after it (the
+/// start of the WebSocket stream). The inner error is the client's bad
+/// request, to be answered with its status
+/// ([`rejection_response`](frameway_wire::handshake::rejection_response));
+/// the outer one is the connection's (`UnexpectedEof` when the client left
+/// first). What [`accept_with`] and the gateway read a handshake with.
+///
+/// ```
+/// # async fn demo() -> std::io::Result<()> {
+/// use frameway::server::read_request;
+/// use frameway::wire::handshake::HandshakeLimits;
+/// let mut wire: &[u8] = b"GET /chat HTTP/1.1\r\nHost: example.com\r\n\r\nrest";
+/// let (request, rest) = read_request(&mut wire, HandshakeLimits::default())
+///     .await?
+///     .expect("a well-formed head");
+/// assert_eq!(request.uri(), "/chat");
+/// assert_eq!(&rest[..], b"rest");
+/// # Ok(()) }
+/// ```
+pub async fn read_request<S: AsyncRead + Unpin>(
     io: &mut S,
     limits: HandshakeLimits,
-) -> Result<std::result::Result<(Request<()>, Bytes), RequestError>> {
+) -> std::io::Result<std::result::Result<(Request<()>, Bytes), RequestError>> {
     let mut buf = BytesMut::with_capacity(1024);
     loop {
         if io.read_buf(&mut buf).await? == 0 {
-            return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
         match parse_request(&buf, limits) {
             Ok(Some((request, len))) => {

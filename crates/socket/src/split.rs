@@ -7,7 +7,7 @@
 //! whichever of them is waiting to write.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
 use frameway_wire::{Frame, Message};
@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::connection::{Incoming, WebSocket};
 use crate::error::{Error, Result};
+use crate::sync::lock;
 
 #[derive(Default)]
 struct WriteWakers {
@@ -42,12 +43,6 @@ struct Shared<S> {
     ws: Mutex<WebSocket<S>>,
     wakers: Arc<WriteWakers>,
     waker: Waker,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock leaves the connection state consistent
-    // (every poll step is atomic), so a poisoned lock is still usable.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub(crate) fn split<S>(ws: WebSocket<S>) -> (ReadHalf<S>, WriteHalf<S>) {

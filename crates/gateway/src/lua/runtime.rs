@@ -8,7 +8,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
+
+use crate::sync::lock;
 
 use mlua::{Function, Lua, Table, Value};
 
@@ -250,18 +252,12 @@ impl Runtime {
         })
     }
 
-    fn lock(mutex: &Mutex<Vm>) -> MutexGuard<'_, Vm> {
-        // A panic while a state was locked leaves nothing half-done that
-        // Lua itself would not have cleaned up: keep serving.
-        mutex.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Runs `f` on the state connection `conn` is pinned to.
     pub(crate) fn with_vm<R>(&self, conn: u64, f: impl FnOnce(&Vm) -> R) -> R {
         let slot = &self.slots[(conn % self.slots.len() as u64) as usize];
-        let vm = Self::lock(&slot.vm);
+        let vm = lock(&slot.vm);
         if slot.has_ended.swap(false, Ordering::Relaxed) {
-            let mut ended = slot.ended.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut ended = lock(&slot.ended);
             vm.forget(&mut ended);
         }
         f(&vm)
@@ -271,7 +267,7 @@ impl Runtime {
     /// free, or at that state's next use.
     pub(crate) fn forget(&self, conn: u64) {
         let slot = &self.slots[(conn % self.slots.len() as u64) as usize];
-        let mut ended = slot.ended.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut ended = lock(&slot.ended);
         ended.push(conn);
         match slot.vm.try_lock() {
             Ok(vm) => vm.forget(&mut ended),
@@ -281,10 +277,7 @@ impl Runtime {
 
     /// Loads plugin `name` into every state (once) and reads its schema.
     pub(crate) fn definition(&self, name: &str) -> Result<Arc<Definition>, String> {
-        let mut definitions = self
-            .definitions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut definitions = lock(&self.definitions);
         if let Some(def) = definitions.get(name) {
             return Ok(def.clone());
         }
@@ -295,7 +288,7 @@ impl Runtime {
         let name: Arc<str> = name.into();
         let mut declared = None;
         for slot in self.slots.iter() {
-            let mut vm = Self::lock(&slot.vm);
+            let mut vm = lock(&slot.vm);
             let module = vm.load_module(&name, files)?.clone();
             if declared.is_none() {
                 declared = Some(read_declarations(&module, &files.handler())?);
@@ -317,7 +310,7 @@ impl Runtime {
     }
 
     fn load_schema(&self, name: &Arc<str>, path: &std::path::Path) -> Result<Schema, String> {
-        let vm = Self::lock(&self.slots[0].vm);
+        let vm = lock(&self.slots[0].vm);
         vm.begin(Call::init(name.clone()));
         let loaded = loader::load_file(&vm.lua, path).and_then(|chunk| vm.run_init(chunk));
         vm.end();
@@ -346,7 +339,7 @@ impl Runtime {
         };
         let index = self.next_instance.fetch_add(1, Ordering::Relaxed);
         for slot in self.slots.iter() {
-            let mut vm = Self::lock(&slot.vm);
+            let mut vm = lock(&slot.vm);
             let module = vm
                 .modules
                 .get(&*def.name)

@@ -129,7 +129,7 @@ impl Log {
             Sink::File(file) => {
                 // A writer that panicked mid-line left at worst a torn line;
                 // the file is still usable.
-                let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
+                let mut file = crate::sync::lock(file);
                 file.write_all(line.as_bytes()).and_then(|()| file.flush())
             }
         };

@@ -13,7 +13,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use frameway_wire::CloseState;
@@ -25,11 +25,7 @@ use super::stream::ClientStream;
 use super::url::WsUrl;
 use crate::connection::WebSocket;
 use crate::error::{Error, Result, TimeoutKind};
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // No critical section below can panic halfway through an update.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use crate::sync::lock;
 
 /// The pool `name`; created with `create` = (size, backlog) if missing and
 /// asked to.
