@@ -23,28 +23,7 @@ const SESSION_BUCKETS: [f64; 9] = [
 /// Upper bounds of the upstream-connect histogram, seconds.
 const CONNECT_BUCKETS: [f64; 9] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5];
 
-/// Frame types in label order (the index of [`kind_index`]).
-const KINDS: [FrameType; 6] = [
-    FrameType::Text,
-    FrameType::Binary,
-    FrameType::Continuation,
-    FrameType::Ping,
-    FrameType::Pong,
-    FrameType::Close,
-];
-
 const SIDES: [Direction; 2] = [Direction::Client, Direction::Upstream];
-
-fn kind_index(kind: FrameType) -> usize {
-    match kind {
-        FrameType::Text => 0,
-        FrameType::Binary => 1,
-        FrameType::Continuation => 2,
-        FrameType::Ping => 3,
-        FrameType::Pong => 4,
-        FrameType::Close => 5,
-    }
-}
 
 fn side_index(side: Direction) -> usize {
     match side {
@@ -198,7 +177,7 @@ impl Metrics {
         );
         for (key, t) in &routes {
             for (s, side) in SIDES.iter().enumerate() {
-                for (k, kind) in KINDS.iter().enumerate() {
+                for (k, kind) in FrameType::ALL.iter().enumerate() {
                     let _ = writeln!(
                         out,
                         "frameway_messages_total{{{},direction=\"{}\",type=\"{}\"}} {}",
@@ -218,7 +197,7 @@ impl Metrics {
         );
         for (key, t) in &routes {
             for (s, side) in SIDES.iter().enumerate() {
-                for (k, kind) in KINDS.iter().enumerate() {
+                for (k, kind) in FrameType::ALL.iter().enumerate() {
                     let _ = writeln!(
                         out,
                         "frameway_bytes_total{{{},direction=\"{}\",type=\"{}\"}} {}",
@@ -432,7 +411,7 @@ impl RouteMetrics {
 
     /// A unit of `len` payload bytes came from `side`: the message path.
     pub(crate) fn received(&self, side: Direction, kind: FrameType, len: usize) {
-        let (s, k) = (side_index(side), kind_index(kind));
+        let (s, k) = (side_index(side), kind.index());
         self.messages[s][k].fetch_add(1, Relaxed);
         self.bytes[s][k].fetch_add(len as u64, Relaxed);
     }

@@ -11,13 +11,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use frameway_wire::CloseCode;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use http::{HeaderMap, StatusCode};
 use mlua::{Function, Lua, Table, Value, Variadic};
 
 use super::json::{self, Modules};
-use crate::plugin::{query, Direction, Exit, FrameType};
+use crate::plugin::{
+    checked_status, drop_verdict, query, Direction, Exit, FrameType, PlannedClose, Verdict,
+};
 
 /// The phase a call runs in, under Kong's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,21 +55,6 @@ impl Phase {
     }
 }
 
-/// What the handler asked to happen to the in-flight frame.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) enum Action {
-    /// Forward it.
-    #[default]
-    Forward,
-    /// `drop_frame()`.
-    Drop,
-    /// `close(...)`: status and message for the sender, then for the peer.
-    Close {
-        sender: (Option<u16>, Option<String>),
-        peer: (Option<u16>, Option<String>),
-    },
-}
-
 /// The in-flight frame of a frame phase.
 pub(crate) struct FrameCall {
     pub(crate) kind: FrameType,
@@ -77,7 +63,8 @@ pub(crate) struct FrameCall {
     pub(crate) data_changed: bool,
     pub(crate) status: Option<u16>,
     pub(crate) status_changed: bool,
-    pub(crate) action: Action,
+    /// What the handler decided, as the native PDK's verdict.
+    pub(crate) verdict: Verdict,
 }
 
 /// The request of a handshake phase, and what the handler asked for.
@@ -279,13 +266,10 @@ fn side(lua: &Lua, direction: Direction) -> mlua::Result<Table> {
         lua.create_function(move |lua, status: Value| {
             with_call(lua, |call| {
                 let frame = call.frame_in(direction, &name)?;
-                if frame.kind != FrameType::Close {
-                    return Err(format!(
-                        "{name}: cannot set the status of a {} frame (only close frames have one)",
-                        frame.kind.as_str()
-                    ));
-                }
-                frame.status = Some(close_status(&status, &name)?);
+                let status = close_status(&status, &name)?;
+                let status =
+                    checked_status(frame.kind, status).map_err(|e| format!("{name}: {e}"))?;
+                frame.status = Some(status);
                 frame.status_changed = true;
                 Ok(())
             })
@@ -298,10 +282,7 @@ fn side(lua: &Lua, direction: Direction) -> mlua::Result<Table> {
         lua.create_function(move |lua, ()| {
             with_call(lua, |call| {
                 let frame = call.frame_in(direction, &name)?;
-                if frame.kind == FrameType::Close {
-                    return Err(format!("{name}: close frames cannot be dropped"));
-                }
-                frame.action = Action::Drop;
+                frame.verdict = drop_verdict(frame.kind).map_err(|e| format!("{name}: {e}"))?;
                 Ok(())
             })
         })?,
@@ -327,17 +308,19 @@ fn side(lua: &Lua, direction: Direction) -> mlua::Result<Table> {
                         .frame
                         .as_mut()
                         .ok_or_else(|| format!("{name}: no frame in flight"))?;
-                    frame.action = if sender == direction {
-                        Action::Close {
-                            sender: mine,
-                            peer: other,
-                        }
+                    let (to_sender, to_peer) = if sender == direction {
+                        (mine, other)
                     } else {
-                        Action::Close {
-                            sender: other,
-                            peer: mine,
-                        }
+                        (other, mine)
                     };
+                    let (sender, peer) = PlannedClose::pair(
+                        to_sender.0,
+                        to_sender.1.as_deref(),
+                        to_peer.0,
+                        to_peer.1.as_deref(),
+                    )
+                    .map_err(|e| format!("{name}: {e}"))?;
+                    frame.verdict = Verdict::Close { sender, peer };
                     Ok(())
                 })
             },
@@ -399,14 +382,11 @@ fn close_status(status: &Value, function: &str) -> Result<u16, String> {
             ))
         }
     };
-    u16::try_from(code)
-        .ok()
-        .filter(|&c| CloseCode::new(c).is_some())
-        .ok_or_else(|| {
-            format!(
-                "{function}: invalid close status {code}: use 1000-1003, 1007-1014 or 3000-4999"
-            )
-        })
+    // Whether a code may be sent is the PDK's rule (`PdkError::InvalidStatus`);
+    // this only turns a Lua number into one.
+    u16::try_from(code).map_err(|_| {
+        format!("{function}: invalid close status {code}: use 1000-1003, 1007-1014 or 3000-4999")
+    })
 }
 
 /// An optional status and message for a close frame.
@@ -422,18 +402,11 @@ fn close_pair(
     let message = match message {
         Value::Nil => None,
         Value::String(s) => {
+            // Its length is the PDK's rule (`PdkError::MessageTooLong`).
             let text = s
                 .to_str()
-                .map_err(|_| format!("{function}: close message must be UTF-8"))?
-                .to_owned();
-            if text.len() > frameway_wire::MAX_CLOSE_REASON {
-                return Err(format!(
-                    "{function}: close message of {} bytes exceeds {}",
-                    text.len(),
-                    frameway_wire::MAX_CLOSE_REASON
-                ));
-            }
-            Some(text)
+                .map_err(|_| format!("{function}: close message must be UTF-8"))?;
+            Some(text.to_owned())
         }
         other => {
             return Err(format!(

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use mlua::Function;
 
-use super::pdk::{self, Action, Call, FrameCall, HandshakeCall, Phase};
+use super::pdk::{self, Call, FrameCall, HandshakeCall, Phase};
 use super::runtime::{ctx_slot, describe, Definition, Instance, Runtime, Vm};
 use crate::plugin::{
-    CloseContext, Direction, FrameContext, HandshakeContext, Plugin, PluginError, State,
+    CloseContext, Direction, FrameContext, HandshakeContext, Plugin, PluginError, State, Verdict,
 };
 
 /// What a frame handler gets after `self, conf`: the frame's type name,
@@ -71,7 +71,7 @@ impl LuaPlugin {
         match result {
             Ok(()) => Ok(call),
             Err(e) if pdk::is_exit(&e) => Ok(call),
-            Err(e) => Err(PluginError::new(describe(&e))),
+            Err(e) => Err(PluginError::Lua(describe(&e))),
         }
     }
 
@@ -91,7 +91,7 @@ impl LuaPlugin {
             let lua_data = vm
                 .lua
                 .create_string(data)
-                .map_err(|e| PluginError::new(describe(&e)))?;
+                .map_err(|e| PluginError::Lua(describe(&e)))?;
             let mut call = self.call(phase, conn, ip);
             call.frame = Some(FrameCall {
                 kind,
@@ -99,7 +99,7 @@ impl LuaPlugin {
                 data_changed: false,
                 status,
                 status_changed: false,
-                action: Action::Forward,
+                verdict: Verdict::Forward,
             });
             let instance = self.instance(vm)?;
             let function = match direction {
@@ -107,7 +107,7 @@ impl LuaPlugin {
                 Direction::Upstream => &instance.upstream_frame,
             };
             let Some(function) = function else {
-                return Ok((None, None, Action::Forward));
+                return Ok((None, None, Verdict::Forward));
             };
             let frame = (vm.kind_name(kind), lua_data, status);
             let call = self.run(vm, (instance, function), call, Some(frame))?;
@@ -122,23 +122,18 @@ impl LuaPlugin {
             Ok::<_, PluginError>((
                 data,
                 frame.status_changed.then_some(frame.status).flatten(),
-                frame.action,
+                frame.verdict,
             ))
         })?;
-        let (data, status, action) = outcome;
+        let (data, status, verdict) = outcome;
         if let Some(data) = data {
             ctx.set_frame_data(data);
         }
         if let Some(status) = status {
             ctx.set_status(status)?;
         }
-        match action {
-            Action::Forward => {}
-            Action::Drop => ctx.drop_frame()?,
-            Action::Close { sender, peer } => {
-                ctx.close(sender.0, sender.1.as_deref(), peer.0, peer.1.as_deref())?
-            }
-        }
+        // Checked by the PDK when the handler called it.
+        ctx.frame.verdict = verdict;
         Ok(())
     }
 }

@@ -90,7 +90,7 @@ impl Vm {
         loader::install_require(&lua, plugins.clone(), &modules, limits.unsafe_libs)?;
         let pdk::Ctx { conns, enter } = pdk::install(&lua, &modules)?;
         lua.set_app_data(Current::default());
-        let [a, b, c, d, e, f] = KINDS.map(|kind| lua.create_string(kind.as_str()));
+        let [a, b, c, d, e, f] = FrameType::ALL.map(|kind| lua.create_string(kind.as_str()));
         let kinds = [a?, b?, c?, d?, e?, f?];
         Ok(Vm {
             kinds,
@@ -122,7 +122,7 @@ impl Vm {
 
     /// The Lua string naming a frame type.
     pub(crate) fn kind_name(&self, kind: FrameType) -> &mlua::String {
-        let index = KINDS.iter().position(|k| *k == kind).unwrap_or(0);
+        let index = kind.index();
         &self.kinds[index]
     }
 
@@ -200,15 +200,6 @@ impl Vm {
 pub(crate) fn ctx_slot(instance: usize) -> i64 {
     instance as i64 + 1
 }
-
-const KINDS: [FrameType; 6] = [
-    FrameType::Text,
-    FrameType::Binary,
-    FrameType::Continuation,
-    FrameType::Ping,
-    FrameType::Pong,
-    FrameType::Close,
-];
 
 /// A state behind its lock, and the connections that ended since it was
 /// last used.

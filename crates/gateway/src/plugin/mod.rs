@@ -15,11 +15,11 @@ mod registry;
 mod session;
 
 pub use chain::{Chain, ChainError};
+pub(crate) use pdk::{checked_status, drop_verdict, InFlight, LimitOverrides};
 pub use pdk::{
     CloseContext, ConnectionInfo, Direction, Exit, FrameContext, FrameType, HandshakeContext,
     PdkError, PlannedClose, Traffic, Verdict,
 };
-pub(crate) use pdk::{InFlight, LimitOverrides};
 pub use registry::{PluginConfigError, PluginFactory, Registry};
 pub use session::{FrameOutcome, Session};
 
@@ -31,19 +31,26 @@ pub type State = Box<dyn Any + Send>;
 /// An error a plugin handler returns: the connection is closed on both
 /// sides with 1011 and the error is logged with the plugin's name.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct PluginError(pub String);
-
-impl PluginError {
-    /// An error with a message.
-    pub fn new(message: impl Into<String>) -> Self {
-        PluginError(message.into())
-    }
+#[non_exhaustive]
+pub enum PluginError {
+    /// The plugin used the PDK in a way it refuses (a bug in the plugin,
+    /// not the peer's fault): dropping a close frame, a status outside the
+    /// close-code range, a header that is not valid HTTP.
+    #[error(transparent)]
+    Pdk(#[from] PdkError),
+    /// The plugin failed on its own terms ([`PluginError::new`]).
+    #[error("{0}")]
+    Failed(String),
+    /// A Lua handler raised an error, or reached its instruction or memory
+    /// budget; the message names the file and line when Lua knows them.
+    #[error("{0}")]
+    Lua(String),
 }
 
-impl From<PdkError> for PluginError {
-    fn from(err: PdkError) -> Self {
-        PluginError(err.to_string())
+impl PluginError {
+    /// The plugin's own failure, with a message for the log.
+    pub fn new(message: impl Into<String>) -> Self {
+        PluginError::Failed(message.into())
     }
 }
 

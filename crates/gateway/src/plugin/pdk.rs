@@ -57,6 +57,29 @@ pub enum FrameType {
 }
 
 impl FrameType {
+    /// Every frame type, in this order: what tables indexed by
+    /// [`FrameType::index`] hold.
+    pub const ALL: [FrameType; 6] = [
+        FrameType::Text,
+        FrameType::Binary,
+        FrameType::Continuation,
+        FrameType::Ping,
+        FrameType::Pong,
+        FrameType::Close,
+    ];
+
+    /// This type's place in [`FrameType::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            FrameType::Text => 0,
+            FrameType::Binary => 1,
+            FrameType::Continuation => 2,
+            FrameType::Ping => 3,
+            FrameType::Pong => 4,
+            FrameType::Close => 5,
+        }
+    }
+
     /// `"text"`, `"binary"`, `"continuation"`, `"ping"`, `"pong"` or `"close"`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -74,7 +97,7 @@ impl FrameType {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PdkError {
     /// `set_status` on a frame that is not a close frame.
-    #[error("set_status can only be called on a close frame, not a {0} frame")]
+    #[error("cannot set the status of a {0} frame (only close frames have one)")]
     StatusOnNonClose(&'static str),
     /// `drop_frame` on a close frame.
     #[error("close frames cannot be dropped")]
@@ -100,7 +123,7 @@ pub struct PlannedClose {
 }
 
 impl PlannedClose {
-    fn new(status: Option<u16>, message: Option<&str>) -> Result<Self, PdkError> {
+    pub(crate) fn new(status: Option<u16>, message: Option<&str>) -> Result<Self, PdkError> {
         let code = status.unwrap_or(1000);
         let status = CloseCode::new(code).ok_or(PdkError::InvalidStatus(code))?;
         let message = message.unwrap_or("").to_owned();
@@ -111,7 +134,7 @@ impl PlannedClose {
     }
 
     /// The close frames for the sender and its peer, as `close` takes them.
-    fn pair(
+    pub(crate) fn pair(
         status: Option<u16>,
         message: Option<&str>,
         peer_status: Option<u16>,
@@ -236,21 +259,14 @@ impl FrameContext<'_> {
     /// Replaces a close frame's status code; an error for other frames or a
     /// code that may not be sent.
     pub fn set_status(&mut self, status: u16) -> Result<(), PdkError> {
-        if self.frame.kind != FrameType::Close {
-            return Err(PdkError::StatusOnNonClose(self.frame.kind.as_str()));
-        }
-        CloseCode::new(status).ok_or(PdkError::InvalidStatus(status))?;
-        self.frame.status = Some(status);
+        self.frame.status = Some(checked_status(self.frame.kind, status)?);
         Ok(())
     }
 
     /// Drops the frame; later handlers are skipped. Close frames cannot be
     /// dropped.
     pub fn drop_frame(&mut self) -> Result<(), PdkError> {
-        if self.frame.kind == FrameType::Close {
-            return Err(PdkError::DropClose);
-        }
-        self.frame.verdict = Verdict::Drop;
+        self.frame.verdict = drop_verdict(self.frame.kind)?;
         Ok(())
     }
 
@@ -282,6 +298,26 @@ impl FrameContext<'_> {
         self.frame.verdict = Verdict::ForwardThenClose { sender, peer };
         Ok(())
     }
+}
+
+/// `status` as the new status of a `kind` frame: only close frames have
+/// one, and only a code that may be sent. The rule of `set_status`, native
+/// and Lua.
+pub(crate) fn checked_status(kind: FrameType, status: u16) -> Result<u16, PdkError> {
+    if kind != FrameType::Close {
+        return Err(PdkError::StatusOnNonClose(kind.as_str()));
+    }
+    CloseCode::new(status).ok_or(PdkError::InvalidStatus(status))?;
+    Ok(status)
+}
+
+/// The verdict of `drop_frame` on a `kind` frame: close frames cannot be
+/// dropped (the closing handshake must go through). Native and Lua.
+pub(crate) fn drop_verdict(kind: FrameType) -> Result<Verdict, PdkError> {
+    if kind == FrameType::Close {
+        return Err(PdkError::DropClose);
+    }
+    Ok(Verdict::Drop)
 }
 
 /// A handshake answered by a plugin instead of the upstream.
