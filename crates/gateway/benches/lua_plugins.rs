@@ -22,9 +22,6 @@ impl Plugin for NativeNoop {
     fn name(&self) -> &str {
         "native-noop"
     }
-    fn handles_frames(&self) -> bool {
-        true
-    }
     fn client_frame(&self, _ctx: &mut FrameContext<'_>) -> Result<(), PluginError> {
         Ok(())
     }
@@ -36,9 +33,6 @@ struct NativeRewrite;
 impl Plugin for NativeRewrite {
     fn name(&self) -> &str {
         "native-rewrite"
-    }
-    fn handles_frames(&self) -> bool {
-        true
     }
     fn client_frame(&self, ctx: &mut FrameContext<'_>) -> Result<(), PluginError> {
         let (data, kind, _) = ctx.get_frame();

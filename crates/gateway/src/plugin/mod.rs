@@ -57,8 +57,8 @@ impl PluginError {
 /// One plugin instance, configured for a route, a service or globally.
 ///
 /// Every method has a default that does nothing, so a plugin implements only
-/// the phases it needs. Plugins without frame handlers (those whose
-/// [`Plugin::handles_frames`] is false) keep the route on the fast path:
+/// the phases it needs. Plugins without frame handlers say so
+/// ([`Plugin::handles_frames`] false) and keep the route on the fast path:
 /// frames are forwarded as they come, without aggregation.
 ///
 /// ```
@@ -70,7 +70,6 @@ impl PluginError {
 /// impl Plugin for Shout {
 ///     fn name(&self) -> &str { "shout" }
 ///     fn priority(&self) -> i32 { 10 }
-///     fn handles_frames(&self) -> bool { true }
 ///     fn client_frame(&self, ctx: &mut FrameContext<'_>) -> Result<(), PluginError> {
 ///         let (data, kind, _) = ctx.get_frame();
 ///         if kind == frameway_gateway::plugin::FrameType::Text {
@@ -92,9 +91,15 @@ pub trait Plugin: Send + Sync + 'static {
 
     /// Whether [`Plugin::client_frame`] or [`Plugin::upstream_frame`] do
     /// anything. Routes whose plugins all answer false are proxied without
-    /// aggregating fragments or copying payloads.
+    /// aggregating fragments or copying payloads (the fast path), and their
+    /// frame methods are never called.
+    ///
+    /// True unless a plugin says otherwise: a plugin that implements a frame
+    /// phase is run whether or not it remembered this method, and one that
+    /// has only handshake or close phases answers false to keep its routes
+    /// on the fast path.
     fn handles_frames(&self) -> bool {
-        false
+        true
     }
 
     /// Creates the per-connection state this plugin keeps (Kong's

@@ -24,6 +24,8 @@ pub type PluginFactory =
 /// struct Noop;
 /// impl Plugin for Noop {
 ///     fn name(&self) -> &str { "noop" }
+///     // No frame phases: its routes stay on the fast path.
+///     fn handles_frames(&self) -> bool { false }
 /// }
 ///
 /// let mut registry = Registry::with_builtins();

@@ -40,7 +40,6 @@ pub struct FrameOutcome {
 /// struct DropPings;
 /// impl Plugin for DropPings {
 ///     fn name(&self) -> &str { "drop-pings" }
-///     fn handles_frames(&self) -> bool { true }
 ///     fn client_frame(&self, ctx: &mut FrameContext<'_>) -> Result<(), PluginError> {
 ///         if ctx.get_frame().1 == FrameType::Ping {
 ///             ctx.drop_frame()?;
@@ -119,5 +118,37 @@ impl Session {
         self.relay.replied(Direction::Client, client_status);
         self.relay.replied(Direction::Upstream, upstream_status);
         self.relay.close_phase();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::plugin::{FrameContext, Plugin, PluginError};
+
+    /// Implements a frame phase and nothing else: no `handles_frames`.
+    struct DropsText;
+
+    impl Plugin for DropsText {
+        fn name(&self) -> &str {
+            "drops-text"
+        }
+        fn client_frame(&self, ctx: &mut FrameContext<'_>) -> Result<(), PluginError> {
+            ctx.drop_frame()?;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_plugin_with_a_frame_phase_runs_even_without_saying_it_handles_frames() {
+        let chain = Chain::new(vec![Arc::new(DropsText)]);
+        assert!(chain.handles_frames());
+        let mut session = Session::new(chain);
+        let outcome = session
+            .frame(Direction::Client, FrameType::Text, "hi".into(), None)
+            .unwrap();
+        assert_eq!(outcome.verdict, Verdict::Drop);
     }
 }

@@ -185,6 +185,11 @@ impl Plugin for IpRestriction {
         990
     }
 
+    /// Handshake only: its routes stay on the fast path.
+    fn handles_frames(&self) -> bool {
+        false
+    }
+
     fn handshake(&self, ctx: &mut HandshakeContext<'_>) -> Result<(), PluginError> {
         let ip = ctx.client_ip();
         if !self.permits(ip) {

@@ -193,6 +193,11 @@ impl Plugin for KeyAuth {
         1250
     }
 
+    /// Handshake only: its routes stay on the fast path.
+    fn handles_frames(&self) -> bool {
+        false
+    }
+
     fn handshake(&self, ctx: &mut HandshakeContext<'_>) -> Result<(), PluginError> {
         let (name, key) = match self.lookup(ctx) {
             Lookup::Found { key, .. } if key.is_empty() => {

@@ -61,6 +61,11 @@ impl Plugin for SizeLimit {
         999_999
     }
 
+    /// Handshake only: its routes stay on the fast path.
+    fn handles_frames(&self) -> bool {
+        false
+    }
+
     fn handshake(&self, ctx: &mut HandshakeContext<'_>) -> Result<(), PluginError> {
         if let Some(limit) = self.config.client_max_payload {
             ctx.set_client_max_payload_size(limit);
