@@ -4,33 +4,13 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::{
-    connected_client, echo_route_config, free_port, line_containing, start_logged, Server,
+    admin, connected_client, echo_route_config, free_port, line_containing, start_logged, Server,
 };
-
-/// One HTTP/1.1 request to the admin listener: the status and the body.
-fn admin(port: u16, method: &str, path: &str) -> (u16, String) {
-    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        tcp,
-        "{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    tcp.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, body)| body)
-        .to_owned();
-    (status, body)
-}
 
 /// `promtool check metrics` on `text`: its verdict and output.
 fn promtool(text: &str) -> (bool, String) {
