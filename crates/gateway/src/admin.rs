@@ -72,7 +72,7 @@ impl ConfigSource {
     }
 
     /// Reads the file again: a valid one serves every connection accepted
-    /// from now on (open ones keep theirs; listeners do not change); an
+    /// from now on (open ones keep theirs) and the listeners follow it; an
     /// invalid one is refused with every error, and the running
     /// configuration stays. Logged and counted either way.
     pub fn reload(&self) -> Result<(), ReloadError> {
@@ -87,7 +87,7 @@ impl ConfigSource {
                 }
                 tracing::info!(
                     file = %path.display(),
-                    "configuration reloaded: new connections use it (listeners are unchanged)"
+                    "configuration reloaded: new connections use it"
                 );
                 self.reloader.reload(config);
                 Ok(())

@@ -47,9 +47,9 @@ impl Configs {
 pub struct Reloader(Arc<watch::Sender<Arc<Config>>>);
 
 impl Reloader {
-    /// Serves every connection accepted from now on with `config`.
-    /// Listeners are not changed: they stay those the gateway was bound
-    /// with.
+    /// Serves every connection accepted from now on with `config`, and
+    /// listens where it says: every worker binds the addresses it adds and
+    /// stops accepting on those it removes (their open connections go on).
     pub fn reload(&self, config: Config) {
         self.0.send_replace(Arc::new(config));
     }
@@ -211,24 +211,43 @@ impl Gateway {
     pub async fn serve_until(self, stop: impl Future<Output = ()>) {
         let running = self.config.current();
         let (drain, signal) = Drain::new(running.close_spread);
-        let mut accepting = tokio::task::JoinSet::new();
-        for listener in self.plain {
-            let config = self.config.clone();
-            let worker = self.worker.clone();
-            accepting.spawn(accept_loop(listener, None, config, signal.clone(), worker));
+        let mut listening = Listening {
+            accepting: tokio::task::JoinSet::new(),
+            loops: Vec::new(),
+            acceptor: self.tls.first().map(|(_, a)| a.clone()),
+            configs: self.config.clone(),
+            signal,
+            worker: self.worker.clone(),
+        };
+        // Keyed by the address as configured (port 0 included), so that a
+        // reload that keeps an address keeps its listener.
+        for (&addr, listener) in running.listen.iter().zip(self.plain) {
+            listening.start(addr, false, listener);
         }
-        for (listener, acceptor) in self.tls {
-            let config = self.config.clone();
-            accepting.spawn(accept_loop(
-                listener,
-                Some(acceptor),
-                config,
-                signal.clone(),
-                self.worker.clone(),
-            ));
+        for (&addr, (listener, _)) in running.tls_listen.iter().zip(self.tls) {
+            listening.start(addr, true, listener);
         }
+        // A reload before this point is followed at once: `follow` only
+        // changes what differs.
+        let mut changes = self.config.rx.clone();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                changed = changes.changed() => match changed {
+                    Ok(()) => {
+                        let config = changes.borrow_and_update().clone();
+                        listening.follow(&config);
+                    }
+                    Err(_) => (&mut stop).await,
+                },
+            }
+        }
+        let Listening {
+            accepting, signal, ..
+        } = listening;
+        let mut accepting = accepting;
         drop(signal);
-        stop.await;
         self.metrics.set_draining();
         accepting.shutdown().await;
         let drain_timeout = running.drain_timeout;
@@ -249,6 +268,70 @@ impl Gateway {
             .is_err()
         {
             tracing::warn!("drained with connections still open after the grace period");
+        }
+    }
+}
+
+/// A worker's accept loops, one per listening address, and what it needs
+/// to start more when a reload adds addresses.
+struct Listening {
+    accepting: tokio::task::JoinSet<()>,
+    /// The configured address, whether it is TLS, and its accept loop.
+    loops: Vec<(SocketAddr, bool, tokio::task::AbortHandle)>,
+    acceptor: Option<TlsAcceptor>,
+    configs: Configs,
+    signal: DrainSignal,
+    worker: Arc<WorkerMetrics>,
+}
+
+impl Listening {
+    fn start(&mut self, addr: SocketAddr, tls: bool, listener: TcpListener) {
+        let acceptor = if tls { self.acceptor.clone() } else { None };
+        let handle = self.accepting.spawn(accept_loop(
+            listener,
+            acceptor,
+            self.configs.clone(),
+            self.signal.clone(),
+            self.worker.clone(),
+        ));
+        self.loops.push((addr, tls, handle));
+    }
+
+    /// Listens where a reloaded `config` says: addresses it no longer has
+    /// stop accepting (their open connections go on), new ones are bound.
+    /// A new TLS address needs the certificate the gateway started with.
+    fn follow(&mut self, config: &Config) {
+        let wanted = |addr: &SocketAddr, tls: bool| match tls {
+            false => config.listen.contains(addr),
+            true => config.tls_listen.contains(addr),
+        };
+        self.loops.retain(|(addr, tls, handle)| {
+            let keep = wanted(addr, *tls);
+            if !keep {
+                handle.abort();
+                tracing::info!(%addr, "reload: no longer listening");
+            }
+            keep
+        });
+        let new: Vec<(SocketAddr, bool)> = config
+            .listen
+            .iter()
+            .map(|&a| (a, false))
+            .chain(config.tls_listen.iter().map(|&a| (a, true)))
+            .filter(|&(a, tls)| !self.loops.iter().any(|&(b, t, _)| a == b && t == tls))
+            .collect();
+        for (addr, tls) in new {
+            if tls && self.acceptor.is_none() {
+                tracing::error!(%addr, "reload: a TLS listener needs the certificate at start; restart to add one");
+                continue;
+            }
+            match reuseport_listener(addr) {
+                Ok(listener) => {
+                    tracing::info!(%addr, "reload: listening");
+                    self.start(addr, tls, listener);
+                }
+                Err(err) => tracing::error!(%addr, "reload: cannot listen: {err}"),
+            }
         }
     }
 }
