@@ -169,43 +169,32 @@ impl Metrics {
                 t.total
             );
         }
-        family(
-            &mut out,
-            "frameway_messages_total",
-            "counter",
-            "Messages and control frames received, by the side that sent them.",
-        );
-        for (key, t) in &routes {
-            for (s, side) in SIDES.iter().enumerate() {
-                for (k, kind) in FrameType::ALL.iter().enumerate() {
-                    let _ = writeln!(
-                        out,
-                        "frameway_messages_total{{{},direction=\"{}\",type=\"{}\"}} {}",
-                        labels(key),
-                        side.as_str(),
-                        kind.as_str(),
-                        t.messages[s][k]
-                    );
-                }
-            }
-        }
-        family(
-            &mut out,
-            "frameway_bytes_total",
-            "counter",
-            "Payload bytes received, by the side that sent them.",
-        );
-        for (key, t) in &routes {
-            for (s, side) in SIDES.iter().enumerate() {
-                for (k, kind) in FrameType::ALL.iter().enumerate() {
-                    let _ = writeln!(
-                        out,
-                        "frameway_bytes_total{{{},direction=\"{}\",type=\"{}\"}} {}",
-                        labels(key),
-                        side.as_str(),
-                        kind.as_str(),
-                        t.bytes[s][k]
-                    );
+        let tables: [(&str, &str, PerSideAndType); 2] = [
+            (
+                "frameway_messages_total",
+                "Messages and control frames received, by the side that sent them.",
+                |t| &t.messages,
+            ),
+            (
+                "frameway_bytes_total",
+                "Payload bytes received, by the side that sent them.",
+                |t| &t.bytes,
+            ),
+        ];
+        for (name, help, table) in tables {
+            family(&mut out, name, "counter", help);
+            for (key, t) in &routes {
+                for (s, side) in SIDES.iter().enumerate() {
+                    for (k, kind) in FrameType::ALL.iter().enumerate() {
+                        let _ = writeln!(
+                            out,
+                            "{name}{{{},direction=\"{}\",type=\"{}\"}} {}",
+                            labels(key),
+                            side.as_str(),
+                            kind.as_str(),
+                            table(t)[s][k]
+                        );
+                    }
                 }
             }
         }
@@ -462,6 +451,9 @@ impl Histogram {
         self.count += 1;
     }
 }
+
+/// One of a route's counter tables, by side and frame type.
+type PerSideAndType = fn(&RouteTotals) -> &[[u64; 6]; 2];
 
 /// Totals of one route over the workers.
 #[derive(Default)]
