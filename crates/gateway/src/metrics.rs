@@ -25,13 +25,6 @@ const CONNECT_BUCKETS: [f64; 9] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
 
 const SIDES: [Direction; 2] = [Direction::Client, Direction::Upstream];
 
-fn side_index(side: Direction) -> usize {
-    match side {
-        Direction::Client => 0,
-        Direction::Upstream => 1,
-    }
-}
-
 /// The metrics of one gateway process: every worker's counters and the
 /// process-wide facts (reloads, draining).
 pub struct Metrics {
@@ -400,14 +393,14 @@ impl RouteMetrics {
 
     /// A unit of `len` payload bytes came from `side`: the message path.
     pub(crate) fn received(&self, side: Direction, kind: FrameType, len: usize) {
-        let (s, k) = (side_index(side), kind.index());
+        let (s, k) = (side.index(), kind.index());
         self.messages[s][k].fetch_add(1, Relaxed);
         self.bytes[s][k].fetch_add(len as u64, Relaxed);
     }
 
     /// A plugin dropped a frame from `side`.
     pub(crate) fn dropped(&self, side: Direction) {
-        self.dropped[side_index(side)].fetch_add(1, Relaxed);
+        self.dropped[side.index()].fetch_add(1, Relaxed);
     }
 
     /// A connection ended after `duration`, each side having sent its

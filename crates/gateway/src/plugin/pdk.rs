@@ -30,6 +30,14 @@ impl Direction {
         }
     }
 
+    /// 0 for the client, 1 for the upstream: the index of per-side tables.
+    pub fn index(self) -> usize {
+        match self {
+            Direction::Client => 0,
+            Direction::Upstream => 1,
+        }
+    }
+
     /// The other side: where a frame from this side goes.
     pub fn opposite(self) -> Direction {
         match self {

@@ -92,18 +92,11 @@ pub(crate) struct Relay {
     states: Vec<Option<State>>,
     shared: Extensions,
     conn: ConnectionInfo,
-    /// What each side sent, indexed by [`side`].
+    /// What each side sent, indexed by [`Direction::index`].
     traffic: [Traffic; 2],
     /// The close status each side sent (or answered with).
     status: [Option<u16>; 2],
     metrics: RelayMetrics,
-}
-
-fn side(direction: Direction) -> usize {
-    match direction {
-        Direction::Client => 0,
-        Direction::Upstream => 1,
-    }
 }
 
 impl Relay {
@@ -206,7 +199,7 @@ impl Relay {
     /// Counts a unit received from `from`, and records its status if it is
     /// that side's close.
     fn count(&mut self, from: Direction, unit: &Unit) {
-        let traffic = &mut self.traffic[side(from)];
+        let traffic = &mut self.traffic[from.index()];
         traffic.messages += 1;
         traffic.bytes += unit.data.len() as u64;
         self.metrics
@@ -232,7 +225,7 @@ impl Relay {
     /// Records the close status `side` answered with, unless it already
     /// sent one of its own.
     pub(crate) fn replied(&mut self, from: Direction, status: Option<u16>) {
-        let slot = &mut self.status[side(from)];
+        let slot = &mut self.status[from.index()];
         if slot.is_none() {
             *slot = status;
         }
