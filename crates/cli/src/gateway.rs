@@ -11,6 +11,7 @@ use frameway_gateway::admin::{self, ConfigSource};
 use frameway_gateway::config::Config;
 use frameway_gateway::plugin::Registry;
 use frameway_gateway::{reuseport_listener, Gateway};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 #[derive(Args)]
 pub struct GatewayArgs {
@@ -60,6 +61,9 @@ pub fn run(args: GatewayArgs) -> Result<(), Box<dyn std::error::Error>> {
     // The first worker binds here, so that a port 0 is resolved once and
     // every other worker listens on the same address.
     let gateway = runtime.block_on(Gateway::bind(config))?;
+    // Before anything says "listening": a SIGHUP that arrives after that
+    // line must reload, not end the process by its default action.
+    let signals = runtime.block_on(async { Signals::install() });
     // The first worker hears the signals and tells the others: tokio's
     // `watch` works across runtimes.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -106,9 +110,9 @@ pub fn run(args: GatewayArgs) -> Result<(), Box<dyn std::error::Error>> {
         );
         runtime.spawn(admin::serve(listener, source.clone()));
     }
-    runtime.spawn(reload_on_sighup(source));
+    runtime.spawn(reload_on_hangups(source, signals.hangup));
     runtime.block_on(gateway.serve_until(async move {
-        stopped_by_signal().await;
+        stopped_by(signals.stop).await;
         stop_tx.send_replace(true);
     }));
     // The other workers may still be draining: this runtime goes on
@@ -123,16 +127,35 @@ pub fn run(args: GatewayArgs) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// The signals the gateway answers, installed at start.
+struct Signals {
+    /// `None` when the handler could not be installed (logged).
+    hangup: Option<Signal>,
+    /// SIGTERM and SIGINT; `None` as above.
+    stop: Option<(Signal, Signal)>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        let hangup = signal(SignalKind::hangup())
+            .inspect_err(|e| tracing::warn!("cannot listen for SIGHUP ({e}): reloading is off"))
+            .ok();
+        let stop = signal(SignalKind::terminate())
+            .and_then(|term| Ok((term, signal(SignalKind::interrupt())?)))
+            .inspect_err(|e| {
+                tracing::warn!("cannot listen for SIGTERM/SIGINT ({e}): the gateway will not drain")
+            })
+            .ok();
+        Signals { hangup, stop }
+    }
+}
+
 /// On every SIGHUP, reads the configuration file again (see
 /// [`ConfigSource::reload`]). Without a file (the built-in configuration)
 /// there is nothing to re-read, but SIGHUP must still not end the process,
 /// as its default action would.
-async fn reload_on_sighup(source: Arc<ConfigSource>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP: reloading is off");
-        return;
-    };
+async fn reload_on_hangups(source: Arc<ConfigSource>, hangups: Option<Signal>) {
+    let Some(mut hangups) = hangups else { return };
     while hangups.recv().await.is_some() {
         // Logged and counted by the reload itself.
         let _ = source.reload();
@@ -141,13 +164,8 @@ async fn reload_on_sighup(source: Arc<ConfigSource>) {
 
 /// Resolves at the first SIGTERM or SIGINT; from then on a second SIGINT
 /// ends the process at once (an operator who does not want to wait).
-async fn stopped_by_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::warn!("cannot listen for SIGTERM/SIGINT: the gateway will not drain");
+async fn stopped_by(stop: Option<(Signal, Signal)>) {
+    let Some((mut term, mut int)) = stop else {
         return std::future::pending().await;
     };
     let name = tokio::select! {
