@@ -115,3 +115,49 @@ fn metrics_status_readiness_and_reload_on_the_admin_listener() {
     );
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn lua_handlers_stopped_by_their_limits_are_counted_by_plugin_and_limit() {
+    let (_echo, echo_port) = support::echo_server(&[]);
+    let (port, admin_port) = (free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("frameway-lua-limits-{port}"));
+    std::fs::create_dir_all(dir.join("spin")).unwrap();
+    std::fs::write(
+        dir.join("spin/handler.lua"),
+        "local P = { PRIORITY = 1, VERSION = \"1\" }\n\
+         function P:ws_client_frame(conf)\n  \
+           if kong.websocket.client.get_frame() == \"spin\" then while true do end end\n\
+           local t = {}\n  for i = 1, 1e7 do t[i] = (\"x\"):rep(64) .. i end\n\
+         end\nreturn P\n",
+    )
+    .unwrap();
+    let gateway = format!(
+        "lua_plugin_dirs = [{:?}]\nlua_max_memory = 8388608\n\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"",
+        dir.display()
+    );
+    let plugin = "  [[services.routes.plugins]]\n  name = \"spin\"\n";
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, echo_route_config(port, echo_port, &gateway, plugin)).unwrap();
+    let (_gateway, logs) = start_logged(&["gateway", "--config", path.to_str().unwrap()]);
+    line_containing(&logs, "frameway admin listening", Duration::from_secs(10));
+
+    let url = format!("ws://127.0.0.1:{port}/echo");
+    for message in ["spin\n", "grow\n"] {
+        let out = support::run(&["client", &url], message);
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("1011"),
+            "a handler over its limit closes with 1011"
+        );
+    }
+    let (_, text) = admin(admin_port, "GET", "/metrics");
+    for line in [
+        r#"frameway_lua_limit_hits_total{plugin="spin",limit="instructions"} 1"#,
+        r#"frameway_lua_limit_hits_total{plugin="spin",limit="memory"} 1"#,
+        r#"frameway_plugin_errors_total{plugin="spin"} 2"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+    let (valid, said) = promtool(&text);
+    assert!(valid, "promtool refused /metrics: {said}");
+    let _ = std::fs::remove_dir_all(dir);
+}

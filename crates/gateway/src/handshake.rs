@@ -203,7 +203,7 @@ where
         }
         Err(err) => {
             tracing::error!(connection = conn.id, plugin = %err.plugin, "handshake plugin failed: {}", err.error);
-            worker.plugin_error(&err.plugin);
+            worker.plugin_error(&err.plugin, &err.error);
             let failed = StatusCode::INTERNAL_SERVER_ERROR;
             return Err(Some(respond(&mut io, failed, "plugin error\n").await));
         }

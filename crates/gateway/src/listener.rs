@@ -369,6 +369,7 @@ async fn accept_loop(
                 conn
             }
             Err(e) => {
+                worker.accept_failed();
                 tokio::time::sleep(failing.failed(&e)).await;
                 continue;
             }

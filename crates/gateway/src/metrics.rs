@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::plugin::{Direction, FrameType};
+use crate::plugin::{Direction, FrameType, LuaLimit, PluginError};
 use crate::sync::lock;
 
 /// Upper bounds of the session-duration histogram, seconds.
@@ -99,6 +99,8 @@ impl Metrics {
         let mut routes: Vec<((String, String), RouteTotals)> = Vec::new();
         let mut handshakes: HashMap<u16, u64> = HashMap::new();
         let mut plugin_errors: HashMap<String, u64> = HashMap::new();
+        let mut lua_limits: HashMap<(String, LuaLimit), u64> = HashMap::new();
+        let mut accept_failures = 0;
         let mut connect: HashMap<String, HistogramTotals> = HashMap::new();
         for worker in &workers {
             for (key, route) in lock(&worker.routes).iter() {
@@ -117,6 +119,10 @@ impl Metrics {
             for (plugin, n) in lock(&worker.plugin_errors).iter() {
                 *plugin_errors.entry(plugin.clone()).or_default() += n;
             }
+            for (key, n) in lock(&worker.lua_limits).iter() {
+                *lua_limits.entry(key.clone()).or_default() += n;
+            }
+            accept_failures += worker.accept_failures.load(Relaxed);
             for (service, h) in lock(&worker.connect).iter() {
                 connect
                     .entry(service.clone())
@@ -273,6 +279,29 @@ impl Metrics {
         }
         family(
             &mut out,
+            "frameway_lua_limit_hits_total",
+            "counter",
+            "Lua handler calls stopped by lua_max_instructions or lua_max_memory, by plugin.",
+        );
+        let mut lua_limits: Vec<_> = lua_limits.into_iter().collect();
+        lua_limits.sort_by(|a, b| (&a.0 .0, a.0 .1.as_str()).cmp(&(&b.0 .0, b.0 .1.as_str())));
+        for ((plugin, limit), n) in lua_limits {
+            let _ = writeln!(
+                out,
+                "frameway_lua_limit_hits_total{{plugin=\"{}\",limit=\"{}\"}} {n}",
+                escape(&plugin),
+                limit.as_str()
+            );
+        }
+        family(
+            &mut out,
+            "frameway_accept_failures_total",
+            "counter",
+            "Connections the listeners failed to accept (out of file descriptors, typically).",
+        );
+        let _ = writeln!(out, "frameway_accept_failures_total {accept_failures}");
+        family(
+            &mut out,
             "frameway_reloads_total",
             "counter",
             "Configuration reloads by result.",
@@ -325,7 +354,9 @@ pub(crate) struct WorkerMetrics {
     routes: Mutex<HashMap<(String, String), Arc<RouteMetrics>>>,
     handshakes: Mutex<HashMap<u16, u64>>,
     plugin_errors: Mutex<HashMap<String, u64>>,
+    lua_limits: Mutex<HashMap<(String, LuaLimit), u64>>,
     connect: Mutex<HashMap<String, Histogram>>,
+    accept_failures: AtomicU64,
 }
 
 impl WorkerMetrics {
@@ -343,11 +374,21 @@ impl WorkerMetrics {
         *lock(&self.handshakes).entry(status).or_default() += 1;
     }
 
-    /// A plugin failed.
-    pub(crate) fn plugin_error(&self, plugin: &str) {
+    /// A plugin failed with `error`.
+    pub(crate) fn plugin_error(&self, plugin: &str, error: &PluginError) {
         *lock(&self.plugin_errors)
             .entry(plugin.to_owned())
             .or_default() += 1;
+        if let PluginError::LuaLimit { limit, .. } = error {
+            *lock(&self.lua_limits)
+                .entry((plugin.to_owned(), *limit))
+                .or_default() += 1;
+        }
+    }
+
+    /// Accepting a connection failed (out of file descriptors, typically).
+    pub(crate) fn accept_failed(&self) {
+        self.accept_failures.fetch_add(1, Relaxed);
     }
 
     /// An upstream connection of `service` took `elapsed` to open.

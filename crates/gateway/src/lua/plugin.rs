@@ -8,7 +8,7 @@ use bytes::Bytes;
 use mlua::Function;
 
 use super::pdk::{self, Call, FrameCall, HandshakeCall, Phase};
-use super::runtime::{ctx_slot, describe, Definition, Instance, Runtime, Vm};
+use super::runtime::{ctx_slot, plugin_error, Definition, Instance, Runtime, Vm};
 use crate::plugin::{
     CloseContext, Direction, FrameContext, HandshakeContext, Plugin, PluginError, State, Verdict,
 };
@@ -71,7 +71,7 @@ impl LuaPlugin {
         match result {
             Ok(()) => Ok(call),
             Err(e) if pdk::is_exit(&e) => Ok(call),
-            Err(e) => Err(PluginError::Lua(describe(&e))),
+            Err(e) => Err(plugin_error(&e)),
         }
     }
 
@@ -87,11 +87,8 @@ impl LuaPlugin {
         let ip = ctx.connection().client_addr.ip();
         let (data, kind, status) = ctx.get_frame();
         let phase = Phase::frame(direction);
-        let outcome = self.runtime.with_vm(conn, |vm| {
-            let lua_data = vm
-                .lua
-                .create_string(data)
-                .map_err(|e| PluginError::Lua(describe(&e)))?;
+        let outcome = self.runtime.with_vm(|vm| {
+            let lua_data = vm.lua.create_string(data).map_err(|e| plugin_error(&e))?;
             let mut call = self.call(phase, conn, ip);
             call.frame = Some(FrameCall {
                 kind,
@@ -154,7 +151,7 @@ impl Plugin for LuaPlugin {
     fn new_state(&self) -> Option<State> {
         Some(Box::new(ConnGuard {
             runtime: self.runtime.clone(),
-            conn: None,
+            served: None,
         }))
     }
 
@@ -172,7 +169,7 @@ impl Plugin for LuaPlugin {
             headers: ctx.headers().clone(),
             ..HandshakeCall::default()
         }));
-        let call = self.runtime.with_vm(conn, |vm| {
+        let call = self.runtime.with_vm(|vm| {
             let instance = self.instance(vm)?;
             match &instance.handshake {
                 Some(function) => self.run(vm, (instance, function), call, None),
@@ -221,7 +218,7 @@ impl Plugin for LuaPlugin {
         let conn = ctx.connection().id;
         bind(ctx.state::<ConnGuard>(), conn);
         let call = self.call(Phase::Close, conn, ctx.connection().client_addr.ip());
-        let result = self.runtime.with_vm(conn, |vm| {
+        let result = self.runtime.with_vm(|vm| {
             let instance = self.instance(vm)?;
             match &instance.close {
                 Some(function) => self.run(vm, (instance, function), call, None),
@@ -240,19 +237,20 @@ impl Plugin for LuaPlugin {
 /// reached the close phase).
 struct ConnGuard {
     runtime: Arc<Runtime>,
-    conn: Option<u64>,
+    /// The connection and the state it was served with.
+    served: Option<(u64, usize)>,
 }
 
 fn bind(guard: Option<&mut ConnGuard>, conn: u64) {
     if let Some(guard) = guard {
-        guard.conn = Some(conn);
+        guard.served = Some((conn, guard.runtime.thread_slot()));
     }
 }
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn {
-            self.runtime.forget(conn);
+        if let Some((conn, slot)) = self.served {
+            self.runtime.forget(conn, slot);
         }
     }
 }

@@ -1,10 +1,13 @@
 //! The pool of Lua states shared by every Lua plugin of one configuration.
 //!
-//! There are as many states as CPUs (the proxy's worker threads), each
-//! loaded with every plugin. A connection is pinned to one state for its
-//! life (by its id), so its `kong.ctx` tables live there and
-//! `kong.ctx.shared` is one table for all its Lua plugins. States are
-//! created once, at configuration load, never per connection or frame.
+//! There are as many states as CPUs, each loaded with every plugin. Each
+//! thread that runs plugins uses one state (the first threads to ask get
+//! states of their own), and a connection never leaves its worker's thread:
+//! so with one worker per CPU (the default) each worker has a state of its
+//! own, its lock is never contended, and a connection's `kong.ctx` tables
+//! live in one state (`kong.ctx.shared` is one table for all its Lua
+//! plugins). States are created once per configuration, at load and at
+//! every reload, never per connection or frame.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -17,9 +20,9 @@ use mlua::{Function, Lua, Table, Value};
 use super::json::{self, Modules};
 use super::loader::{self, PluginFiles};
 use super::pdk::{self, Call, Current};
-use super::sandbox::{self, Budget, Limits};
+use super::sandbox::{self, Budget, BudgetExceeded, Limits};
 use super::schema::Schema;
-use crate::plugin::FrameType;
+use crate::plugin::{FrameType, LuaLimit, PluginError};
 
 /// Which phase functions a handler module defines.
 #[derive(Debug, Clone, Copy, Default)]
@@ -243,9 +246,18 @@ impl Runtime {
         })
     }
 
-    /// Runs `f` on the state connection `conn` is pinned to.
-    pub(crate) fn with_vm<R>(&self, conn: u64, f: impl FnOnce(&Vm) -> R) -> R {
-        let slot = &self.slots[(conn % self.slots.len() as u64) as usize];
+    /// The index of the state the calling thread uses.
+    pub(crate) fn thread_slot(&self) -> usize {
+        static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static THREAD: usize = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+        }
+        THREAD.with(|thread| *thread % self.slots.len())
+    }
+
+    /// Runs `f` on the calling thread's state.
+    pub(crate) fn with_vm<R>(&self, f: impl FnOnce(&Vm) -> R) -> R {
+        let slot = &self.slots[self.thread_slot()];
         let vm = lock(&slot.vm);
         if slot.has_ended.swap(false, Ordering::Relaxed) {
             let mut ended = lock(&slot.ended);
@@ -254,10 +266,12 @@ impl Runtime {
         f(&vm)
     }
 
-    /// A connection ended: its `kong.ctx` data goes now if its state is
-    /// free, or at that state's next use.
-    pub(crate) fn forget(&self, conn: u64) {
-        let slot = &self.slots[(conn % self.slots.len() as u64) as usize];
+    /// A connection served with state `slot` ended: its `kong.ctx` data
+    /// goes now if the state is free, or at its next use. (The connection's
+    /// plugin states may be dropped on another thread than the one that
+    /// served it, hence the explicit slot.)
+    pub(crate) fn forget(&self, conn: u64, slot: usize) {
+        let slot = &self.slots[slot];
         let mut ended = lock(&slot.ended);
         ended.push(conn);
         match slot.vm.try_lock() {
@@ -382,6 +396,28 @@ fn read_declarations(module: &Module, path: &std::path::Path) -> Result<(i32, Ph
 
 /// A Lua error as one line for logs and configuration errors: the message
 /// with its `file:line:`, without the traceback.
+/// `err` as a plugin's error: a reached limit keeps its kind.
+pub(crate) fn plugin_error(err: &mlua::Error) -> PluginError {
+    let message = describe(err);
+    match limit_reached(err) {
+        Some(limit) => PluginError::LuaLimit { limit, message },
+        None => PluginError::Lua(message),
+    }
+}
+
+fn limit_reached(err: &mlua::Error) -> Option<LuaLimit> {
+    match err {
+        mlua::Error::MemoryError(_) => Some(LuaLimit::Memory),
+        mlua::Error::ExternalError(e) if e.downcast_ref::<BudgetExceeded>().is_some() => {
+            Some(LuaLimit::Instructions)
+        }
+        mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => {
+            limit_reached(cause)
+        }
+        _ => None,
+    }
+}
+
 pub(crate) fn describe(err: &mlua::Error) -> String {
     match err {
         mlua::Error::RuntimeError(message) => strip_traceback(message),
@@ -422,4 +458,34 @@ fn first_lua_frame(traceback: &str) -> Option<&str> {
             let (_, line) = file_line.rsplit_once(':')?;
             line.parse::<u32>().ok().map(|_| file_line)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_spread_over_the_states_and_keep_theirs_across_configurations() {
+        let limits = Limits {
+            max_instructions: 1_000,
+            max_memory: 1 << 20,
+            unsafe_libs: false,
+        };
+        let runtime = || Arc::new(Runtime::new(BTreeMap::new(), limits, 2).unwrap());
+        let (old, new) = (runtime(), runtime());
+        let slots: Vec<usize> = (0..8)
+            .map(|_| {
+                let (old, new) = (old.clone(), new.clone());
+                std::thread::spawn(move || {
+                    let slot = old.thread_slot();
+                    assert_eq!(slot, old.thread_slot(), "a thread keeps its state");
+                    assert_eq!(slot, new.thread_slot(), "and the same one after a reload");
+                    slot
+                })
+                .join()
+                .unwrap()
+            })
+            .collect();
+        assert!(slots.contains(&0) && slots.contains(&1), "{slots:?}");
+    }
 }

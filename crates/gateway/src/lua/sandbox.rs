@@ -35,6 +35,19 @@ impl Budget {
     }
 }
 
+/// The error the instruction hook raises: a type of its own, so that
+/// reaching the budget is told apart from the handler's own errors.
+#[derive(Debug)]
+pub(crate) struct BudgetExceeded(String);
+
+impl std::fmt::Display for BudgetExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BudgetExceeded {}
+
 /// Lua code run once per state, after the libraries: replaces `load` with a
 /// text-only version (binary chunks are not verified by Lua and can crash
 /// the process) and removes the file loaders.
@@ -90,9 +103,9 @@ pub(crate) fn new_state(limits: &Limits) -> mlua::Result<(Lua, Budget)> {
             let source = debug.source();
             let file = source.short_src.as_deref().unwrap_or("?");
             let line = debug.current_line().unwrap_or(0);
-            Err(mlua::Error::runtime(format!(
+            Err(mlua::Error::external(BudgetExceeded(format!(
                 "{file}:{line}: instruction budget of {max} exceeded (lua_max_instructions)"
-            )))
+            ))))
         },
     )?;
     Ok((lua, budget))

@@ -45,6 +45,35 @@ pub enum PluginError {
     /// budget; the message names the file and line when Lua knows them.
     #[error("{0}")]
     Lua(String),
+    /// A Lua handler reached one of its limits (and the state stays
+    /// usable); counted apart from other errors in the metrics.
+    #[error("{message}")]
+    LuaLimit {
+        /// Which limit.
+        limit: LuaLimit,
+        /// Where, for the log.
+        message: String,
+    },
+}
+
+/// The limits a Lua handler can reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LuaLimit {
+    /// `lua_max_instructions`, per call.
+    Instructions,
+    /// `lua_max_memory`, per state.
+    Memory,
+}
+
+impl LuaLimit {
+    /// The name used in metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LuaLimit::Instructions => "instructions",
+            LuaLimit::Memory => "memory",
+        }
+    }
 }
 
 impl PluginError {

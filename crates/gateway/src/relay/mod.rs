@@ -138,7 +138,7 @@ impl Relay {
             Ok(frame) => frame,
             Err(err) => {
                 tracing::error!(connection = self.conn.id, plugin = %err.plugin, "plugin failed: {}", err.error);
-                self.metrics.worker.plugin_error(&err.plugin);
+                self.metrics.worker.plugin_error(&err.plugin, &err.error);
                 return Step::End(Ending::internal_error("plugin error"));
             }
         };
