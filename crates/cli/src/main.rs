@@ -5,6 +5,8 @@ mod bench;
 mod client;
 mod echo;
 mod gateway;
+mod proc_stat;
+mod soak;
 
 use std::process::ExitCode;
 
@@ -28,6 +30,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Connect to a WebSocket server: send stdin lines, print what arrives.
     Client(client::ClientArgs),
+    /// Soak an echo server or gateway: every message checked, lost and
+    /// corrupted ones counted, the gateway's memory and descriptors watched.
+    Soak(soak::SoakArgs),
 }
 
 /// How log lines are written.
@@ -74,6 +79,7 @@ fn main() -> ExitCode {
         Command::Echo(args) => echo::run(args),
         Command::Client(args) => client::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Soak(args) => soak::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
