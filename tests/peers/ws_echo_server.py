@@ -10,6 +10,8 @@ Contract with the tests that start it:
 
 Behaviour: every text/binary message is echoed back with the same type; the
 text message `close:CODE:REASON` makes the server close with that code/reason.
+With --hello TEXT, each connection first receives TEXT (so that a test behind
+a balancer knows which server it reached).
 """
 
 import argparse
@@ -44,6 +46,7 @@ def parse_args():
                    help="permessage-deflate server_max_window_bits and client_max_window_bits")
     p.add_argument("--reject-status", type=int,
                    help="answer every handshake with this HTTP status")
+    p.add_argument("--hello", help="send this text message first on every connection")
     p.add_argument("--timeout", type=float, default=30.0,
                    help="lifetime in seconds; the server exits afterwards")
     p.add_argument("--verbose", action="store_true", help="websockets debug log")
@@ -80,7 +83,9 @@ def compression_options(args):
     return {"compression": None, "extensions": [factory]}
 
 
-async def echo(ws):
+async def echo(ws, hello=None):
+    if hello is not None:
+        await ws.send(hello)
     extensions = ws.response.headers.get("Sec-WebSocket-Extensions")
     log(f"connection from {ws.remote_address}, subprotocol: {ws.subprotocol}, "
         f"extensions: {extensions}")
@@ -111,7 +116,7 @@ async def main(args):
         return None
 
     async with serve(
-        echo,
+        lambda ws: echo(ws, args.hello),
         args.host,
         args.port,
         ssl=tls_context(args),

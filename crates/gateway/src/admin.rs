@@ -169,8 +169,19 @@ fn answer(source: &ConfigSource, req: Request<Incoming>) -> Response<Full<Bytes>
         (&Method::GET, "/metrics") => reply(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            source.metrics.render(),
+            source.metrics.render()
+                + &crate::balancer::render_metrics(&source.reloader.current().upstreams),
         ),
+        (&Method::GET, "/upstreams") => {
+            let config = source.reloader.current();
+            let pools: Vec<serde_json::Value> =
+                config.upstreams.iter().map(|pool| pool.status()).collect();
+            reply(
+                StatusCode::OK,
+                "application/json",
+                serde_json::json!({ "upstreams": pools }).to_string(),
+            )
+        }
         (&Method::GET, "/status") => reply(
             StatusCode::OK,
             "application/json",
@@ -185,7 +196,7 @@ fn answer(source: &ConfigSource, req: Request<Incoming>) -> Response<Full<Bytes>
             Err(err @ ReloadError::NoFile) => text(StatusCode::CONFLICT, format!("{err}\n")),
             Err(err) => text(StatusCode::UNPROCESSABLE_ENTITY, format!("{err}\n")),
         },
-        (_, "/metrics" | "/status" | "/status/ready" | "/reload") => text(
+        (_, "/metrics" | "/status" | "/status/ready" | "/reload" | "/upstreams") => text(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed\n".into(),
         ),

@@ -17,6 +17,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+use crate::balancer::KeySource;
 use crate::config::{Config, MAX_PAYLOAD_CEILING};
 use crate::drain::DrainSignal;
 use crate::metrics::WorkerMetrics;
@@ -24,7 +25,7 @@ use crate::plugin::ConnectionInfo;
 use crate::plugin::LimitOverrides;
 use crate::relay::{Relay, RelayMetrics};
 use crate::target::RequestTarget;
-use crate::upstream::{UpstreamConn, UpstreamRequest};
+use crate::upstream::{OpenError, Opened, UpstreamConn, UpstreamRequest};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -218,17 +219,31 @@ where
         .unwrap_or(config.upstream_max_payload)
         .min(MAX_PAYLOAD_CEILING);
     let service = &route.service;
-    let connecting = Instant::now();
-    let upstream = service
-        .connect(UpstreamRequest {
-            target: upstream_target,
-            headers: upstream_headers,
-            protocols: offer.protocols.clone(),
-            websocket: leg_config(upstream_limit, service.write_timeout, service.heartbeat),
+    let key = service.pool.as_ref().and_then(|pool| {
+        pool.key(&KeySource {
+            ip: client_addr.ip(),
+            headers: request.headers(),
+            path: target.path(),
+            query: target.query(),
         })
+    });
+    let connecting = Instant::now();
+    let opened = service
+        .open(
+            UpstreamRequest {
+                target: upstream_target,
+                headers: upstream_headers,
+                protocols: offer.protocols.clone(),
+                websocket: leg_config(upstream_limit, service.write_timeout, service.heartbeat),
+            },
+            key,
+        )
         .await;
-    let upstream = match upstream {
-        Ok(upstream) => upstream,
+    let Opened {
+        conn: upstream,
+        lease,
+    } = match opened {
+        Ok(opened) => opened,
         Err(err) => return Err(Some(respond_upstream_failure(&mut io, &conn, err).await)),
     };
     worker.connected(&service.name, connecting.elapsed());
@@ -250,7 +265,7 @@ where
         route: worker.route(&route.name, &service.name),
         worker: worker.clone(),
     };
-    let relay = Relay::new(chain, states, shared, conn, metrics);
+    let relay = Relay::new(chain, states, shared, conn, metrics).holding(lease);
     Ok((relay, client, upstream, config.idle_timeout))
 }
 
@@ -369,8 +384,31 @@ async fn write_and_close<C: AsyncWrite + Unpin, B>(
 async fn respond_upstream_failure<C: AsyncWrite + Unpin>(
     io: &mut C,
     conn: &ConnectionInfo,
-    err: Error,
+    err: OpenError,
 ) -> StatusCode {
+    let err = match err {
+        OpenError::Upstream(err) => err,
+        OpenError::NoTarget => {
+            tracing::warn!(connection = conn.id, service = %conn.service, "upstream failed: no healthy target");
+            let unavailable = StatusCode::SERVICE_UNAVAILABLE;
+            return respond(io, unavailable, "no healthy upstream target\n").await;
+        }
+        OpenError::Exhausted { tried } => {
+            let tries: Vec<String> = tried
+                .iter()
+                .map(|(addr, e)| format!("{addr} ({e})"))
+                .collect();
+            tracing::warn!(connection = conn.id, service = %conn.service, tried = %tries.join(", "),
+                "upstream failed: every target tried failed");
+            let timed_out = matches!(tried.last(), Some((_, Error::Timeout(..))));
+            return if timed_out {
+                respond(io, StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n").await
+            } else {
+                let body = format!("upstream unavailable after {} tries\n", tried.len());
+                respond(io, StatusCode::BAD_GATEWAY, &body).await
+            };
+        }
+    };
     tracing::warn!(connection = conn.id, service = %conn.service, "upstream failed: {err}");
     match err {
         Error::Timeout(..) => {

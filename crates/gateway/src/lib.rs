@@ -25,6 +25,7 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod balancer;
 pub mod config;
 mod drain;
 pub mod echo;

@@ -30,6 +30,7 @@ struct Configs {
 
 impl Configs {
     fn new(config: Config) -> Configs {
+        crate::balancer::start_upkeep(&config.upstreams);
         let (tx, rx) = watch::channel(Arc::new(config));
         Configs {
             tx: Arc::new(tx),
@@ -51,7 +52,13 @@ impl Reloader {
     /// listens where it says: every worker binds the addresses it adds and
     /// stops accepting on those it removes (their open connections go on).
     pub fn reload(&self, config: Config) {
+        crate::balancer::start_upkeep(&config.upstreams);
         self.0.send_replace(Arc::new(config));
+    }
+
+    /// The configuration new connections get now.
+    pub fn current(&self) -> Arc<Config> {
+        self.0.borrow().clone()
     }
 }
 

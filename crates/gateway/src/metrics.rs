@@ -330,7 +330,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// A label value as the exposition format quotes it.
-fn escape(value: &str) -> String {
+pub(crate) fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")

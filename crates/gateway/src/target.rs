@@ -106,6 +106,11 @@ impl RequestTarget {
             .split_once('?')
             .map_or(self.path_and_query.as_str(), |(path, _)| path)
     }
+
+    /// The query as sent, without its `?`.
+    pub fn query(&self) -> Option<&str> {
+        self.path_and_query.split_once('?').map(|(_, query)| query)
+    }
 }
 
 /// The first percent-encoded `/`, `\` or `.` in `path`.

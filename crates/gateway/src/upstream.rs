@@ -1,11 +1,17 @@
-//! Upstream services: where a route's connections go, and opening them.
+//! Upstream services: where a route's connections go, and opening them
+//! (over a balanced upstream's targets, with retries, when the service's
+//! host names one).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use frameway::client::{client_handshake, connect_with, ConnectOptions, ConnectResponse, WsUrl};
 use frameway::WebSocket;
 use http::HeaderMap;
+
+use crate::balancer::{Lease, Pool, Target};
 
 /// Request headers the upstream handshake writes itself: never copied from
 /// the client or a plugin.
@@ -104,9 +110,14 @@ pub struct Service {
     pub ca_file: Option<PathBuf>,
     /// The gateway's keep-alive pings to the upstream (`None`: none).
     pub heartbeat: Option<frameway::wire::Heartbeat>,
+    /// The balanced upstream the URL's host names, if it names one.
+    pub pool: Option<Arc<Pool>>,
+    /// Targets tried after the first fails (balanced upstreams only).
+    pub retries: u32,
 }
 
 /// What the gateway asks of the upstream.
+#[derive(Clone)]
 pub(crate) struct UpstreamRequest {
     /// Path and query.
     pub target: String,
@@ -124,12 +135,93 @@ pub(crate) enum UpstreamConn {
     Memory(WebSocket<tokio::io::DuplexStream>, ConnectResponse),
 }
 
+/// An open upstream connection, and the target's session it holds.
+pub(crate) struct Opened {
+    pub(crate) conn: UpstreamConn,
+    /// Counts the session on its target until the connection ends.
+    pub(crate) lease: Option<Lease>,
+}
+
+/// Why no upstream connection could be opened.
+pub(crate) enum OpenError {
+    /// The one upstream, or a target that answered for the backend (a 4xx
+    /// to the upgrade), refused: answered as it says.
+    Upstream(frameway::Error),
+    /// Every try failed (`tried`: each target and why, in order).
+    Exhausted {
+        tried: Vec<(SocketAddr, frameway::Error)>,
+    },
+    /// The upstream has no healthy target to try.
+    NoTarget,
+}
+
 impl Service {
-    /// Opens the upstream connection for one client.
-    pub(crate) async fn connect(&self, req: UpstreamRequest) -> frameway::Result<UpstreamConn> {
+    /// Opens the upstream connection for one client: to the service's URL,
+    /// or to a target of its upstream picked for `key`, trying up to
+    /// `retries` more targets when one fails (refused, timed out, TLS, 5xx
+    /// to the upgrade), all within the connect timeout.
+    pub(crate) async fn open(
+        &self,
+        req: UpstreamRequest,
+        key: Option<u64>,
+    ) -> Result<Opened, OpenError> {
+        let Some(pool) = &self.pool else {
+            return match self.connect(req, None, self.connect_timeout).await {
+                Ok(conn) => Ok(Opened { conn, lease: None }),
+                Err(err) => Err(OpenError::Upstream(err)),
+            };
+        };
+        let deadline = Instant::now() + self.connect_timeout;
+        let mut tried: Vec<(SocketAddr, frameway::Error)> = Vec::new();
+        loop {
+            let addrs: Vec<SocketAddr> = tried.iter().map(|(addr, _)| *addr).collect();
+            let Some(lease) = pool.pick(key, &addrs) else {
+                return Err(if tried.is_empty() {
+                    OpenError::NoTarget
+                } else {
+                    OpenError::Exhausted { tried }
+                });
+            };
+            let target = lease.target().clone();
+            let left = deadline.saturating_duration_since(Instant::now());
+            let result = if left.is_zero() {
+                Err(frameway::Error::Timeout(
+                    frameway::TimeoutKind::Connect,
+                    self.connect_timeout,
+                ))
+            } else {
+                self.connect(req.clone(), Some(&target), left).await
+            };
+            match result {
+                Ok(conn) => {
+                    pool.succeeded(&target);
+                    return Ok(Opened {
+                        conn,
+                        lease: Some(lease),
+                    });
+                }
+                Err(err) if is_target_failure(&err) => {
+                    pool.failed(&target);
+                    tried.push((target.addr, err));
+                    if tried.len() > self.retries as usize || Instant::now() >= deadline {
+                        return Err(OpenError::Exhausted { tried });
+                    }
+                }
+                Err(err) => return Err(OpenError::Upstream(err)),
+            }
+        }
+    }
+
+    /// Opens the upstream connection to `target`, or to the URL's host.
+    async fn connect(
+        &self,
+        req: UpstreamRequest,
+        target: Option<&Target>,
+        connect_timeout: Duration,
+    ) -> frameway::Result<UpstreamConn> {
         let mut options = ConnectOptions::default()
             .protocols(req.protocols)
-            .connect_timeout(self.connect_timeout)
+            .connect_timeout(connect_timeout)
             .handshake_timeout(self.read_timeout)
             .ssl_verify(self.tls_verify)
             .websocket(req.websocket);
@@ -150,7 +242,16 @@ impl Service {
         }
         match &self.upstream {
             Upstream::Url { url, .. } => {
-                let url = format!("{}://{}{}", url.scheme(), url.authority(), req.target);
+                let authority = match target {
+                    Some(target) => {
+                        if !req.headers.contains_key(http::header::HOST) {
+                            options = options.host(&target.spec.name);
+                        }
+                        target.addr.to_string()
+                    }
+                    None => url.authority(),
+                };
+                let url = format!("{}://{}{}", url.scheme(), authority, req.target);
                 let (ws, response) = connect_with(&url, options).await?;
                 Ok(UpstreamConn::Net(ws, response))
             }
@@ -162,6 +263,18 @@ impl Service {
                 Ok(UpstreamConn::Memory(ws, response))
             }
         }
+    }
+}
+
+/// Whether `err` is the target's failure (so another target is tried and
+/// the passive health check counts it), rather than the backend's answer.
+fn is_target_failure(err: &frameway::Error) -> bool {
+    use frameway::Error;
+    match err {
+        Error::UpgradeRefused(refused) => refused.status.is_server_error(),
+        Error::Io(_) | Error::Timeout(..) | Error::Tls(_) | Error::BadResponse(_) => true,
+        Error::AbnormalClose | Error::Closed => true,
+        _ => false,
     }
 }
 

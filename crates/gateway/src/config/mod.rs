@@ -4,6 +4,7 @@
 //! never started.
 
 mod schema;
+mod upstreams;
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -17,6 +18,7 @@ pub use schema::{
     AdminSection, FileConfig, GatewaySection, PluginSection, RouteSection, ServiceSection,
 };
 
+use crate::balancer::Pool;
 use crate::plugin::{Chain, Plugin, Registry};
 use crate::router::{Route, Router};
 use crate::upstream::{Service, Upstream};
@@ -129,6 +131,8 @@ pub struct Config {
     pub request_limits: HandshakeLimits,
     /// The routing table.
     pub router: Arc<Router>,
+    /// The balanced upstreams, by name.
+    pub upstreams: Vec<Arc<Pool>>,
 }
 
 impl Config {
@@ -273,6 +277,7 @@ impl<'a> Loader<'a> {
         let registry = &registry;
         let client_heartbeat = self.heartbeat(g.ping_interval, g.pong_timeout, None, "[gateway]");
         let global = self.plugins(&file.plugins, registry);
+        let pools = self.upstreams(&file.upstreams);
         let mut routes = Vec::new();
         let mut service_names = std::collections::HashSet::new();
         let mut route_names = std::collections::HashSet::new();
@@ -286,7 +291,7 @@ impl<'a> Loader<'a> {
             let service_plugins = self.plugins(&svc.plugins, registry);
             // A broken service is not built, but its routes are still
             // checked: every error is reported at once.
-            let service = self.service(svc);
+            let service = self.service(svc, &pools);
             if svc.routes.is_empty() {
                 self.error(
                     Some(svc.name.span()),
@@ -328,6 +333,11 @@ impl<'a> Loader<'a> {
                 max_head_len: *g.max_request_header_bytes.get_ref() as usize,
             },
             router: Arc::new(Router::new(routes)),
+            upstreams: {
+                let mut pools: Vec<Arc<Pool>> = pools.into_values().collect();
+                pools.sort_by(|a, b| a.name.cmp(&b.name));
+                pools
+            },
         })
     }
 
@@ -357,7 +367,11 @@ impl<'a> Loader<'a> {
         full
     }
 
-    fn service(&mut self, svc: &ServiceSection) -> Option<Arc<Service>> {
+    fn service(
+        &mut self,
+        svc: &ServiceSection,
+        pools: &std::collections::HashMap<String, Arc<Pool>>,
+    ) -> Option<Arc<Service>> {
         let upstream = Upstream::parse(svc.url.get_ref()).map_err(|why| {
             self.error(
                 Some(svc.url.span()),
@@ -380,6 +394,12 @@ impl<'a> Loader<'a> {
         if self.errors.len() > before {
             return None;
         }
+        // Kong's rule: a service URL whose host names an upstream is
+        // balanced over that upstream's targets.
+        let pool = match &upstream {
+            Upstream::Url { url, .. } => pools.get(url.host()).cloned(),
+            Upstream::Echo => None,
+        };
         Some(Arc::new(Service {
             name: svc.name.get_ref().clone(),
             upstream,
@@ -389,6 +409,8 @@ impl<'a> Loader<'a> {
             tls_verify: svc.tls_verify,
             ca_file,
             heartbeat,
+            pool,
+            retries: svc.retries,
         }))
     }
 

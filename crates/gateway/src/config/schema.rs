@@ -22,6 +22,157 @@ pub struct FileConfig {
     /// The admin listener.
     #[serde(default)]
     pub admin: AdminSection,
+    /// Balanced groups of targets, named by services' URLs.
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamSection>,
+}
+
+/// `[[upstreams]]`: targets a service's connections are balanced over
+/// (Kong's upstream entity and names).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    /// The name services use as their URL's host.
+    pub name: Spanned<String>,
+    /// `round-robin` (default), `least-connections` or `consistent-hashing`.
+    #[serde(default)]
+    pub algorithm: Option<Spanned<String>>,
+    /// What consistent hashing hashes: `none` (default), `ip`, `header`,
+    /// `cookie`, `query_arg` or `path`.
+    #[serde(default)]
+    pub hash_on: Option<Spanned<String>>,
+    /// What to hash when `hash_on` finds nothing (same values).
+    #[serde(default)]
+    pub hash_fallback: Option<Spanned<String>>,
+    /// The header of `hash_on = "header"`.
+    pub hash_on_header: Option<Spanned<String>>,
+    /// The cookie of `hash_on = "cookie"`.
+    pub hash_on_cookie: Option<Spanned<String>>,
+    /// The query argument of `hash_on = "query_arg"`.
+    pub hash_on_query_arg: Option<Spanned<String>>,
+    /// The header of `hash_fallback = "header"`.
+    pub hash_fallback_header: Option<Spanned<String>>,
+    /// The cookie of `hash_fallback = "cookie"`.
+    pub hash_fallback_cookie: Option<Spanned<String>>,
+    /// The query argument of `hash_fallback = "query_arg"`.
+    pub hash_fallback_query_arg: Option<Spanned<String>>,
+    /// Resolve host names in targets again this often, ms (default 30000).
+    #[serde(default = "default_dns_refresh")]
+    pub dns_refresh: u64,
+    /// The targets.
+    #[serde(default)]
+    pub targets: Vec<TargetSection>,
+    /// Passive and active health checks.
+    #[serde(default)]
+    pub healthchecks: HealthchecksSection,
+}
+
+/// One entry of `targets`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSection {
+    /// `host:port`; a host name stands for every address it resolves to.
+    pub target: Spanned<String>,
+    /// Relative share of connections (default 100; 0 disables the target).
+    #[serde(default = "default_weight")]
+    pub weight: Spanned<u64>,
+}
+
+/// `[upstreams.healthchecks]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HealthchecksSection {
+    /// Probes sent by the gateway (off without this table).
+    pub active: Option<ActiveSection>,
+    /// What real connections tell.
+    #[serde(default)]
+    pub passive: PassiveSection,
+}
+
+/// `[upstreams.healthchecks.active]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActiveSection {
+    /// `tcp` (connect), `http` (GET `http_path`) or `websocket` (an
+    /// upgrade on `http_path` and a close). Default `websocket`.
+    #[serde(rename = "type")]
+    pub kind: Option<Spanned<String>>,
+    /// The probed path (default `/`).
+    #[serde(default = "default_http_path")]
+    pub http_path: String,
+    /// Time between probes of a target, ms (default 5000).
+    #[serde(default = "default_probe_interval")]
+    pub interval: u64,
+    /// Time a probe may take, ms (default 1000).
+    #[serde(default = "default_probe_timeout")]
+    pub timeout: u64,
+    /// When an unhealthy target is healthy again.
+    #[serde(default)]
+    pub healthy: ActiveHealthy,
+    /// When a healthy target is unhealthy.
+    #[serde(default)]
+    pub unhealthy: Failures,
+}
+
+/// `healthy` of active checks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActiveHealthy {
+    /// Consecutive successful probes (default 2).
+    #[serde(default = "default_successes")]
+    pub successes: u32,
+    /// Statuses that count as success for `http` probes (default 200-399;
+    /// `websocket` probes succeed on 101).
+    #[serde(default)]
+    pub http_statuses: Option<Vec<u16>>,
+}
+
+impl Default for ActiveHealthy {
+    fn default() -> Self {
+        ActiveHealthy {
+            successes: default_successes(),
+            http_statuses: None,
+        }
+    }
+}
+
+/// `unhealthy` of either check.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Failures {
+    /// Consecutive failures (default 3; 0 turns the check off).
+    #[serde(default = "default_failures")]
+    pub failures: u32,
+}
+
+impl Default for Failures {
+    fn default() -> Self {
+        Failures {
+            failures: default_failures(),
+        }
+    }
+}
+
+/// `[upstreams.healthchecks.passive]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassiveSection {
+    /// When connections' failures make a target unhealthy.
+    #[serde(default)]
+    pub unhealthy: Failures,
+    /// How long a target passive checks found unhealthy is skipped, ms
+    /// (default 10000).
+    #[serde(default = "default_unhealthy_timeout")]
+    pub unhealthy_timeout: u64,
+}
+
+impl Default for PassiveSection {
+    fn default() -> Self {
+        PassiveSection {
+            unhealthy: Failures::default(),
+            unhealthy_timeout: default_unhealthy_timeout(),
+        }
+    }
 }
 
 /// `[admin]`: metrics, status and reload, off the data plane.
@@ -152,6 +303,10 @@ pub struct ServiceSection {
     pub tls_verify: bool,
     /// Extra CA certificates (PEM) to trust for this upstream.
     pub ca_file: Option<Spanned<String>>,
+    /// Targets of a balanced upstream tried after the first fails to
+    /// connect or answers 5xx (default 5).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
     /// The service's routes.
     #[serde(default)]
     pub routes: Vec<RouteSection>,
@@ -232,6 +387,33 @@ fn default_lua_memory() -> Spanned<u64> {
 }
 fn default_timeout() -> u64 {
     60_000
+}
+fn default_retries() -> u32 {
+    5
+}
+fn default_weight() -> Spanned<u64> {
+    Spanned::new(0..0, 100)
+}
+fn default_dns_refresh() -> u64 {
+    30_000
+}
+fn default_http_path() -> String {
+    "/".to_owned()
+}
+fn default_probe_interval() -> u64 {
+    5_000
+}
+fn default_probe_timeout() -> u64 {
+    1_000
+}
+fn default_successes() -> u32 {
+    2
+}
+fn default_failures() -> u32 {
+    3
+}
+fn default_unhealthy_timeout() -> u64 {
+    10_000
 }
 fn default_true() -> bool {
     true

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use http::Extensions;
 
+use crate::balancer::Lease;
 use crate::metrics::{RouteMetrics, WorkerMetrics};
 use crate::plugin::{
     Chain, ChainError, ConnectionInfo, Direction, FrameType, InFlight, PlannedClose, State,
@@ -97,6 +98,9 @@ pub(crate) struct Relay {
     /// The close status each side sent (or answered with).
     status: [Option<u16>; 2],
     metrics: RelayMetrics,
+    /// The session on a balanced upstream's target, counted open until
+    /// the relay is dropped.
+    lease: Option<Lease>,
 }
 
 impl Relay {
@@ -116,7 +120,15 @@ impl Relay {
             traffic: [Traffic::default(); 2],
             status: [None; 2],
             metrics,
+            lease: None,
         }
+    }
+
+    /// The relay holds `lease` (the connection's session on its target)
+    /// for the connection's life.
+    pub(crate) fn holding(mut self, lease: Option<Lease>) -> Relay {
+        self.lease = lease;
+        self
     }
 
     /// Whether fragmented messages are aggregated before the plugins see
@@ -246,6 +258,7 @@ impl Relay {
             route = %conn.route,
             service = %conn.service,
             client_ip = %conn.client_addr.ip(),
+            upstream = self.lease.as_ref().map(|l| tracing::field::display(l.target().addr)),
             status = 101,
             duration_ms = conn.started.elapsed().as_millis() as u64,
             client_messages = client.messages,
