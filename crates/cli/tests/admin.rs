@@ -161,3 +161,81 @@ fn lua_handlers_stopped_by_their_limits_are_counted_by_plugin_and_limit() {
     assert!(valid, "promtool refused /metrics: {said}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn upstream_targets_health_and_sessions_on_the_admin_listener() {
+    let (_one, one) = support::echo_server(&[]);
+    let (_two, two) = support::echo_server(&[]);
+    let dead = free_port();
+    let (port, admin_port) = (free_port(), free_port());
+    let path = std::env::temp_dir().join(format!("frameway-upstreams-{port}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"[gateway]
+listen = ["127.0.0.1:{port}"]
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
+
+[[upstreams]]
+name = "echoes"
+algorithm = "least-connections"
+targets = [{{ target = "127.0.0.1:{one}" }}, {{ target = "localhost:{two}" }}, {{ target = "127.0.0.1:{dead}" }}]
+[upstreams.healthchecks.active]
+type = "tcp"
+interval = 100
+unhealthy = {{ failures = 1 }}
+
+[[services]]
+name = "echo"
+url = "ws://echoes"
+  [[services.routes]]
+  name = "echo"
+  paths = ["/echo"]
+"#
+        ),
+    )
+    .unwrap();
+    let (_gateway, logs) = start_logged(&["gateway", "--config", path.to_str().unwrap()]);
+    line_containing(&logs, "frameway admin listening", Duration::from_secs(10));
+    line_containing(&logs, "active health check", Duration::from_secs(10));
+    let url = format!("ws://127.0.0.1:{port}/echo");
+    let _open = [
+        Server(connected_client(&url)),
+        Server(connected_client(&url)),
+    ];
+
+    let (status, body) = admin(admin_port, "GET", "/upstreams");
+    assert_eq!(status, 200);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let targets = json["upstreams"][0]["targets"].as_array().unwrap().clone();
+    let find = |p: u16| {
+        targets
+            .iter()
+            .find(|t| t["address"] == format!("127.0.0.1:{p}"))
+            .unwrap_or_else(|| panic!("no target on {p}: {body}"))
+            .clone()
+    };
+    assert_eq!(find(dead)["health"], "unhealthy", "{body}");
+    assert_eq!(find(two)["target"], format!("localhost:{two}"));
+    for p in [one, two] {
+        assert_eq!(find(p)["health"], "healthy", "{body}");
+        assert_eq!(find(p)["sessions"], 1, "least-connections spreads: {body}");
+    }
+
+    let (_, text) = admin(admin_port, "GET", "/metrics");
+    let (valid, said) = promtool(&text);
+    assert!(valid, "promtool refused /metrics: {said}");
+    for line in [
+        format!(
+            r#"frameway_upstream_target_health{{upstream="echoes",target="127.0.0.1:{dead}",address="127.0.0.1:{dead}"}} 0"#
+        ),
+        format!(
+            r#"frameway_upstream_target_sessions{{upstream="echoes",target="127.0.0.1:{one}",address="127.0.0.1:{one}"}} 1"#
+        ),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+    let _ = std::fs::remove_file(path);
+}
