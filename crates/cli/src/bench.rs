@@ -77,6 +77,11 @@ pub struct BenchArgs {
     /// then report the watched processes' resident memory per connection.
     #[arg(long, value_name = "N", conflicts_with_all = ["rate", "messages"])]
     hold: Option<usize>,
+    /// Instead of load: open N connections, --open-concurrency at a time,
+    /// each doing the handshake and one round trip and then closing; report
+    /// handshakes per second and the watched processes' CPU per handshake.
+    #[arg(long, value_name = "N", conflicts_with_all = ["rate", "messages", "hold"])]
+    handshakes: Option<usize>,
     /// Connections opened at once while connecting (--hold and load alike).
     #[arg(long, default_value_t = 64)]
     open_concurrency: usize,
@@ -98,6 +103,9 @@ pub fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     if args.hold == Some(0) || args.hold.is_some_and(|n| n > MAX_HOLD) {
         return Err(format!("--hold must be between 1 and {MAX_HOLD}").into());
     }
+    if args.handshakes == Some(0) || args.handshakes.is_some_and(|n| n > MAX_HOLD * 10) {
+        return Err(format!("--handshakes must be between 1 and {}", MAX_HOLD * 10).into());
+    }
     if args.open_concurrency == 0 {
         return Err("--open-concurrency must be at least 1".into());
     }
@@ -105,9 +113,10 @@ pub fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         proc_stat::cpu_ticks(pid).map_err(|e| format!("--watch-pid {pid}: {e}"))?;
     }
     let runtime = crate::runtime(args.threads)?;
-    match args.hold {
-        Some(n) => runtime.block_on(hold(args, n)),
-        None => runtime.block_on(bench(args)),
+    match (args.hold, args.handshakes) {
+        (Some(n), _) => runtime.block_on(hold(args, n)),
+        (None, Some(n)) => runtime.block_on(handshakes(args, n)),
+        (None, None) => runtime.block_on(bench(args)),
     }
 }
 
@@ -243,6 +252,88 @@ async fn open_all(
         conns.push(conn);
     }
     Ok(conns)
+}
+
+/// `--handshakes N`: connections opened (handshake and one echo) and
+/// closed, and what each cost the watched processes.
+async fn handshakes(args: BenchArgs, n: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let target = Arc::new(target(&args.url)?);
+    let opcode = if args.text {
+        OpCode::Text
+    } else {
+        OpCode::Binary
+    };
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut opening = tokio::task::JoinSet::new();
+    let (mut started, mut errors) = (0, 0u64);
+    let cpu_before = proc_stat::CpuSample::take(&args.watch_pids)?;
+    let clock = Instant::now();
+    loop {
+        while started < n && opening.len() < args.open_concurrency {
+            let target = target.clone();
+            let size = args.size;
+            opening.spawn(async move {
+                let begun = Instant::now();
+                match tokio::time::timeout(OPEN_TIMEOUT, Connection::open(&target, size, opcode))
+                    .await
+                {
+                    // Dropped here: the socket closes once its echo came.
+                    Ok(Ok(_conn)) => Ok(begun.elapsed()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("no handshake and echo within {OPEN_TIMEOUT:?}")),
+                }
+            });
+            started += 1;
+        }
+        let Some(done) = opening.join_next().await else {
+            break;
+        };
+        match done? {
+            Ok(took) => histogram.record(took.as_micros().max(1) as u64)?,
+            Err(e) => {
+                errors += 1;
+                if errors <= 5 {
+                    eprintln!("connection failed: {e}");
+                }
+            }
+        }
+    }
+    let secs = clock.elapsed().as_secs_f64();
+    let cpu = proc_stat::CpuSample::take(&args.watch_pids)?.since(&cpu_before);
+    let done = histogram.len() as f64;
+    let per = |s: f64| if done > 0.0 { s * 1e6 / done } else { 0.0 };
+    let q = |q: f64| histogram.value_at_quantile(q);
+    if args.json {
+        let value = serde_json::json!({
+            "url": args.url, "mode": "handshakes", "connections": n, "size": args.size,
+            "concurrency": args.open_concurrency, "seconds": secs, "errors": errors,
+            "handshakes_per_s": done / secs, "p50_us": q(0.5), "p99_us": q(0.99),
+            "server_cpu_us_per_handshake": per(cpu.watched_secs),
+            "client_cpu_us_per_handshake": per(cpu.own_secs),
+        });
+        println!("{value}");
+    } else {
+        println!(
+            "frameway bench: {} ({n} connections opened and closed, {} at a time)",
+            args.url, args.open_concurrency
+        );
+        println!(
+            "{:.0} handshakes/s; handshake + first echo p50 {} us, p99 {} us; {errors} errors",
+            done / secs,
+            q(0.5),
+            q(0.99)
+        );
+        if !args.watch_pids.is_empty() {
+            println!(
+                "watched processes: {:.1} us CPU per handshake",
+                per(cpu.watched_secs)
+            );
+        }
+    }
+    if errors > 0 {
+        return Err(format!("{errors} of {n} connections failed").into());
+    }
+    Ok(())
 }
 
 /// `--hold N`: idle connections and the memory they cost the watched

@@ -340,6 +340,35 @@ fn bench_messages_reports_every_round_trip_up_to_the_limit() {
     assert!((2000..=2001).contains(&messages), "{json}");
 }
 
+#[test]
+fn bench_handshakes_opens_and_closes_every_connection_and_reports_the_servers_cpu() {
+    let (server, port) = echo_server(&[]);
+    let pid = server.pid().to_string();
+    let out = bench(
+        port,
+        &[
+            "--handshakes",
+            "200",
+            "--open-concurrency",
+            "8",
+            "--watch-pid",
+            &pid,
+            "--json",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let json: serde_json::Value =
+        serde_json::from_str(&String::from_utf8_lossy(&out.stdout)).expect("JSON");
+    assert_eq!(json["errors"], 0, "{json}");
+    assert_eq!(json["mode"], "handshakes");
+    assert!(json["handshakes_per_s"].as_f64().unwrap() > 0.0, "{json}");
+    assert!(
+        json["server_cpu_us_per_handshake"].as_f64().is_some(),
+        "{json}"
+    );
+}
+
 /// `--json` prints exactly one JSON object with the result's fields (the
 /// run's shape, counts, rates and latency quantiles in µs), consistent
 /// with each other, and the run lasts `--duration` seconds.
