@@ -9,10 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use frameway::server::accept_offer;
 use frameway::{Error, Role, WebSocket, WebSocketConfig};
-use frameway_wire::handshake::{
-    accept_response, rejection_response, validate_request, write_response,
-};
+use frameway_wire::handshake::{rejection_response, validate_request, write_response};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -234,7 +233,12 @@ where
                 target: upstream_target,
                 headers: upstream_headers,
                 protocols: offer.protocols.clone(),
-                websocket: leg_config(upstream_limit, service.write_timeout, service.heartbeat),
+                websocket: leg_config(
+                    upstream_limit,
+                    service.write_timeout,
+                    service.heartbeat,
+                    service.deflate,
+                ),
             },
             key,
         )
@@ -248,19 +252,26 @@ where
     };
     worker.connected(&service.name, connecting.elapsed());
     let protocol = upstream.response().protocol().map(str::to_owned);
-    let response =
-        accept_response(&offer, protocol.as_deref(), None).expect("handshake headers are valid");
+    // Each leg negotiates permessage-deflate on its own: the client's offer
+    // is answered with the gateway's parameters, whatever the upstream
+    // agreed to, and frames are inflated on one leg and deflated on the
+    // other as each leg agreed.
+    let client_config = leg_config(
+        client_limit,
+        service.write_timeout,
+        config.client_heartbeat,
+        config.client_deflate,
+    );
+    let upgrade = accept_offer(&offer, protocol.as_deref(), &client_config);
     let mut out = Vec::with_capacity(256);
-    write_response(&response, b"", &mut out);
+    write_response(&upgrade.response, b"", &mut out);
     if io.write_all(&out).await.is_err() || io.flush().await.is_err() {
         return Err(None);
     }
-    let client = WebSocket::from_raw_socket(
-        io,
-        Role::Server,
-        leg_config(client_limit, service.write_timeout, config.client_heartbeat),
-        rest,
-    );
+    let mut client = WebSocket::from_raw_socket(io, Role::Server, client_config, rest);
+    if let Some(deflate) = upgrade.deflate {
+        client = client.with_deflate(deflate);
+    }
     let metrics = RelayMetrics {
         route: worker.route(&route.name, &service.name),
         worker: worker.clone(),
@@ -277,10 +288,12 @@ fn leg_config(
     max_recv: u64,
     write_timeout: std::time::Duration,
     heartbeat: Option<frameway::wire::Heartbeat>,
+    deflate: Option<frameway::DeflateConfig>,
 ) -> WebSocketConfig {
     let mut config = WebSocketConfig::default()
         .max_payload_len(max_recv)
         .max_send_len(MAX_PAYLOAD_CEILING);
+    config.deflate = deflate;
     config.auto_pong = false;
     // A violation is answered by the relay, after what the other side still
     // sends has been delivered.

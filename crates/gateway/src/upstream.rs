@@ -114,6 +114,8 @@ pub struct Service {
     pub pool: Option<Arc<Pool>>,
     /// Targets tried after the first fails (balanced upstreams only).
     pub retries: u32,
+    /// permessage-deflate offered to the upstream (`None`: not offered).
+    pub deflate: Option<frameway::DeflateConfig>,
 }
 
 /// What the gateway asks of the upstream.

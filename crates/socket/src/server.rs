@@ -181,7 +181,7 @@ where
             let Upgrade {
                 mut response,
                 deflate,
-            } = answer(&offer, protocol.as_deref(), &config.websocket);
+            } = accept_offer(&offer, protocol.as_deref(), &config.websocket);
             response.headers_mut().extend(headers);
             let mut out = Vec::with_capacity(256);
             write_response(&response, b"", &mut out);
@@ -322,7 +322,7 @@ pub fn upgrade_response_with<B>(
 ) -> std::result::Result<Upgrade, RequestError> {
     let offer = validate_request(request)?;
     let protocol = protocol.filter(|p| offer.protocols.iter().any(|o| o == p));
-    Ok(answer(&offer, protocol, config))
+    Ok(accept_offer(&offer, protocol, config))
 }
 
 /// An accepted opening handshake: the `101` response and the
@@ -338,8 +338,35 @@ pub struct Upgrade {
 
 /// The `101` answer to a valid `offer`, with `protocol` (already checked
 /// against the offer) and permessage-deflate if `config` has it and the
-/// client offered parameters it can honour.
-fn answer(offer: &ClientOffer, protocol: Option<&str>, config: &WebSocketConfig) -> Upgrade {
+/// client offered parameters it can honour. For servers (a proxy) that read
+/// and check the request themselves.
+///
+/// ```
+/// use frameway::server::accept_offer;
+/// use frameway::wire::deflate::DeflateConfig;
+/// use frameway::wire::handshake::validate_request;
+/// use frameway::WebSocketConfig;
+///
+/// let request = http::Request::get("/")
+///     .header("host", "example.com")
+///     .header("upgrade", "websocket")
+///     .header("connection", "Upgrade")
+///     .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+///     .header("sec-websocket-version", "13")
+///     .header("sec-websocket-extensions", "permessage-deflate")
+///     .body(())
+///     .unwrap();
+/// let offer = validate_request(&request).unwrap();
+/// let config = WebSocketConfig::default().deflate(DeflateConfig::default());
+/// let upgrade = accept_offer(&offer, None, &config);
+/// assert_eq!(upgrade.response.status(), 101);
+/// assert!(upgrade.deflate.is_some());
+/// ```
+pub fn accept_offer(
+    offer: &ClientOffer,
+    protocol: Option<&str>,
+    config: &WebSocketConfig,
+) -> Upgrade {
     let agreed = config
         .deflate
         .and_then(|ours| Some((ours.accept(&offer.extensions)?, ours)));

@@ -12,10 +12,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use frameway_wire::deflate::DeflateConfig;
 use frameway_wire::handshake::HandshakeLimits;
 use frameway_wire::Heartbeat;
 pub use schema::{
-    AdminSection, FileConfig, GatewaySection, PluginSection, RouteSection, ServiceSection,
+    AdminSection, DeflateSection, DeflateSetting, FileConfig, GatewaySection, PluginSection,
+    RouteSection, ServiceSection,
 };
 
 use crate::balancer::Pool;
@@ -133,6 +135,8 @@ pub struct Config {
     pub router: Arc<Router>,
     /// The balanced upstreams, by name.
     pub upstreams: Vec<Arc<Pool>>,
+    /// permessage-deflate with clients (`None`: refused).
+    pub client_deflate: Option<DeflateConfig>,
 }
 
 impl Config {
@@ -276,6 +280,7 @@ impl<'a> Loader<'a> {
         }
         let registry = &registry;
         let client_heartbeat = self.heartbeat(g.ping_interval, g.pong_timeout, None, "[gateway]");
+        let client_deflate = self.deflate(&g.client_deflate, "client_deflate");
         let global = self.plugins(&file.plugins, registry);
         let pools = self.upstreams(&file.upstreams);
         let mut routes = Vec::new();
@@ -338,6 +343,7 @@ impl<'a> Loader<'a> {
                 pools.sort_by(|a, b| a.name.cmp(&b.name));
                 pools
             },
+            client_deflate,
         })
     }
 
@@ -386,6 +392,7 @@ impl<'a> Loader<'a> {
             Some(svc.name.span()),
             &what,
         );
+        let deflate = self.deflate(&svc.deflate, "deflate");
         let ca_file = svc
             .ca_file
             .as_ref()
@@ -411,7 +418,51 @@ impl<'a> Loader<'a> {
             heartbeat,
             pool,
             retries: svc.retries,
+            deflate,
         }))
+    }
+
+    /// Checks a permessage-deflate setting.
+    fn deflate(&mut self, setting: &DeflateSetting, key: &str) -> Option<DeflateConfig> {
+        let section = match setting {
+            DeflateSetting::On(false) => return None,
+            DeflateSetting::On(true) => return Some(DeflateConfig::default()),
+            DeflateSetting::With(section) => section,
+        };
+        let d = section.get_ref();
+        let mut config = DeflateConfig::default();
+        let mut check = |value: Option<u8>, range: std::ops::RangeInclusive<u8>, name: &str| {
+            let value = value?;
+            if range.contains(&value) {
+                Some(value)
+            } else {
+                self.error(
+                    Some(section.span()),
+                    format!(
+                        "{key}: {name} must be from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+                None
+            }
+        };
+        if let Some(bits) = check(d.server_max_window_bits, 8..=15, "server_max_window_bits") {
+            config.server_max_window_bits = bits;
+        }
+        if let Some(bits) = check(d.client_max_window_bits, 8..=15, "client_max_window_bits") {
+            config.client_max_window_bits = bits;
+        }
+        if let Some(level) = check(d.level, 0..=9, "level") {
+            config.level = level;
+        }
+        if let Some(mem_level) = check(d.mem_level, 1..=9, "mem_level") {
+            config.mem_level = mem_level;
+        }
+        config.server_no_context_takeover = d.server_no_context_takeover.unwrap_or(false);
+        config.client_no_context_takeover = d.client_no_context_takeover.unwrap_or(false);
+        config.compress_if_bigger_than = d.compress_if_bigger_than.unwrap_or(0);
+        Some(config)
     }
 
     /// Checks `ping_interval` and `pong_timeout` (ms) of `what`: pings are

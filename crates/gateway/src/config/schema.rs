@@ -246,6 +246,47 @@ pub struct GatewaySection {
     /// Give Lua plugins `os`, `io` and `require` of any module (default false).
     #[serde(default)]
     pub lua_unsafe: bool,
+    /// permessage-deflate with clients: `true` (the default: accept their
+    /// offers with the library's defaults), `false`, or the parameters.
+    #[serde(default)]
+    pub client_deflate: DeflateSetting,
+}
+
+/// `client_deflate` or a service's `deflate`: on, off, or on with these
+/// parameters.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum DeflateSetting {
+    /// On with the defaults, or off.
+    On(bool),
+    /// On with these parameters.
+    With(Spanned<DeflateSection>),
+}
+
+impl Default for DeflateSetting {
+    fn default() -> Self {
+        DeflateSetting::On(true)
+    }
+}
+
+/// permessage-deflate parameters (RFC 7692's names, and the library's).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DeflateSection {
+    /// The server resets its compressor after each message.
+    pub server_no_context_takeover: Option<bool>,
+    /// The client resets its compressor after each message.
+    pub client_no_context_takeover: Option<bool>,
+    /// The server's largest window, 8-15 bits.
+    pub server_max_window_bits: Option<u8>,
+    /// The client's largest window, 8-15 bits.
+    pub client_max_window_bits: Option<u8>,
+    /// zlib level, 0-9 (default 6).
+    pub level: Option<u8>,
+    /// zlib memLevel, 1-9 (default 8).
+    pub mem_level: Option<u8>,
+    /// Messages of at most this many bytes go out uncompressed.
+    pub compress_if_bigger_than: Option<usize>,
 }
 
 impl Default for GatewaySection {
@@ -269,6 +310,7 @@ impl Default for GatewaySection {
             lua_max_instructions: default_lua_instructions(),
             lua_max_memory: default_lua_memory(),
             lua_unsafe: false,
+            client_deflate: DeflateSetting::default(),
         }
     }
 }
@@ -303,6 +345,10 @@ pub struct ServiceSection {
     pub tls_verify: bool,
     /// Extra CA certificates (PEM) to trust for this upstream.
     pub ca_file: Option<Spanned<String>>,
+    /// permessage-deflate offered to the upstream: `true` (the default),
+    /// `false`, or the parameters.
+    #[serde(default)]
+    pub deflate: DeflateSetting,
     /// Targets of a balanced upstream tried after the first fails to
     /// connect or answers 5xx (default 5).
     #[serde(default = "default_retries")]

@@ -1,0 +1,116 @@
+//! permessage-deflate through the gateway, negotiated per leg: a client
+//! that offers it gets it whatever the upstream does, plugins see and set
+//! uncompressed payloads, and the client's limit holds on inflated sizes.
+
+mod support;
+
+use frameway::client::{connect_with, ClientStream, ConnectResponse};
+use frameway::wire::deflate::DeflateConfig;
+use frameway::{CloseCode, Message, WebSocket, WebSocketConfig};
+use support::{bounded, gateway, gateway_running, python_server, recv, TestPlugin};
+
+/// Connects to `url` offering permessage-deflate.
+async fn deflating(url: &str) -> (WebSocket<ClientStream>, ConnectResponse) {
+    let config = WebSocketConfig::default()
+        .max_payload_len(32 << 20)
+        .deflate(DeflateConfig::default());
+    connect_with(
+        url,
+        frameway::client::ConnectOptions::default().websocket(config),
+    )
+    .await
+    .unwrap()
+}
+
+fn route(upstream_port: u16, gateway: &str, service: &str) -> String {
+    format!(
+        "[gateway]\n{gateway}\n\n[[services]]\nname = \"up\"\nurl = \"ws://127.0.0.1:{upstream_port}\"\n{service}\n  [[services.routes]]\n  name = \"all\"\n  paths = [\"/\"]\n"
+    )
+}
+
+#[tokio::test]
+async fn each_leg_negotiates_on_its_own_and_messages_arrive_byte_exact() {
+    bounded(async {
+        let (_deflating, with) = python_server(&[]).await;
+        let (_plain, without) = python_server(&["--no-compression"]).await;
+        let text = "compressible ".repeat(10_000);
+        let binary: Vec<u8> = (0..200_000u32).map(|i| (i % 7) as u8).collect();
+        for (upstream, service) in [(with, ""), (without, ""), (with, "deflate = false")] {
+            let gw = gateway(&route(upstream, "", service)).await;
+            let (mut ws, response) = deflating(&format!("ws://{gw}/")).await;
+            assert!(
+                response.deflate().is_some(),
+                "the client leg agrees whatever the upstream leg did ({upstream} {service:?})"
+            );
+            ws.send_text(text.clone()).await.unwrap();
+            assert_eq!(recv(&mut ws).await, Message::text(text.clone()));
+            ws.send_binary(binary.clone()).await.unwrap();
+            assert_eq!(recv(&mut ws).await, Message::binary(binary.clone()));
+            // A fragmented compressed message, fragment by fragment.
+            ws.send_frame(false, frameway::OpCode::Text, b"frag")
+                .await
+                .unwrap();
+            ws.send_frame(true, frameway::OpCode::Continuation, b"ments")
+                .await
+                .unwrap();
+            assert_eq!(recv(&mut ws).await, Message::text("fragments"));
+            ws.close(CloseCode::NORMAL, "").await.unwrap();
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn client_deflate_false_refuses_the_extension() {
+    bounded(async {
+        let (_up, port) = python_server(&[]).await;
+        let gw = gateway(&route(port, "client_deflate = false", "")).await;
+        let (mut ws, response) = deflating(&format!("ws://{gw}/")).await;
+        assert!(response.deflate().is_none());
+        ws.send_text("plain").await.unwrap();
+        assert_eq!(recv(&mut ws).await, Message::text("plain"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn plugins_see_and_set_uncompressed_payloads_on_a_compressed_leg() {
+    bounded(async {
+        let (_up, port) = python_server(&[]).await;
+        let upper = TestPlugin::new("upper").on_client_frame(|ctx| {
+            let (data, _, _) = ctx.get_frame();
+            assert!(data.starts_with(b"hello"), "the plugin sees inflated data");
+            let upper = data.to_ascii_uppercase();
+            ctx.set_frame_data(upper);
+            Ok(())
+        });
+        let gw = gateway_running(format!("127.0.0.1:{port}").parse().unwrap(), vec![upper]).await;
+        let (mut ws, response) = deflating(&format!("ws://{gw}/")).await;
+        assert!(response.deflate().is_some());
+        let long = format!("hello {}", "world ".repeat(1000));
+        ws.send_text(long.clone()).await.unwrap();
+        assert_eq!(recv(&mut ws).await, Message::text(long.to_uppercase()));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_deflate_bomb_stops_at_the_client_limit_with_1009() {
+    bounded(async {
+        let (_up, port) = python_server(&[]).await;
+        let gw = gateway(&route(port, "client_max_payload = 65536", "")).await;
+        let (mut ws, _) = deflating(&format!("ws://{gw}/")).await;
+        // 16 MiB of zeros compress to about 16 KiB.
+        ws.send_binary(vec![0u8; 16 << 20]).await.unwrap();
+        let close = loop {
+            match ws.recv().await {
+                Some(Ok(Message::Close(close))) => break close,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("no close frame: {e}"),
+                None => panic!("no close frame"),
+            }
+        };
+        assert_eq!(close.map(|c| u16::from(c.code)), Some(1009));
+    })
+    .await;
+}
