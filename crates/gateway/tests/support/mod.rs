@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use frameway::client::{connect_with, ClientStream, ConnectOptions};
 use frameway::server::{accept_with, Decision, ServerConfig};
-use frameway::{Message, Role, WebSocket, WebSocketConfig};
+use frameway::{CloseCode, CloseFrame, Message, Role, WebSocket, WebSocketConfig};
 use frameway_gateway::config::Config;
 use frameway_gateway::plugin::{
     CloseContext, FrameContext, HandshakeContext, Plugin, PluginError, Registry, State,
@@ -640,3 +640,37 @@ pub fn masked_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
     out
 }
+
+// ------------------------------------------------------ frame helpers ---
+
+pub fn close_frame(code: u16, reason: &str) -> Option<CloseFrame> {
+    Some(CloseFrame::new(CloseCode::new(code).unwrap(), reason.to_owned()).unwrap())
+}
+
+pub fn text(data: &[u8]) -> String {
+    String::from_utf8_lossy(data).into_owned()
+}
+
+/// The first 40 bytes of a payload, as text.
+pub fn head(data: &[u8]) -> String {
+    text(&data[..data.len().min(40)])
+}
+
+/// A plugin recording every frame it sees as `direction type payload status`.
+pub fn spy(name: &str, events: &Events) -> TestPlugin {
+    let events = events.clone();
+    TestPlugin::new(name).on_frame(move |ctx| {
+        let (data, kind, status) = ctx.get_frame();
+        events.push(format!(
+            "{} {} {:?} {:?}",
+            ctx.direction().as_str(),
+            kind.as_str(),
+            head(data),
+            status
+        ));
+        Ok(())
+    })
+}
+
+/// Gateway settings with the largest message limits.
+pub const BIG: &str = "[gateway]\nclient_max_payload = 33554432\nupstream_max_payload = 33554432\n";
