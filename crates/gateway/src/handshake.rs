@@ -268,9 +268,25 @@ where
     if io.write_all(&out).await.is_err() || io.flush().await.is_err() {
         return Err(None);
     }
+    let client_params = upgrade.deflate.as_ref().map(|d| *d.params());
     let mut client = WebSocket::from_raw_socket(io, Role::Server, client_config, rest);
     if let Some(deflate) = upgrade.deflate {
         client = client.with_deflate(deflate);
+    }
+    let mut upstream = upstream;
+    if !chain.handles_frames() {
+        if let (Some(c), Some(u)) = (client_params, upstream.response().deflate().copied()) {
+            let up = passes(
+                (c.client_max_window_bits, c.client_no_context_takeover),
+                (u.client_max_window_bits, u.client_no_context_takeover),
+            );
+            let down = passes(
+                (u.server_max_window_bits, u.server_no_context_takeover),
+                (c.server_max_window_bits, c.server_no_context_takeover),
+            );
+            client.pass_compressed(up, down);
+            upstream.pass_compressed(down, up);
+        }
     }
     let metrics = RelayMetrics {
         route: worker.route(&route.name, &service.name),
@@ -278,6 +294,15 @@ where
     };
     let relay = Relay::new(chain, states, shared, conn, metrics).holding(lease);
     Ok((relay, client, upstream, config.idle_timeout))
+}
+
+/// Whether messages compressed by a sender with `(window bits, resets
+/// after each message)` can be read as they are by a receiver that agreed
+/// to `(window bits, requires resets)` for what it receives: no larger a
+/// window, and resets where the receiver requires them. Then the gateway
+/// passes them through without inflating and compressing them again.
+fn passes(sender: (u8, bool), receiver: (u8, bool)) -> bool {
+    sender.0 <= receiver.0 && (sender.1 || !receiver.1)
 }
 
 /// Settings of one leg: its receive limit; pings and pongs are forwarded,

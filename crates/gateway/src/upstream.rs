@@ -281,6 +281,14 @@ fn is_target_failure(err: &frameway::Error) -> bool {
 }
 
 impl UpstreamConn {
+    /// See [`WebSocket::pass_compressed`].
+    pub(crate) fn pass_compressed(&mut self, received: bool, sent: bool) {
+        match self {
+            UpstreamConn::Net(ws, _) => ws.pass_compressed(received, sent),
+            UpstreamConn::Memory(ws, _) => ws.pass_compressed(received, sent),
+        }
+    }
+
     pub(crate) fn response(&self) -> &ConnectResponse {
         match self {
             UpstreamConn::Net(_, r) | UpstreamConn::Memory(_, r) => r,

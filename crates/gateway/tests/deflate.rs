@@ -95,10 +95,13 @@ async fn plugins_see_and_set_uncompressed_payloads_on_a_compressed_leg() {
 }
 
 #[tokio::test]
-async fn a_deflate_bomb_stops_at_the_client_limit_with_1009() {
+async fn a_deflate_bomb_stops_at_the_client_limit_with_1009_where_the_gateway_inflates() {
     bounded(async {
         let (_up, port) = python_server(&[]).await;
-        let gw = gateway(&route(port, "client_max_payload = 65536", "")).await;
+        // A frame plugin: the gateway inflates what the client sends.
+        let plugin = "  [[services.routes.plugins]]\n  name = \"websocket-rate-limit\"\n  config = { client_limit = 1000000 }\n";
+        let config = route(port, "client_max_payload = 65536", "") + plugin;
+        let gw = gateway(&config).await;
         let (mut ws, _) = deflating(&format!("ws://{gw}/")).await;
         // 16 MiB of zeros compress to about 16 KiB.
         ws.send_binary(vec![0u8; 16 << 20]).await.unwrap();
@@ -111,6 +114,41 @@ async fn a_deflate_bomb_stops_at_the_client_limit_with_1009() {
             }
         };
         assert_eq!(close.map(|c| u16::from(c.code)), Some(1009));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn without_frame_plugins_compatible_legs_pass_compressed_messages_through() {
+    bounded(async {
+        let (_up, port) = python_server(&[]).await;
+        // 1 MiB that compresses to about 1 KiB, through a client limit of
+        // 64 KiB: it passes only if the gateway does not inflate it. Python
+        // `websockets` reads 12-bit windows, so the gateway asks the client
+        // for no more.
+        let compatible =
+            "client_max_payload = 65536\nclient_deflate = { client_max_window_bits = 12 }";
+        let gw = gateway(&route(port, compatible, "")).await;
+        let (mut ws, _) = deflating(&format!("ws://{gw}/")).await;
+        let big = "x".repeat(1 << 20);
+        ws.send_text(big.clone()).await.unwrap();
+        assert_eq!(recv(&mut ws).await, Message::text(big));
+        ws.send_text("small").await.unwrap();
+        assert_eq!(recv(&mut ws).await, Message::text("small"));
+
+        // The client asks for a smaller server window than the upstream
+        // uses: that direction is inflated and compressed again, the other
+        // still passes; both arrive intact, over several messages (context
+        // takeover on both legs).
+        let narrow = "client_deflate = { server_max_window_bits = 9 }";
+        let gw = gateway(&route(port, narrow, "")).await;
+        let (mut ws, response) = deflating(&format!("ws://{gw}/")).await;
+        assert_eq!(response.deflate().unwrap().server_max_window_bits, 9);
+        for i in 0..5 {
+            let text = format!("message {i} ").repeat(500);
+            ws.send_text(text.clone()).await.unwrap();
+            assert_eq!(recv(&mut ws).await, Message::text(text));
+        }
     })
     .await;
 }

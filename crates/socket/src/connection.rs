@@ -625,6 +625,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Ok(())
     }
 
+    /// Lets compressed messages through untouched (a proxy between two
+    /// connections with compatible permessage-deflate parameters): see
+    /// [`Protocol::pass_compressed`](frameway_wire::Protocol::pass_compressed).
+    pub fn pass_compressed(&mut self, received: bool, sent: bool) {
+        self.proto.pass_compressed(received, sent);
+    }
+
+    /// Queues the first frame of a message compressed elsewhere, RSV1 set
+    /// (see [`WebSocket::pass_compressed`]).
+    pub fn queue_frame_compressed(
+        &mut self,
+        fin: bool,
+        opcode: OpCode,
+        payload: impl Into<Bytes>,
+    ) -> Result<()> {
+        if self.done {
+            return Err(Error::Closed);
+        }
+        self.proto
+            .send_frame_bytes_compressed(fin, opcode, payload.into())?;
+        Ok(())
+    }
+
     /// Bytes queued and not yet written to the socket.
     pub fn queued_len(&self) -> usize {
         self.proto.output().len()

@@ -239,7 +239,46 @@ impl Protocol {
             inflating: None,
             utf8: Utf8Validator::new(),
             compressing: false,
+            pass_received: false,
+            pass_sent: false,
         }));
+    }
+
+    /// Lets compressed messages through untouched, for a proxy between two
+    /// connections that both negotiated permessage-deflate with parameters
+    /// under which one side's compressed stream can be read by the other:
+    /// with `received`, compressed frames come out of [`Self::read_frame`]
+    /// as they arrived (RSV1 set, payload compressed, text not checked as
+    /// UTF-8: the final receiver inflates and checks it); with `sent`, this
+    /// connection compresses nothing itself, and compressed frames are sent
+    /// with [`Self::send_frame_bytes_compressed`]. (Compressing here too
+    /// would put messages into the receiver's window that the original
+    /// sender's compressor never saw.) Without permessage-deflate it does
+    /// nothing.
+    pub fn pass_compressed(&mut self, received: bool, sent: bool) {
+        if let Some(z) = self.deflate.as_deref_mut() {
+            z.pass_received = received;
+            z.pass_sent = sent;
+        }
+    }
+
+    /// Queues the first frame of a message compressed elsewhere (RSV1 set)
+    /// as it is; its continuation frames go through
+    /// [`Self::send_frame_bytes`]. Only after [`Self::pass_compressed`] with
+    /// `sent`: otherwise the peer's window would lose track.
+    pub fn send_frame_bytes_compressed(
+        &mut self,
+        fin: bool,
+        opcode: OpCode,
+        payload: Bytes,
+    ) -> Result<(), ProtocolError> {
+        if !self.deflate.as_deref().is_some_and(|z| z.pass_sent) {
+            return Err(ProtocolError::InvalidSend(
+                "a compressed frame can only be passed through a connection set to pass them",
+            ));
+        }
+        let len = payload.len() as u64;
+        self.enqueue(fin, opcode, true, Payload::Shared(&payload), len)
     }
 
     /// The permessage-deflate state, if it was negotiated.
@@ -366,7 +405,7 @@ impl Protocol {
     /// so that neither the frame API nor the message limit sees compressed
     /// bytes.
     fn inflate(&mut self, mut frame: Frame) -> Result<Frame, ProtocolError> {
-        let Some(z) = self.deflate.as_deref_mut() else {
+        let Some(z) = self.deflate.as_deref_mut().filter(|z| !z.pass_received) else {
             return Ok(frame);
         };
         let (text, inflated) = match (frame.opcode, z.inflating) {
@@ -463,7 +502,7 @@ impl Protocol {
             OpCode::Text | OpCode::Binary => self
                 .deflate
                 .as_deref_mut()
-                .filter(|z| !fin || z.codec.wants(len)),
+                .filter(|z| !z.pass_sent && (!fin || z.codec.wants(len))),
             OpCode::Continuation => self.deflate.as_deref_mut().filter(|z| z.compressing),
             _ => None,
         };
@@ -516,7 +555,10 @@ impl Protocol {
         };
         let size = self.fragment_size.map_or(usize::MAX, |s| s.get() as usize);
         let len = payload.len();
-        let deflate = self.deflate.as_deref_mut().filter(|z| z.codec.wants(len));
+        let deflate = self
+            .deflate
+            .as_deref_mut()
+            .filter(|z| !z.pass_sent && z.codec.wants(len));
         let compress = deflate.is_some();
         if !compress && len <= size {
             return self.frame(true, opcode, Payload::Shared(payload));
@@ -675,6 +717,12 @@ struct Compression {
     utf8: Utf8Validator,
     /// The fragmented message being sent through `send_frame` is compressed.
     compressing: bool,
+    /// Compressed frames received stay compressed (see
+    /// [`Protocol::pass_compressed`]).
+    pass_received: bool,
+    /// Nothing sent is compressed here: compressed frames come from
+    /// elsewhere, through [`Protocol::send_frame_bytes_compressed`].
+    pass_sent: bool,
 }
 
 /// Cuts `reason` to at most 123 bytes on a character boundary.
@@ -834,6 +882,55 @@ mod tests {
             // The pong the server queued is not compressed either.
             let reply = server.take_output();
             assert_eq!(frames(&server, &reply), [(0x8a, 1)]);
+        }
+
+        #[test]
+        fn a_proxy_passes_compressed_messages_through_and_the_window_stays_in_step() {
+            // client -> (proxy's server side, proxy's client side) -> server
+            let config = DeflateConfig::default().compress_if_bigger_than(8);
+            let (mut client, mut front) = deflating(config);
+            let (mut back, mut server) = deflating(config);
+            front.pass_compressed(true, false);
+            back.pass_compressed(false, true);
+            let messages = [
+                Message::text("hello hello hello hello"),
+                Message::binary(vec![7u8; 4]),
+                Message::text("hello hello hello hello, again"),
+                Message::binary((0..5000u32).map(|i| (i % 13) as u8).collect::<Vec<u8>>()),
+            ];
+            client.set_fragment_size(Some(64));
+            for message in &messages {
+                client.send(message).unwrap();
+            }
+            let mut wire = client.take_output();
+            let mut compressed_frames = 0;
+            while let Some(frame) = front.read_frame(&mut wire).unwrap() {
+                if frame.rsv1 {
+                    compressed_frames += 1;
+                    back.send_frame_bytes_compressed(frame.fin, frame.opcode, frame.payload)
+                        .unwrap();
+                } else {
+                    back.send_frame_bytes(frame.fin, frame.opcode, frame.payload)
+                        .unwrap();
+                }
+            }
+            assert_eq!(compressed_frames, 3, "the small binary went uncompressed");
+            let mut upstream_wire = back.take_output();
+            for message in messages {
+                assert_eq!(
+                    server.read_message(&mut upstream_wire).unwrap(),
+                    Some(message)
+                );
+            }
+        }
+
+        #[test]
+        fn passing_a_compressed_frame_needs_the_connection_set_to_pass_them() {
+            let (mut client, _) = deflating(DeflateConfig::default());
+            let err = client
+                .send_frame_bytes_compressed(true, OpCode::Text, Bytes::from_static(b"x"))
+                .unwrap_err();
+            assert!(matches!(err, ProtocolError::InvalidSend(_)), "{err:?}");
         }
 
         #[test]

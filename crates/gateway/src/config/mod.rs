@@ -423,13 +423,16 @@ impl<'a> Loader<'a> {
     }
 
     /// Checks a permessage-deflate setting.
-    fn deflate(&mut self, setting: &DeflateSetting, key: &str) -> Option<DeflateConfig> {
-        let section = match setting {
+    fn deflate(
+        &mut self,
+        setting: &toml::Spanned<DeflateSetting>,
+        key: &str,
+    ) -> Option<DeflateConfig> {
+        let d = match setting.get_ref() {
             DeflateSetting::On(false) => return None,
             DeflateSetting::On(true) => return Some(DeflateConfig::default()),
             DeflateSetting::With(section) => section,
         };
-        let d = section.get_ref();
         let mut config = DeflateConfig::default();
         let mut check = |value: Option<u8>, range: std::ops::RangeInclusive<u8>, name: &str| {
             let value = value?;
@@ -437,7 +440,7 @@ impl<'a> Loader<'a> {
                 Some(value)
             } else {
                 self.error(
-                    Some(section.span()),
+                    Some(setting.span()),
                     format!(
                         "{key}: {name} must be from {} to {}",
                         range.start(),
@@ -625,6 +628,35 @@ mod tests {
         let matched = config.router.find(None, "/echo").expect("/echo is routed");
         assert!(matches!(matched.route.service.upstream, Upstream::Echo));
         assert!(config.router.find(None, "/other").is_none());
+    }
+
+    #[test]
+    fn deflate_settings_are_on_by_default_and_checked_with_their_location() {
+        let load = |gateway: &str| {
+            let text = format!("[gateway]\n{gateway}\n\n[[services]]\nname = \"s\"\nurl = \"internal://echo\"\n  [[services.routes]]\n  name = \"r\"\n  paths = [\"/\"]\n");
+            Config::parse(&text, "t.toml", &Registry::with_builtins())
+        };
+        let error = |gateway: &str| match load(gateway) {
+            Ok(_) => panic!("{gateway} loads"),
+            Err(e) => e.to_string(),
+        };
+        assert!(load("").unwrap().client_deflate.is_some());
+        assert!(load("client_deflate = false")
+            .unwrap()
+            .client_deflate
+            .is_none());
+        let narrow = load("client_deflate = { server_max_window_bits = 9 }").unwrap();
+        assert_eq!(narrow.client_deflate.unwrap().server_max_window_bits, 9);
+        let unknown = error("client_deflate = { window = 9 }");
+        assert!(
+            unknown.starts_with("t.toml:2:") && unknown.contains("unknown field `window`"),
+            "{unknown}"
+        );
+        let range = error("client_deflate = { level = 12 }");
+        assert!(
+            range.contains("t.toml:2:18: client_deflate: level must be from 0 to 9"),
+            "{range}"
+        );
     }
 
     #[test]

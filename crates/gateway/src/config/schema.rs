@@ -248,19 +248,43 @@ pub struct GatewaySection {
     pub lua_unsafe: bool,
     /// permessage-deflate with clients: `true` (the default: accept their
     /// offers with the library's defaults), `false`, or the parameters.
-    #[serde(default)]
-    pub client_deflate: DeflateSetting,
+    #[serde(default = "default_deflate")]
+    pub client_deflate: Spanned<DeflateSetting>,
 }
 
 /// `client_deflate` or a service's `deflate`: on, off, or on with these
 /// parameters.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum DeflateSetting {
     /// On with the defaults, or off.
     On(bool),
     /// On with these parameters.
-    With(Spanned<DeflateSection>),
+    With(DeflateSection),
+}
+
+impl<'de> Deserialize<'de> for DeflateSetting {
+    // By hand rather than `untagged`, so that a wrong key in the table is
+    // reported by name.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = DeflateSetting;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false, or a table of permessage-deflate parameters")
+            }
+            fn visit_bool<E: serde::de::Error>(self, on: bool) -> Result<DeflateSetting, E> {
+                Ok(DeflateSetting::On(on))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<DeflateSetting, A::Error> {
+                DeflateSection::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(DeflateSetting::With)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 impl Default for DeflateSetting {
@@ -310,7 +334,7 @@ impl Default for GatewaySection {
             lua_max_instructions: default_lua_instructions(),
             lua_max_memory: default_lua_memory(),
             lua_unsafe: false,
-            client_deflate: DeflateSetting::default(),
+            client_deflate: default_deflate(),
         }
     }
 }
@@ -347,8 +371,8 @@ pub struct ServiceSection {
     pub ca_file: Option<Spanned<String>>,
     /// permessage-deflate offered to the upstream: `true` (the default),
     /// `false`, or the parameters.
-    #[serde(default)]
-    pub deflate: DeflateSetting,
+    #[serde(default = "default_deflate")]
+    pub deflate: Spanned<DeflateSetting>,
     /// Targets of a balanced upstream tried after the first fails to
     /// connect or answers 5xx (default 5).
     #[serde(default = "default_retries")]
@@ -433,6 +457,9 @@ fn default_lua_memory() -> Spanned<u64> {
 }
 fn default_timeout() -> u64 {
     60_000
+}
+fn default_deflate() -> Spanned<DeflateSetting> {
+    Spanned::new(0..0, DeflateSetting::default())
 }
 fn default_retries() -> u32 {
     5

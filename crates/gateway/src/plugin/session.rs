@@ -102,6 +102,7 @@ impl Session {
             fin: true,
             data,
             status,
+            compressed: false,
         };
         let frame = self.relay.frame_phase(direction, unit)?;
         Ok(FrameOutcome {

@@ -210,9 +210,14 @@ where
     match relay.receive(from, unit) {
         Step::Nothing => None,
         Step::End(ending) => Some(ending),
-        Step::Forward { frame, fin, then } => {
+        Step::Forward {
+            frame,
+            fin,
+            compressed,
+            then,
+        } => {
             let kind = frame.kind;
-            match forward(peer, frame, fin) {
+            match forward(peer, frame, fin, compressed) {
                 Ok(()) => then,
                 Err(Forward::PeerGone) => Some(Ending::PeerGone),
                 Err(Forward::Invalid(why)) => Some(relay.unforwardable(kind, &why)),
@@ -287,13 +292,18 @@ where
             if unit.kind == FrameType::Close {
                 return Answer::Closed(relay.close_answer(from_side, unit));
             }
-            let (frame, fin, then) = match relay.receive(from_side, unit) {
+            let (frame, fin, compressed, then) = match relay.receive(from_side, unit) {
                 Step::Nothing => continue,
                 Step::End(ending) => return Answer::Ended(ending),
-                Step::Forward { frame, fin, then } => (frame, fin, then),
+                Step::Forward {
+                    frame,
+                    fin,
+                    compressed,
+                    then,
+                } => (frame, fin, compressed, then),
             };
             let kind = frame.kind;
-            match forward(to, frame, fin) {
+            match forward(to, frame, fin, compressed) {
                 Ok(()) => {}
                 Err(Forward::PeerGone) => return Answer::Ended(Ending::PeerGone),
                 Err(Forward::Invalid(why)) => {
@@ -452,14 +462,18 @@ where
 
 /// Queues the (possibly changed) frame on the other leg; the proxy loop
 /// writes it out. The payload moves, never cloned: a clone of a payload
-/// copied out of the read buffer would allocate its shared header.
+/// copied out of the read buffer would allocate its shared header. A
+/// `compressed` frame goes out as it came, RSV1 set.
 fn forward<P: AsyncRead + AsyncWrite + Unpin>(
     peer: &mut WebSocket<P>,
     frame: InFlight,
     fin: bool,
+    compressed: bool,
 ) -> Result<(), Forward> {
     let data = frame.data;
     let result = match frame.kind {
+        FrameType::Text if compressed => peer.queue_frame_compressed(fin, OpCode::Text, data),
+        FrameType::Binary if compressed => peer.queue_frame_compressed(fin, OpCode::Binary, data),
         FrameType::Text if fin => {
             let text = Utf8Bytes::try_from(data)
                 .map_err(|_| Forward::Invalid("text is not UTF-8".into()))?;

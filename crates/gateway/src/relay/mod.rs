@@ -65,6 +65,9 @@ pub(crate) enum Step {
     Forward {
         frame: InFlight,
         fin: bool,
+        /// The frame starts a message compressed by its sender, passed on
+        /// as it is.
+        compressed: bool,
         then: Option<Ending>,
     },
     /// End the connection without forwarding.
@@ -145,7 +148,7 @@ impl Relay {
     /// under the one policy for open and closing connections, what happens
     /// to it. No IO, no `await`: the path of every message.
     pub(crate) fn receive(&mut self, from: Direction, unit: Unit) -> Step {
-        let fin = unit.fin;
+        let (fin, compressed) = (unit.fin, unit.compressed);
         let mut frame = match self.frame_phase(from, unit) {
             Ok(frame) => frame,
             Err(err) => {
@@ -168,7 +171,12 @@ impl Relay {
             }
             Verdict::Forward => None,
         };
-        Step::Forward { frame, fin, then }
+        Step::Forward {
+            frame,
+            fin,
+            compressed,
+            then,
+        }
     }
 
     /// Counts a unit from `from` and runs the plugins' frame phase on it:

@@ -12,6 +12,9 @@ pub(crate) struct Unit {
     pub(crate) fin: bool,
     pub(crate) data: Bytes,
     pub(crate) status: Option<u16>,
+    /// The first frame of a message compressed by the sender and passed
+    /// through as it is (see `Protocol::pass_compressed`).
+    pub(crate) compressed: bool,
 }
 
 impl Unit {
@@ -33,6 +36,7 @@ impl Unit {
             fin: true,
             data,
             status,
+            compressed: false,
         }
     }
 
@@ -54,6 +58,7 @@ impl Unit {
                     fin: true,
                     data,
                     status,
+                    compressed: false,
                 };
             }
         };
@@ -62,6 +67,7 @@ impl Unit {
             fin: frame.fin,
             data: frame.payload,
             status: None,
+            compressed: frame.rsv1,
         }
     }
 }
