@@ -21,6 +21,14 @@ async fn named(name: &str, extra: &[&str]) -> (Child, u16) {
     python_server(&args).await
 }
 
+/// Servers `a`, `b` and `c`, and their ports.
+async fn three() -> ([Child; 3], [u16; 3]) {
+    let (a, pa) = named("a", &[]).await;
+    let (b, pb) = named("b", &[]).await;
+    let (c, pc) = named("c", &[]).await;
+    ([a, b, c], [pa, pb, pc])
+}
+
 /// `[[upstreams]]` named `backends` with `targets` (port, weight) and
 /// `settings`, and a service on it with `service` settings.
 fn config(settings: &str, targets: &[(u16, u32)], service: &str) -> String {
@@ -77,9 +85,7 @@ fn tally(names: impl IntoIterator<Item = String>) -> HashMap<String, usize> {
 #[tokio::test]
 async fn weighted_round_robin_spreads_3000_connections_by_weight() {
     bounded(async {
-        let (_a, a) = named("a", &[]).await;
-        let (_b, b) = named("b", &[]).await;
-        let (_c, c) = named("c", &[]).await;
+        let (_servers, [a, b, c]) = three().await;
         let gw = gateway(&config("", &[(a, 100), (b, 50), (c, 150)], "")).await;
         let mut names = Vec::new();
         for _ in 0..3000 {
@@ -100,9 +106,7 @@ async fn weighted_round_robin_spreads_3000_connections_by_weight() {
 #[tokio::test]
 async fn least_connections_fills_the_target_whose_clients_left() {
     bounded(async {
-        let (_a, a) = named("a", &[]).await;
-        let (_b, b) = named("b", &[]).await;
-        let (_c, c) = named("c", &[]).await;
+        let (_servers, [a, b, c]) = three().await;
         let settings = "algorithm = \"least-connections\"";
         let gw = gateway(&config(settings, &[(a, 100), (b, 100), (c, 100)], "")).await;
         let mut held = Vec::new();
@@ -131,9 +135,7 @@ async fn least_connections_fills_the_target_whose_clients_left() {
 #[tokio::test]
 async fn consistent_hashing_keeps_a_room_on_its_target_and_moves_only_a_removed_targets_rooms() {
     bounded(async {
-        let (_a, a) = named("a", &[]).await;
-        let (_b, b) = named("b", &[]).await;
-        let (_c, c) = named("c", &[]).await;
+        let (_servers, [a, b, c]) = three().await;
         let settings =
             "algorithm = \"consistent-hashing\"\nhash_on = \"header\"\nhash_on_header = \"X-Room\"";
         let all = gateway(&config(settings, &[(a, 100), (b, 100), (c, 100)], "")).await;
