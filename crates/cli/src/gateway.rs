@@ -158,7 +158,7 @@ async fn reload_on_hangups(source: Arc<ConfigSource>, hangups: Option<Signal>) {
     let Some(mut hangups) = hangups else { return };
     while hangups.recv().await.is_some() {
         // Logged and counted by the reload itself.
-        let _ = source.reload();
+        let _ = source.reload_off_the_worker().await;
     }
 }
 

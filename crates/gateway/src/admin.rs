@@ -32,6 +32,10 @@ pub enum ReloadError {
     /// The file has errors; the running configuration stays.
     #[error("{0}")]
     Invalid(ConfigErrors),
+    /// Loading stopped on a bug (a panic, logged); the running
+    /// configuration stays.
+    #[error("the configuration could not be loaded (a bug; see the log)")]
+    Aborted,
 }
 
 /// The result of the last reload, for `/status`.
@@ -112,6 +116,20 @@ impl ConfigSource {
         result
     }
 
+    /// [`Self::reload`] on tokio's blocking pool: reading the file, loading
+    /// Lua plugins and resolving upstream host names must not stall the
+    /// worker whose runtime serves the admin listener and the signals.
+    pub async fn reload_off_the_worker(self: &Arc<Self>) -> Result<(), ReloadError> {
+        let source = self.clone();
+        match tokio::task::spawn_blocking(move || source.reload()).await {
+            Ok(result) => result,
+            Err(panicked) => {
+                tracing::error!("reload aborted, the running configuration stays: {panicked}");
+                Err(ReloadError::Aborted)
+            }
+        }
+    }
+
     fn status(&self) -> serde_json::Value {
         let state = lock(&self.state);
         let last_reload = state.1.as_ref().map(|last| {
@@ -152,7 +170,7 @@ pub async fn serve(listener: TcpListener, source: Arc<ConfigSource>) {
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let source = source.clone();
-                async move { Ok::<_, Infallible>(answer(&source, req)) }
+                async move { Ok::<_, Infallible>(answer(&source, req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), service);
@@ -163,7 +181,7 @@ pub async fn serve(listener: TcpListener, source: Arc<ConfigSource>) {
     }
 }
 
-fn answer(source: &ConfigSource, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(source: &Arc<ConfigSource>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let text = |status: StatusCode, body: String| reply(status, "text/plain; charset=utf-8", body);
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => reply(
@@ -191,9 +209,12 @@ fn answer(source: &ConfigSource, req: Request<Incoming>) -> Response<Full<Bytes>
             text(StatusCode::SERVICE_UNAVAILABLE, "draining\n".into())
         }
         (&Method::GET, "/status/ready") => text(StatusCode::OK, "ready\n".into()),
-        (&Method::POST, "/reload") => match source.reload() {
+        (&Method::POST, "/reload") => match source.reload_off_the_worker().await {
             Ok(()) => text(StatusCode::OK, "reloaded\n".into()),
             Err(err @ ReloadError::NoFile) => text(StatusCode::CONFLICT, format!("{err}\n")),
+            Err(err @ ReloadError::Aborted) => {
+                text(StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n"))
+            }
             Err(err) => text(StatusCode::UNPROCESSABLE_ENTITY, format!("{err}\n")),
         },
         (_, "/metrics" | "/status" | "/status/ready" | "/reload" | "/upstreams") => text(

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use frameway::server::accept_offer;
+use frameway::DeflateParams;
 use frameway::{Error, Role, WebSocket, WebSocketConfig};
 use frameway_wire::handshake::{rejection_response, validate_request, write_response};
 use http::header::{self, HeaderName, HeaderValue};
@@ -274,19 +275,11 @@ where
         client = client.with_deflate(deflate);
     }
     let mut upstream = upstream;
-    if !chain.handles_frames() {
-        if let (Some(c), Some(u)) = (client_params, upstream.response().deflate().copied()) {
-            let up = passes(
-                (c.client_max_window_bits, c.client_no_context_takeover),
-                (u.client_max_window_bits, u.client_no_context_takeover),
-            );
-            let down = passes(
-                (u.server_max_window_bits, u.server_no_context_takeover),
-                (c.server_max_window_bits, c.server_no_context_takeover),
-            );
-            client.pass_compressed(up, down);
-            upstream.pass_compressed(down, up);
-        }
+    let upstream_params = upstream.response().deflate().copied();
+    if let (false, Some(c), Some(u)) = (chain.handles_frames(), client_params, upstream_params) {
+        let (up, down) = compressed_passes(&c, &u);
+        client.pass_compressed(up, down);
+        upstream.pass_compressed(down, up);
     }
     let metrics = RelayMetrics {
         route: worker.route(&route.name, &service.name),
@@ -296,13 +289,37 @@ where
     Ok((relay, client, upstream, config.idle_timeout))
 }
 
-/// Whether messages compressed by a sender with `(window bits, resets
-/// after each message)` can be read as they are by a receiver that agreed
-/// to `(window bits, requires resets)` for what it receives: no larger a
-/// window, and resets where the receiver requires them. Then the gateway
-/// passes them through without inflating and compressing them again.
-fn passes(sender: (u8, bool), receiver: (u8, bool)) -> bool {
-    sender.0 <= receiver.0 && (sender.1 || !receiver.1)
+/// Whether compressed messages can pass through untouched, client to
+/// upstream and upstream to client, given what the client leg (`client`)
+/// and the upstream leg (`upstream`) agreed. A direction passes when its
+/// sender compresses with no larger a window than its receiver agreed to
+/// read, and resets its window after each message wherever the receiver
+/// requires it; then the gateway neither inflates nor compresses again.
+fn compressed_passes(client: &DeflateParams, upstream: &DeflateParams) -> (bool, bool) {
+    let passes = |sender: (u8, bool), receiver: (u8, bool)| {
+        sender.0 <= receiver.0 && (sender.1 || !receiver.1)
+    };
+    let up = passes(
+        (
+            client.client_max_window_bits,
+            client.client_no_context_takeover,
+        ),
+        (
+            upstream.client_max_window_bits,
+            upstream.client_no_context_takeover,
+        ),
+    );
+    let down = passes(
+        (
+            upstream.server_max_window_bits,
+            upstream.server_no_context_takeover,
+        ),
+        (
+            client.server_max_window_bits,
+            client.server_no_context_takeover,
+        ),
+    );
+    (up, down)
 }
 
 /// Settings of one leg: its receive limit; pings and pongs are forwarded,
@@ -467,5 +484,37 @@ async fn respond_upstream_failure<C: AsyncWrite + Unpin>(
             let body = format!("upstream unavailable: {other}\n");
             respond(io, StatusCode::BAD_GATEWAY, &body).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compressed_messages_pass_only_where_the_receiver_can_read_them() {
+        let default = DeflateParams::default();
+        assert_eq!(compressed_passes(&default, &default), (true, true));
+
+        // The client asked the gateway for a 9-bit window: the upstream's
+        // 15-bit stream cannot go to it as it is; the other way still can.
+        let mut narrow = DeflateParams::default();
+        narrow.server_max_window_bits = 9;
+        assert_eq!(compressed_passes(&narrow, &default), (true, false));
+
+        // The upstream requires the gateway to reset after each message; a
+        // client that keeps its window cannot be passed on.
+        let mut resets = DeflateParams::default();
+        resets.client_no_context_takeover = true;
+        assert_eq!(compressed_passes(&default, &resets), (false, true));
+        assert_eq!(compressed_passes(&resets, &resets), (true, true));
+
+        // A smaller sender window always fits.
+        let mut small = DeflateParams::default();
+        small.client_max_window_bits = 10;
+        let mut twelve = DeflateParams::default();
+        twelve.client_max_window_bits = 12;
+        assert_eq!(compressed_passes(&small, &twelve), (true, true));
+        assert_eq!(compressed_passes(&default, &twelve), (false, true));
     }
 }
