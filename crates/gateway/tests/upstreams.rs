@@ -84,13 +84,32 @@ fn tally(names: impl IntoIterator<Item = String>) -> HashMap<String, usize> {
 
 #[tokio::test]
 async fn weighted_round_robin_spreads_3000_connections_by_weight() {
+    // 3,000 handshakes through three Python servers: a few seconds alone,
+    // far more on a loaded machine, so a longer bound than `bounded`'s.
+    let bounded = |test| async move {
+        tokio::time::timeout(std::time::Duration::from_secs(180), test)
+            .await
+            .expect("3,000 connections within 3 minutes")
+    };
     bounded(async {
         let (_servers, [a, b, c]) = three().await;
         let gw = gateway(&config("", &[(a, 100), (b, 50), (c, 150)], "")).await;
-        let mut names = Vec::new();
-        for _ in 0..3000 {
-            names.push(visit(gw, ConnectOptions::default()).await);
+        // 30 clients, 100 connections each, so that the run stays short.
+        let mut clients = tokio::task::JoinSet::new();
+        for _ in 0..30 {
+            clients.spawn(async move {
+                let mut names = Vec::new();
+                for _ in 0..100 {
+                    names.push(visit(gw, ConnectOptions::default()).await);
+                }
+                names
+            });
         }
+        let mut names = Vec::new();
+        while let Some(done) = clients.join_next().await {
+            names.extend(done.unwrap());
+        }
+        assert_eq!(names.len(), 3000);
         let counts = tally(names);
         for (name, expected) in [("a", 1000.0), ("b", 500.0), ("c", 1500.0)] {
             let got = counts[name] as f64;
