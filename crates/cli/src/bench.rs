@@ -20,6 +20,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use clap::Args;
 use frameway::client::WsUrl;
+use frameway::wire::deflate::{Deflate, DeflateConfig, PERMESSAGE_DEFLATE};
 use frameway::wire::handshake::{
     generate_key, parse_response, validate_response, write_request, ClientRequest,
 };
@@ -60,6 +61,18 @@ pub struct BenchArgs {
     /// Send text frames instead of binary ones.
     #[arg(long)]
     text: bool,
+    /// Messages are JSON documents of --size bytes (records with ids,
+    /// names and flags, compressible as API traffic is) instead of repeated
+    /// letters; text frames.
+    #[arg(long)]
+    json_messages: bool,
+    /// Offer permessage-deflate without context takeover either way, so
+    /// that every message compresses alike: it is compressed once per
+    /// connection, and the echo, compressed by the server in a fresh
+    /// context, has one length to count by. The result reports the bytes
+    /// each round trip put on the wire.
+    #[arg(long)]
+    deflate: bool,
     /// Print the result as one JSON object.
     #[arg(long)]
     json: bool,
@@ -162,21 +175,14 @@ async fn bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     let interval = args
         .rate
         .map(|rate| Duration::from_secs_f64(args.connections as f64 / rate));
-    let opcode = if args.text {
-        OpCode::Text
-    } else {
-        OpCode::Binary
-    };
+    let message = Arc::new(MessageSpec::from_args(&args));
     let mut tasks = tokio::task::JoinSet::new();
-    for conn in open_all(
-        &target,
-        args.connections,
-        args.size,
-        opcode,
-        args.open_concurrency,
-    )
-    .await?
-    {
+    let conns = open_all(&target, args.connections, &message, args.open_concurrency).await?;
+    let wire = WireBytes {
+        sent: conns[0].frame.len(),
+        echoed: conns[0].echo_len,
+    };
+    for conn in conns {
         let shared = shared.clone();
         tasks.spawn(async move {
             match interval {
@@ -217,16 +223,83 @@ async fn bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    report(&args, &histogram, elapsed, errors, &cpu);
+    report(&args, &histogram, elapsed, errors, &cpu, wire);
     Ok(())
+}
+
+/// The message every connection sends, and how.
+struct MessageSpec {
+    opcode: OpCode,
+    payload: Vec<u8>,
+    deflate: Option<DeflateConfig>,
+}
+
+impl MessageSpec {
+    fn from_args(args: &BenchArgs) -> MessageSpec {
+        let payload = if args.json_messages {
+            json_document(args.size)
+        } else {
+            (0..args.size).map(|i| b'a' + (i % 26) as u8).collect()
+        };
+        let opcode = if args.text || args.json_messages {
+            OpCode::Text
+        } else {
+            OpCode::Binary
+        };
+        let deflate = args.deflate.then(|| {
+            DeflateConfig::default()
+                .client_no_context_takeover(true)
+                .server_no_context_takeover(true)
+                .compress_if_bigger_than(0)
+        });
+        MessageSpec {
+            opcode,
+            payload,
+            deflate,
+        }
+    }
+}
+
+/// A JSON array of records, exactly `size` bytes long (padded with spaces
+/// before the closing bracket), as an API might send.
+fn json_document(size: usize) -> Vec<u8> {
+    let mut doc = String::from("[");
+    let mut id = 0u32;
+    loop {
+        let record = format!(
+            "{}{{\"id\":{id},\"name\":\"user-{}\",\"active\":{},\"score\":{}.{}}}",
+            if id == 0 { "" } else { "," },
+            id * 7919 % 10_007,
+            id % 3 == 0,
+            id * 31 % 997,
+            id % 10
+        );
+        if doc.len() + record.len() + 1 > size {
+            break;
+        }
+        doc.push_str(&record);
+        id += 1;
+    }
+    let mut doc = doc.into_bytes();
+    doc.resize(size.saturating_sub(1), b' ');
+    if size > 0 {
+        doc.push(b']');
+    }
+    doc
+}
+
+/// Bytes on the wire per round trip: the client's frame and the echo's.
+#[derive(Clone, Copy)]
+struct WireBytes {
+    sent: usize,
+    echoed: usize,
 }
 
 /// Opens `n` connections, at most `concurrency` at a time.
 async fn open_all(
     target: &Arc<Target>,
     n: usize,
-    size: usize,
-    opcode: OpCode,
+    message: &Arc<MessageSpec>,
     concurrency: usize,
 ) -> Result<Vec<Connection>, Box<dyn std::error::Error>> {
     let mut opening = tokio::task::JoinSet::new();
@@ -235,9 +308,9 @@ async fn open_all(
     while conns.len() < n {
         while started < n && opening.len() < concurrency {
             let target = target.clone();
+            let message = message.clone();
             opening.spawn(async move {
-                match tokio::time::timeout(OPEN_TIMEOUT, Connection::open(&target, size, opcode))
-                    .await
+                match tokio::time::timeout(OPEN_TIMEOUT, Connection::open(&target, &message)).await
                 {
                     Ok(conn) => conn.map_err(|e| e.to_string()),
                     Err(_) => Err(format!("no handshake and echo within {OPEN_TIMEOUT:?}")),
@@ -258,11 +331,7 @@ async fn open_all(
 /// closed, and what each cost the watched processes.
 async fn handshakes(args: BenchArgs, n: usize) -> Result<(), Box<dyn std::error::Error>> {
     let target = Arc::new(target(&args.url)?);
-    let opcode = if args.text {
-        OpCode::Text
-    } else {
-        OpCode::Binary
-    };
+    let message = Arc::new(MessageSpec::from_args(&args));
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut opening = tokio::task::JoinSet::new();
     let (mut started, mut errors) = (0, 0u64);
@@ -271,11 +340,10 @@ async fn handshakes(args: BenchArgs, n: usize) -> Result<(), Box<dyn std::error:
     loop {
         while started < n && opening.len() < args.open_concurrency {
             let target = target.clone();
-            let size = args.size;
+            let message = message.clone();
             opening.spawn(async move {
                 let begun = Instant::now();
-                match tokio::time::timeout(OPEN_TIMEOUT, Connection::open(&target, size, opcode))
-                    .await
+                match tokio::time::timeout(OPEN_TIMEOUT, Connection::open(&target, &message)).await
                 {
                     // Dropped here: the socket closes once its echo came.
                     Ok(Ok(_conn)) => Ok(begun.elapsed()),
@@ -340,14 +408,10 @@ async fn handshakes(args: BenchArgs, n: usize) -> Result<(), Box<dyn std::error:
 /// processes.
 async fn hold(args: BenchArgs, n: usize) -> Result<(), Box<dyn std::error::Error>> {
     let target = Arc::new(target(&args.url)?);
-    let opcode = if args.text {
-        OpCode::Text
-    } else {
-        OpCode::Binary
-    };
+    let message = Arc::new(MessageSpec::from_args(&args));
     let rss_before = proc_stat::rss_kib(&args.watch_pids)?;
     let started = Instant::now();
-    let conns = open_all(&target, n, args.size, opcode, args.open_concurrency).await?;
+    let conns = open_all(&target, n, &message, args.open_concurrency).await?;
     let open_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
     let rss_after = proc_stat::rss_kib(&args.watch_pids)?;
@@ -399,6 +463,7 @@ fn report(
     elapsed: Duration,
     errors: u64,
     cpu: &proc_stat::CpuDelta,
+    wire: WireBytes,
 ) {
     let secs = elapsed.as_secs_f64();
     let rate = h.len() as f64 / secs;
@@ -426,15 +491,27 @@ fn report(
             "server_cpu_share": cpu.watched_secs / secs,
             "client_cpu_s": cpu.own_secs, "client_cpu_us_per_msg": per_msg(cpu.own_secs),
             "client_cpu_share": cpu.own_secs / secs,
+            "deflate": args.deflate, "wire_bytes_sent": wire.sent, "wire_bytes_echoed": wire.echoed,
         });
         println!("{value}");
     } else {
         println!(
-            "frameway bench: {} ({} connections, {} B {}, {mode}, {secs:.1} s)",
+            "frameway bench: {} ({} connections, {} B {}{}, {mode}, {secs:.1} s)",
             args.url,
             args.connections,
             args.size,
-            if args.text { "text" } else { "binary" }
+            if args.json_messages {
+                "JSON"
+            } else if args.text {
+                "text"
+            } else {
+                "binary"
+            },
+            if args.deflate { ", deflate" } else { "" }
+        );
+        println!(
+            "on the wire per round trip: {} B sent, {} B echoed",
+            wire.sent, wire.echoed
         );
         println!(
             "{rate:.0} msg/s  {mb:.2} MB/s  p50 {} µs  p99 {} µs  p99.9 {} µs  max {} µs  ({} round trips, {errors} errors)",
@@ -467,64 +544,125 @@ struct Connection {
 impl Connection {
     async fn open(
         target: &Target,
-        size: usize,
-        opcode: OpCode,
+        message: &MessageSpec,
     ) -> Result<Connection, Box<dyn std::error::Error>> {
         let mut tcp = TcpStream::connect(target.addr).await?;
         tcp.set_nodelay(true)?;
         let mut random = [0u8; 20];
         getrandom::fill(&mut random).map_err(|e| format!("no randomness: {e}"))?;
         let key = generate_key(random[..16].try_into().expect("16 bytes"));
+        let offer = message.deflate.as_ref().map(|d| d.offer().to_string());
         let mut request = Vec::new();
         write_request(
             &ClientRequest {
                 host: &target.url.host_header(),
                 path: target.url.target(),
                 key: &key,
+                extensions: offer.as_deref(),
                 ..Default::default()
             },
             &mut request,
         );
         tcp.write_all(&request).await?;
         let mut buf = BytesMut::with_capacity(4096);
-        let leftover = loop {
+        let (leftover, accepted) = loop {
             if tcp.read_buf(&mut buf).await? == 0 {
                 return Err("server closed during the handshake".into());
             }
             if let Some((response, len)) = parse_response(&buf, Default::default())? {
-                validate_response(&response, &key, &[], &[])?;
-                break buf.split_off(len);
+                let accepted = validate_response(&response, &key, &[], &[PERMESSAGE_DEFLATE])?;
+                break (buf.split_off(len), accepted);
             }
         };
         if !leftover.is_empty() {
             return Err("server sent data before any message".into());
         }
-        let payload: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+        let deflate = match &message.deflate {
+            Some(config) => match config.confirm(&accepted.extensions)? {
+                Some(params) => Some(Deflate::new(Role::Client, params, config)),
+                None => return Err("the server refused permessage-deflate (--deflate)".into()),
+            },
+            None => None,
+        };
         let mut frame = BytesMut::new();
         let mask = Some([random[16], random[17], random[18], random[19]]);
-        FrameEncoder::new(u64::MAX).encode(true, opcode, &payload, mask, &mut frame)?;
-        let echo_len = frame.len() - 4;
-        let mut conn = Connection {
-            tcp,
-            frame: frame.to_vec(),
-            echo_len,
-        };
-        conn.check_echo(&payload).await?;
-        Ok(conn)
+        let mut encoder = FrameEncoder::new(u64::MAX);
+        match deflate {
+            Some(mut deflate) => {
+                let mut compressed = Vec::new();
+                deflate.compress(&message.payload, true, &mut compressed)?;
+                encoder.encode_with_rsv1(
+                    true,
+                    message.opcode,
+                    true,
+                    &compressed,
+                    mask,
+                    &mut frame,
+                )?;
+                let mut conn = Connection {
+                    tcp,
+                    frame: frame.to_vec(),
+                    echo_len: 0,
+                };
+                conn.check_echo(&message.payload, Some(deflate)).await?;
+                Ok(conn)
+            }
+            None => {
+                encoder.encode(true, message.opcode, &message.payload, mask, &mut frame)?;
+                let mut conn = Connection {
+                    tcp,
+                    frame: frame.to_vec(),
+                    echo_len: frame.len() - 4,
+                };
+                conn.check_echo(&message.payload, None).await?;
+                Ok(conn)
+            }
+        }
     }
 
     /// The first round trip is decoded in full, so a server that does not
-    /// echo is caught before its bytes are counted.
-    async fn check_echo(&mut self, payload: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+    /// echo is caught before its bytes are counted. A compressed echo is
+    /// inflated, and its length is the one to count by from then on.
+    async fn check_echo(
+        &mut self,
+        payload: &[u8],
+        deflate: Option<Deflate>,
+    ) -> Result<(), Box<dyn std::error::Error>> {
         self.tcp.write_all(&self.frame).await?;
-        let mut echo = vec![0u8; self.echo_len];
-        self.tcp.read_exact(&mut echo).await?;
-        let mut buf = BytesMut::from(&echo[..]);
-        let frame = FrameDecoder::new(Config::new(Role::Client)).decode(&mut buf)?;
-        match frame {
-            Some(f) if f.payload == payload && buf.is_empty() => Ok(()),
-            _ => Err("the server's answer is not an echo of the message (unfragmented)".into()),
+        let mut decoder = FrameDecoder::new(Config::new(Role::Client));
+        if deflate.is_some() {
+            decoder.allow_rsv1();
         }
+        let mut buf = BytesMut::new();
+        let frame = loop {
+            if let Some(frame) = decoder.decode(&mut buf)? {
+                break frame;
+            }
+            if self.tcp.read_buf(&mut buf).await? == 0 {
+                return Err("server closed before echoing".into());
+            }
+        };
+        let echoed = match (deflate, frame.rsv1) {
+            (Some(mut deflate), true) => {
+                let mut out = Vec::new();
+                deflate.inflate(&frame.payload, true, u64::MAX, &mut out)?;
+                out
+            }
+            (_, false) => frame.payload.to_vec(),
+            (None, true) => return Err("a compressed echo without deflate".into()),
+        };
+        if !frame.fin || echoed != payload || !buf.is_empty() {
+            return Err("the server's answer is not an echo of the message (unfragmented)".into());
+        }
+        let header = if frame.payload.len() < 126 {
+            2
+        } else if frame.payload.len() < 1 << 16 {
+            4
+        } else {
+            10
+        };
+        self.echo_len = header + frame.payload.len();
+        Ok(())
     }
 
     async fn closed_loop(mut self, shared: &Shared) -> Result<Histogram<u64>, String> {

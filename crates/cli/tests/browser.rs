@@ -1,9 +1,11 @@
-//! A real browser against `frameway echo`: headless Debian Chromium opens a
-//! page served by this test on 127.0.0.1, whose script connects to the echo
-//! server, sends text and binary messages of several sizes and checks each
-//! echo, then posts its findings back to the test. Browsers always offer
-//! permessage-deflate; the test asserts it was negotiated and every echo
-//! matched.
+//! A real browser against `frameway echo` and through `frameway gateway`:
+//! headless Debian Chromium opens a page served by this test on 127.0.0.1,
+//! whose script connects to each target in turn, sends text and binary
+//! messages of several sizes and checks each echo, then posts its findings
+//! back to the test. Browsers always offer permessage-deflate; the tests
+//! assert it was negotiated and every echo matched, and through the gateway
+//! that the client leg gets it whether the upstream accepts it or not, and
+//! that a Lua plugin rewriting text works on a compressed leg.
 //!
 //! The echo server sends in 16 KiB frames, so the larger echoes reach the
 //! browser as fragmented compressed messages.
@@ -17,11 +19,12 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use support::{echo_server, Server};
+use support::{echo_server, free_port, start, Server};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-/// The page: `ECHO_URL` is replaced with the echo server's address.
+/// The page: `TARGETS` is replaced with the WebSocket URLs to test, as a
+/// JSON array of `{ url, redact }`.
 const PAGE: &str = r#"<!doctype html>
 <meta charset="utf-8">
 <title>frameway permessage-deflate</title>
@@ -47,24 +50,40 @@ const same = (a, b) => {
   for (let i = 0; i < x.length; i++) if (x[i] !== a[i]) return false;
   return true;
 };
-const result = { extensions: null, results: [], error: null };
-try {
-  const ws = new WebSocket("ECHO_URL");
+// Each target in turn: { url, redact }. On a redacting route the
+// gateway runs examples/plugins/redact-field, so a JSON message comes back
+// with its "password" replaced.
+const secret = (n) => JSON.stringify({ password: "hunter2", pad: words(n) });
+const runOne = (target) => new Promise((done) => {
+  const mine = target.redact
+    ? cases.concat([{ kind: "json", size: 4096, data: secret(4096) }, { kind: "json", size: 1 << 20, data: secret(1 << 20) }])
+    : cases;
+  const run = { url: target.url, extensions: null, results: [], error: null };
+  const ws = new WebSocket(target.url);
   ws.binaryType = "arraybuffer";
   let i = 0;
-  ws.onopen = () => { result.extensions = ws.extensions; ws.send(cases[0].data); };
+  ws.onopen = () => { run.extensions = ws.extensions; ws.send(mine[0].data); };
   ws.onmessage = (ev) => {
-    const c = cases[i];
-    result.results.push({ kind: c.kind, size: c.size, ok: same(c.data, ev.data) });
+    const c = mine[i];
+    const ok = c.kind === "json"
+      ? (() => { const got = JSON.parse(ev.data); return got.password === "[redacted]" && got.pad === JSON.parse(c.data).pad; })()
+      : same(c.data, ev.data);
+    run.results.push({ kind: c.kind, size: c.size, ok });
     i += 1;
-    if (i < cases.length) ws.send(cases[i].data); else ws.close(1000, "done");
+    if (i < mine.length) ws.send(mine[i].data); else ws.close(1000, "done");
   };
-  ws.onclose = (ev) => { result.close = ev.code; report(result); };
-  ws.onerror = () => { result.error = "websocket error"; };
-} catch (e) {
-  result.error = String(e);
-  report(result);
-}
+  ws.onclose = (ev) => { run.close = ev.code; done(run); };
+  ws.onerror = () => { run.error = "websocket error"; };
+});
+(async () => {
+  const runs = [];
+  try {
+    for (const target of TARGETS) runs.push(await runOne(target));
+  } catch (e) {
+    runs.push({ error: String(e) });
+  }
+  report(runs);
+})();
 </script>
 "#;
 
@@ -119,22 +138,29 @@ fn read_request(stream: &mut TcpStream) -> Option<(String, String)> {
     Some((path, String::from_utf8_lossy(&body).into_owned()))
 }
 
-#[test]
-fn chromium_negotiates_permessage_deflate_and_every_echo_matches() {
+/// Opens the page in headless Chromium, which tests each of `targets`
+/// (`(url, redact)`) in turn, and returns its report: one JSON object per
+/// target.
+fn browse(targets: &[(String, bool)]) -> Vec<serde_json::Value> {
     assert!(
         Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing: run scripts/install-test-deps (scripts/test does), \
          which installs Debian's chromium package"
     );
-    let (_echo, echo_port) = echo_server(&["--fragment-size", "16384"]);
-
     let http = TcpListener::bind("127.0.0.1:0").unwrap();
     let http_port = http.local_addr().unwrap().port();
-    let page = PAGE.replace("ECHO_URL", &format!("ws://127.0.0.1:{echo_port}/"));
+    let targets: Vec<_> = targets
+        .iter()
+        .map(|(url, redact)| serde_json::json!({ "url": url, "redact": redact }))
+        .collect();
+    let page = PAGE.replace("TARGETS", &serde_json::Value::from(targets).to_string());
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || serve_page(http, page, tx));
 
-    let profile = std::env::temp_dir().join(format!("frameway-chromium-{}", std::process::id()));
+    let profile = std::env::temp_dir().join(format!(
+        "frameway-chromium-{}-{http_port}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&profile);
     let chromium = Command::new(CHROMIUM)
         .args([
@@ -156,22 +182,96 @@ fn chromium_negotiates_permessage_deflate_and_every_echo_matches() {
     let chromium = Server(chromium);
 
     let body = rx
-        .recv_timeout(Duration::from_secs(90))
-        .expect("the page reported back within 90 s");
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the page reported back within 120 s");
     drop(chromium);
     let _ = std::fs::remove_dir_all(&profile);
+    eprintln!("chromium reported: {body}");
+    serde_json::from_str(&body).unwrap()
+}
 
-    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
-    eprintln!("chromium reported: {report}");
-    assert_eq!(report["error"], serde_json::Value::Null, "{report}");
-    let extensions = report["extensions"].as_str().unwrap_or_default();
-    assert!(
-        extensions.starts_with("permessage-deflate"),
-        "the browser saw no permessage-deflate answer: {report}"
-    );
-    let results = report["results"].as_array().unwrap();
-    assert_eq!(results.len(), 21, "every case echoed: {report}");
+/// Asserts that one target's run negotiated `extension` (empty: none),
+/// echoed `cases` messages intact, and closed normally.
+fn assert_run(run: &serde_json::Value, extension: &str, cases: usize) {
+    assert_eq!(run["error"], serde_json::Value::Null, "{run}");
+    let extensions = run["extensions"].as_str().unwrap_or_default();
+    if extension.is_empty() {
+        assert_eq!(extensions, "", "{run}");
+    } else {
+        assert!(
+            extensions.starts_with(extension),
+            "the browser saw no {extension} answer: {run}"
+        );
+    }
+    let results = run["results"].as_array().unwrap();
+    assert_eq!(results.len(), cases, "every case echoed: {run}");
     let failed: Vec<_> = results.iter().filter(|r| r["ok"] != true).collect();
     assert!(failed.is_empty(), "echoes that differ: {failed:?}");
-    assert_eq!(report["close"], 1000, "{report}");
+    assert_eq!(run["close"], 1000, "{run}");
+}
+
+/// Text and binary messages of ten sizes, and one of noise.
+const CASES: usize = 21;
+
+#[test]
+fn chromium_negotiates_permessage_deflate_and_every_echo_matches() {
+    let (_echo, echo_port) = echo_server(&["--fragment-size", "16384"]);
+    let runs = browse(&[(format!("ws://127.0.0.1:{echo_port}/"), false)]);
+    assert_run(&runs[0], "permessage-deflate", CASES);
+}
+
+#[test]
+fn chromium_through_the_gateway_gets_permessage_deflate_whatever_the_upstream_does() {
+    let (_deflating, deflating) = echo_server(&["--fragment-size", "16384"]);
+    let (_refusing, refusing) = echo_server(&["--no-deflate"]);
+    let port = free_port();
+    let plugins = format!("{}/../../examples/plugins", env!("CARGO_MANIFEST_DIR"));
+    let config = format!(
+        r#"[gateway]
+listen = ["127.0.0.1:{port}"]
+lua_plugin_dirs = ["{plugins}"]
+# The largest text case is 1 Mi characters, some of two bytes.
+client_max_payload = 4194304
+upstream_max_payload = 4194304
+
+[[services]]
+name = "deflating"
+url = "ws://127.0.0.1:{deflating}"
+  [[services.routes]]
+  name = "deflating"
+  paths = ["/deflating"]
+  [[services.routes]]
+  name = "redacting"
+  paths = ["/redacting"]
+    [[services.routes.plugins]]
+    name = "redact-field"
+    config = {{ fields = ["password"] }}
+
+[[services]]
+name = "refusing"
+url = "ws://127.0.0.1:{refusing}"
+  [[services.routes]]
+  name = "refusing"
+  paths = ["/refusing"]
+"#
+    );
+    let dir = std::env::temp_dir().join(format!("frameway-browser-gateway-{port}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("gateway.toml");
+    std::fs::write(&file, config).unwrap();
+    let _gateway = start(&["gateway", "--config", file.to_str().unwrap()]);
+
+    let url = |path: &str| format!("ws://127.0.0.1:{port}/{path}");
+    let runs = browse(&[
+        (url("deflating"), false),
+        (url("refusing"), false),
+        (url("redacting"), true),
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    // The client leg is negotiated by the gateway, whatever the upstream
+    // leg agreed; the redacting route adds two JSON messages.
+    assert_run(&runs[0], "permessage-deflate", CASES);
+    assert_run(&runs[1], "permessage-deflate", CASES);
+    assert_run(&runs[2], "permessage-deflate", CASES + 2);
 }

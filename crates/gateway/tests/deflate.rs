@@ -7,7 +7,9 @@ mod support;
 use frameway::client::{connect_with, ClientStream, ConnectResponse};
 use frameway::wire::deflate::DeflateConfig;
 use frameway::{CloseCode, Message, WebSocket, WebSocketConfig};
-use support::{bounded, gateway, gateway_running, python_server, recv, TestPlugin};
+use support::{
+    bounded, gateway, gateway_running, node_client, python_client, python_server, recv, TestPlugin,
+};
 
 /// Connects to `url` offering permessage-deflate.
 async fn deflating(url: &str) -> (WebSocket<ClientStream>, ConnectResponse) {
@@ -148,6 +150,34 @@ async fn without_frame_plugins_compatible_legs_pass_compressed_messages_through(
             let text = format!("message {i} ").repeat(500);
             ws.send_text(text.clone()).await.unwrap();
             assert_eq!(recv(&mut ws).await, Message::text(text));
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn python_and_node_clients_get_deflate_through_the_gateway_whatever_the_upstream() {
+    bounded(async {
+        let (_deflating, with) = python_server(&[]).await;
+        let (_plain, without) = python_server(&["--no-compression"]).await;
+        let json = format!(
+            "{{\"items\": [{}]}}",
+            vec!["{\"id\": 1, \"name\": \"frameway\"}"; 2000].join(", ")
+        );
+        let script = serde_json::json!([
+            {"expect_extensions": "permessage-deflate"},
+            {"send_text": "small"}, {"expect_text": "small"},
+            {"send_text": json}, {"expect_text": json},
+            {"send_binary_len": 1 << 20}, {"expect_binary_len": 1 << 20, "pattern": true},
+            {"close": [1000, "done"]}
+        ]);
+        for upstream in [with, without] {
+            let gw = gateway(&route(upstream, "", "")).await;
+            let url = format!("ws://{gw}/");
+            let python = python_client(&url, script.clone(), &["--max-size", "33554432"]).await;
+            assert_eq!(python, "OK", "Python websockets, upstream {upstream}");
+            let node = node_client(&url, script.clone(), &[]).await;
+            assert_eq!(node, "OK", "Node ws, upstream {upstream}");
         }
     })
     .await;

@@ -11,7 +11,9 @@ use std::time::Duration;
 pub mod peers;
 pub mod pki;
 
-pub use peers::{peer_script, python, python_client, python_server, python_server_logged, PeerLog};
+pub use peers::{
+    node_client, peer_script, python, python_client, python_server, python_server_logged, PeerLog,
+};
 pub use pki::{self_signed_server_config, TestPki};
 
 /// No test may take longer than this (a Python peer takes a moment to

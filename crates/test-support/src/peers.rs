@@ -1,6 +1,7 @@
-//! The Python `websockets` peers in `tests/peers/` (an independent RFC 6455
-//! implementation): a scripted client and an echo server, run from the
-//! venv that `scripts/install-test-deps` makes.
+//! The foreign peers in `tests/peers/`: Python `websockets` (an independent
+//! RFC 6455 implementation), a scripted client and an echo server run from
+//! the venv that `scripts/install-test-deps` makes, and Node's `ws`, a
+//! scripted client speaking the same script.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -30,9 +31,35 @@ pub fn peer_script(name: &str) -> PathBuf {
 /// Runs tests/peers/ws_client.py with a JSON script; returns its stdout
 /// (`OK` or `FAIL …`).
 pub async fn python_client(url: &str, script: serde_json::Value, args: &[&str]) -> String {
-    let mut child = Command::new(python())
-        .arg(peer_script("ws_client.py"))
-        .args(["--url", url, "--script", "-", "--timeout", "30"])
+    let mut command = Command::new(python());
+    command.arg(peer_script("ws_client.py")).args([
+        "--url",
+        url,
+        "--script",
+        "-",
+        "--timeout",
+        "30",
+    ]);
+    run_script(command, script, args).await
+}
+
+/// Runs tests/peers/node/ws_client.mjs (Node's `ws`) with a JSON script in
+/// ws_client.py's language (the steps it lists); returns its stdout (`OK`
+/// or `FAIL …`).
+pub async fn node_client(url: &str, script: serde_json::Value, args: &[&str]) -> String {
+    let client = peer_script("node/ws_client.mjs");
+    assert!(
+        peer_script("node/node_modules/ws").exists(),
+        "Node's ws is missing: run scripts/install-test-deps (scripts/test does)"
+    );
+    let mut command = Command::new("node");
+    command.arg(client).args(["--url", url, "--timeout", "30"]);
+    run_script(command, script, args).await
+}
+
+/// Runs a scripted client with `script` on its stdin; returns its stdout.
+async fn run_script(mut command: Command, script: serde_json::Value, args: &[&str]) -> String {
+    let mut child = command
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
