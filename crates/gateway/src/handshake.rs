@@ -227,6 +227,12 @@ where
             query: target.query(),
         })
     });
+    // The client's leg compresses when the client offered permessage-deflate
+    // in terms the gateway accepts; only then is it offered upstream too,
+    // unless the service says `always`.
+    let client_compresses = config
+        .client_deflate
+        .is_some_and(|ours| ours.accept(&offer.extensions).is_some());
     let connecting = Instant::now();
     let opened = service
         .open(
@@ -238,7 +244,7 @@ where
                     upstream_limit,
                     service.write_timeout,
                     service.heartbeat,
-                    service.deflate,
+                    service.deflate.and_then(|d| d.offer(client_compresses)),
                 ),
             },
             key,

@@ -114,8 +114,40 @@ pub struct Service {
     pub pool: Option<Arc<Pool>>,
     /// Targets tried after the first fails (balanced upstreams only).
     pub retries: u32,
-    /// permessage-deflate offered to the upstream (`None`: not offered).
-    pub deflate: Option<frameway::DeflateConfig>,
+    /// permessage-deflate offered to the upstream (`None`: never).
+    pub deflate: Option<DeflateOffer>,
+}
+
+/// When a service offers permessage-deflate to its upstream, and with what
+/// parameters.
+///
+/// By default only when the client's leg compresses: a gateway that
+/// compressed toward the upstream for a client that does not would spend
+/// more CPU on zlib than on relaying (2.4x per 16 KiB round trip, see
+/// BENCHMARKS.md) for bandwidth on a link that is usually local.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DeflateOffer {
+    /// Offered when the client's leg agreed to permessage-deflate.
+    WhenClientCompresses(frameway::DeflateConfig),
+    /// Offered whatever the client's leg agreed (`always = true`).
+    Always(frameway::DeflateConfig),
+}
+
+impl DeflateOffer {
+    /// The parameters offered.
+    pub fn config(&self) -> &frameway::DeflateConfig {
+        match self {
+            DeflateOffer::WhenClientCompresses(config) | DeflateOffer::Always(config) => config,
+        }
+    }
+
+    /// What to offer the upstream, given whether the client's leg compresses.
+    pub fn offer(&self, client_compresses: bool) -> Option<frameway::DeflateConfig> {
+        match self {
+            DeflateOffer::WhenClientCompresses(_) if !client_compresses => None,
+            _ => Some(*self.config()),
+        }
+    }
 }
 
 /// What the gateway asks of the upstream.

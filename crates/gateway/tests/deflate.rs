@@ -4,11 +4,12 @@
 
 mod support;
 
-use frameway::client::{connect_with, ClientStream, ConnectResponse};
+use frameway::client::{connect, connect_with, ClientStream, ConnectResponse};
 use frameway::wire::deflate::DeflateConfig;
 use frameway::{CloseCode, Message, WebSocket, WebSocketConfig};
 use support::{
-    bounded, gateway, gateway_running, node_client, python_client, python_server, recv, TestPlugin,
+    bounded, gateway, gateway_running, next_upstream, node_client, python_client, python_server,
+    recv, scripted_upstream, TestPlugin,
 };
 
 /// Connects to `url` offering permessage-deflate.
@@ -178,6 +179,35 @@ async fn python_and_node_clients_get_deflate_through_the_gateway_whatever_the_up
             assert_eq!(python, "OK", "Python websockets, upstream {upstream}");
             let node = node_client(&url, script.clone(), &[]).await;
             assert_eq!(node, "OK", "Node ws, upstream {upstream}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deflate_is_offered_upstream_only_when_the_client_compresses_unless_always() {
+    bounded(async {
+        let (up, mut conns) = scripted_upstream().await;
+        for (service, client_offers, offered) in [
+            ("", false, false),
+            ("", true, true),
+            ("deflate = { always = true }", false, true),
+            ("deflate = false", true, false),
+        ] {
+            let gw = gateway(&route(up.port(), "", service)).await;
+            let url = format!("ws://{gw}/");
+            let _client = if client_offers {
+                deflating(&url).await.0
+            } else {
+                connect(url.as_str()).await.unwrap().0
+            };
+            let conn = next_upstream(&mut conns).await;
+            let extensions = conn.request.headers().get("sec-websocket-extensions");
+            assert_eq!(
+                extensions.is_some(),
+                offered,
+                "service {service:?}, client offers: {client_offers}: {extensions:?}"
+            );
         }
     })
     .await;

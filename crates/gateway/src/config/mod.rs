@@ -23,6 +23,7 @@ pub use schema::{
 use crate::balancer::Pool;
 use crate::plugin::{Chain, Plugin, Registry};
 use crate::router::{Route, Router};
+use crate::upstream::DeflateOffer;
 use crate::upstream::{Service, Upstream};
 
 /// The largest message limit a route may have, whatever plugins ask.
@@ -280,7 +281,16 @@ impl<'a> Loader<'a> {
         }
         let registry = &registry;
         let client_heartbeat = self.heartbeat(g.ping_interval, g.pong_timeout, None, "[gateway]");
-        let client_deflate = self.deflate(&g.client_deflate, "client_deflate");
+        let client_deflate = match self.deflate(&g.client_deflate, "client_deflate") {
+            Some(DeflateOffer::Always(_)) => {
+                self.error(
+                    Some(g.client_deflate.span()),
+                    String::from("client_deflate: `always` applies only to a service's deflate"),
+                );
+                None
+            }
+            offer => offer.map(|o| *o.config()),
+        };
         let global = self.plugins(&file.plugins, registry);
         let pools = self.upstreams(&file.upstreams);
         let mut routes = Vec::new();
@@ -427,10 +437,12 @@ impl<'a> Loader<'a> {
         &mut self,
         setting: &toml::Spanned<DeflateSetting>,
         key: &str,
-    ) -> Option<DeflateConfig> {
+    ) -> Option<DeflateOffer> {
         let d = match setting.get_ref() {
             DeflateSetting::On(false) => return None,
-            DeflateSetting::On(true) => return Some(DeflateConfig::default()),
+            DeflateSetting::On(true) => {
+                return Some(DeflateOffer::WhenClientCompresses(DeflateConfig::default()))
+            }
             DeflateSetting::With(section) => section,
         };
         let mut config = DeflateConfig::default();
@@ -465,7 +477,11 @@ impl<'a> Loader<'a> {
         config.server_no_context_takeover = d.server_no_context_takeover.unwrap_or(false);
         config.client_no_context_takeover = d.client_no_context_takeover.unwrap_or(false);
         config.compress_if_bigger_than = d.compress_if_bigger_than.unwrap_or(0);
-        Some(config)
+        Some(if d.always.unwrap_or(false) {
+            DeflateOffer::Always(config)
+        } else {
+            DeflateOffer::WhenClientCompresses(config)
+        })
     }
 
     /// Checks `ping_interval` and `pong_timeout` (ms) of `what`: pings are
@@ -651,6 +667,11 @@ mod tests {
         assert!(
             unknown.starts_with("t.toml:2:") && unknown.contains("unknown field `window`"),
             "{unknown}"
+        );
+        let always = error("client_deflate = { always = true }");
+        assert!(
+            always.contains("t.toml:2:18: client_deflate: `always` applies only to a service's"),
+            "{always}"
         );
         let range = error("client_deflate = { level = 12 }");
         assert!(

@@ -311,6 +311,9 @@ pub struct DeflateSection {
     pub mem_level: Option<u8>,
     /// Messages of at most this many bytes go out uncompressed.
     pub compress_if_bigger_than: Option<usize>,
+    /// A service's `deflate` only: offer it to the upstream even when the
+    /// client's leg does not compress (default false).
+    pub always: Option<bool>,
 }
 
 impl Default for GatewaySection {
@@ -369,8 +372,9 @@ pub struct ServiceSection {
     pub tls_verify: bool,
     /// Extra CA certificates (PEM) to trust for this upstream.
     pub ca_file: Option<Spanned<String>>,
-    /// permessage-deflate offered to the upstream: `true` (the default),
-    /// `false`, or the parameters.
+    /// permessage-deflate offered to the upstream: `true` (the default:
+    /// offered when the client's leg compresses), `false`, or the
+    /// parameters (`always = true`: offered whatever the client does).
     #[serde(default = "default_deflate")]
     pub deflate: Spanned<DeflateSetting>,
     /// Targets of a balanced upstream tried after the first fails to
