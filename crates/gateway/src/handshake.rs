@@ -173,12 +173,13 @@ where
         return Err(Some(respond(&mut io, StatusCode::NOT_FOUND, &body).await));
     };
     let route = matched.route;
-    let conn = ConnectionInfo {
+    let mut conn = ConnectionInfo {
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         client_addr,
         route: route.name.clone(),
         service: route.service.name.clone(),
         started: Instant::now(),
+        consumer: None,
     };
     let chain = route.chain.clone();
     let mut states = chain.new_states();
@@ -186,6 +187,7 @@ where
     let mut upstream_headers = forwarded_headers(&request, host, client_addr, tls);
     let mut upstream_target = matched.upstream_target;
     let mut limits = LimitOverrides::default();
+    let mut authenticated = None;
     match chain.run_handshake(
         &mut states,
         &mut shared,
@@ -194,8 +196,10 @@ where
         &mut upstream_headers,
         &mut upstream_target,
         &mut limits,
+        &config.consumers,
+        &mut authenticated,
     ) {
-        Ok(None) => {}
+        Ok(None) => conn.consumer = authenticated,
         Ok(Some(exit)) => {
             let mut response = Response::new(());
             *response.status_mut() = exit.status;

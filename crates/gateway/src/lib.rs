@@ -27,6 +27,7 @@
 pub mod admin;
 pub mod balancer;
 pub mod config;
+pub mod consumer;
 mod drain;
 pub mod echo;
 mod handshake;

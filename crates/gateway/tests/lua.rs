@@ -10,7 +10,6 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -19,45 +18,11 @@ use frameway_gateway::config::Config;
 use frameway_gateway::lua::LuaOptions;
 use frameway_gateway::plugin::{Chain, Direction, FrameType, Registry, Session, Verdict};
 use support::{
-    bounded, connect, echo_upstream, gateway_with, next_close, next_upstream, one_route, recv_text,
-    scripted_upstream, within,
+    bounded, connect, echo_upstream, gateway_with, next_close, next_upstream, one_route,
+    plugin_dir, recv_text, scripted_upstream, within,
 };
 
 // ------------------------------------------------------------- helpers ---
-
-/// A fresh directory holding `plugins`: (name, file, source) triples, e.g.
-/// `("tag", "handler.lua", "…")`; removed when dropped.
-fn plugin_dir(plugins: &[(&str, &str, &str)]) -> PluginDir {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "frameway-lua-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    for (name, file, source) in plugins {
-        std::fs::create_dir_all(dir.join(name)).unwrap();
-        std::fs::write(dir.join(name).join(file), source).unwrap();
-    }
-    PluginDir(dir)
-}
-
-/// A temporary plugin directory. Lua files are read when the configuration
-/// is loaded, so it may go while the gateway still runs.
-struct PluginDir(PathBuf);
-
-impl std::ops::Deref for PluginDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for PluginDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A configuration with `[gateway]` `lua_plugin_dirs = [dir]` (plus
 /// `gateway_extra` lines) and one route to `upstream` running `plugins`:
@@ -949,6 +914,7 @@ end
         route: "r".into(),
         service: "s".into(),
         started: std::time::Instant::now(),
+        consumer: None,
     };
     let text = |session: &mut Session| {
         let out = session
@@ -1006,6 +972,7 @@ end
                 route: "r".into(),
                 service: "s".into(),
                 started: std::time::Instant::now(),
+                consumer: None,
             },
         );
         let out = session

@@ -16,11 +16,12 @@ use frameway_wire::deflate::DeflateConfig;
 use frameway_wire::handshake::HandshakeLimits;
 use frameway_wire::Heartbeat;
 pub use schema::{
-    AdminSection, DeflateSection, DeflateSetting, FileConfig, GatewaySection, PluginSection,
-    RouteSection, ServiceSection,
+    AdminSection, ConsumerSection, DeflateSection, DeflateSetting, FileConfig, GatewaySection,
+    PluginSection, RouteSection, ServiceSection,
 };
 
 use crate::balancer::Pool;
+use crate::consumer::{ConsumerError, ConsumerSpec, Consumers};
 use crate::plugin::{Chain, Plugin, Registry};
 use crate::router::{Route, Router};
 use crate::upstream::DeflateOffer;
@@ -138,6 +139,8 @@ pub struct Config {
     pub upstreams: Vec<Arc<Pool>>,
     /// permessage-deflate with clients (`None`: refused).
     pub client_deflate: Option<DeflateConfig>,
+    /// Consumers and their credentials.
+    pub consumers: Arc<Consumers>,
 }
 
 impl Config {
@@ -293,6 +296,7 @@ impl<'a> Loader<'a> {
         };
         let global = self.plugins(&file.plugins, registry);
         let pools = self.upstreams(&file.upstreams);
+        let consumers = self.consumers(&file.consumers);
         let mut routes = Vec::new();
         let mut service_names = std::collections::HashSet::new();
         let mut route_names = std::collections::HashSet::new();
@@ -354,6 +358,36 @@ impl<'a> Loader<'a> {
                 pools
             },
             client_deflate,
+            consumers: Arc::new(consumers),
+        })
+    }
+
+    /// Checks `[[consumers]]`.
+    fn consumers(&mut self, list: &[toml::Spanned<ConsumerSection>]) -> Consumers {
+        let specs = list
+            .iter()
+            .map(|c| {
+                let c = c.get_ref();
+                ConsumerSpec {
+                    id: c.id.clone(),
+                    username: c.username.clone(),
+                    custom_id: c.custom_id.clone(),
+                    keys: c
+                        .keyauth_credentials
+                        .iter()
+                        .map(|k| (k.key.clone(), k.id.clone()))
+                        .collect(),
+                }
+            })
+            .collect();
+        Consumers::new(specs).unwrap_or_else(|err| {
+            // The other errors name the consumers concerned.
+            let span = match &err {
+                ConsumerError::Anonymous(n) => list.get(n - 1).map(|c| c.span()),
+                _ => None,
+            };
+            self.error(span, err.to_string());
+            Consumers::default()
         })
     }
 

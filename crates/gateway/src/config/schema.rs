@@ -25,6 +25,34 @@ pub struct FileConfig {
     /// Balanced groups of targets, named by services' URLs.
     #[serde(default)]
     pub upstreams: Vec<UpstreamSection>,
+    /// Consumers and their credentials.
+    #[serde(default)]
+    pub consumers: Vec<Spanned<ConsumerSection>>,
+}
+
+/// `[[consumers]]`: a user or application, under Kong's names.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerSection {
+    /// Its identifier (default: the username, else the custom id).
+    pub id: Option<String>,
+    /// Its username.
+    pub username: Option<String>,
+    /// An identifier from another system.
+    pub custom_id: Option<String>,
+    /// Keys that identify it to `key-auth`.
+    #[serde(default)]
+    pub keyauth_credentials: Vec<KeyAuthCredentialSection>,
+}
+
+/// One of a consumer's `keyauth_credentials`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyAuthCredentialSection {
+    /// The key.
+    pub key: String,
+    /// The credential's identifier (default `CONSUMER-ID:key-N`).
+    pub id: Option<String>,
 }
 
 /// `[[upstreams]]`: targets a service's connections are balanced over

@@ -16,6 +16,7 @@ use http::{HeaderMap, StatusCode};
 use mlua::{Function, Lua, Table, Value, Variadic};
 
 use super::json::{self, Modules};
+use crate::consumer::Authenticated;
 use crate::plugin::{
     checked_status, drop_verdict, query, Direction, Exit, FrameType, PlannedClose, Verdict,
 };
@@ -89,6 +90,8 @@ pub(crate) struct Call {
     /// The connection (its `kong.ctx`).
     pub(crate) conn: u64,
     pub(crate) client_ip: Option<IpAddr>,
+    /// Who the client is, if a plugin authenticated it.
+    pub(crate) consumer: Option<Arc<Authenticated>>,
     pub(crate) frame: Option<FrameCall>,
     pub(crate) handshake: Option<Box<HandshakeCall>>,
 }
@@ -101,6 +104,7 @@ impl Call {
             plugin,
             conn: 0,
             client_ip: None,
+            consumer: None,
             frame: None,
             handshake: None,
         }
@@ -523,21 +527,58 @@ fn client(lua: &Lua) -> mlua::Result<Table> {
         "get_ip",
         lua.create_function(|lua, ()| {
             with_call(lua, |call| {
-                call.only_in(
-                    &[
-                        Phase::Handshake,
-                        Phase::ClientFrame,
-                        Phase::UpstreamFrame,
-                        Phase::Close,
-                    ],
-                    "kong.client.get_ip",
-                )?;
+                call.only_in(CONNECTION_PHASES, "kong.client.get_ip")?;
                 Ok(call.client_ip.map(|ip| ip.to_string()))
             })
         })?,
     )?;
+    // Kong's shapes: the consumer entity's fields, and the credential's
+    // `id` and `consumer = { id }` (never its key).
+    client.set(
+        "get_consumer",
+        lua.create_function(|lua, ()| {
+            let consumer = with_call(lua, |call| {
+                call.only_in(CONNECTION_PHASES, "kong.client.get_consumer")?;
+                Ok(call.consumer.as_ref().map(|a| a.consumer.clone()))
+            })?;
+            let Some(consumer) = consumer else {
+                return Ok(Value::Nil);
+            };
+            let table = lua.create_table()?;
+            table.set("id", consumer.id.as_str())?;
+            table.set("username", consumer.username.as_deref())?;
+            table.set("custom_id", consumer.custom_id.as_deref())?;
+            Ok(Value::Table(table))
+        })?,
+    )?;
+    client.set(
+        "get_credential",
+        lua.create_function(|lua, ()| {
+            let credential = with_call(lua, |call| {
+                call.only_in(CONNECTION_PHASES, "kong.client.get_credential")?;
+                Ok(call.consumer.as_ref().map(|a| a.credential.clone()))
+            })?;
+            let Some(credential) = credential else {
+                return Ok(Value::Nil);
+            };
+            let table = lua.create_table()?;
+            table.set("id", credential.id.as_str())?;
+            let consumer = lua.create_table()?;
+            consumer.set("id", credential.consumer.id.as_str())?;
+            table.set("consumer", consumer)?;
+            Ok(Value::Table(table))
+        })?,
+    )?;
     Ok(client)
 }
+
+/// The phases of a connection: every one but loading.
+const CONNECTION_PHASES: &[Phase] = &[
+    Phase::Handshake,
+    Phase::ClientFrame,
+    Phase::UpstreamFrame,
+    Phase::Close,
+];
 
 /// `kong.response.exit(status, body, headers)`: answers the handshake
 /// instead of the upstream and ends the handler.

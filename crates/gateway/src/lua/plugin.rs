@@ -9,6 +9,7 @@ use mlua::Function;
 
 use super::pdk::{self, Call, FrameCall, HandshakeCall, Phase};
 use super::runtime::{ctx_slot, plugin_error, Definition, Instance, Runtime, Vm};
+use crate::consumer::Authenticated;
 use crate::plugin::{
     CloseContext, Direction, FrameContext, HandshakeContext, Plugin, PluginError, State, Verdict,
 };
@@ -33,12 +34,19 @@ impl LuaPlugin {
         }
     }
 
-    fn call(&self, phase: Phase, conn: u64, client_ip: std::net::IpAddr) -> Call {
+    fn call(
+        &self,
+        phase: Phase,
+        conn: u64,
+        client_ip: std::net::IpAddr,
+        consumer: Option<&Arc<Authenticated>>,
+    ) -> Call {
         Call {
             phase,
             plugin: self.def.name.clone(),
             conn,
             client_ip: Some(client_ip),
+            consumer: consumer.cloned(),
             frame: None,
             handshake: None,
         }
@@ -85,11 +93,12 @@ impl LuaPlugin {
         let conn = ctx.connection().id;
         bind(ctx.state::<ConnGuard>(), conn);
         let ip = ctx.connection().client_addr.ip();
+        let consumer = ctx.connection().consumer.clone();
         let (data, kind, status) = ctx.get_frame();
         let phase = Phase::frame(direction);
         let outcome = self.runtime.with_vm(|vm| {
             let lua_data = vm.lua.create_string(data).map_err(|e| plugin_error(&e))?;
-            let mut call = self.call(phase, conn, ip);
+            let mut call = self.call(phase, conn, ip, consumer.as_ref());
             call.frame = Some(FrameCall {
                 kind,
                 data: lua_data.clone(),
@@ -161,7 +170,7 @@ impl Plugin for LuaPlugin {
         }
         let conn = ctx.connection().id;
         bind(ctx.state::<ConnGuard>(), conn);
-        let mut call = self.call(Phase::Handshake, conn, ctx.client_ip());
+        let mut call = self.call(Phase::Handshake, conn, ctx.client_ip(), ctx.consumer());
         call.handshake = Some(Box::new(HandshakeCall {
             method: ctx.method().to_owned(),
             path: ctx.path().to_owned(),
@@ -217,7 +226,12 @@ impl Plugin for LuaPlugin {
         }
         let conn = ctx.connection().id;
         bind(ctx.state::<ConnGuard>(), conn);
-        let call = self.call(Phase::Close, conn, ctx.connection().client_addr.ip());
+        let call = self.call(
+            Phase::Close,
+            conn,
+            ctx.connection().client_addr.ip(),
+            ctx.connection().consumer.as_ref(),
+        );
         let result = self.runtime.with_vm(|vm| {
             let instance = self.instance(vm)?;
             match &instance.close {

@@ -9,6 +9,7 @@ use super::pdk::{
     LimitOverrides, Traffic,
 };
 use super::{Plugin, PluginError, State};
+use crate::consumer::{Authenticated, Consumers};
 
 /// A plugin failed: which one, and why.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +74,8 @@ impl Chain {
         upstream_headers: &mut HeaderMap,
         upstream_target: &mut String,
         limits: &mut LimitOverrides,
+        consumers: &Consumers,
+        authenticated: &mut Option<Arc<Authenticated>>,
     ) -> Result<Option<Exit>, ChainError> {
         let mut exit = None;
         for (plugin, state) in self.plugins.iter().zip(states) {
@@ -85,6 +88,8 @@ impl Chain {
                 state,
                 shared,
                 conn,
+                consumers,
+                authenticated,
             };
             plugin.handshake(&mut ctx).map_err(|error| ChainError {
                 plugin: plugin.name().to_owned(),

@@ -3,6 +3,7 @@
 //! `set_status`, `drop_frame`, `close`, `set_max_payload_size`).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -11,6 +12,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{Extensions, HeaderMap, Request, StatusCode};
 
 use super::State;
+use crate::consumer::{Authenticated, Consumers, Credential};
 
 /// Where a frame came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,6 +201,10 @@ pub struct ConnectionInfo {
     pub service: String,
     /// When the connection was accepted.
     pub started: Instant,
+    /// Who the client is, once an authentication plugin recognised it:
+    /// set for the frame and close phases (in the handshake, plugins after
+    /// the authenticating one ask [`HandshakeContext::consumer`]).
+    pub consumer: Option<Arc<Authenticated>>,
 }
 
 /// The accessors every phase's context has, over its `state`, `shared` and
@@ -358,9 +364,33 @@ pub struct HandshakeContext<'a> {
     pub(crate) state: &'a mut Option<State>,
     pub(crate) shared: &'a mut Extensions,
     pub(crate) conn: &'a ConnectionInfo,
+    pub(crate) consumers: &'a Consumers,
+    pub(crate) authenticated: &'a mut Option<Arc<Authenticated>>,
 }
 
 impl HandshakeContext<'_> {
+    /// The key-auth credential whose key is `key`, among the configured
+    /// consumers'.
+    pub fn credential_by_key(&self, key: &[u8]) -> Option<&Arc<Credential>> {
+        self.consumers.by_key(key)
+    }
+
+    /// Records that the client is `credential`'s consumer
+    /// (`kong.client.authenticate`): plugins after this one, limits keyed
+    /// by consumer or credential, and the frame and close phases see it.
+    pub fn authenticate(&mut self, credential: &Arc<Credential>) {
+        *self.authenticated = Some(Arc::new(Authenticated {
+            consumer: credential.consumer.clone(),
+            credential: credential.clone(),
+        }));
+    }
+
+    /// Who the client is, if a plugin before this one authenticated it
+    /// (`kong.client.get_consumer`, `kong.client.get_credential`).
+    pub fn consumer(&self) -> Option<&Arc<Authenticated>> {
+        self.authenticated.as_ref()
+    }
+
     /// The request method (`kong.request.get_method`).
     pub fn method(&self) -> &str {
         self.request.method().as_str()

@@ -70,6 +70,7 @@ impl Session {
                 route: String::new(),
                 service: String::new(),
                 started: Instant::now(),
+                consumer: None,
             },
         )
     }

@@ -1,16 +1,22 @@
-//! `key-auth`: only clients that present one of the configured keys, in a
-//! header or a query argument, are proxied (Kong's key-auth, with the keys
-//! in the configuration instead of consumer credentials).
+//! `key-auth`: only clients that present a known key, in a header or a
+//! query argument, are proxied (Kong's key-auth). A key is known when a
+//! consumer has it among its `keyauth_credentials` (the client is then
+//! that consumer: see [`crate::consumer`]), or when it is one of the
+//! plugin's own inline `keys` (no consumer).
 //!
 //! ```toml
 //! [[plugins]]
 //! name = "key-auth"
-//! config = { key_names = ["apikey"], keys = ["s3cret"], hide_credentials = true }
+//! config = { key_names = ["apikey"], hide_credentials = true }
+//!
+//! [[consumers]]
+//! username = "alice"
+//! keyauth_credentials = [{ key = "s3cret" }]
 //! ```
 //!
 //! | key | default | meaning |
 //! | --- | --- | --- |
-//! | `keys` | (required) | the accepted keys |
+//! | `keys` | `[]` | keys accepted without a consumer, beside consumers' credentials |
 //! | `key_names` | `["apikey"]` | header and query argument names searched, in order |
 //! | `key_in_header` | `true` | look in the request headers |
 //! | `key_in_query` | `true` | look in the query string |
@@ -23,6 +29,13 @@
 //! {"message":"Invalid authentication credentials"}`, one carrying the key
 //! twice `401 {"message":"Duplicate API key found"}`; all three with
 //! `WWW-Authenticate: Key realm="frameway"`.
+//!
+//! A consumer's key sets, as Kong does, `X-Consumer-ID`,
+//! `X-Consumer-Username`, `X-Consumer-Custom-ID` and
+//! `X-Credential-Identifier` on the request to the upstream, each removed
+//! when the consumer has no such value; so is each of them, and
+//! `X-Anonymous-Consumer`, from any accepted request, so that a client
+//! cannot send them itself.
 
 use http::header::{HeaderName, HeaderValue, WWW_AUTHENTICATE};
 use http::{HeaderMap, StatusCode};
@@ -37,7 +50,8 @@ pub struct KeyAuthConfig {
     /// Header and query argument names the key is looked for under.
     #[serde(default = "default_key_names")]
     pub key_names: Vec<String>,
-    /// The accepted keys.
+    /// Keys accepted without a consumer.
+    #[serde(default)]
     pub keys: Vec<String>,
     /// Look for the key in the headers.
     #[serde(default = "yes")]
@@ -64,6 +78,16 @@ fn default_realm() -> String {
 fn yes() -> bool {
     true
 }
+
+/// The headers Kong sets for an authenticated consumer; each is removed
+/// from the client's request before any is set.
+const CONSUMER_HEADERS: [&str; 5] = [
+    "x-consumer-id",
+    "x-consumer-username",
+    "x-consumer-custom-id",
+    "x-credential-identifier",
+    "x-anonymous-consumer",
+];
 
 /// Kong's answers.
 const NO_KEY: &str = "No API key found in request";
@@ -109,9 +133,6 @@ impl KeyAuth {
         }
         if !config.key_in_header && !config.key_in_query {
             return err("key_in_header and key_in_query cannot both be false".into());
-        }
-        if config.keys.is_empty() {
-            return err("keys must list at least one key".into());
         }
         if config.keys.iter().any(String::is_empty) {
             return err("keys cannot contain an empty key".into());
@@ -215,7 +236,21 @@ impl Plugin for KeyAuth {
                 return Ok(());
             }
         };
-        if !self.accepts(&key) {
+        for header in CONSUMER_HEADERS {
+            ctx.clear_upstream_header(header);
+        }
+        if let Some(credential) = ctx.credential_by_key(&key).cloned() {
+            ctx.authenticate(&credential);
+            let consumer = &credential.consumer;
+            ctx.set_upstream_header("x-consumer-id", &consumer.id)?;
+            if let Some(username) = &consumer.username {
+                ctx.set_upstream_header("x-consumer-username", username)?;
+            }
+            if let Some(custom_id) = &consumer.custom_id {
+                ctx.set_upstream_header("x-consumer-custom-id", custom_id)?;
+            }
+            ctx.set_upstream_header("x-credential-identifier", &credential.id)?;
+        } else if !self.accepts(&key) {
             self.reject(ctx, INVALID_KEY);
             return Ok(());
         }
@@ -259,7 +294,6 @@ mod tests {
 
     #[test]
     fn config_errors() {
-        assert!(error_of(serde_json::json!({ "keys": [] })).contains("at least one key"));
         assert!(error_of(serde_json::json!({ "keys": [""] })).contains("empty key"));
         assert!(error_of(serde_json::json!({ "key_names": [] })).contains("key_names"));
         assert!(error_of(serde_json::json!({ "key_names": ["bad name"] }))
@@ -270,8 +304,9 @@ mod tests {
         );
         assert!(error_of(serde_json::json!({ "realm": "a\"b" })).contains("realm"));
         assert!(error_of(serde_json::json!({ "key_in_body": true })).contains("unknown field"));
-        let missing: Result<KeyAuthConfig, _> = serde_json::from_value(serde_json::json!({}));
-        assert!(missing.unwrap_err().to_string().contains("keys"));
+        // Consumers' credentials alone will do.
+        let consumers_only: KeyAuthConfig = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert!(KeyAuth::new(consumers_only).is_ok());
         // A query-only name need not be a header name.
         assert!(
             plugin(serde_json::json!({ "key_names": ["a b"], "key_in_header": false })).is_ok()
@@ -351,5 +386,40 @@ mod tests {
         let h = run(&hidden, "/a", &[("apikey", "s3cret"), ("x", "1")]);
         assert!(!h.upstream_headers.contains_key("apikey"));
         assert!(h.upstream_headers.contains_key("x"));
+    }
+
+    #[test]
+    fn a_consumers_key_identifies_it_upstream_and_spoofed_headers_are_removed() {
+        use crate::consumer::{ConsumerSpec, Consumers};
+        let consumers = || {
+            Consumers::new(vec![ConsumerSpec {
+                username: Some("alice".into()),
+                keys: vec![("alice-key".into(), None)],
+                ..Default::default()
+            }])
+            .unwrap()
+        };
+        let p = plugin(serde_json::json!({})).unwrap();
+        let spoofed = [("apikey", "alice-key"), ("x-consumer-custom-id", "admin")];
+        let mut h = HandshakeHarness::new("/", &spoofed).consumers(consumers());
+        h.run(&p);
+        assert!(h.exit.is_none());
+        let who = h.authenticated.as_ref().expect("authenticated");
+        assert_eq!(who.consumer.username.as_deref(), Some("alice"));
+        assert_eq!(h.upstream_headers["x-consumer-id"], "alice");
+        assert_eq!(h.upstream_headers["x-consumer-username"], "alice");
+        assert_eq!(h.upstream_headers["x-credential-identifier"], "alice:key-1");
+        assert!(!h.upstream_headers.contains_key("x-consumer-custom-id"));
+
+        // An inline key: no consumer, and no consumer headers either.
+        let mut h = HandshakeHarness::new("/", &[("apikey", "s3cret"), ("x-consumer-id", "x")])
+            .consumers(consumers());
+        h.run(&p);
+        assert!(h.exit.is_none() && h.authenticated.is_none());
+        assert!(!h.upstream_headers.contains_key("x-consumer-id"));
+
+        let mut h = HandshakeHarness::new("/", &[("apikey", "bob-key")]).consumers(consumers());
+        h.run(&p);
+        assert_eq!(message(&h), INVALID_KEY);
     }
 }

@@ -100,6 +100,7 @@ pub(crate) mod testing {
     use bytes::Bytes;
     use http::{Extensions, HeaderMap, Request};
 
+    use crate::consumer::{Authenticated, Consumers};
     use crate::plugin::{
         Chain, ConnectionInfo, Direction, Exit, FrameType, HandshakeContext, LimitOverrides,
         Plugin, PluginError, Session, State, Verdict,
@@ -112,6 +113,7 @@ pub(crate) mod testing {
             route: "route".into(),
             service: "svc".into(),
             started: Instant::now(),
+            consumer: None,
         }
     }
 
@@ -125,6 +127,8 @@ pub(crate) mod testing {
         state: Option<State>,
         shared: Extensions,
         conn: ConnectionInfo,
+        pub(crate) consumers: Consumers,
+        pub(crate) authenticated: Option<Arc<Authenticated>>,
     }
 
     impl HandshakeHarness {
@@ -146,7 +150,15 @@ pub(crate) mod testing {
                 state: None,
                 shared: Extensions::new(),
                 conn: connection("127.0.0.1:50000"),
+                consumers: Consumers::default(),
+                authenticated: None,
             }
+        }
+
+        /// The same with these consumers configured.
+        pub(crate) fn consumers(mut self, consumers: Consumers) -> Self {
+            self.consumers = consumers;
+            self
         }
 
         /// The same from another client address.
@@ -166,6 +178,8 @@ pub(crate) mod testing {
                 state: &mut self.state,
                 shared: &mut self.shared,
                 conn: &self.conn,
+                consumers: &self.consumers,
+                authenticated: &mut self.authenticated,
             };
             plugin.handshake(&mut ctx).expect("handshake handler");
         }

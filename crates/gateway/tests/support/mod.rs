@@ -9,6 +9,8 @@
 pub use frameway_test_support::*;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use frameway::client::{connect_with, ClientStream, ConnectOptions};
@@ -674,3 +676,37 @@ pub fn spy(name: &str, events: &Events) -> TestPlugin {
 
 /// Gateway settings with the largest message limits.
 pub const BIG: &str = "[gateway]\nclient_max_payload = 33554432\nupstream_max_payload = 33554432\n";
+
+/// A fresh directory holding `plugins`: (name, file, source) triples, e.g.
+/// `("tag", "handler.lua", "…")`; removed when dropped.
+pub fn plugin_dir(plugins: &[(&str, &str, &str)]) -> PluginDir {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "frameway-lua-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, file, source) in plugins {
+        std::fs::create_dir_all(dir.join(name)).unwrap();
+        std::fs::write(dir.join(name).join(file), source).unwrap();
+    }
+    PluginDir(dir)
+}
+
+/// A temporary plugin directory. Lua files are read when the configuration
+/// is loaded, so it may go while the gateway still runs.
+pub struct PluginDir(PathBuf);
+
+impl std::ops::Deref for PluginDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for PluginDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
