@@ -31,6 +31,7 @@ pub mod consumer;
 mod drain;
 pub mod echo;
 mod handshake;
+pub mod limits;
 mod listener;
 pub mod lua;
 pub mod metrics;

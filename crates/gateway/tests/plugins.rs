@@ -642,8 +642,8 @@ fn bad_plugin_configs_are_reported_with_their_place() {
     for (name, config, expected) in [
         (
             "key-auth",
-            "{ keys = [] }",
-            "keys must list at least one key",
+            r#"{ keys = [""] }"#,
+            "keys cannot contain an empty key",
         ),
         (
             "key-auth",
@@ -676,6 +676,16 @@ fn bad_plugin_configs_are_reported_with_their_place() {
             "websocket-rate-limit",
             "{ window = 2 }",
             "client_limit, upstream_limit",
+        ),
+        (
+            "websocket-rate-limit",
+            r#"{ second = 5, policy = "cluster" }"#,
+            "unknown variant `cluster`",
+        ),
+        (
+            "websocket-connection-limit",
+            r#"{ limit = 1, limit_by = "header" }"#,
+            "needs header_name",
         ),
         ("websocket-rate-limit", "{ client_limit = 0 }", "at least 1"),
         (

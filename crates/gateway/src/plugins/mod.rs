@@ -6,13 +6,15 @@
 //! | [`key-auth`](KeyAuth) | 1250 | handshake |
 //! | [`websocket-validator`](Validator) | 999 | client and upstream frames |
 //! | [`ip-restriction`](IpRestriction) | 990 | handshake |
-//! | [`websocket-rate-limit`](RateLimit) | 910 | client and upstream frames |
+//! | [`websocket-connection-limit`](ConnectionLimit) | 915 | handshake |
+//! | [`websocket-rate-limit`](RateLimit) | 910 | handshake, client and upstream frames |
 //! | [`websocket-log`](Log) | 5 | handshake, frames, close |
 //!
 //! Each takes its `config` table as a typed structure; unknown keys and
 //! values out of range are configuration errors, reported with their place
 //! in the file before anything starts.
 
+mod connection_limit;
 mod ip_restriction;
 mod json_schema;
 mod key_auth;
@@ -29,6 +31,7 @@ use serde::de::DeserializeOwned;
 
 use crate::plugin::{HandshakeContext, Plugin, PluginConfigError, PluginFactory, Registry};
 
+pub use connection_limit::{ConnectionLimit, ConnectionLimitConfig};
 pub use ip_restriction::{IpRestriction, IpRestrictionConfig};
 pub use key_auth::{KeyAuth, KeyAuthConfig};
 pub use log::{Log, LogConfig};
@@ -43,6 +46,7 @@ pub(crate) fn register_builtins(registry: &mut Registry) {
     registry.register(IpRestriction::NAME, factory(IpRestriction::new));
     registry.register(Validator::NAME, factory(Validator::new));
     registry.register(RateLimit::NAME, factory(RateLimit::new));
+    registry.register(ConnectionLimit::NAME, factory(ConnectionLimit::new));
     registry.register(Log::NAME, factory(Log::new));
 }
 
@@ -124,7 +128,7 @@ pub(crate) mod testing {
         pub(crate) upstream_target: String,
         pub(crate) exit: Option<Exit>,
         limits: LimitOverrides,
-        state: Option<State>,
+        pub(crate) state: Option<State>,
         shared: Extensions,
         conn: ConnectionInfo,
         pub(crate) consumers: Consumers,

@@ -1,34 +1,50 @@
-//! `websocket-rate-limit`: a ceiling on the messages each connection may
-//! send in each direction per time window.
+//! `websocket-rate-limit`: a ceiling on the messages a connection, a
+//! consumer, an IP address (or another key) may send per time window, in
+//! each direction.
 //!
 //! ```toml
 //! [[services.plugins]]
 //! name = "websocket-rate-limit"
 //! config = { client_limit = 100, upstream_limit = 1000, window = 1, action = "close" }
+//!
+//! # 100 messages a second per consumer, across all its connections
+//! [[plugins]]
+//! name = "websocket-rate-limit"
+//! config = { second = 100, limit_by = "consumer", window_type = "sliding" }
 //! ```
 //!
 //! | key | default | meaning |
 //! | --- | --- | --- |
-//! | `client_limit` | none | messages the client may send per window |
-//! | `upstream_limit` | none | messages the upstream may send per window |
-//! | `window` | `1` | the window in seconds (fractions allowed, at least 0.001) |
-//! | `action` | `"close"` | `"close"`: 1008 `Rate limit exceeded` to the sender and 1001 to the other side; `"drop"`: messages over the limit are dropped |
+//! | `client_limit` | none | messages the client may send per `window` |
+//! | `upstream_limit` | none | messages the upstream may send per `window` |
+//! | `window` | `1` | the window of the two above, in seconds (fractions allowed, at least 0.001) |
+//! | `second`, `minute`, `hour` | none | messages the client may send per second, minute, hour (Kong's names; each given one holds) |
+//! | `limit_by` | `"connection"` | whose messages count together: `connection`, `consumer`, `credential`, `ip`, `service`, `route` or `header` |
+//! | `header_name` | none | the request header whose value is the key, with `limit_by = "header"` |
+//! | `window_type` | `"fixed"` | `fixed`, or `sliding`: `previous × (window − elapsed) / window + current` |
+//! | `policy` | `"local"` | where counts live: `local`, this process (all its workers) |
+//! | `action` | `"close"` | `"close"`: `close_code` `Rate limit exceeded` to the sender and 1001 to the other side; `"drop"`: messages over the limit are dropped |
+//! | `close_code` | `1008` | 1008 (policy violation) or 1013 (try again later) |
 //!
 //! At least one limit is required. Text and binary messages count (a
 //! fragmented message counts once); pings, pongs and close frames never
-//! count and are never limited. Each connection and direction has its own
-//! fixed window: it opens with the first message counted and closes
-//! `window` seconds later; the next message after that opens a new one. So
-//! a client may send `client_limit` messages in any one window, and at
-//! most twice that across the boundary of two.
+//! count and are never limited. Windows are aligned to the clock (see
+//! [`crate::limits`]): a fixed window lets `limit` through in any one
+//! window, so up to twice that across the edge of two; a sliding one does
+//! not. A connection whose consumer, credential or header is unknown is
+//! counted by its IP address, as Kong does. Counts start afresh when the
+//! configuration is reloaded.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::FrameAction;
+use crate::limits::{now_ms, LimitBy, LocalCounters, Policy, Slot, WindowType};
 use crate::plugin::{
-    Direction, FrameContext, FrameType, Plugin, PluginConfigError, PluginError, State,
+    Direction, FrameContext, FrameType, HandshakeContext, Plugin, PluginConfigError, PluginError,
+    State,
 };
 
 /// The plugin's configuration.
@@ -42,54 +58,66 @@ pub struct RateLimitConfig {
     /// The window, in seconds.
     #[serde(default = "default_window")]
     pub window: f64,
+    /// Messages from the client per second.
+    pub second: Option<u64>,
+    /// Messages from the client per minute.
+    pub minute: Option<u64>,
+    /// Messages from the client per hour.
+    pub hour: Option<u64>,
+    /// Whose messages count together (default `connection`).
+    #[serde(default)]
+    pub limit_by: LimitBy,
+    /// The header whose value is the key (`limit_by = "header"`).
+    pub header_name: Option<String>,
+    /// Fixed or sliding windows.
+    #[serde(default)]
+    pub window_type: WindowType,
+    /// Where the counts live.
+    #[serde(default)]
+    pub policy: Policy,
     /// What happens to a message over the limit.
     #[serde(default)]
     pub action: FrameAction,
+    /// The close code of `action = "close"`.
+    #[serde(default = "default_close_code")]
+    pub close_code: u16,
 }
 
 fn default_window() -> f64 {
     1.0
 }
 
-/// Limits the message rate of each connection, per direction.
+fn default_close_code() -> u16 {
+    1008
+}
+
+/// One limit: messages from one side per window.
+#[derive(Debug)]
+struct Rule {
+    direction: Direction,
+    limit: u64,
+    /// Shared counts (every key but `connection`).
+    counters: LocalCounters,
+}
+
+/// Limits the message rate per connection, consumer or other key, per
+/// direction.
 #[derive(Debug)]
 pub struct RateLimit {
-    client_limit: Option<u64>,
-    upstream_limit: Option<u64>,
-    window: Duration,
+    rules: Vec<Rule>,
+    limit_by: LimitBy,
+    header_name: Option<String>,
+    window_type: WindowType,
     action: FrameAction,
+    close_code: u16,
 }
 
-/// One direction's window.
+/// A connection's state: its key, and its own windows when it counts
+/// alone.
 #[derive(Debug, Default)]
-struct Window {
-    start: Option<Instant>,
-    count: u64,
-}
-
-impl Window {
-    /// Counts a message at `now`; false when it is over `limit`.
-    fn admit(&mut self, now: Instant, limit: u64, length: Duration) -> bool {
-        match self.start {
-            Some(start) if now.saturating_duration_since(start) < length => {}
-            _ => {
-                self.start = Some(now);
-                self.count = 0;
-            }
-        }
-        if self.count >= limit {
-            return false;
-        }
-        self.count += 1;
-        true
-    }
-}
-
-/// A connection's windows (its per-connection state).
-#[derive(Debug, Default)]
-struct Windows {
-    client: Window,
-    upstream: Window,
+struct Counting {
+    key: Option<Arc<str>>,
+    slots: Vec<Slot>,
 }
 
 /// Kong's wording for its rate limits.
@@ -99,24 +127,52 @@ impl RateLimit {
     /// The name in the configuration.
     pub const NAME: &'static str = "websocket-rate-limit";
 
-    /// Checks the limits (at least one, each at least 1) and the window.
+    /// Checks the limits (at least one, each at least 1), the window, the
+    /// key and the close code.
     pub fn new(config: RateLimitConfig) -> Result<Self, PluginConfigError> {
         let err = |m: &str| Err(PluginConfigError(m.to_owned()));
-        if config.client_limit.is_none() && config.upstream_limit.is_none() {
-            return err("set client_limit, upstream_limit or both");
-        }
-        if config.client_limit == Some(0) || config.upstream_limit == Some(0) {
-            return err("limits must be at least 1 message per window");
-        }
         let window = match Duration::try_from_secs_f64(config.window) {
             Ok(w) if w >= Duration::from_millis(1) => w,
             _ => return err("window must be a number of seconds, at least 0.001"),
         };
+        let rules: Vec<(Direction, Option<u64>, Duration)> = vec![
+            (Direction::Client, config.client_limit, window),
+            (Direction::Upstream, config.upstream_limit, window),
+            (Direction::Client, config.second, Duration::from_secs(1)),
+            (Direction::Client, config.minute, Duration::from_secs(60)),
+            (Direction::Client, config.hour, Duration::from_secs(3600)),
+        ];
+        let rules: Vec<Rule> = rules
+            .into_iter()
+            .filter_map(|(direction, limit, length)| {
+                Some(Rule {
+                    direction,
+                    limit: limit?,
+                    counters: LocalCounters::new(length),
+                })
+            })
+            .collect();
+        if rules.is_empty() {
+            return err("set client_limit, upstream_limit, second, minute or hour");
+        }
+        if rules.iter().any(|r| r.limit == 0) {
+            return err("limits must be at least 1 message per window");
+        }
+        config
+            .limit_by
+            .check(config.header_name.as_deref())
+            .and_then(|()| config.policy.check())
+            .map_err(PluginConfigError)?;
+        if !matches!(config.close_code, 1008 | 1013) {
+            return err("close_code must be 1008 (policy violation) or 1013 (try again later)");
+        }
         Ok(RateLimit {
-            client_limit: config.client_limit,
-            upstream_limit: config.upstream_limit,
-            window,
+            rules,
+            limit_by: config.limit_by,
+            header_name: config.header_name,
+            window_type: config.window_type,
             action: config.action,
+            close_code: config.close_code,
         })
     }
 
@@ -126,21 +182,21 @@ impl RateLimit {
             return Ok(());
         }
         let direction = ctx.direction();
-        let limit = match direction {
-            Direction::Client => self.client_limit,
-            Direction::Upstream => self.upstream_limit,
-        };
-        let Some(limit) = limit else {
-            return Ok(());
-        };
-        let windows = ctx
-            .state::<Windows>()
+        let now = now_ms();
+        let counting = ctx
+            .state::<Counting>()
             .ok_or_else(|| PluginError::new("rate-limit state missing"))?;
-        let window = match direction {
-            Direction::Client => &mut windows.client,
-            Direction::Upstream => &mut windows.upstream,
-        };
-        if window.admit(Instant::now(), limit, self.window) {
+        let mut admitted = true;
+        for (rule, slot) in self.rules.iter().zip(&mut counting.slots) {
+            if rule.direction != direction {
+                continue;
+            }
+            admitted &= match &counting.key {
+                Some(key) => rule.counters.admit(key, now, rule.limit, self.window_type),
+                None => slot.admit(now, rule.counters.length_ms(), rule.limit, self.window_type),
+            };
+        }
+        if admitted {
             return Ok(());
         }
         tracing::debug!(
@@ -150,7 +206,9 @@ impl RateLimit {
             "rate limit exceeded"
         );
         match self.action {
-            FrameAction::Close => ctx.close(Some(1008), Some(EXCEEDED), Some(1001), None)?,
+            FrameAction::Close => {
+                ctx.close(Some(self.close_code), Some(EXCEEDED), Some(1001), None)?
+            }
             FrameAction::Drop => ctx.drop_frame()?,
         }
         Ok(())
@@ -173,7 +231,18 @@ impl Plugin for RateLimit {
     }
 
     fn new_state(&self) -> Option<State> {
-        Some(Box::new(Windows::default()))
+        Some(Box::new(Counting {
+            key: None,
+            slots: vec![Slot::default(); self.rules.len()],
+        }))
+    }
+
+    fn handshake(&self, ctx: &mut HandshakeContext<'_>) -> Result<(), PluginError> {
+        let key = self.limit_by.key(ctx, self.header_name.as_deref());
+        if let Some(counting) = ctx.state::<Counting>() {
+            counting.key = key;
+        }
+        Ok(())
     }
 
     fn client_frame(&self, ctx: &mut FrameContext<'_>) -> Result<(), PluginError> {
@@ -224,33 +293,90 @@ mod tests {
         assert!(plugin(json!({ "client_limit": 1, "burst": 2 }))
             .unwrap_err()
             .contains("unknown field"));
+        assert!(plugin(json!({ "second": 1, "limit_by": "header" }))
+            .unwrap_err()
+            .contains("needs header_name"));
+        assert!(plugin(json!({ "second": 1, "header_name": "x" }))
+            .unwrap_err()
+            .contains("only to limit_by"));
+        assert!(plugin(json!({ "second": 1, "limit_by": "user" }))
+            .unwrap_err()
+            .contains("unknown variant"));
+        assert!(plugin(json!({ "second": 1, "close_code": 1000 }))
+            .unwrap_err()
+            .contains("1008"));
+        assert!(plugin(json!({ "second": 1, "policy": "redis" }))
+            .unwrap_err()
+            .contains("not available"));
+        assert!(plugin(json!({ "hour": 0 }))
+            .unwrap_err()
+            .contains("at least 1"));
         let p = plugin(json!({ "upstream_limit": 5, "window": 0.25 })).unwrap();
-        assert_eq!(p.window, Duration::from_millis(250));
+        assert_eq!(p.rules[0].counters.length_ms(), 250);
         assert_eq!(p.action, FrameAction::Close);
+        assert_eq!(p.close_code, 1008);
         assert_eq!(p.priority(), 910);
-        let p = plugin(json!({ "client_limit": 5 })).unwrap();
-        assert_eq!(p.window, Duration::from_secs(1));
+        let p = plugin(json!({ "client_limit": 5, "minute": 100, "hour": 1000 })).unwrap();
+        let lengths: Vec<u64> = p.rules.iter().map(|r| r.counters.length_ms()).collect();
+        assert_eq!(lengths, [1000, 60_000, 3_600_000]);
+    }
+
+    impl RateLimit {
+        /// The key a handshake gave the connection.
+        fn key_of(&self, h: &crate::plugins::testing::HandshakeHarness) -> Option<Arc<str>> {
+            let state = h.state.as_ref()?.downcast_ref::<Counting>()?;
+            state.key.clone()
+        }
     }
 
     #[test]
-    fn windows_count_and_reset() {
-        let t0 = Instant::now();
-        let second = Duration::from_secs(1);
-        let mut w = Window::default();
-        assert!(w.admit(t0, 2, second));
-        assert!(w.admit(t0 + Duration::from_millis(10), 2, second));
-        assert!(!w.admit(t0 + Duration::from_millis(20), 2, second));
-        assert!(!w.admit(t0 + Duration::from_millis(999), 2, second));
-        // The window ends a second after its first message.
-        assert!(w.admit(t0 + second, 2, second));
-        assert!(w.admit(t0 + second, 2, second));
-        assert!(!w.admit(t0 + Duration::from_millis(1500), 2, second));
-        assert!(w.admit(t0 + Duration::from_secs(5), 2, second));
+    fn keys_follow_limit_by_and_fall_back_to_the_ip() {
+        use crate::consumer::{ConsumerSpec, Consumers};
+        use crate::plugins::testing::HandshakeHarness;
+        let key = |config: serde_json::Value, headers: &[(&str, &str)]| {
+            let p = plugin(config).unwrap();
+            let consumers = Consumers::new(vec![ConsumerSpec {
+                username: Some("alice".into()),
+                keys: vec![("k".into(), None)],
+                ..Default::default()
+            }])
+            .unwrap();
+            let mut h = HandshakeHarness::new("/", headers).consumers(consumers);
+            if let Some((_, key)) = headers.iter().find(|(n, _)| *n == "apikey") {
+                let credential = h.consumers.by_key(key.as_bytes()).unwrap().clone();
+                h.authenticated = Some(Arc::new(crate::consumer::Authenticated {
+                    consumer: credential.consumer.clone(),
+                    credential,
+                }));
+            }
+            h.run(&p);
+            p.key_of(&h)
+        };
+        let by = |limit_by: &str| json!({ "second": 1, "limit_by": limit_by });
+        assert_eq!(key(by("connection"), &[]), None);
+        assert_eq!(key(by("ip"), &[]).as_deref(), Some("ip:127.0.0.1"));
+        assert_eq!(
+            key(by("consumer"), &[("apikey", "k")]).as_deref(),
+            Some("consumer:alice")
+        );
+        assert_eq!(key(by("consumer"), &[]).as_deref(), Some("ip:127.0.0.1"));
+        assert_eq!(
+            key(by("credential"), &[("apikey", "k")]).as_deref(),
+            Some("credential:alice:key-1")
+        );
+        assert_eq!(key(by("route"), &[]).as_deref(), Some("route:route"));
+        assert_eq!(key(by("service"), &[]).as_deref(), Some("service:svc"));
+        let header = json!({ "second": 1, "limit_by": "header", "header_name": "x-tenant" });
+        assert_eq!(
+            key(header.clone(), &[("x-tenant", "acme")]).as_deref(),
+            Some("header:acme")
+        );
+        assert_eq!(key(header, &[]).as_deref(), Some("ip:127.0.0.1"));
     }
 
     #[test]
     fn close_mode_closes_with_1008() {
-        let p = plugin(json!({ "client_limit": 2, "window": 60 })).unwrap();
+        let p = plugin(json!({ "client_limit": 2, "window": 3600 })).unwrap();
         let p = Arc::new(p);
         let mut h = FrameHarness::new(p.clone());
         let text = FrameType::Text;
@@ -293,7 +419,7 @@ mod tests {
     #[test]
     fn drop_mode_drops_extras_per_direction() {
         let p = plugin(
-            json!({ "client_limit": 1, "upstream_limit": 2, "window": 60, "action": "drop" }),
+            json!({ "client_limit": 1, "upstream_limit": 2, "window": 3600, "action": "drop" }),
         )
         .unwrap();
         let p = Arc::new(p);
