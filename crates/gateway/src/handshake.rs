@@ -181,38 +181,57 @@ where
         started: Instant::now(),
         consumer: None,
     };
-    let chain = route.chain.clone();
+    let mut chain = route.chain.clone();
     let mut states = chain.new_states();
+    let mut fresh = vec![true; states.len()];
     let mut shared = http::Extensions::new();
     let mut upstream_headers = forwarded_headers(&request, host, client_addr, tls);
     let mut upstream_target = matched.upstream_target;
     let mut limits = LimitOverrides::default();
     let mut authenticated = None;
-    match chain.run_handshake(
-        &mut states,
-        &mut shared,
-        &conn,
-        &request,
-        &mut upstream_headers,
-        &mut upstream_target,
-        &mut limits,
-        &config.consumers,
-        &mut authenticated,
-    ) {
-        Ok(None) => conn.consumer = authenticated,
-        Ok(Some(exit)) => {
-            let mut response = Response::new(());
-            *response.status_mut() = exit.status;
-            *response.headers_mut() = exit.headers;
-            return Err(Some(write_and_close(&mut io, &response, &exit.body).await));
+    // Once a plugin has authenticated a consumer with plugins of its own,
+    // the connection goes on with the consumer's chain: its own plugins
+    // run their handshake, the ones it shares keep their state. Twice at
+    // most, so that plugins authenticating in turn cannot loop.
+    for _ in 0..2 {
+        match chain.run_handshake(
+            &fresh,
+            &mut states,
+            &mut shared,
+            &conn,
+            &request,
+            &mut upstream_headers,
+            &mut upstream_target,
+            &mut limits,
+            &config.consumers,
+            &mut authenticated,
+        ) {
+            Ok(None) => {}
+            Ok(Some(exit)) => {
+                let mut response = Response::new(());
+                *response.status_mut() = exit.status;
+                *response.headers_mut() = exit.headers;
+                return Err(Some(write_and_close(&mut io, &response, &exit.body).await));
+            }
+            Err(err) => {
+                tracing::error!(connection = conn.id, plugin = %err.plugin, "handshake plugin failed: {}", err.error);
+                worker.plugin_error(&err.plugin, &err.error);
+                let failed = StatusCode::INTERNAL_SERVER_ERROR;
+                return Err(Some(respond(&mut io, failed, "plugin error\n").await));
+            }
         }
-        Err(err) => {
-            tracing::error!(connection = conn.id, plugin = %err.plugin, "handshake plugin failed: {}", err.error);
-            worker.plugin_error(&err.plugin, &err.error);
-            let failed = StatusCode::INTERNAL_SERVER_ERROR;
-            return Err(Some(respond(&mut io, failed, "plugin error\n").await));
+        let own = authenticated
+            .as_ref()
+            .and_then(|who| route.consumer_chains.get(&who.consumer.id));
+        match own {
+            Some(own) if !own.same_as(&chain) => {
+                (states, fresh) = chain.hand_over(own, states);
+                chain = own.clone();
+            }
+            _ => break,
         }
     }
+    conn.consumer = authenticated;
 
     let client_limit = limits
         .client

@@ -20,6 +20,9 @@ pub struct Route {
     pub strip_path: bool,
     /// The plugins, in running order.
     pub chain: Chain,
+    /// The chains of consumers with plugins of their own, by consumer id:
+    /// a connection switches to its consumer's once authenticated.
+    pub consumer_chains: std::collections::HashMap<String, Chain>,
 }
 
 /// A routing decision.

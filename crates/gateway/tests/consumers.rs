@@ -1,6 +1,6 @@
 //! Consumers over real sockets: a consumer's key-auth credential
 //! identifies it to the upstream and to the plugins after key-auth, native
-//! and Lua.
+//! and Lua, and a consumer's own plugins apply with Kong's precedence.
 
 mod support;
 
@@ -106,4 +106,100 @@ fn consumers_that_cannot_be_told_apart_are_config_errors() {
     );
     let unknown = load("[[consumers]]\nusername = \"a\"\nemail = \"a@example.com\"\n");
     assert!(unknown.contains("unknown field `email`"), "{unknown}");
+    let scoped_global = load("[[plugins]]\nname = \"key-auth\"\nroute = \"r\"\n");
+    assert!(
+        scoped_global.contains("route and service apply only to a consumer's plugins"),
+        "{scoped_global}"
+    );
+    let no_route = load(
+        "[[consumers]]\nusername = \"a\"\n  [[consumers.plugins]]\n  name = \"key-auth\"\n  route = \"nowhere\"\n",
+    );
+    assert!(
+        no_route.contains("c.toml:5:11: consumer \"a\": no route named \"nowhere\""),
+        "{no_route}"
+    );
+}
+
+/// Alice and Bob, key-auth, a route `/a` whose own rate limit allows 100
+/// messages an hour, a route `/b` without one, and Alice's plugins.
+fn two_routes(upstream: std::net::SocketAddr, alice_plugins: &str) -> String {
+    format!(
+        r#"
+[[consumers]]
+username = "alice"
+keyauth_credentials = [{{ key = "alice-key" }}]
+{alice_plugins}
+[[consumers]]
+username = "bob"
+keyauth_credentials = [{{ key = "bob-key" }}]
+
+[[plugins]]
+name = "key-auth"
+
+[[services]]
+name = "svc"
+url = "ws://{upstream}"
+  [[services.routes]]
+  name = "a"
+  paths = ["/a"]
+    [[services.routes.plugins]]
+    name = "websocket-rate-limit"
+    config = {{ hour = 100 }}
+  [[services.routes]]
+  name = "b"
+  paths = ["/b"]
+"#
+    )
+}
+
+/// Sends `n` messages on `path` as `key`; the close code if the gateway
+/// closed before all of them were echoed.
+async fn allowance(gw: std::net::SocketAddr, path: &str, key: &str, n: usize) -> Option<u16> {
+    let mut ws = support::connect(gw, &format!("{path}?apikey={key}")).await;
+    for i in 0..n {
+        ws.send_text(i.to_string()).await.unwrap();
+        match support::within("an answer", ws.recv()).await {
+            Some(Ok(Message::Text(_))) => {}
+            Some(Ok(Message::Close(close))) => return close.map(|c| c.code.as_u16()),
+            other => panic!("{other:?}"),
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn a_consumers_plugin_on_a_route_beats_the_routes_own_and_bob_keeps_the_routes() {
+    bounded(async {
+        let up = support::echo_upstream().await;
+        let alice = r#"  [[consumers.plugins]]
+  name = "websocket-rate-limit"
+  route = "a"
+  config = { hour = 1 }
+"#;
+        let gw = gateway(&two_routes(up, alice)).await;
+        assert_eq!(allowance(gw, "/a", "alice-key", 2).await, Some(1008));
+        assert_eq!(allowance(gw, "/a", "bob-key", 5).await, None);
+        // On /b Alice's plugin is scoped away: no limit at all.
+        assert_eq!(allowance(gw, "/b", "alice-key", 5).await, None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_consumer_wide_plugin_yields_to_a_routes_own_and_applies_elsewhere() {
+    bounded(async {
+        let up = support::echo_upstream().await;
+        let alice = r#"  [[consumers.plugins]]
+  name = "websocket-rate-limit"
+  config = { hour = 1 }
+"#;
+        let gw = gateway(&two_routes(up, alice)).await;
+        // Route beats consumer: /a's own limit of 100 holds for Alice.
+        assert_eq!(allowance(gw, "/a", "alice-key", 5).await, None);
+        // Consumer beats global (here: nothing): Alice is limited on /b,
+        // Bob is not.
+        assert_eq!(allowance(gw, "/b", "alice-key", 2).await, Some(1008));
+        assert_eq!(allowance(gw, "/b", "bob-key", 5).await, None);
+    })
+    .await;
 }

@@ -6,6 +6,7 @@
 mod schema;
 mod upstreams;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -295,8 +296,10 @@ impl<'a> Loader<'a> {
             offer => offer.map(|o| *o.config()),
         };
         let global = self.plugins(&file.plugins, registry);
+        let mut all_plugins: Vec<&PluginSection> = file.plugins.iter().collect();
         let pools = self.upstreams(&file.upstreams);
         let consumers = self.consumers(&file.consumers);
+        let consumer_plugins = self.consumer_plugins(&file.consumers, &consumers, registry);
         let mut routes = Vec::new();
         let mut service_names = std::collections::HashSet::new();
         let mut route_names = std::collections::HashSet::new();
@@ -308,6 +311,7 @@ impl<'a> Loader<'a> {
                 );
             }
             let service_plugins = self.plugins(&svc.plugins, registry);
+            all_plugins.extend(&svc.plugins);
             // A broken service is not built, but its routes are still
             // checked: every error is reported at once.
             let service = self.service(svc, &pools);
@@ -325,9 +329,60 @@ impl<'a> Loader<'a> {
                     );
                 }
                 let route_plugins = self.plugins(&r.plugins, registry);
-                let chain = merge_plugins(&global, &service_plugins, &route_plugins);
-                if let Some(route) = self.route(r, service.clone(), chain) {
+                all_plugins.extend(&r.plugins);
+                let chain = merge_levels(&[&route_plugins, &service_plugins, &global]);
+                let consumer_chains = consumer_plugins
+                    .iter()
+                    .filter_map(|(id, own)| {
+                        let on_route = own.by_route.get(r.name.get_ref());
+                        let on_service = own.by_service.get(svc.name.get_ref());
+                        if on_route.is_none() && on_service.is_none() && own.everywhere.is_empty() {
+                            return None;
+                        }
+                        // Kong's precedence: consumer+route, consumer+service,
+                        // route, service, consumer, global.
+                        let levels = [
+                            on_route.map_or(&[][..], Vec::as_slice),
+                            on_service.map_or(&[][..], Vec::as_slice),
+                            &route_plugins,
+                            &service_plugins,
+                            &own.everywhere,
+                            &global,
+                        ];
+                        Some((id.clone(), merge_levels(&levels)))
+                    })
+                    .collect();
+                if let Some(route) = self.route(r, service.clone(), chain, consumer_chains) {
                     routes.push(route);
+                }
+            }
+        }
+        for p in all_plugins {
+            if let Some(scope) = p.route.as_ref().or(p.service.as_ref()) {
+                self.error(
+                    Some(scope.span()),
+                    format!(
+                        "plugin {:?}: route and service apply only to a consumer's plugins",
+                        p.name.get_ref()
+                    ),
+                );
+            }
+        }
+        for (id, own) in &consumer_plugins {
+            for (name, span) in &own.route_names {
+                if !route_names.contains(name) {
+                    self.error(
+                        Some(span.clone()),
+                        format!("consumer {id:?}: no route named {name:?}"),
+                    );
+                }
+            }
+            for (name, span) in &own.service_names {
+                if !service_names.contains(name) {
+                    self.error(
+                        Some(span.clone()),
+                        format!("consumer {id:?}: no service named {name:?}"),
+                    );
                 }
             }
         }
@@ -360,6 +415,76 @@ impl<'a> Loader<'a> {
             client_deflate,
             consumers: Arc::new(consumers),
         })
+    }
+
+    /// Builds each consumer's plugins, grouped by where they apply.
+    fn consumer_plugins(
+        &mut self,
+        list: &[toml::Spanned<ConsumerSection>],
+        consumers: &Consumers,
+        registry: &Registry,
+    ) -> Vec<(String, ConsumerPlugins)> {
+        let mut out = Vec::new();
+        // `consumers` is empty when they failed to load (reported there).
+        for (section, consumer) in list.iter().zip(consumers.iter()) {
+            let section = section.get_ref();
+            if section.plugins.is_empty() {
+                continue;
+            }
+            let mut own = ConsumerPlugins::default();
+            let mut groups: Vec<(Option<&toml::Spanned<String>>, bool, Vec<PluginSection>)> =
+                Vec::new();
+            for p in &section.plugins {
+                if let (Some(_), Some(service)) = (&p.route, &p.service) {
+                    self.error(
+                        Some(service.span()),
+                        format!(
+                            "consumer {:?}: plugin {:?} names both a route and a service",
+                            consumer.id,
+                            p.name.get_ref()
+                        ),
+                    );
+                    continue;
+                }
+                let (scope, on_route) = match (&p.route, &p.service) {
+                    (Some(route), _) => (Some(route), true),
+                    (None, Some(service)) => (Some(service), false),
+                    (None, None) => (None, false),
+                };
+                let unscoped = PluginSection {
+                    name: p.name.clone(),
+                    config: p.config.clone(),
+                    enabled: p.enabled,
+                    route: None,
+                    service: None,
+                };
+                let key = scope.map(|s| s.get_ref());
+                match groups
+                    .iter_mut()
+                    .find(|(s, r, _)| s.map(|s| s.get_ref()) == key && *r == on_route)
+                {
+                    Some((_, _, group)) => group.push(unscoped),
+                    None => groups.push((scope, on_route, vec![unscoped])),
+                }
+            }
+            for (scope, on_route, group) in groups {
+                let plugins = self.plugins(&group, registry);
+                match scope {
+                    None => own.everywhere = plugins,
+                    Some(name) if on_route => {
+                        own.route_names.push((name.get_ref().clone(), name.span()));
+                        own.by_route.insert(name.get_ref().clone(), plugins);
+                    }
+                    Some(name) => {
+                        own.service_names
+                            .push((name.get_ref().clone(), name.span()));
+                        own.by_service.insert(name.get_ref().clone(), plugins);
+                    }
+                }
+            }
+            out.push((consumer.id.clone(), own));
+        }
+        out
     }
 
     /// Checks `[[consumers]]`.
@@ -551,6 +676,7 @@ impl<'a> Loader<'a> {
         r: &RouteSection,
         service: Option<Arc<Service>>,
         chain: Chain,
+        consumer_chains: HashMap<String, Chain>,
     ) -> Option<Route> {
         let mut ok = true;
         for p in &r.paths {
@@ -594,6 +720,7 @@ impl<'a> Loader<'a> {
                 .collect(),
             strip_path: r.strip_path,
             chain,
+            consumer_chains,
         })
     }
 
@@ -642,18 +769,27 @@ impl<'a> Loader<'a> {
 }
 
 /// Route beats service beats global for the same plugin name.
-fn merge_plugins(
-    global: &[Arc<dyn Plugin>],
-    service: &[Arc<dyn Plugin>],
-    route: &[Arc<dyn Plugin>],
-) -> Chain {
-    let mut chosen: Vec<Arc<dyn Plugin>> = route.to_vec();
-    for p in service.iter().chain(global) {
+/// The chain of a route: for each plugin name, the instance of the first
+/// (most specific) level that configures it.
+fn merge_levels(levels: &[&[Arc<dyn Plugin>]]) -> Chain {
+    let mut chosen: Vec<Arc<dyn Plugin>> = Vec::new();
+    for p in levels.iter().flat_map(|level| level.iter()) {
         if !chosen.iter().any(|c| c.name() == p.name()) {
             chosen.push(p.clone());
         }
     }
     Chain::new(chosen)
+}
+
+/// A consumer's plugins, by where they apply.
+#[derive(Default)]
+struct ConsumerPlugins {
+    everywhere: Vec<Arc<dyn Plugin>>,
+    by_service: HashMap<String, Vec<Arc<dyn Plugin>>>,
+    by_route: HashMap<String, Vec<Arc<dyn Plugin>>>,
+    /// The names given, where, to check that they exist.
+    route_names: Vec<(String, Range<usize>)>,
+    service_names: Vec<(String, Range<usize>)>,
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {

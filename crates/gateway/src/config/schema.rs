@@ -43,6 +43,10 @@ pub struct ConsumerSection {
     /// Keys that identify it to `key-auth`.
     #[serde(default)]
     pub keyauth_credentials: Vec<KeyAuthCredentialSection>,
+    /// Plugins for this consumer, everywhere or on one `route` or
+    /// `service`.
+    #[serde(default)]
+    pub plugins: Vec<PluginSection>,
 }
 
 /// One of a consumer's `keyauth_credentials`.
@@ -437,7 +441,8 @@ pub struct RouteSection {
     pub plugins: Vec<PluginSection>,
 }
 
-/// `[[plugins]]`, `[[services.plugins]]` or `[[services.routes.plugins]]`.
+/// `[[plugins]]`, `[[services.plugins]]`, `[[services.routes.plugins]]` or
+/// `[[consumers.plugins]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginSection {
@@ -449,6 +454,10 @@ pub struct PluginSection {
     /// Set false to keep an entry without running it.
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// A consumer's plugin only: the route it applies to.
+    pub route: Option<Spanned<String>>,
+    /// A consumer's plugin only: the service it applies to.
+    pub service: Option<Spanned<String>>,
 }
 
 fn default_listen() -> Vec<Spanned<String>> {

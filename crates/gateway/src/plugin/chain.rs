@@ -64,9 +64,41 @@ impl Chain {
         self.plugins.iter().map(|p| p.new_state()).collect()
     }
 
+    /// Whether `other` runs the very same plugin instances.
+    pub(crate) fn same_as(&self, other: &Chain) -> bool {
+        self.plugins.len() == other.plugins.len()
+            && self
+                .plugins
+                .iter()
+                .zip(&other.plugins)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+    }
+
+    /// Moves a connection from this chain to `next` (a consumer's own):
+    /// the instances both run keep their state, the others start afresh.
+    /// Returns the states for `next`, and which of its plugins are fresh
+    /// (their handshake has not run).
+    pub(crate) fn hand_over(
+        &self,
+        next: &Chain,
+        mut states: Vec<Option<State>>,
+    ) -> (Vec<Option<State>>, Vec<bool>) {
+        next.plugins
+            .iter()
+            .map(
+                |plugin| match self.plugins.iter().position(|p| Arc::ptr_eq(p, plugin)) {
+                    Some(i) => (states[i].take(), false),
+                    None => (plugin.new_state(), true),
+                },
+            )
+            .unzip()
+    }
+
+    /// Runs the handshake phase of the plugins marked in `fresh`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn run_handshake(
         &self,
+        fresh: &[bool],
         states: &mut [Option<State>],
         shared: &mut Extensions,
         conn: &ConnectionInfo,
@@ -78,7 +110,10 @@ impl Chain {
         authenticated: &mut Option<Arc<Authenticated>>,
     ) -> Result<Option<Exit>, ChainError> {
         let mut exit = None;
-        for (plugin, state) in self.plugins.iter().zip(states) {
+        for ((plugin, state), fresh) in self.plugins.iter().zip(states).zip(fresh) {
+            if !fresh {
+                continue;
+            }
             let mut ctx = HandshakeContext {
                 request,
                 upstream_headers,
