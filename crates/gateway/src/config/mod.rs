@@ -432,50 +432,45 @@ impl<'a> Loader<'a> {
                 continue;
             }
             let mut own = ConsumerPlugins::default();
-            let mut groups: Vec<(Option<&toml::Spanned<String>>, bool, Vec<PluginSection>)> =
-                Vec::new();
+            let mut groups: Vec<(Scope, Vec<PluginSection>)> = Vec::new();
             for p in &section.plugins {
-                if let (Some(_), Some(service)) = (&p.route, &p.service) {
-                    self.error(
-                        Some(service.span()),
-                        format!(
-                            "consumer {:?}: plugin {:?} names both a route and a service",
-                            consumer.id,
-                            p.name.get_ref()
-                        ),
-                    );
-                    continue;
-                }
-                let (scope, on_route) = match (&p.route, &p.service) {
-                    (Some(route), _) => (Some(route), true),
-                    (None, Some(service)) => (Some(service), false),
-                    (None, None) => (None, false),
+                let scope = match (&p.route, &p.service) {
+                    (Some(_), Some(service)) => {
+                        self.error(
+                            Some(service.span()),
+                            format!(
+                                "consumer {:?}: plugin {:?} names both a route and a service",
+                                consumer.id,
+                                p.name.get_ref()
+                            ),
+                        );
+                        continue;
+                    }
+                    (Some(route), None) => Scope::Route(route),
+                    (None, Some(service)) => Scope::Service(service),
+                    (None, None) => Scope::Everywhere,
                 };
-                let unscoped = PluginSection {
+                let entry = PluginSection {
                     name: p.name.clone(),
                     config: p.config.clone(),
                     enabled: p.enabled,
                     route: None,
                     service: None,
                 };
-                let key = scope.map(|s| s.get_ref());
-                match groups
-                    .iter_mut()
-                    .find(|(s, r, _)| s.map(|s| s.get_ref()) == key && *r == on_route)
-                {
-                    Some((_, _, group)) => group.push(unscoped),
-                    None => groups.push((scope, on_route, vec![unscoped])),
+                match groups.iter_mut().find(|(s, _)| s.same(&scope)) {
+                    Some((_, group)) => group.push(entry),
+                    None => groups.push((scope, vec![entry])),
                 }
             }
-            for (scope, on_route, group) in groups {
+            for (scope, group) in groups {
                 let plugins = self.plugins(&group, registry);
                 match scope {
-                    None => own.everywhere = plugins,
-                    Some(name) if on_route => {
+                    Scope::Everywhere => own.everywhere = plugins,
+                    Scope::Route(name) => {
                         own.route_names.push((name.get_ref().clone(), name.span()));
                         own.by_route.insert(name.get_ref().clone(), plugins);
                     }
-                    Some(name) => {
+                    Scope::Service(name) => {
                         own.service_names
                             .push((name.get_ref().clone(), name.span()));
                         own.by_service.insert(name.get_ref().clone(), plugins);
@@ -779,6 +774,25 @@ fn merge_levels(levels: &[&[Arc<dyn Plugin>]]) -> Chain {
         }
     }
     Chain::new(chosen)
+}
+
+/// Where a consumer's plugin applies.
+enum Scope<'a> {
+    Everywhere,
+    Route(&'a toml::Spanned<String>),
+    Service(&'a toml::Spanned<String>),
+}
+
+impl Scope<'_> {
+    fn same(&self, other: &Scope<'_>) -> bool {
+        match (self, other) {
+            (Scope::Everywhere, Scope::Everywhere) => true,
+            (Scope::Route(a), Scope::Route(b)) | (Scope::Service(a), Scope::Service(b)) => {
+                a.get_ref() == b.get_ref()
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A consumer's plugins, by where they apply.
