@@ -730,6 +730,11 @@ impl Connection {
             while !shared.stop.load(Ordering::Relaxed) {
                 let n = reader.read(&mut buf).await.map_err(|e| e.to_string())?;
                 if n == 0 {
+                    // The sender stops first and its half of the socket
+                    // closes; a server may answer by closing too.
+                    if shared.stop.load(Ordering::Relaxed) {
+                        break;
+                    }
                     return Err("server closed the connection".into());
                 }
                 pending += n;
