@@ -9,7 +9,7 @@ use frameway::wire::deflate::DeflateConfig;
 use frameway::{CloseCode, Message, WebSocket, WebSocketConfig};
 use support::{
     bounded, gateway, gateway_running, next_upstream, node_client, python_client, python_server,
-    recv, scripted_upstream, TestPlugin,
+    python_server_logged, recv, scripted_upstream, TestPlugin,
 };
 
 /// Connects to `url` offering permessage-deflate.
@@ -100,7 +100,7 @@ async fn plugins_see_and_set_uncompressed_payloads_on_a_compressed_leg() {
 #[tokio::test]
 async fn a_deflate_bomb_stops_at_the_client_limit_with_1009_where_the_gateway_inflates() {
     bounded(async {
-        let (_up, port) = python_server(&[]).await;
+        let (_up, port, mut upstream_log) = python_server_logged(&[]).await;
         // A frame plugin: the gateway inflates what the client sends.
         let plugin = "  [[services.routes.plugins]]\n  name = \"websocket-rate-limit\"\n  config = { client_limit = 1000000 }\n";
         let config = route(port, "client_max_payload = 65536", "") + plugin;
@@ -117,6 +117,8 @@ async fn a_deflate_bomb_stops_at_the_client_limit_with_1009_where_the_gateway_in
             }
         };
         assert_eq!(close.map(|c| u16::from(c.code)), Some(1009));
+        // The upstream is told the client went away.
+        upstream_log.wait_for("closed: code=1001").await;
     })
     .await;
 }
