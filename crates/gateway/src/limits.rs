@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::plugin::HandshakeContext;
+use crate::plugin::{HandshakeContext, PluginConfigError};
 use crate::sync::lock;
 
 /// Whose messages or connections count together: the key of a limit.
@@ -50,14 +50,14 @@ pub enum Policy {
 
 impl Policy {
     /// Whether this build can count this way.
-    pub fn check(self) -> Result<(), String> {
+    pub fn check(self) -> Result<(), PluginConfigError> {
         match self {
             Policy::Local => Ok(()),
-            Policy::Redis => Err(
-                "policy = \"redis\" is not available in this build yet; use \
-                 \"local\" (counts shared by this process's workers)"
+            Policy::Redis => Err(PluginConfigError(
+                "policy = \"redis\" is not available in this build yet; use \"local\" \
+                 (counts shared by this process's workers)"
                     .into(),
-            ),
+            )),
         }
     }
 }
@@ -65,14 +65,15 @@ impl Policy {
 impl LimitBy {
     /// Checks `header_name` against the key: required by `header`, and
     /// meaningless for the others.
-    pub fn check(self, header_name: Option<&str>) -> Result<(), String> {
+    pub fn check(self, header_name: Option<&str>) -> Result<(), PluginConfigError> {
+        let refuse = |message: String| Err(PluginConfigError(message));
         match (self, header_name) {
-            (LimitBy::Header, None) => Err("limit_by = \"header\" needs header_name".into()),
+            (LimitBy::Header, None) => refuse("limit_by = \"header\" needs header_name".into()),
             (LimitBy::Header, Some(name)) if http::HeaderName::try_from(name).is_err() => {
-                Err(format!("header_name {name:?} is not a valid header name"))
+                refuse(format!("header_name {name:?} is not a valid header name"))
             }
             (LimitBy::Header, Some(_)) | (_, None) => Ok(()),
-            (_, Some(_)) => Err("header_name applies only to limit_by = \"header\"".into()),
+            (_, Some(_)) => refuse("header_name applies only to limit_by = \"header\"".into()),
         }
     }
 

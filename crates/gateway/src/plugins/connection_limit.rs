@@ -87,8 +87,7 @@ impl ConnectionLimit {
         config
             .limit_by
             .check(config.header_name.as_deref())
-            .and_then(|()| config.policy.check())
-            .map_err(PluginConfigError)?;
+            .and_then(|()| config.policy.check())?;
         Ok(ConnectionLimit {
             limit: config.limit,
             limit_by: config.limit_by,

@@ -161,8 +161,7 @@ impl RateLimit {
         config
             .limit_by
             .check(config.header_name.as_deref())
-            .and_then(|()| config.policy.check())
-            .map_err(PluginConfigError)?;
+            .and_then(|()| config.policy.check())?;
         if !matches!(config.close_code, 1008 | 1013) {
             return err("close_code must be 1008 (policy violation) or 1013 (try again later)");
         }
