@@ -19,8 +19,8 @@ use tokio::net::TcpListener;
 use crate::config::{Config, ConfigErrors};
 use crate::metrics::Metrics;
 use crate::plugin::Registry;
-use crate::sync::lock;
 use crate::Reloader;
+use frameway::sync::lock;
 
 /// Why a reload changed nothing.
 #[derive(Debug, thiserror::Error)]

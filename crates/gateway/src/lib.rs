@@ -39,7 +39,6 @@ pub mod plugin;
 pub mod plugins;
 mod relay;
 pub mod router;
-mod sync;
 pub mod target;
 pub mod upstream;
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::plugin::{HandshakeContext, PluginConfigError};
-use crate::sync::lock;
+use frameway::sync::lock;
 
 /// Whose messages or connections count together: the key of a limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::plugin::{Direction, FrameType, LuaLimit, PluginError};
-use crate::sync::lock;
+use frameway::sync::lock;
 
 /// Upper bounds of the session-duration histogram, seconds.
 const SESSION_BUCKETS: [f64; 9] = [

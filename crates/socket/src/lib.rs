@@ -37,7 +37,7 @@ mod error;
 mod json;
 pub mod server;
 mod split;
-mod sync;
+pub mod sync;
 
 pub use client::connect;
 pub use config::WebSocketConfig;

@@ -47,10 +47,7 @@ impl Pool {
     pub(crate) fn set_addresses(&self, spec: &Arc<TargetSpec>, mut addrs: Vec<SocketAddr>) {
         addrs.sort();
         addrs.dedup();
-        let mut targets = self
-            .targets
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut targets = frameway::sync::write(&self.targets);
         let same_spec = |t: &Arc<Target>| Arc::ptr_eq(&t.spec, spec);
         let unchanged = {
             let mut now: Vec<SocketAddr> = targets

@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{Pool, Target};
-use crate::sync::lock;
+use frameway::sync::lock;
 
 /// Passive health checking of an upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

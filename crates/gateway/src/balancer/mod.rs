@@ -37,7 +37,7 @@ pub(crate) use health::ActiveCheck;
 use health::Health;
 pub use health::{PassiveCheck, ProbeKind};
 
-use crate::sync::lock;
+use frameway::sync::lock;
 
 /// How a pool picks a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,10 +231,7 @@ impl Pool {
 
     /// Every target address now.
     pub fn targets(&self) -> Arc<[Arc<Target>]> {
-        self.targets
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        frameway::sync::read(&self.targets).clone()
     }
 
     /// The hash key of a request (consistent hashing only).

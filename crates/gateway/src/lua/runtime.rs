@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::sync::lock;
+use frameway::sync::lock;
 
 use mlua::{Function, Lua, Table, Value};
 

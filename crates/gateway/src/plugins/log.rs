@@ -129,7 +129,7 @@ impl Log {
             Sink::File(file) => {
                 // A writer that panicked mid-line left at worst a torn line;
                 // the file is still usable.
-                let mut file = crate::sync::lock(file);
+                let mut file = frameway::sync::lock(file);
                 file.write_all(line.as_bytes()).and_then(|()| file.flush())
             }
         };
