@@ -123,8 +123,9 @@ pub struct Service {
 ///
 /// By default only when the client's leg compresses: a gateway that
 /// compressed toward the upstream for a client that does not would spend
-/// more CPU on zlib than on relaying (2.4x per 16 KiB round trip, see
-/// BENCHMARKS.md) for bandwidth on a link that is usually local.
+/// more CPU on zlib than on relaying (3.2x per 16 KiB JSON round trip,
+/// BENCHMARKS.md's `deflate/` tables) for bandwidth on a link that is
+/// usually local.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum DeflateOffer {
     /// Offered when the client's leg agreed to permessage-deflate.
