@@ -46,8 +46,9 @@ pub struct Credential {
 pub struct Authenticated {
     /// The consumer.
     pub consumer: Arc<Consumer>,
-    /// The credential it presented.
-    pub credential: Arc<Credential>,
+    /// The credential it presented; `None` for the anonymous consumer a
+    /// plugin falls back to (key-auth's `anonymous`).
+    pub credential: Option<Arc<Credential>>,
 }
 
 /// Every configured consumer, and their credentials by key.
@@ -176,6 +177,16 @@ impl Consumers {
         self.by_key.get(key)
     }
 
+    /// The consumer whose id or username is `name` (how Kong's
+    /// `anonymous` names one).
+    pub fn find(&self, name: &str) -> Option<&Arc<Consumer>> {
+        self.list.iter().find(|c| c.id == name).or_else(|| {
+            self.list
+                .iter()
+                .find(|c| c.username.as_deref() == Some(name))
+        })
+    }
+
     /// Every consumer, in configuration order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Consumer>> {
         self.list.iter()
@@ -219,6 +230,9 @@ mod tests {
         assert_eq!(consumers.by_key(b"b2").unwrap().id, "bob:key-2");
         assert_eq!(consumers.by_key(b"c").unwrap().consumer.id, "svc-9");
         assert_eq!(consumers.iter().count(), 3);
+        assert_eq!(consumers.find("4a1c").unwrap().id, "4a1c");
+        assert_eq!(consumers.find("alice").unwrap().id, "4a1c");
+        assert!(consumers.find("nobody").is_none());
     }
 
     #[test]

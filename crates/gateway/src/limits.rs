@@ -90,7 +90,8 @@ impl LimitBy {
                 .map_or_else(ip, |who| format!("consumer:{}", who.consumer.id)),
             LimitBy::Credential => ctx
                 .consumer()
-                .map_or_else(ip, |who| format!("credential:{}", who.credential.id)),
+                .and_then(|who| who.credential.as_ref())
+                .map_or_else(ip, |credential| format!("credential:{}", credential.id)),
             LimitBy::Service => format!("service:{}", ctx.connection().service),
             LimitBy::Route => format!("route:{}", ctx.connection().route),
             LimitBy::Header => ctx

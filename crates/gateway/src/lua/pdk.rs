@@ -556,7 +556,7 @@ fn client(lua: &Lua) -> mlua::Result<Table> {
         lua.create_function(|lua, ()| {
             let credential = with_call(lua, |call| {
                 call.only_in(CONNECTION_PHASES, "kong.client.get_credential")?;
-                Ok(call.consumer.as_ref().map(|a| a.credential.clone()))
+                Ok(call.consumer.as_ref().and_then(|a| a.credential.clone()))
             })?;
             let Some(credential) = credential else {
                 return Ok(Value::Nil);

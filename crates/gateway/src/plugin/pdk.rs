@@ -12,7 +12,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{Extensions, HeaderMap, Request, StatusCode};
 
 use super::State;
-use crate::consumer::{Authenticated, Consumers, Credential};
+use crate::consumer::{Authenticated, Consumer, Consumers, Credential};
 
 /// Where a frame came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -381,7 +381,21 @@ impl HandshakeContext<'_> {
     pub fn authenticate(&mut self, credential: &Arc<Credential>) {
         *self.authenticated = Some(Arc::new(Authenticated {
             consumer: credential.consumer.clone(),
-            credential: credential.clone(),
+            credential: Some(credential.clone()),
+        }));
+    }
+
+    /// The configured consumer whose id or username is `name`.
+    pub fn find_consumer(&self, name: &str) -> Option<&Arc<Consumer>> {
+        self.consumers.find(name)
+    }
+
+    /// Records that the client, which presented no valid credential, is
+    /// served as `consumer` (Kong's `anonymous`).
+    pub fn authenticate_anonymous(&mut self, consumer: &Arc<Consumer>) {
+        *self.authenticated = Some(Arc::new(Authenticated {
+            consumer: consumer.clone(),
+            credential: None,
         }));
     }
 

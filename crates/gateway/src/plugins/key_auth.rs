@@ -22,6 +22,7 @@
 //! | `key_in_query` | `true` | look in the query string |
 //! | `hide_credentials` | `false` | remove the key's header and query argument before proxying |
 //! | `realm` | `"frameway"` | the realm of the `WWW-Authenticate` challenge |
+//! | `anonymous` | none | a consumer's id or username: a client without a valid key is served as it instead of refused |
 //!
 //! As in Kong, for each name the header is tried before the query
 //! argument. A request without a key is answered `401 {"message":"No API
@@ -35,12 +36,16 @@
 //! `X-Credential-Identifier` on the request to the upstream, each removed
 //! when the consumer has no such value; so is each of them, and
 //! `X-Anonymous-Consumer`, from any accepted request, so that a client
-//! cannot send them itself.
+//! cannot send them itself. A client served as the `anonymous` consumer
+//! gets that consumer's headers and `X-Anonymous-Consumer: true` (and no
+//! credential); an `anonymous` that names no configured consumer answers
+//! 500, as in Kong.
 
 use http::header::{HeaderName, HeaderValue, WWW_AUTHENTICATE};
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
+use crate::consumer::Consumer;
 use crate::plugin::{HandshakeContext, Plugin, PluginConfigError, PluginError};
 
 /// The plugin's configuration.
@@ -65,6 +70,9 @@ pub struct KeyAuthConfig {
     /// The realm of the `WWW-Authenticate` challenge.
     #[serde(default = "default_realm")]
     pub realm: String,
+    /// The consumer (id or username) a client without a valid key is
+    /// served as.
+    pub anonymous: Option<String>,
 }
 
 fn default_key_names() -> Vec<String> {
@@ -190,11 +198,42 @@ impl KeyAuth {
         })
     }
 
-    fn reject(&self, ctx: &mut HandshakeContext<'_>, message: &str) {
+    /// Refuses the client, or serves it as the `anonymous` consumer.
+    fn reject(&self, ctx: &mut HandshakeContext<'_>, message: &str) -> Result<(), PluginError> {
+        if let Some(name) = &self.config.anonymous {
+            let Some(consumer) = ctx.find_consumer(name).cloned() else {
+                return Err(PluginError::new(format!(
+                    "anonymous consumer {name:?} is not configured"
+                )));
+            };
+            for header in CONSUMER_HEADERS {
+                ctx.clear_upstream_header(header);
+            }
+            ctx.authenticate_anonymous(&consumer);
+            set_consumer_headers(ctx, &consumer)?;
+            ctx.set_upstream_header("x-anonymous-consumer", "true")?;
+            return Ok(());
+        }
         let mut headers = HeaderMap::new();
         headers.insert(WWW_AUTHENTICATE, self.challenge.clone());
         super::exit_json(ctx, StatusCode::UNAUTHORIZED, message, headers);
+        Ok(())
     }
+}
+
+/// Kong's headers naming the consumer, toward the upstream.
+fn set_consumer_headers(
+    ctx: &mut HandshakeContext<'_>,
+    consumer: &Consumer,
+) -> Result<(), PluginError> {
+    ctx.set_upstream_header("x-consumer-id", &consumer.id)?;
+    if let Some(username) = &consumer.username {
+        ctx.set_upstream_header("x-consumer-username", username)?;
+    }
+    if let Some(custom_id) = &consumer.custom_id {
+        ctx.set_upstream_header("x-consumer-custom-id", custom_id)?;
+    }
+    Ok(())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -221,38 +260,21 @@ impl Plugin for KeyAuth {
 
     fn handshake(&self, ctx: &mut HandshakeContext<'_>) -> Result<(), PluginError> {
         let (name, key) = match self.lookup(ctx) {
-            Lookup::Found { key, .. } if key.is_empty() => {
-                // Kong treats `apikey=` like no key at all.
-                self.reject(ctx, NO_KEY);
-                return Ok(());
-            }
+            // Kong treats `apikey=` like no key at all.
+            Lookup::Found { key, .. } if key.is_empty() => return self.reject(ctx, NO_KEY),
             Lookup::Found { name, key } => (name, key),
-            Lookup::Missing => {
-                self.reject(ctx, NO_KEY);
-                return Ok(());
-            }
-            Lookup::Duplicate => {
-                self.reject(ctx, DUPLICATE_KEY);
-                return Ok(());
-            }
+            Lookup::Missing => return self.reject(ctx, NO_KEY),
+            Lookup::Duplicate => return self.reject(ctx, DUPLICATE_KEY),
         };
         for header in CONSUMER_HEADERS {
             ctx.clear_upstream_header(header);
         }
         if let Some(credential) = ctx.credential_by_key(&key).cloned() {
             ctx.authenticate(&credential);
-            let consumer = &credential.consumer;
-            ctx.set_upstream_header("x-consumer-id", &consumer.id)?;
-            if let Some(username) = &consumer.username {
-                ctx.set_upstream_header("x-consumer-username", username)?;
-            }
-            if let Some(custom_id) = &consumer.custom_id {
-                ctx.set_upstream_header("x-consumer-custom-id", custom_id)?;
-            }
+            set_consumer_headers(ctx, &credential.consumer)?;
             ctx.set_upstream_header("x-credential-identifier", &credential.id)?;
         } else if !self.accepts(&key) {
-            self.reject(ctx, INVALID_KEY);
-            return Ok(());
+            return self.reject(ctx, INVALID_KEY);
         }
         if self.config.hide_credentials {
             // As Kong does: both places go, whichever held the key.
@@ -421,5 +443,44 @@ mod tests {
         let mut h = HandshakeHarness::new("/", &[("apikey", "bob-key")]).consumers(consumers());
         h.run(&p);
         assert_eq!(message(&h), INVALID_KEY);
+    }
+
+    #[test]
+    fn anonymous_serves_a_client_without_a_valid_key_as_that_consumer() {
+        use crate::consumer::{ConsumerSpec, Consumers};
+        let consumers = || {
+            Consumers::new(vec![ConsumerSpec {
+                username: Some("guest".into()),
+                ..Default::default()
+            }])
+            .unwrap()
+        };
+        let p = plugin(serde_json::json!({ "anonymous": "guest" })).unwrap();
+        for target in ["/", "/?apikey=wrong"] {
+            let mut h = HandshakeHarness::new(target, &[("x-credential-identifier", "forged")])
+                .consumers(consumers());
+            h.run(&p);
+            assert!(h.exit.is_none(), "{target}");
+            let who = h.authenticated.as_ref().expect("served as guest");
+            assert_eq!(who.consumer.id, "guest");
+            assert!(who.credential.is_none());
+            assert_eq!(h.upstream_headers["x-anonymous-consumer"], "true");
+            assert_eq!(h.upstream_headers["x-consumer-username"], "guest");
+            assert!(!h.upstream_headers.contains_key("x-credential-identifier"));
+        }
+        // A valid key still identifies its own holder, not the anonymous one.
+        let mut h = HandshakeHarness::new("/?apikey=s3cret", &[]).consumers(consumers());
+        h.run(&p);
+        assert!(h.exit.is_none() && h.authenticated.is_none());
+    }
+
+    #[test]
+    fn an_anonymous_consumer_that_does_not_exist_is_a_plugin_error() {
+        let p = plugin(serde_json::json!({ "anonymous": "ghost" })).unwrap();
+        let mut h = HandshakeHarness::new("/", &[]);
+        let err = h.try_run(&p).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("anonymous consumer \"ghost\" is not configured"));
     }
 }

@@ -172,6 +172,11 @@ pub(crate) mod testing {
         }
 
         pub(crate) fn run(&mut self, plugin: &dyn Plugin) {
+            self.try_run(plugin).expect("handshake handler");
+        }
+
+        /// [`Self::run`], returning the handler's error.
+        pub(crate) fn try_run(&mut self, plugin: &dyn Plugin) -> Result<(), PluginError> {
             self.state = plugin.new_state();
             let mut ctx = HandshakeContext {
                 request: &self.request,
@@ -185,7 +190,7 @@ pub(crate) mod testing {
                 consumers: &self.consumers,
                 authenticated: &mut self.authenticated,
             };
-            plugin.handshake(&mut ctx).expect("handshake handler");
+            plugin.handshake(&mut ctx)
         }
     }
 

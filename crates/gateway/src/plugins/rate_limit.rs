@@ -345,7 +345,7 @@ mod tests {
                 let credential = h.consumers.by_key(key.as_bytes()).unwrap().clone();
                 h.authenticated = Some(Arc::new(crate::consumer::Authenticated {
                     consumer: credential.consumer.clone(),
-                    credential,
+                    credential: Some(credential),
                 }));
             }
             h.run(&p);
