@@ -196,3 +196,50 @@ impl Chain {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plugin whose per-connection state starts as `start`.
+    struct Marked {
+        name: &'static str,
+        start: u32,
+    }
+
+    impl Plugin for Marked {
+        fn name(&self) -> &str {
+            self.name
+        }
+
+        fn new_state(&self) -> Option<State> {
+            Some(Box::new(self.start))
+        }
+    }
+
+    fn marked(name: &'static str, start: u32) -> Arc<dyn Plugin> {
+        Arc::new(Marked { name, start })
+    }
+
+    #[test]
+    fn a_consumers_chain_keeps_the_state_of_shared_instances_and_starts_its_own_afresh() {
+        let shared = marked("shared", 1);
+        let route_limit = marked("limit", 2);
+        let consumer_limit = marked("limit", 3);
+        let route = Chain::new(vec![shared.clone(), route_limit]);
+        let consumer = Chain::new(vec![shared, consumer_limit]);
+        assert!(!route.same_as(&consumer));
+        assert!(consumer.same_as(&consumer.clone()));
+
+        let mut states = route.new_states();
+        // What the shared instance's handshake left in its state.
+        *states[0].as_mut().unwrap().downcast_mut::<u32>().unwrap() = 42;
+        let (states, fresh) = route.hand_over(&consumer, states);
+        let values: Vec<u32> = states
+            .iter()
+            .map(|s| *s.as_ref().unwrap().downcast_ref::<u32>().unwrap())
+            .collect();
+        assert_eq!(values, [42, 3]);
+        assert_eq!(fresh, [false, true]);
+    }
+}
