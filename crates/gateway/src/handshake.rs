@@ -22,7 +22,7 @@ use crate::config::{Config, MAX_PAYLOAD_CEILING};
 use crate::drain::DrainSignal;
 use crate::metrics::WorkerMetrics;
 use crate::plugin::ConnectionInfo;
-use crate::plugin::LimitOverrides;
+use crate::plugin::{HandshakeScope, HandshakeStep, LimitOverrides};
 use crate::relay::{Relay, RelayMetrics};
 use crate::target::RequestTarget;
 use crate::upstream::{OpenError, Opened, UpstreamConn, UpstreamRequest};
@@ -189,25 +189,30 @@ where
     let mut upstream_target = matched.upstream_target;
     let mut limits = LimitOverrides::default();
     let mut authenticated = None;
+    let mut scope = HandshakeScope {
+        request: &request,
+        upstream_headers: &mut upstream_headers,
+        upstream_target: &mut upstream_target,
+        limits: &mut limits,
+        shared: &mut shared,
+        conn: &conn,
+        consumers: &config.consumers,
+        authenticated: &mut authenticated,
+    };
+    let mut resume = None;
     // Once a plugin has authenticated a consumer with plugins of its own,
     // the connection goes on with the consumer's chain: its own plugins
-    // run their handshake, the ones it shares keep their state. Twice at
+    // run their handshake, the ones it shares keep their state. Once at
     // most, so that plugins authenticating in turn cannot loop.
-    for _ in 0..2 {
-        match chain.run_handshake(
-            &fresh,
-            &mut states,
-            &mut shared,
-            &conn,
-            &request,
-            &mut upstream_headers,
-            &mut upstream_target,
-            &mut limits,
-            &config.consumers,
-            &mut authenticated,
-        ) {
-            Ok(None) => {}
-            Ok(Some(exit)) => {
+    let mut handed_over = false;
+    loop {
+        match chain.run_handshake(&mut fresh, resume.take(), &mut states, &mut scope) {
+            Ok(HandshakeStep::Wait { plugin, until }) => {
+                resume = Some((plugin, until.await));
+                continue;
+            }
+            Ok(HandshakeStep::Done(None)) => {}
+            Ok(HandshakeStep::Done(Some(exit))) => {
                 let mut response = Response::new(());
                 *response.status_mut() = exit.status;
                 *response.headers_mut() = exit.headers;
@@ -220,13 +225,15 @@ where
                 return Err(Some(respond(&mut io, failed, "plugin error\n").await));
             }
         }
-        let own = authenticated
+        let own = scope
+            .authenticated
             .as_ref()
             .and_then(|who| route.consumer_chains.get(&who.consumer.id));
         match own {
-            Some(own) if !own.same_as(&chain) => {
+            Some(own) if !handed_over && !own.same_as(&chain) => {
                 (states, fresh) = chain.hand_over(own, states);
                 chain = own.clone();
+                handed_over = true;
             }
             _ => break,
         }

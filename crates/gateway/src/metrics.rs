@@ -279,6 +279,28 @@ impl Metrics {
         }
         family(
             &mut out,
+            "frameway_redis_failed_calls_total",
+            "counter",
+            "Calls from policy = \"redis\" limits to Redis that failed or timed out.",
+        );
+        let _ = writeln!(
+            out,
+            "frameway_redis_failed_calls_total {}",
+            crate::limits::failed_calls()
+        );
+        family(
+            &mut out,
+            "frameway_redis_outages_total",
+            "counter",
+            "Times a policy = \"redis\" limit lost Redis and went on with local counts (or refused, fault_tolerant = false).",
+        );
+        let _ = writeln!(
+            out,
+            "frameway_redis_outages_total {}",
+            crate::limits::outages()
+        );
+        family(
+            &mut out,
             "frameway_lua_limit_hits_total",
             "counter",
             "Lua handler calls stopped by lua_max_instructions or lua_max_memory, by plugin.",

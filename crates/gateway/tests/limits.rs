@@ -107,3 +107,45 @@ config = { limit = 2, limit_by = "consumer", retry_after = 3 }
     })
     .await;
 }
+
+#[tokio::test]
+async fn without_redis_limits_that_are_not_fault_tolerant_refuse_what_they_cannot_count() {
+    bounded(async {
+        let up = echo_upstream().await;
+        let nowhere = support::refused_addr();
+        let redis = format!(
+            "policy = \"redis\", fault_tolerant = false, redis = {{ host = \"{}\", port = {}, timeout = 200 }}",
+            nowhere.ip(),
+            nowhere.port()
+        );
+        let limits = format!(
+            r#"
+[[plugins]]
+name = "websocket-rate-limit"
+config = {{ hour = 100, limit_by = "consumer", {redis} }}
+"#
+        );
+        let gw = gateway(&config(up, &limits)).await;
+        let mut alice = connect(gw, "/?apikey=alice-1").await;
+        // Once the limit has found Redis missing, every message is over it.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        alice.send_text("1").await.unwrap();
+        assert_eq!(
+            next_close(&mut alice).await,
+            (1008, "Rate limit exceeded".into())
+        );
+
+        let limits = format!(
+            r#"
+[[plugins]]
+name = "websocket-connection-limit"
+config = {{ limit = 5, {redis} }}
+"#
+        );
+        let gw = gateway(&config(up, &limits)).await;
+        let refused = connect_url(format!("ws://{gw}/?apikey=alice-1").as_str()).await;
+        let err = refused.expect_err("no place without Redis").to_string();
+        assert!(err.contains("429"), "{err}");
+    })
+    .await;
+}

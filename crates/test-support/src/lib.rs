@@ -1,6 +1,7 @@
 //! What the workspace's integration tests share, as h2's `tests/h2-support`
 //! does: a throwaway PKI, the Python `websockets` peers, the byte pattern
-//! both sides check, and bounded waits so that no test hangs.
+//! both sides check, a Redis of its own, and bounded waits so that no test
+//! hangs.
 //!
 //! A dev-dependency of the library, the gateway and the CLI; never
 //! published.
@@ -10,11 +11,13 @@ use std::time::Duration;
 
 pub mod peers;
 pub mod pki;
+pub mod redis;
 
 pub use peers::{
     node_client, peer_script, python, python_client, python_server, python_server_logged, PeerLog,
 };
 pub use pki::{self_signed_server_config, TestPki};
+pub use redis::RedisServer;
 
 /// No test may take longer than this (a Python peer takes a moment to
 /// start).

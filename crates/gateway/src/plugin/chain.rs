@@ -6,7 +6,7 @@ use http::{Extensions, HeaderMap, Request};
 
 use super::pdk::{
     CloseContext, ConnectionInfo, Direction, Exit, FrameContext, HandshakeContext, InFlight,
-    LimitOverrides, Traffic,
+    LimitOverrides, Resume, Traffic, Waiting,
 };
 use super::{Plugin, PluginError, State};
 use crate::consumer::{Authenticated, Consumers};
@@ -19,6 +19,28 @@ pub struct ChainError {
     pub plugin: String,
     /// Its error.
     pub error: PluginError,
+}
+
+/// What a handshake phase sees and changes, apart from each plugin's
+/// state: the request, what goes upstream, and who the client is.
+pub(crate) struct HandshakeScope<'a> {
+    pub(crate) request: &'a Request<()>,
+    pub(crate) upstream_headers: &'a mut HeaderMap,
+    pub(crate) upstream_target: &'a mut String,
+    pub(crate) limits: &'a mut LimitOverrides,
+    pub(crate) shared: &'a mut Extensions,
+    pub(crate) conn: &'a ConnectionInfo,
+    pub(crate) consumers: &'a Consumers,
+    pub(crate) authenticated: &'a mut Option<Arc<Authenticated>>,
+}
+
+/// Where a run of the handshake phase stopped.
+pub(crate) enum HandshakeStep {
+    /// Every plugin ran; with the answer one of them gave instead of the
+    /// upstream's, if any.
+    Done(Option<Exit>),
+    /// The plugin at `plugin` waits for `until` before it finishes.
+    Wait { plugin: usize, until: Waiting },
 }
 
 /// The plugins of one route, sorted by priority (higher first). A
@@ -94,47 +116,64 @@ impl Chain {
             .unzip()
     }
 
-    /// Runs the handshake phase of the plugins marked in `fresh`.
-    #[allow(clippy::too_many_arguments)]
+    /// Runs the handshake phase of the plugins marked in `fresh`, in
+    /// order, unmarking each; `resume` first finishes the phase of the
+    /// plugin that asked to wait. Stops at an exit, or at a plugin that
+    /// asks to wait (call again with its [`Resume`]).
     pub(crate) fn run_handshake(
         &self,
-        fresh: &[bool],
+        fresh: &mut [bool],
+        mut resume: Option<(usize, Resume)>,
         states: &mut [Option<State>],
-        shared: &mut Extensions,
-        conn: &ConnectionInfo,
-        request: &Request<()>,
-        upstream_headers: &mut HeaderMap,
-        upstream_target: &mut String,
-        limits: &mut LimitOverrides,
-        consumers: &Consumers,
-        authenticated: &mut Option<Arc<Authenticated>>,
-    ) -> Result<Option<Exit>, ChainError> {
+        scope: &mut HandshakeScope<'_>,
+    ) -> Result<HandshakeStep, ChainError> {
         let mut exit = None;
-        for ((plugin, state), fresh) in self.plugins.iter().zip(states).zip(fresh) {
-            if !fresh {
+        let mut waiting = None;
+        let plugins = self.plugins.iter().zip(states).zip(fresh.iter_mut());
+        for (index, ((plugin, state), fresh)) in plugins.enumerate() {
+            let resumed = match resume.take() {
+                Some((at, then)) if at == index => Some(then),
+                other => {
+                    resume = other;
+                    None
+                }
+            };
+            if !*fresh && resumed.is_none() {
                 continue;
             }
+            *fresh = false;
             let mut ctx = HandshakeContext {
-                request,
-                upstream_headers,
-                upstream_target,
+                request: scope.request,
+                upstream_headers: scope.upstream_headers,
+                upstream_target: scope.upstream_target,
                 exit: &mut exit,
-                limits,
+                limits: scope.limits,
                 state,
-                shared,
-                conn,
-                consumers,
-                authenticated,
+                shared: scope.shared,
+                conn: scope.conn,
+                consumers: scope.consumers,
+                authenticated: scope.authenticated,
+                waiting: &mut waiting,
             };
-            plugin.handshake(&mut ctx).map_err(|error| ChainError {
+            let result = match resumed {
+                Some(then) => then(&mut ctx),
+                None => plugin.handshake(&mut ctx),
+            };
+            result.map_err(|error| ChainError {
                 plugin: plugin.name().to_owned(),
                 error,
             })?;
             if exit.is_some() {
-                break;
+                return Ok(HandshakeStep::Done(exit));
+            }
+            if let Some(until) = waiting.take() {
+                return Ok(HandshakeStep::Wait {
+                    plugin: index,
+                    until,
+                });
             }
         }
-        Ok(exit)
+        Ok(HandshakeStep::Done(None))
     }
 
     pub(crate) fn run_frame(

@@ -15,10 +15,11 @@ mod registry;
 mod session;
 
 pub use chain::{Chain, ChainError};
+pub(crate) use chain::{HandshakeScope, HandshakeStep};
 pub(crate) use pdk::{checked_status, drop_verdict, InFlight, LimitOverrides};
 pub use pdk::{
     CloseContext, ConnectionInfo, Direction, Exit, FrameContext, FrameType, HandshakeContext,
-    PdkError, PlannedClose, Traffic, Verdict,
+    PdkError, PlannedClose, Resume, Traffic, Verdict, Waiting,
 };
 pub use registry::{PluginConfigError, PluginFactory, Registry};
 pub use session::{FrameOutcome, Session};

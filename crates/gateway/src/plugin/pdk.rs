@@ -2,7 +2,9 @@
 //! under the names of Kong's WebSocket PDK (`get_frame`, `set_frame_data`,
 //! `set_status`, `drop_frame`, `close`, `set_max_payload_size`).
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +13,7 @@ use frameway_wire::CloseCode;
 use http::header::{HeaderName, HeaderValue};
 use http::{Extensions, HeaderMap, Request, StatusCode};
 
-use super::State;
+use super::{PluginError, State};
 use crate::consumer::{Authenticated, Consumer, Consumers, Credential};
 
 /// Where a frame came from.
@@ -366,9 +368,54 @@ pub struct HandshakeContext<'a> {
     pub(crate) conn: &'a ConnectionInfo,
     pub(crate) consumers: &'a Consumers,
     pub(crate) authenticated: &'a mut Option<Arc<Authenticated>>,
+    pub(crate) waiting: &'a mut Option<Waiting>,
 }
 
+/// What a handshake plugin does once the wait it asked for is over
+/// ([`HandshakeContext::wait`]): it runs again with the handshake's
+/// context, as if its phase had gone on.
+pub type Resume =
+    Box<dyn for<'c> FnOnce(&mut HandshakeContext<'c>) -> Result<(), PluginError> + Send>;
+
+/// A wait a handshake plugin asked for: the future whose [`Resume`]
+/// finishes its phase.
+pub type Waiting = Pin<Box<dyn Future<Output = Resume> + Send>>;
+
 impl HandshakeContext<'_> {
+    /// Ends this plugin's handshake phase for now: the gateway awaits
+    /// `until` (a question to a store across the network, such as a
+    /// cluster-wide connection count), then runs the [`Resume`] it gives
+    /// with the context back, and only then the plugins after this one.
+    /// Frame phases never wait: their cost is paid on every message.
+    ///
+    /// The future bounds its own time (a timeout around the network call);
+    /// the handshake does not go on without its answer.
+    ///
+    /// ```
+    /// use frameway_gateway::plugin::{HandshakeContext, Plugin, PluginError, Resume};
+    ///
+    /// struct Slow;
+    /// impl Plugin for Slow {
+    ///     fn name(&self) -> &str { "slow" }
+    ///     fn handshake(&self, ctx: &mut HandshakeContext<'_>) -> Result<(), PluginError> {
+    ///         ctx.wait(async {
+    ///             let answer = "yes"; // e.g. a reply from a store
+    ///             Box::new(move |ctx: &mut HandshakeContext<'_>| {
+    ///                 ctx.set_upstream_header("x-answer", answer)?;
+    ///                 Ok(())
+    ///             }) as Resume
+    ///         });
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    pub fn wait<F>(&mut self, until: F)
+    where
+        F: Future<Output = Resume> + Send + 'static,
+    {
+        *self.waiting = Some(Box::pin(until));
+    }
+
     /// The key-auth credential whose key is `key`, among the configured
     /// consumers'.
     pub fn credential_by_key(&self, key: &[u8]) -> Option<&Arc<Credential>> {

@@ -14,7 +14,11 @@
 //! | `limit` | (required) | open connections allowed per key |
 //! | `limit_by` | `"consumer"` | `consumer`, `credential`, `ip`, `service`, `route` or `header` |
 //! | `header_name` | none | the request header whose value is the key, with `limit_by = "header"` |
-//! | `policy` | `"local"` | where counts live: `local`, this process (all its workers) |
+//! | `policy` | `"local"` | where counts live: `local`, this process (all its workers); `redis`, every gateway sharing the Redis of `redis` |
+//! | `redis` | none | with `policy = "redis"`: `{ host, port, username, password, database, timeout, ssl }` (Kong's names; `timeout` in milliseconds, default 2000) |
+//! | `lease` | `30` | with `policy = "redis"`: seconds a gateway's connections stay counted after it stops renewing them (it dies) |
+//! | `namespace` | derived from the limit | with `policy = "redis"`: the prefix of the keys in Redis |
+//! | `fault_tolerant` | `true` | with `policy = "redis"`, while Redis does not answer: `true` counts on each gateway alone, `false` refuses every handshake |
 //! | `retry_after` | `5` | seconds, the `Retry-After` of a refusal |
 //!
 //! A connection holds its place from its handshake until it ends, however
@@ -22,15 +26,21 @@
 //! Kong, a consumer, credential or header that is not there counts by the
 //! IP address; put the plugin after authentication (its priority, 915, is
 //! below key-auth's).
+//!
+//! With `policy = "redis"` a handshake asks Redis (one round trip, atomic)
+//! whether the cluster is under the limit, so the limit holds exactly
+//! across gateways; a connection's end is reported at once, and a dead
+//! gateway's connections are released when its `lease` runs out.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::{HeaderValue, RETRY_AFTER};
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
-use crate::limits::{Lease, LimitBy, LocalLeases, Policy};
-use crate::plugin::{HandshakeContext, Plugin, PluginConfigError, PluginError, State};
+use crate::limits::{namespace, Lease, LeaseSync, LimitBy, LocalLeases, Policy, RedisConfig};
+use crate::plugin::{HandshakeContext, Plugin, PluginConfigError, PluginError, Resume, State};
 
 /// The plugin's configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -46,6 +56,16 @@ pub struct ConnectionLimitConfig {
     /// Where the counts live.
     #[serde(default)]
     pub policy: Policy,
+    /// The Redis of `policy = "redis"`.
+    pub redis: Option<RedisConfig>,
+    /// Seconds a dead gateway's connections stay counted.
+    #[serde(default = "default_lease")]
+    pub lease: f64,
+    /// The prefix of the keys in Redis.
+    pub namespace: Option<String>,
+    /// Whether to go on counting locally while Redis does not answer.
+    #[serde(default = "default_fault_tolerant")]
+    pub fault_tolerant: bool,
     /// Seconds, the `Retry-After` of a refusal.
     #[serde(default = "default_retry_after")]
     pub retry_after: u64,
@@ -59,6 +79,14 @@ fn default_retry_after() -> u64 {
     5
 }
 
+fn default_lease() -> f64 {
+    30.0
+}
+
+fn default_fault_tolerant() -> bool {
+    true
+}
+
 /// Counts open connections per key and refuses those over the limit.
 #[derive(Debug)]
 pub struct ConnectionLimit {
@@ -67,6 +95,8 @@ pub struct ConnectionLimit {
     header_name: Option<String>,
     retry_after: HeaderValue,
     leases: Arc<LocalLeases>,
+    /// With `policy = "redis"`.
+    cluster: Option<Arc<LeaseSync>>,
 }
 
 const TOO_MANY: &str = "Too many open connections";
@@ -84,16 +114,37 @@ impl ConnectionLimit {
         if config.limit_by == LimitBy::Connection {
             return err("limit_by = \"connection\" counts nothing: use consumer, credential, ip, service, route or header");
         }
-        config
-            .limit_by
-            .check(config.header_name.as_deref())
-            .and_then(|()| config.policy.check())?;
+        config.limit_by.check(config.header_name.as_deref())?;
+        let store = config.policy.store(
+            Self::NAME,
+            config.redis.as_ref(),
+            config.fault_tolerant,
+            config.limit_by,
+        )?;
+        let cluster = match store {
+            None => None,
+            Some(store) => {
+                let lease = match Duration::try_from_secs_f64(config.lease) {
+                    Ok(lease) if lease >= Duration::from_millis(300) => lease,
+                    _ => return err("lease must be a number of seconds, at least 0.3"),
+                };
+                let defining =
+                    format!("{:?}", (config.limit, config.limit_by, &config.header_name));
+                let namespace = namespace(Self::NAME, config.namespace, &defining);
+                Some(Arc::new(LeaseSync::new(store, namespace, lease)))
+            }
+        };
+        let leases = match cluster {
+            Some(_) => LocalLeases::reporting(),
+            None => LocalLeases::default(),
+        };
         Ok(ConnectionLimit {
             limit: config.limit,
             limit_by: config.limit_by,
             header_name: config.header_name,
             retry_after: HeaderValue::from(config.retry_after),
-            leases: Arc::default(),
+            leases: Arc::new(leases),
+            cluster,
         })
     }
 }
@@ -126,7 +177,55 @@ impl Plugin for ConnectionLimit {
         let Some(key) = self.limit_by.key(ctx, self.header_name.as_deref()) else {
             return Ok(());
         };
-        match LocalLeases::acquire(&self.leases, &key, self.limit) {
+        let Some(cluster) = &self.cluster else {
+            let lease = LocalLeases::acquire(&self.leases, &key, self.limit);
+            self.refusal().hold_or_refuse(ctx, &key, lease);
+            return Ok(());
+        };
+        cluster.start(&self.leases);
+        let (cluster, leases, limit) = (cluster.clone(), self.leases.clone(), self.limit);
+        let refusal = self.refusal();
+        ctx.wait(async move {
+            // Counted here first: a report racing the answer then errs on
+            // the side of one connection too many, never one too few.
+            let tentative = LocalLeases::take(&leases, &key);
+            let answer = cluster.acquire(&key, limit).await;
+            Box::new(move |ctx: &mut HandshakeContext<'_>| {
+                let lease = match answer {
+                    Some(true) => Some(tentative),
+                    Some(false) => None,
+                    // Redis did not answer: this gateway's own count.
+                    None if cluster.store().fault_tolerant() => {
+                        drop(tentative);
+                        LocalLeases::acquire(&leases, &key, limit)
+                    }
+                    None => None,
+                };
+                refusal.hold_or_refuse(ctx, &key, lease);
+                Ok(())
+            }) as Resume
+        });
+        Ok(())
+    }
+}
+
+impl ConnectionLimit {
+    fn refusal(&self) -> Refusal {
+        Refusal {
+            retry_after: self.retry_after.clone(),
+        }
+    }
+}
+
+/// What a refusal answers.
+struct Refusal {
+    retry_after: HeaderValue,
+}
+
+impl Refusal {
+    /// Keeps `lease` in the connection's state, or answers 429 without one.
+    fn hold_or_refuse(&self, ctx: &mut HandshakeContext<'_>, key: &str, lease: Option<Lease>) {
+        match lease {
             Some(lease) => {
                 if let Some(held) = ctx.state::<Held>() {
                     held._lease = Some(lease);
@@ -139,7 +238,6 @@ impl Plugin for ConnectionLimit {
                 super::exit_json(ctx, StatusCode::TOO_MANY_REQUESTS, TOO_MANY, headers);
             }
         }
-        Ok(())
     }
 }
 
@@ -169,7 +267,14 @@ mod tests {
             .contains("header_name"));
         assert!(plugin(json!({ "limit": 1, "policy": "redis" }))
             .unwrap_err()
-            .contains("not available"));
+            .contains("needs a redis"));
+        let redis = json!({ "host": "127.0.0.1" });
+        assert!(plugin(json!({ "limit": 1, "policy": "redis", "redis": redis })).is_ok());
+        assert!(
+            plugin(json!({ "limit": 1, "policy": "redis", "redis": redis, "lease": 0.1 }))
+                .unwrap_err()
+                .contains("lease must be")
+        );
         let p = plugin(json!({ "limit": 2 })).unwrap();
         assert_eq!((p.limit_by, p.priority()), (LimitBy::Consumer, 915));
         assert!(!p.handles_frames());

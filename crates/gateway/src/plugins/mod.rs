@@ -189,6 +189,7 @@ pub(crate) mod testing {
                 conn: &self.conn,
                 consumers: &self.consumers,
                 authenticated: &mut self.authenticated,
+                waiting: &mut None,
             };
             plugin.handshake(&mut ctx)
         }

@@ -22,7 +22,11 @@
 //! | `limit_by` | `"connection"` | whose messages count together: `connection`, `consumer`, `credential`, `ip`, `service`, `route` or `header` |
 //! | `header_name` | none | the request header whose value is the key, with `limit_by = "header"` |
 //! | `window_type` | `"fixed"` | `fixed`, or `sliding`: `previous × (window − elapsed) / window + current` |
-//! | `policy` | `"local"` | where counts live: `local`, this process (all its workers) |
+//! | `policy` | `"local"` | where counts live: `local`, this process (all its workers); `redis`, every gateway sharing the Redis of `redis` |
+//! | `redis` | none | with `policy = "redis"`: `{ host, port, username, password, database, timeout, ssl }` (Kong's names; `timeout` in milliseconds, default 2000) |
+//! | `sync_rate` | `0.1` | with `policy = "redis"`: seconds between two exchanges of counts with Redis |
+//! | `namespace` | derived from the limits | with `policy = "redis"`: the prefix of the keys in Redis |
+//! | `fault_tolerant` | `true` | with `policy = "redis"`, while Redis does not answer: `true` counts on each gateway alone, `false` refuses every message as over the limit |
 //! | `action` | `"close"` | `"close"`: `close_code` `Rate limit exceeded` to the sender and 1001 to the other side; `"drop"`: messages over the limit are dropped |
 //! | `close_code` | `1008` | 1008 (policy violation) or 1013 (try again later) |
 //!
@@ -32,8 +36,16 @@
 //! [`crate::limits`]): a fixed window lets `limit` through in any one
 //! window, so up to twice that across the edge of two; a sliding one does
 //! not. A connection whose consumer, credential or header is unknown is
-//! counted by its IP address, as Kong does. Counts start afresh when the
-//! configuration is reloaded.
+//! counted by its IP address, as Kong does. Local counts start afresh
+//! when the configuration is reloaded; Redis's do not.
+//!
+//! With `policy = "redis"` no message waits for Redis: each gateway
+//! counts locally and exchanges its counts every `sync_rate` (see
+//! [`crate::limits`]), so across N gateways a key's count can pass the
+//! limit by what the other gateways admitted for it within one
+//! `sync_rate`. `sync_rate = 0` (Kong's "every message in Redis") is
+//! refused: a frame phase cannot wait, and a worker that blocked on
+//! Redis would stall every connection it serves.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,7 +53,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::FrameAction;
-use crate::limits::{now_ms, LimitBy, LocalCounters, Policy, Slot, WindowType};
+use crate::limits::{
+    namespace, now_ms, CounterSync, LimitBy, LocalCounters, Policy, RedisConfig, Slot, WindowType,
+};
 use crate::plugin::{
     Direction, FrameContext, FrameType, HandshakeContext, Plugin, PluginConfigError, PluginError,
     State,
@@ -75,6 +89,16 @@ pub struct RateLimitConfig {
     /// Where the counts live.
     #[serde(default)]
     pub policy: Policy,
+    /// The Redis of `policy = "redis"`.
+    pub redis: Option<RedisConfig>,
+    /// Seconds between two exchanges of counts with Redis.
+    #[serde(default = "default_sync_rate")]
+    pub sync_rate: f64,
+    /// The prefix of the keys in Redis.
+    pub namespace: Option<String>,
+    /// Whether to go on counting locally while Redis does not answer.
+    #[serde(default = "default_fault_tolerant")]
+    pub fault_tolerant: bool,
     /// What happens to a message over the limit.
     #[serde(default)]
     pub action: FrameAction,
@@ -91,13 +115,23 @@ fn default_close_code() -> u16 {
     1008
 }
 
+fn default_sync_rate() -> f64 {
+    0.1
+}
+
+fn default_fault_tolerant() -> bool {
+    true
+}
+
 /// One limit: messages from one side per window.
 #[derive(Debug)]
 struct Rule {
     direction: Direction,
     limit: u64,
-    /// Shared counts (every key but `connection`).
-    counters: LocalCounters,
+    /// Shared counts (every key but `connection`), under a tag that
+    /// names the rule in Redis.
+    counters: Arc<LocalCounters>,
+    tag: String,
 }
 
 /// Limits the message rate per connection, consumer or other key, per
@@ -110,6 +144,8 @@ pub struct RateLimit {
     window_type: WindowType,
     action: FrameAction,
     close_code: u16,
+    /// With `policy = "redis"`.
+    cluster: Option<CounterSync>,
 }
 
 /// A connection's state: its key, and its own windows when it counts
@@ -148,7 +184,8 @@ impl RateLimit {
                 Some(Rule {
                     direction,
                     limit: limit?,
-                    counters: LocalCounters::new(length),
+                    counters: Arc::new(LocalCounters::new(length)),
+                    tag: format!("{}:{}", direction.as_str(), length.as_millis()),
                 })
             })
             .collect();
@@ -158,13 +195,41 @@ impl RateLimit {
         if rules.iter().any(|r| r.limit == 0) {
             return err("limits must be at least 1 message per window");
         }
-        config
-            .limit_by
-            .check(config.header_name.as_deref())
-            .and_then(|()| config.policy.check())?;
+        config.limit_by.check(config.header_name.as_deref())?;
         if !matches!(config.close_code, 1008 | 1013) {
             return err("close_code must be 1008 (policy violation) or 1013 (try again later)");
         }
+        let store = config.policy.store(
+            Self::NAME,
+            config.redis.as_ref(),
+            config.fault_tolerant,
+            config.limit_by,
+        )?;
+        let cluster = match store {
+            None => None,
+            Some(store) => {
+                let every = match Duration::try_from_secs_f64(config.sync_rate) {
+                    Ok(every) if every >= Duration::from_millis(1) => every,
+                    _ if config.sync_rate == 0.0 => return err(
+                        "sync_rate = 0 (a Redis round trip per message) is not supported: \
+                         frame phases do not wait; use a number of seconds, at least 0.001 (default 0.1)",
+                    ),
+                    _ => return err("sync_rate must be a number of seconds, at least 0.001"),
+                };
+                let defining = format!(
+                    "{:?}",
+                    (
+                        rules.iter().map(|r| (&r.tag, r.limit)).collect::<Vec<_>>(),
+                        config.limit_by,
+                        &config.header_name,
+                        config.window_type,
+                    )
+                );
+                let namespace = namespace(Self::NAME, config.namespace, &defining);
+                let sliding = config.window_type == WindowType::Sliding;
+                Some(CounterSync::new(store, namespace, every, sliding))
+            }
+        };
         Ok(RateLimit {
             rules,
             limit_by: config.limit_by,
@@ -172,6 +237,7 @@ impl RateLimit {
             window_type: config.window_type,
             action: config.action,
             close_code: config.close_code,
+            cluster,
         })
     }
 
@@ -186,11 +252,15 @@ impl RateLimit {
             .state::<Counting>()
             .ok_or_else(|| PluginError::new("rate-limit state missing"))?;
         let mut admitted = true;
+        // Without Redis, and not fault-tolerant: nothing is admitted that
+        // the cluster cannot count.
+        let refused = self.cluster.as_ref().is_some_and(|c| c.store().refuses());
         for (rule, slot) in self.rules.iter().zip(&mut counting.slots) {
             if rule.direction != direction {
                 continue;
             }
             admitted &= match &counting.key {
+                Some(_) if refused => false,
                 Some(key) => rule.counters.admit(key, now, rule.limit, self.window_type),
                 None => slot.admit(now, rule.counters.length_ms(), rule.limit, self.window_type),
             };
@@ -238,6 +308,14 @@ impl Plugin for RateLimit {
 
     fn handshake(&self, ctx: &mut HandshakeContext<'_>) -> Result<(), PluginError> {
         let key = self.limit_by.key(ctx, self.header_name.as_deref());
+        if let Some(cluster) = &self.cluster {
+            cluster.start(|| {
+                self.rules
+                    .iter()
+                    .map(|r| (r.tag.clone(), r.counters.clone()))
+                    .collect()
+            });
+        }
         if let Some(counting) = ctx.state::<Counting>() {
             counting.key = key;
         }
@@ -304,9 +382,40 @@ mod tests {
         assert!(plugin(json!({ "second": 1, "close_code": 1000 }))
             .unwrap_err()
             .contains("1008"));
-        assert!(plugin(json!({ "second": 1, "policy": "redis" }))
+        let redis = |extra: serde_json::Value| {
+            let mut config = json!({ "second": 1, "limit_by": "ip", "policy": "redis",
+                                     "redis": { "host": "127.0.0.1" } });
+            config
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            plugin(config)
+        };
+        assert!(redis(json!({})).is_ok());
+        assert!(redis(json!({ "redis": null }))
             .unwrap_err()
-            .contains("not available"));
+            .contains("needs a redis = {"));
+        assert!(redis(json!({ "policy": "local" }))
+            .unwrap_err()
+            .contains("applies only to policy"));
+        assert!(redis(json!({ "limit_by": "connection" }))
+            .unwrap_err()
+            .contains("key that connections share"));
+        assert!(redis(json!({ "sync_rate": 0 }))
+            .unwrap_err()
+            .contains("frame phases do not wait"));
+        assert!(redis(json!({ "sync_rate": -1 }))
+            .unwrap_err()
+            .contains("sync_rate must be"));
+        assert!(redis(json!({ "redis": { "sentinel_master": "m" } }))
+            .unwrap_err()
+            .contains("Sentinel is not supported"));
+        assert!(redis(json!({ "redis": { "cluster_nodes": [] } }))
+            .unwrap_err()
+            .contains("Cluster is not supported"));
+        assert!(redis(json!({ "redis": { "hots": "x" } }))
+            .unwrap_err()
+            .contains("unknown field `hots`"));
         assert!(plugin(json!({ "hour": 0 }))
             .unwrap_err()
             .contains("at least 1"));

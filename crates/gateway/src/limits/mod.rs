@@ -9,12 +9,17 @@
 //! `previous × (length − elapsed) / length + current`, which removes the
 //! burst of twice the limit that a fixed window allows across its edge.
 
-use std::collections::HashMap;
+mod redis;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::plugin::{HandshakeContext, PluginConfigError};
 use frameway::sync::lock;
+
+pub use self::redis::{failed_calls, outages, RedisConfig};
+pub(crate) use self::redis::{CounterSync, LeaseSync, Store};
 
 /// Whose messages or connections count together: the key of a limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -44,22 +49,42 @@ pub enum Policy {
     /// In this process, shared by its workers.
     #[default]
     Local,
-    /// In Redis, shared by a cluster of gateways.
+    /// In Redis, shared by a cluster of gateways (see [`RedisConfig`]).
     Redis,
 }
 
 impl Policy {
-    /// Whether this build can count this way.
-    pub fn check(self) -> Result<(), PluginConfigError> {
-        match self {
-            Policy::Local => Ok(()),
-            Policy::Redis => Err(PluginConfigError(
-                "policy = \"redis\" is not available in this build yet; use \"local\" \
-                 (counts shared by this process's workers)"
-                    .into(),
-            )),
+    /// The store of a limit with this policy, checked: `policy =
+    /// "redis"` needs a `redis` table and a key shared by connections,
+    /// `policy = "local"` takes no `redis` table.
+    pub(crate) fn store(
+        self,
+        plugin: &'static str,
+        redis: Option<&RedisConfig>,
+        fault_tolerant: bool,
+        limit_by: LimitBy,
+    ) -> Result<Option<Store>, PluginConfigError> {
+        let refuse = |m: &str| Err(PluginConfigError(m.to_owned()));
+        match (self, redis) {
+            (Policy::Local, None) => Ok(None),
+            (Policy::Local, Some(_)) => refuse("redis applies only to policy = \"redis\""),
+            (Policy::Redis, None) => {
+                refuse("policy = \"redis\" needs a redis = { host = \"...\", port = 6379 } table")
+            }
+            (Policy::Redis, Some(_)) if limit_by == LimitBy::Connection => refuse(
+                "limit_by = \"connection\" counts each connection on its own gateway; \
+                 policy = \"redis\" needs a key that connections share (consumer, ip, ...)",
+            ),
+            (Policy::Redis, Some(redis)) => Store::new(plugin, redis, fault_tolerant).map(Some),
         }
     }
+}
+
+/// The prefix of a limit's keys in Redis: `given`, or one derived from
+/// what defines the limit, so that every gateway running the same
+/// configuration shares the counts (and limits that differ do not).
+pub(crate) fn namespace(plugin: &str, given: Option<String>, defining: &str) -> String {
+    given.unwrap_or_else(|| format!("frameway:{plugin}:{:016x}", fnv1a(defining)))
 }
 
 impl LimitBy {
@@ -199,12 +224,54 @@ const SHARDS: usize = 16;
 /// Keys kept per shard before stale ones are swept.
 const SWEEP_ABOVE: usize = 4096;
 
+/// One key's counts: the admission view (this gateway's messages plus
+/// what the cluster reported), and this gateway's messages not yet
+/// pushed to the cluster, for the current and the previous window.
+#[derive(Debug, Default)]
+struct Tally {
+    slot: Slot,
+    unsynced: u64,
+    unsynced_previous: u64,
+}
+
+impl Tally {
+    fn admit(&mut self, now_ms: u64, length_ms: u64, limit: u64, kind: WindowType) -> bool {
+        let index = self.slot.index;
+        let admitted = self.slot.admit(now_ms, length_ms, limit, kind);
+        self.follow(index);
+        self.unsynced += u64::from(admitted);
+        admitted
+    }
+
+    /// Moves the unsynced counts along after the slot rolled on from
+    /// window `index`.
+    fn follow(&mut self, index: u64) {
+        if self.slot.index != index {
+            self.unsynced_previous = if self.slot.index == index + 1 {
+                self.unsynced
+            } else {
+                0
+            };
+            self.unsynced = 0;
+        }
+    }
+}
+
+/// A key's messages not yet pushed to the cluster, in the current window
+/// and the previous one.
+#[derive(Debug)]
+pub(crate) struct Unsynced {
+    pub(crate) key: Box<str>,
+    pub(crate) current: u64,
+    pub(crate) previous: u64,
+}
+
 /// Message counters per key, shared by every connection of a plugin
 /// instance.
 #[derive(Debug)]
 pub struct LocalCounters {
     length_ms: u64,
-    shards: Vec<Mutex<HashMap<Box<str>, Slot>>>,
+    shards: Vec<Mutex<HashMap<Box<str>, Tally>>>,
 }
 
 impl LocalCounters {
@@ -228,26 +295,74 @@ impl LocalCounters {
         if shard.len() > SWEEP_ABOVE {
             // Keys idle for two windows count nothing any more.
             let index = now_ms / self.length_ms;
-            shard.retain(|_, slot| slot.index + 1 >= index);
+            shard.retain(|_, tally| tally.slot.index + 1 >= index);
         }
         match shard.get_mut(key) {
-            Some(slot) => slot.admit(now_ms, self.length_ms, limit, kind),
+            Some(tally) => tally.admit(now_ms, self.length_ms, limit, kind),
             None => {
-                let mut slot = Slot::default();
-                let admitted = slot.admit(now_ms, self.length_ms, limit, kind);
-                shard.insert(key.into(), slot);
+                let mut tally = Tally::default();
+                let admitted = tally.admit(now_ms, self.length_ms, limit, kind);
+                shard.insert(key.into(), tally);
                 admitted
             }
+        }
+    }
+
+    /// What the keys counted in window `index` or the one before have not
+    /// yet pushed to the cluster (zero counts too: the sync also pulls
+    /// what the other gateways counted).
+    pub(crate) fn unsynced(&self, index: u64) -> Vec<Unsynced> {
+        let mut batch = Vec::new();
+        for shard in &self.shards {
+            let mut shard = lock(shard);
+            for (key, tally) in shard.iter_mut() {
+                let at = tally.slot.index;
+                if at + 1 < index {
+                    continue;
+                }
+                tally.slot.roll(index);
+                tally.follow(at);
+                batch.push(Unsynced {
+                    key: key.clone(),
+                    current: tally.unsynced,
+                    previous: tally.unsynced_previous,
+                });
+            }
+        }
+        batch
+    }
+
+    /// Takes the cluster's totals for `item`'s key in window `index` (and
+    /// the previous one), which include `item`'s counts: they become the
+    /// admission view, plus what was counted here since.
+    pub(crate) fn synced(&self, index: u64, item: Unsynced, current: u64, previous: Option<u64>) {
+        let mut shard = lock(&self.shards[shard_of(&item.key)]);
+        let Some(tally) = shard.get_mut(&item.key) else {
+            return;
+        };
+        if tally.slot.index == index {
+            tally.unsynced = tally.unsynced.saturating_sub(item.current);
+            tally.unsynced_previous = tally.unsynced_previous.saturating_sub(item.previous);
+            tally.slot.current = current + tally.unsynced;
+            if let Some(previous) = previous {
+                tally.slot.previous = previous + tally.unsynced_previous;
+            }
+        } else if tally.slot.index == index + 1 {
+            tally.unsynced_previous = tally.unsynced_previous.saturating_sub(item.current);
+            tally.slot.previous = current + tally.unsynced_previous;
         }
     }
 }
 
 fn shard_of(key: &str) -> usize {
-    // FNV-1a: a fixed hash is enough to spread keys over the shards.
-    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+    (fnv1a(key) % SHARDS as u64) as usize
+}
+
+/// FNV-1a: a fixed hash, the same in every process and build.
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    });
-    (hash % SHARDS as u64) as usize
+    })
 }
 
 /// Open connections per key, shared by every connection of a plugin
@@ -255,6 +370,11 @@ fn shard_of(key: &str) -> usize {
 #[derive(Debug, Default)]
 pub struct LocalLeases {
     open: Mutex<HashMap<Box<str>, u64>>,
+    /// With `policy = "redis"`: keys whose count fell since the cluster
+    /// was last told, and the bell that wakes the thread that tells it.
+    reporting: bool,
+    changed: Mutex<HashSet<Box<str>>>,
+    bell: Arc<tokio::sync::Notify>,
 }
 
 /// One open connection counted against its key until dropped.
@@ -265,6 +385,14 @@ pub struct Lease {
 }
 
 impl LocalLeases {
+    /// Leases whose releases are reported to the cluster.
+    pub(crate) fn reporting() -> Self {
+        LocalLeases {
+            reporting: true,
+            ..LocalLeases::default()
+        }
+    }
+
     /// Takes a lease for `key` unless `limit` are already open.
     ///
     /// ```
@@ -290,9 +418,34 @@ impl LocalLeases {
         })
     }
 
+    /// Takes a lease for `key` whatever the count: the cluster, not this
+    /// process, decides.
+    pub(crate) fn take(leases: &Arc<LocalLeases>, key: &str) -> Lease {
+        *lock(&leases.open).entry(key.into()).or_insert(0) += 1;
+        Lease {
+            leases: leases.clone(),
+            key: key.into(),
+        }
+    }
+
     /// How many leases `key` holds.
     pub fn open(&self, key: &str) -> u64 {
         lock(&self.open).get(key).copied().unwrap_or(0)
+    }
+
+    /// The keys holding leases.
+    pub(crate) fn keys(&self) -> Vec<Box<str>> {
+        lock(&self.open).keys().cloned().collect()
+    }
+
+    /// The keys whose count fell since the last call.
+    pub(crate) fn take_changed(&self) -> HashSet<Box<str>> {
+        std::mem::take(&mut *lock(&self.changed))
+    }
+
+    /// Rings when a count falls.
+    pub(crate) fn bell(&self) -> Arc<tokio::sync::Notify> {
+        self.bell.clone()
     }
 }
 
@@ -304,6 +457,11 @@ impl Drop for Lease {
             if *count == 0 {
                 open.remove(&self.key);
             }
+        }
+        drop(open);
+        if self.leases.reporting {
+            lock(&self.leases.changed).insert(self.key.clone());
+            self.leases.bell.notify_one();
         }
     }
 }
