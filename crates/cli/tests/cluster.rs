@@ -155,6 +155,35 @@ async fn a_consumers_message_rate_is_held_across_two_gateways() {
 }
 
 #[tokio::test]
+async fn with_sync_rate_0_every_message_is_counted_in_redis_and_the_limit_is_exact() {
+    bounded(async {
+        clear_of_the_hours_end().await;
+        let redis = RedisServer::start();
+        let plugins = format!(
+            "[[plugins]]\nname = \"websocket-rate-limit\"\nconfig = {{ hour = 9, limit_by = \"consumer\", \
+             policy = \"redis\", sync_rate = 0, window_type = \"sliding\", {} }}\n",
+            redis_table(&redis)
+        );
+        let (_echo, [one, two]) = cluster(&plugins);
+        let mut laptop = open(&one, "a1").await.unwrap();
+        let mut phone = open(&two, "a2").await.unwrap();
+        // No pause for a sync: each message is counted before it passes.
+        for n in 0..9 {
+            let ws = if n % 2 == 0 { &mut laptop } else { &mut phone };
+            assert_eq!(echo(ws, &n.to_string()).await, Message::text(n.to_string()));
+        }
+        for ws in [&mut phone, &mut laptop] {
+            let Message::Close(Some(close)) = echo(ws, "9").await else {
+                panic!("the tenth message closes the connection, on either gateway");
+            };
+            assert_eq!(close.code.as_u16(), 1008);
+        }
+        assert_eq!(values(&redis, "*websocket-rate-limit*"), vec![9]);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn open_connections_are_held_across_two_gateways_and_a_dead_ones_expire_with_its_lease() {
     bounded(async {
         let redis = RedisServer::start();

@@ -360,3 +360,53 @@ async fn forward_then_close_forwards_the_frame_then_closes_both_sides() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_frame_plugin_that_waits_holds_the_connections_messages_in_order() {
+    bounded(async {
+        use frameway_gateway::plugin::{FrameContext, FrameResume};
+        // Every other message waits; each comes out changed by what it
+        // waited for, then seen by the plugin after, in the order sent.
+        let waits = TestPlugin::new("waits")
+            .priority(20)
+            .on_client_frame(|ctx| {
+                let (data, kind, _) = ctx.get_frame();
+                if kind != FrameType::Text {
+                    return Ok(());
+                }
+                let text = String::from_utf8_lossy(data).into_owned();
+                let pause = if text.ends_with(['0', '2', '4']) {
+                    30
+                } else {
+                    0
+                };
+                ctx.wait(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                    Box::new(move |ctx: &mut FrameContext<'_>| {
+                        ctx.set_frame_data(text.to_uppercase());
+                        Ok(())
+                    }) as FrameResume
+                });
+                Ok(())
+            });
+        let after = TestPlugin::new("after")
+            .priority(10)
+            .on_client_frame(|ctx| {
+                let (data, kind, _) = ctx.get_frame();
+                if kind == FrameType::Text {
+                    let marked = format!("{}!", String::from_utf8_lossy(data));
+                    ctx.set_frame_data(marked);
+                }
+                Ok(())
+            });
+        let gw = gateway_running(echo_upstream().await, vec![waits, after]).await;
+        let mut client = connect(gw, "/").await;
+        for n in 0..6 {
+            client.send_text(format!("m{n}")).await.unwrap();
+        }
+        for n in 0..6 {
+            assert_eq!(recv_text(&mut client).await, format!("M{n}!"));
+        }
+    })
+    .await;
+}

@@ -15,6 +15,10 @@
 //! out. A handshake asks Redis (one round trip, atomic in a script) and
 //! is admitted only if the cluster's count is under the limit.
 //!
+//! With `sync_rate = 0` each message waits instead for its count in
+//! Redis (one round trip, atomic in a script): exact, and the connection
+//! relays nothing else meanwhile.
+//!
 //! When Redis does not answer within `timeout`, a `fault_tolerant` limit
 //! goes on with this gateway's own counts (each gateway then holds the
 //! limit alone), logs the outage once and counts it in the metrics; the
@@ -289,24 +293,84 @@ where
 
 /// The message counters of one rate-limit instance, shared with the
 /// cluster: pushed and pulled every `every` on a background thread
-/// started by the first message.
+/// started by the first message, or, without `every` (`sync_rate = 0`),
+/// counted in Redis message by message.
 pub(crate) struct CounterSync {
     store: Arc<Store>,
     namespace: String,
-    every: Duration,
+    every: Option<Duration>,
     sliding: bool,
     started: OnceLock<()>,
+    admit: redis::Script,
 }
 
+/// Counts one message in window KEYS[1] unless the window's count, plus
+/// the previous window's KEYS[2] weighted by ARGV[2] / ARGV[3] (sliding;
+/// 0 for fixed), has reached ARGV[1]: 1 if counted, 0 if not.
+const ADMIT: &str = r"
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local previous = tonumber(redis.call('GET', KEYS[2]) or '0')
+local estimate = math.floor(previous * tonumber(ARGV[2]) / tonumber(ARGV[3])) + current
+if estimate >= tonumber(ARGV[1]) then return 0 end
+redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+";
+
 impl CounterSync {
-    pub(crate) fn new(store: Store, namespace: String, every: Duration, sliding: bool) -> Self {
+    pub(crate) fn new(
+        store: Store,
+        namespace: String,
+        every: Option<Duration>,
+        sliding: bool,
+    ) -> Self {
         CounterSync {
             store: Arc::new(store),
             namespace,
             every,
             sliding,
             started: OnceLock::new(),
+            admit: redis::Script::new(ADMIT),
         }
+    }
+
+    /// Whether every message is counted in Redis (`sync_rate = 0`).
+    pub(crate) fn exact(&self) -> bool {
+        self.every.is_none()
+    }
+
+    /// Counts one message for `key` in Redis, under the limit `tag`
+    /// (windows of `length_ms`): whether it is within `limit`, or `None`
+    /// if Redis did not answer.
+    pub(crate) async fn admit(
+        &self,
+        tag: &str,
+        key: &str,
+        length_ms: u64,
+        limit: u64,
+    ) -> Option<bool> {
+        let now = now_ms();
+        let index = now / length_ms;
+        let prefix = format!("{}:{tag}:{key}", self.namespace);
+        let weight = if self.sliding {
+            length_ms - now % length_ms
+        } else {
+            0
+        };
+        let mut invocation = self.admit.prepare_invoke();
+        invocation
+            .key(format!("{prefix}:{index}"))
+            .key(format!("{prefix}:{}", index.wrapping_sub(1)))
+            .arg(limit)
+            .arg(weight)
+            .arg(length_ms)
+            .arg(2 * length_ms + 1000);
+        self.store
+            .call(|mut connection| async move {
+                invocation.invoke_async::<u8>(&mut connection).await
+            })
+            .await
+            .map(|counted| counted == 1)
     }
 
     pub(crate) fn store(&self) -> &Store {
@@ -320,12 +384,15 @@ impl CounterSync {
     where
         F: FnOnce() -> Vec<(String, Arc<LocalCounters>)>,
     {
+        let Some(every) = self.every else {
+            return;
+        };
         self.started.get_or_init(|| {
             let counters: Vec<(String, Weak<LocalCounters>)> = counters()
                 .iter()
                 .map(|(tag, c)| (format!("{}:{tag}", self.namespace), Arc::downgrade(c)))
                 .collect();
-            let (store, every, sliding) = (self.store.clone(), self.every, self.sliding);
+            let (store, sliding) = (self.store.clone(), self.sliding);
             spawn_background("frameway-rl-sync", async move {
                 let mut tick = tokio::time::interval(every);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

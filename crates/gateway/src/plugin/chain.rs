@@ -5,8 +5,8 @@ use std::sync::Arc;
 use http::{Extensions, HeaderMap, Request};
 
 use super::pdk::{
-    CloseContext, ConnectionInfo, Direction, Exit, FrameContext, HandshakeContext, InFlight,
-    LimitOverrides, Resume, Traffic, Waiting,
+    CloseContext, ConnectionInfo, Direction, Exit, FrameContext, FrameResume, FrameWaiting,
+    HandshakeContext, InFlight, LimitOverrides, Resume, Traffic, Waiting,
 };
 use super::{Plugin, PluginError, State};
 use crate::consumer::{Authenticated, Consumers};
@@ -176,6 +176,17 @@ impl Chain {
         Ok(HandshakeStep::Done(None))
     }
 
+    /// The name of the plugin at `index`.
+    pub(crate) fn name_at(&self, index: usize) -> &str {
+        self.plugins.get(index).map_or("?", |p| p.name())
+    }
+
+    /// Runs the frame phase of the plugins that have one, in order;
+    /// `resume` first finishes the phase of the plugin that asked to wait
+    /// (the ones before it already ran). Stops at a verdict that ends the
+    /// chain, or at a plugin that asks to wait: its index and what it
+    /// waits for (call again with its [`FrameResume`]).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn run_frame(
         &self,
         direction: Direction,
@@ -183,8 +194,15 @@ impl Chain {
         states: &mut [Option<State>],
         shared: &mut Extensions,
         conn: &ConnectionInfo,
-    ) -> Result<(), ChainError> {
-        for (plugin, state) in self.plugins.iter().zip(states) {
+        resume: Option<(usize, FrameResume)>,
+    ) -> Result<Option<(usize, FrameWaiting)>, ChainError> {
+        let (start, mut resume) = match resume {
+            Some((at, then)) => (at, Some(then)),
+            None => (0, None),
+        };
+        let mut waiting = None;
+        let plugins = self.plugins.iter().zip(states).enumerate().skip(start);
+        for (index, (plugin, state)) in plugins {
             if !plugin.handles_frames() {
                 continue;
             }
@@ -194,20 +212,25 @@ impl Chain {
                 state,
                 shared,
                 conn,
+                waiting: &mut waiting,
             };
-            let result = match direction {
-                Direction::Client => plugin.client_frame(&mut ctx),
-                Direction::Upstream => plugin.upstream_frame(&mut ctx),
+            let result = match (resume.take(), direction) {
+                (Some(then), _) => then(&mut ctx),
+                (None, Direction::Client) => plugin.client_frame(&mut ctx),
+                (None, Direction::Upstream) => plugin.upstream_frame(&mut ctx),
             };
             result.map_err(|error| ChainError {
                 plugin: plugin.name().to_owned(),
                 error,
             })?;
+            if let Some(until) = waiting.take() {
+                return Ok(Some((index, until)));
+            }
             if frame.verdict.stops_chain() {
                 break;
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -18,8 +18,8 @@ pub use chain::{Chain, ChainError};
 pub(crate) use chain::{HandshakeScope, HandshakeStep};
 pub(crate) use pdk::{checked_status, drop_verdict, InFlight, LimitOverrides};
 pub use pdk::{
-    CloseContext, ConnectionInfo, Direction, Exit, FrameContext, FrameType, HandshakeContext,
-    PdkError, PlannedClose, Resume, Traffic, Verdict, Waiting,
+    CloseContext, ConnectionInfo, Direction, Exit, FrameContext, FrameResume, FrameType,
+    FrameWaiting, HandshakeContext, PdkError, PlannedClose, Resume, Traffic, Verdict, Waiting,
 };
 pub use registry::{PluginConfigError, PluginFactory, Registry};
 pub use session::{FrameOutcome, Session};

@@ -253,9 +253,55 @@ pub struct FrameContext<'a> {
     pub(crate) state: &'a mut Option<State>,
     pub(crate) shared: &'a mut Extensions,
     pub(crate) conn: &'a ConnectionInfo,
+    pub(crate) waiting: &'a mut Option<FrameWaiting>,
 }
 
+/// What a frame plugin does once the wait it asked for is over
+/// ([`FrameContext::wait`]): it runs again with the frame's context.
+pub type FrameResume =
+    Box<dyn for<'c> FnOnce(&mut FrameContext<'c>) -> Result<(), PluginError> + Send>;
+
+/// A wait a frame plugin asked for: the future whose [`FrameResume`]
+/// finishes its phase.
+pub type FrameWaiting = Pin<Box<dyn Future<Output = FrameResume> + Send>>;
+
 impl FrameContext<'_> {
+    /// Holds this frame until `until` is ready, then runs the
+    /// [`FrameResume`] it gives with the context back, and then the
+    /// plugins after this one. While it waits, the connection relays
+    /// nothing else in either direction (messages keep their order), so a
+    /// wait costs every message of the connection its latency: use it for
+    /// what must be decided elsewhere before a message may pass (an exact
+    /// count in a shared store), not for what can be learnt in the
+    /// background.
+    ///
+    /// ```
+    /// use frameway_gateway::plugin::{FrameContext, FrameResume, Plugin, PluginError};
+    ///
+    /// struct AskFirst;
+    /// impl Plugin for AskFirst {
+    ///     fn name(&self) -> &str { "ask-first" }
+    ///     fn client_frame(&self, ctx: &mut FrameContext<'_>) -> Result<(), PluginError> {
+    ///         ctx.wait(async {
+    ///             let allowed = false; // e.g. a reply from a store
+    ///             Box::new(move |ctx: &mut FrameContext<'_>| {
+    ///                 if !allowed {
+    ///                     ctx.drop_frame()?;
+    ///                 }
+    ///                 Ok(())
+    ///             }) as FrameResume
+    ///         });
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    pub fn wait<F>(&mut self, until: F)
+    where
+        F: Future<Output = FrameResume> + Send + 'static,
+    {
+        *self.waiting = Some(Box::pin(until));
+    }
+
     /// Where the frame came from.
     pub fn direction(&self) -> Direction {
         self.direction
@@ -386,7 +432,8 @@ impl HandshakeContext<'_> {
     /// `until` (a question to a store across the network, such as a
     /// cluster-wide connection count), then runs the [`Resume`] it gives
     /// with the context back, and only then the plugins after this one.
-    /// Frame phases never wait: their cost is paid on every message.
+    /// (A frame phase can wait too, [`FrameContext::wait`], at the cost of
+    /// holding its connection's messages meanwhile.)
     ///
     /// The future bounds its own time (a timeout around the network call);
     /// the handshake does not go on without its answer.

@@ -24,7 +24,7 @@
 //! | `window_type` | `"fixed"` | `fixed`, or `sliding`: `previous × (window − elapsed) / window + current` |
 //! | `policy` | `"local"` | where counts live: `local`, this process (all its workers); `redis`, every gateway sharing the Redis of `redis` |
 //! | `redis` | none | with `policy = "redis"`: `{ host, port, username, password, database, timeout, ssl }` (Kong's names; `timeout` in milliseconds, default 2000) |
-//! | `sync_rate` | `0.1` | with `policy = "redis"`: seconds between two exchanges of counts with Redis |
+//! | `sync_rate` | `0.1` | with `policy = "redis"`: seconds between two exchanges of counts with Redis; `0`: every message waits for its count in Redis |
 //! | `namespace` | derived from the limits | with `policy = "redis"`: the prefix of the keys in Redis |
 //! | `fault_tolerant` | `true` | with `policy = "redis"`, while Redis does not answer: `true` counts on each gateway alone, `false` refuses every message as over the limit |
 //! | `action` | `"close"` | `"close"`: `close_code` `Rate limit exceeded` to the sender and 1001 to the other side; `"drop"`: messages over the limit are dropped |
@@ -39,13 +39,12 @@
 //! counted by its IP address, as Kong does. Local counts start afresh
 //! when the configuration is reloaded; Redis's do not.
 //!
-//! With `policy = "redis"` no message waits for Redis: each gateway
-//! counts locally and exchanges its counts every `sync_rate` (see
-//! [`crate::limits`]), so across N gateways a key's count can pass the
-//! limit by what the other gateways admitted for it within one
-//! `sync_rate`. `sync_rate = 0` (Kong's "every message in Redis") is
-//! refused: a frame phase cannot wait, and a worker that blocked on
-//! Redis would stall every connection it serves.
+//! With `policy = "redis"` and `sync_rate > 0` no message waits for
+//! Redis: each gateway counts locally and exchanges its counts every
+//! `sync_rate` (see [`crate::limits`]), so across N gateways a key's count
+//! can pass the limit by what the other gateways admitted for it within
+//! one `sync_rate`. With `sync_rate = 0` each message waits for its count
+//! in Redis (exact; the connection relays nothing else meanwhile).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,8 +56,8 @@ use crate::limits::{
     namespace, now_ms, CounterSync, LimitBy, LocalCounters, Policy, RedisConfig, Slot, WindowType,
 };
 use crate::plugin::{
-    Direction, FrameContext, FrameType, HandshakeContext, Plugin, PluginConfigError, PluginError,
-    State,
+    Direction, FrameContext, FrameResume, FrameType, HandshakeContext, Plugin, PluginConfigError,
+    PluginError, State,
 };
 
 /// The plugin's configuration.
@@ -145,7 +144,7 @@ pub struct RateLimit {
     action: FrameAction,
     close_code: u16,
     /// With `policy = "redis"`.
-    cluster: Option<CounterSync>,
+    cluster: Option<Arc<CounterSync>>,
 }
 
 /// A connection's state: its key, and its own windows when it counts
@@ -209,12 +208,9 @@ impl RateLimit {
             None => None,
             Some(store) => {
                 let every = match Duration::try_from_secs_f64(config.sync_rate) {
-                    Ok(every) if every >= Duration::from_millis(1) => every,
-                    _ if config.sync_rate == 0.0 => return err(
-                        "sync_rate = 0 (a Redis round trip per message) is not supported: \
-                         frame phases do not wait; use a number of seconds, at least 0.001 (default 0.1)",
-                    ),
-                    _ => return err("sync_rate must be a number of seconds, at least 0.001"),
+                    Ok(every) if every >= Duration::from_millis(1) => Some(every),
+                    Ok(every) if every.is_zero() => None,
+                    _ => return err("sync_rate must be 0 (every message in Redis) or a number of seconds, at least 0.001"),
                 };
                 let defining = format!(
                     "{:?}",
@@ -227,7 +223,7 @@ impl RateLimit {
                 );
                 let namespace = namespace(Self::NAME, config.namespace, &defining);
                 let sliding = config.window_type == WindowType::Sliding;
-                Some(CounterSync::new(store, namespace, every, sliding))
+                Some(Arc::new(CounterSync::new(store, namespace, every, sliding)))
             }
         };
         Ok(RateLimit {
@@ -251,6 +247,13 @@ impl RateLimit {
         let counting = ctx
             .state::<Counting>()
             .ok_or_else(|| PluginError::new("rate-limit state missing"))?;
+        if let (Some(cluster), Some(key)) = (&self.cluster, &counting.key) {
+            if cluster.exact() && !cluster.store().refuses() {
+                let key = key.clone();
+                self.count_in_redis(ctx, cluster.clone(), key);
+                return Ok(());
+            }
+        }
         let mut admitted = true;
         // Without Redis, and not fault-tolerant: nothing is admitted that
         // the cluster cannot count.
@@ -268,9 +271,61 @@ impl RateLimit {
         if admitted {
             return Ok(());
         }
+        self.over_limit().apply(ctx)
+    }
+
+    /// `sync_rate = 0`: the message waits for its count in Redis, rule by
+    /// rule; if Redis does not answer, a fault-tolerant limit counts it
+    /// here.
+    fn count_in_redis(&self, ctx: &mut FrameContext<'_>, cluster: Arc<CounterSync>, key: Arc<str>) {
+        let direction = ctx.direction();
+        let window_type = self.window_type;
+        let rules: Vec<_> = self
+            .rules
+            .iter()
+            .filter(|rule| rule.direction == direction)
+            .map(|rule| (rule.tag.clone(), rule.limit, rule.counters.clone()))
+            .collect();
+        let over = self.over_limit();
+        ctx.wait(async move {
+            let mut admitted = true;
+            for (tag, limit, counters) in rules {
+                let length = counters.length_ms();
+                admitted &= match cluster.admit(&tag, &key, length, limit).await {
+                    Some(counted) => counted,
+                    None if cluster.store().fault_tolerant() => {
+                        counters.admit(&key, now_ms(), limit, window_type)
+                    }
+                    None => false,
+                };
+            }
+            Box::new(move |ctx: &mut FrameContext<'_>| match admitted {
+                true => Ok(()),
+                false => over.apply(ctx),
+            }) as FrameResume
+        });
+    }
+
+    fn over_limit(&self) -> OverLimit {
+        OverLimit {
+            action: self.action,
+            close_code: self.close_code,
+        }
+    }
+}
+
+/// What happens to a message over the limit.
+#[derive(Debug, Clone, Copy)]
+struct OverLimit {
+    action: FrameAction,
+    close_code: u16,
+}
+
+impl OverLimit {
+    fn apply(self, ctx: &mut FrameContext<'_>) -> Result<(), PluginError> {
         tracing::debug!(
             connection = ctx.connection().id,
-            direction = direction.as_str(),
+            direction = ctx.direction().as_str(),
             action = ?self.action,
             "rate limit exceeded"
         );
@@ -401,9 +456,7 @@ mod tests {
         assert!(redis(json!({ "limit_by": "connection" }))
             .unwrap_err()
             .contains("key that connections share"));
-        assert!(redis(json!({ "sync_rate": 0 }))
-            .unwrap_err()
-            .contains("frame phases do not wait"));
+        assert!(redis(json!({ "sync_rate": 0 })).is_ok());
         assert!(redis(json!({ "sync_rate": -1 }))
             .unwrap_err()
             .contains("sync_rate must be"));

@@ -21,8 +21,9 @@ use frameway::{CloseCode, CloseFrame, Error, Message, OpCode, Utf8Bytes, WebSock
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep, Instant, Sleep};
 
-use super::{planned, Ending, Relay, Step, Unit};
+use super::{planned, Decision, Ending, Held, Relay, Step, Unit};
 use crate::drain::DrainSignal;
+use crate::plugin::FrameWaiting;
 use crate::plugin::{Direction, FrameType, InFlight, PlannedClose};
 
 /// How long to wait for the other side's close frame once the connection is
@@ -183,9 +184,13 @@ async fn proxy<C, U>(
         if let (Some(limit), Some(idle)) = (idle_timeout, idle.as_mut()) {
             idle.as_mut().reset(Instant::now() + limit);
         }
+        let decision = match relay.receive(from, unit) {
+            Step::Decided(decision) => decision,
+            Step::Wait { held, until } => Box::pin(settle(relay, held, until)).await,
+        };
         let ending = match from {
-            Direction::Client => step(relay, from, unit, upstream),
-            Direction::Upstream => step(relay, from, unit, client),
+            Direction::Client => apply(relay, decision, upstream),
+            Direction::Upstream => apply(relay, decision, client),
         };
         if let Some(ending) = ending {
             return match from {
@@ -196,21 +201,31 @@ async fn proxy<C, U>(
     }
 }
 
-/// Hands one unit to the relay and queues what it forwards on `peer`,
-/// without an `await`. Returns how the connection ends when it does.
-fn step<P>(
-    relay: &mut Relay,
-    from: Direction,
-    unit: Unit,
-    peer: &mut WebSocket<P>,
-) -> Option<Ending>
+/// Awaits what a plugin holding a frame waits for, and anything the
+/// plugins after it wait for in turn: the relay's decision on the frame.
+/// Boxed by its callers: an idle connection's task never holds it.
+async fn settle(relay: &mut Relay, mut held: Held, mut until: FrameWaiting) -> Decision {
+    loop {
+        match relay.resume(held, until.await) {
+            Step::Decided(decision) => return decision,
+            Step::Wait {
+                held: next,
+                until: then,
+            } => (held, until) = (next, then),
+        }
+    }
+}
+
+/// Queues on `peer` what the relay decided to forward, without an
+/// `await`. Returns how the connection ends when it does.
+fn apply<P>(relay: &mut Relay, decision: Decision, peer: &mut WebSocket<P>) -> Option<Ending>
 where
     P: AsyncRead + AsyncWrite + Unpin,
 {
-    match relay.receive(from, unit) {
-        Step::Nothing => None,
-        Step::End(ending) => Some(ending),
-        Step::Forward {
+    match decision {
+        Decision::Nothing => None,
+        Decision::End(ending) => Some(ending),
+        Decision::Forward {
             frame,
             fin,
             compressed,
@@ -292,10 +307,14 @@ where
             if unit.kind == FrameType::Close {
                 return Answer::Closed(relay.close_answer(from_side, unit));
             }
-            let (frame, fin, compressed, then) = match relay.receive(from_side, unit) {
-                Step::Nothing => continue,
-                Step::End(ending) => return Answer::Ended(ending),
-                Step::Forward {
+            let decision = match relay.receive(from_side, unit) {
+                Step::Decided(decision) => decision,
+                Step::Wait { held, until } => Box::pin(settle(relay, held, until)).await,
+            };
+            let (frame, fin, compressed, then) = match decision {
+                Decision::Nothing => continue,
+                Decision::End(ending) => return Answer::Ended(ending),
+                Decision::Forward {
                     frame,
                     fin,
                     compressed,

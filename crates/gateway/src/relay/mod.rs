@@ -21,8 +21,8 @@ use http::Extensions;
 use crate::balancer::Lease;
 use crate::metrics::{RouteMetrics, WorkerMetrics};
 use crate::plugin::{
-    Chain, ChainError, ConnectionInfo, Direction, FrameType, InFlight, PlannedClose, State,
-    Traffic, Verdict,
+    Chain, ChainError, ConnectionInfo, Direction, FrameResume, FrameType, FrameWaiting, InFlight,
+    PlannedClose, PluginError, State, Traffic, Verdict,
 };
 use frameway::CloseCode;
 pub(crate) use io::run;
@@ -55,9 +55,18 @@ impl Ending {
     }
 }
 
+/// What the plugins made of one received unit: a decision, or a wait.
+pub(crate) enum Step {
+    /// What happens to the unit.
+    Decided(Decision),
+    /// A plugin holds the frame until `until` is ready: then
+    /// [`Relay::resume`] it.
+    Wait { held: Held, until: FrameWaiting },
+}
+
 /// What to do with one received unit.
 #[derive(Debug)]
-pub(crate) enum Step {
+pub(crate) enum Decision {
     /// Nothing goes out: a plugin dropped it.
     Nothing,
     /// Queue `frame` on the other leg; then end the connection if `then`
@@ -72,6 +81,15 @@ pub(crate) enum Step {
     },
     /// End the connection without forwarding.
     End(Ending),
+}
+
+/// A frame a plugin holds while it waits, with where its phase stopped.
+pub(crate) struct Held {
+    from: Direction,
+    frame: InFlight,
+    fin: bool,
+    compressed: bool,
+    plugin: usize,
 }
 
 /// Where a relay counts: its route's counters and its worker's.
@@ -149,21 +167,57 @@ impl Relay {
     /// to it. No IO, no `await`: the path of every message.
     pub(crate) fn receive(&mut self, from: Direction, unit: Unit) -> Step {
         let (fin, compressed) = (unit.fin, unit.compressed);
-        let mut frame = match self.frame_phase(from, unit) {
-            Ok(frame) => frame,
+        let frame = self.admit(from, unit);
+        self.run(from, frame, fin, compressed, None)
+    }
+
+    /// Finishes the frame phase of a frame a plugin held
+    /// ([`Step::Wait`]) with what it waited for, then decides as
+    /// [`Relay::receive`] does.
+    pub(crate) fn resume(&mut self, held: Held, then: FrameResume) -> Step {
+        let Held {
+            from,
+            frame,
+            fin,
+            compressed,
+            plugin,
+        } = held;
+        self.run(from, frame, fin, compressed, Some((plugin, then)))
+    }
+
+    fn run(
+        &mut self,
+        from: Direction,
+        mut frame: InFlight,
+        fin: bool,
+        compressed: bool,
+        resume: Option<(usize, FrameResume)>,
+    ) -> Step {
+        match self.plugins(from, &mut frame, resume) {
+            Ok(None) => {}
+            Ok(Some((plugin, until))) => {
+                let held = Held {
+                    from,
+                    frame,
+                    fin,
+                    compressed,
+                    plugin,
+                };
+                return Step::Wait { held, until };
+            }
             Err(err) => {
                 tracing::error!(connection = self.conn.id, plugin = %err.plugin, "plugin failed: {}", err.error);
                 self.metrics.worker.plugin_error(&err.plugin, &err.error);
-                return Step::End(Ending::internal_error("plugin error"));
+                return Step::Decided(Decision::End(Ending::internal_error("plugin error")));
             }
-        };
+        }
         let then = match std::mem::take(&mut frame.verdict) {
             Verdict::Drop => {
                 self.metrics.route.dropped(from);
-                return Step::Nothing;
+                return Step::Decided(Decision::Nothing);
             }
             Verdict::Close { sender, peer } => {
-                return Step::End(Ending::CloseBoth { sender, peer })
+                return Step::Decided(Decision::End(Ending::CloseBoth { sender, peer }))
             }
             Verdict::ForwardThenClose { sender, peer } => Some(Ending::CloseBoth { sender, peer }),
             Verdict::Forward if frame.kind == FrameType::Close => {
@@ -171,38 +225,64 @@ impl Relay {
             }
             Verdict::Forward => None,
         };
-        Step::Forward {
+        Step::Decided(Decision::Forward {
             frame,
             fin,
             compressed,
             then,
-        }
+        })
     }
 
     /// Counts a unit from `from` and runs the plugins' frame phase on it:
-    /// the frame as they left it, with their verdict.
+    /// the frame as they left it, with their verdict (for a
+    /// [`Session`](crate::plugin::Session), which cannot wait: a plugin
+    /// that asks to is an error there).
     pub(crate) fn frame_phase(
         &mut self,
         from: Direction,
         unit: Unit,
     ) -> Result<InFlight, ChainError> {
+        let mut frame = self.admit(from, unit);
+        match self.plugins(from, &mut frame, None)? {
+            None => Ok(frame),
+            Some((plugin, _)) => Err(ChainError {
+                plugin: self.chain.name_at(plugin).to_owned(),
+                error: PluginError::new(
+                    "the plugin waits (FrameContext::wait), which a Session cannot do: \
+                     test it through a gateway",
+                ),
+            }),
+        }
+    }
+
+    /// Counts a unit received from `from`: the frame in flight.
+    fn admit(&mut self, from: Direction, unit: Unit) -> InFlight {
         self.count(from, &unit);
-        let mut frame = InFlight {
+        InFlight {
             kind: unit.kind,
             data: unit.data,
             status: unit.status,
             verdict: Verdict::Forward,
-        };
-        if self.chain.handles_frames() {
-            self.chain.run_frame(
-                from,
-                &mut frame,
-                &mut self.states,
-                &mut self.shared,
-                &self.conn,
-            )?;
         }
-        Ok(frame)
+    }
+
+    fn plugins(
+        &mut self,
+        from: Direction,
+        frame: &mut InFlight,
+        resume: Option<(usize, FrameResume)>,
+    ) -> Result<Option<(usize, FrameWaiting)>, ChainError> {
+        if !self.chain.handles_frames() {
+            return Ok(None);
+        }
+        self.chain.run_frame(
+            from,
+            frame,
+            &mut self.states,
+            &mut self.shared,
+            &self.conn,
+            resume,
+        )
     }
 
     /// The close frame that answers a close the gateway already sent to
