@@ -317,3 +317,70 @@ async fn without_redis_both_gateways_go_on_alone_and_resynchronise_when_it_retur
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_gateway_reaches_redis_over_tls_with_a_password_and_a_database() {
+    bounded(async {
+        clear_of_the_hours_end().await;
+        let pki = support::TestPki::new("redis-tls");
+        let redis = RedisServer::start_secured(&pki, "s3cret");
+        // The gateway trusts the test CA as rustls-native-certs reads it:
+        // from SSL_CERT_FILE (this test runs in a process of its own).
+        std::env::set_var("SSL_CERT_FILE", pki.path("ca.pem"));
+        let plugins = format!(
+            "[[plugins]]\nname = \"websocket-rate-limit\"\nconfig = {{ hour = 3, limit_by = \"consumer\", \
+             policy = \"redis\", sync_rate = 0, fault_tolerant = false, redis = {{ host = \"127.0.0.1\", \
+             port = {}, ssl = true, password = \"s3cret\", database = 2 }} }}\n",
+            redis.tls_port().unwrap()
+        );
+        let (_echo, [one, _two]) = cluster(&plugins);
+        let mut laptop = open(&one, "a1").await.unwrap();
+        for n in 0..3 {
+            assert_eq!(echo(&mut laptop, &n.to_string()).await, Message::text(n.to_string()));
+        }
+        let Message::Close(Some(close)) = echo(&mut laptop, "3").await else {
+            panic!("the fourth message closes the connection");
+        };
+        assert_eq!(close.code.as_u16(), 1008);
+        // Counted in database 2, not 0: the settings reached Redis.
+        assert!(redis.command("SELECT 2\r\nKEYS *").contains("websocket-rate-limit"));
+        assert!(!redis.command("KEYS *").contains("websocket-rate-limit"));
+        assert!(!logged(&one).iter().any(|l| l.contains("Redis failed")));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn across_a_reload_the_old_and_new_configurations_connections_add_up_and_are_released() {
+    bounded(async {
+        let redis = RedisServer::start();
+        let plugins = format!(
+            "[[plugins]]\nname = \"websocket-connection-limit\"\nconfig = {{ limit = 2, lease = 30, \
+             policy = \"redis\", {} }}\n",
+            redis_table(&redis)
+        );
+        let (_echo, [one, _two]) = cluster(&plugins);
+        let before = open(&one, "a1").await.unwrap();
+        assert_eq!(admin(one.admin, "POST", "/reload"), (200, "reloaded\n".into()));
+        // The connection opened before the reload still counts under the
+        // old configuration's plugin, beside the new one's.
+        let _after = open(&one, "a2").await.unwrap();
+        let refused = open(&one, "a3").await.expect_err("two are open");
+        assert!(refused.contains("429"), "{refused}");
+        // When the old configuration's last connection ends, its count in
+        // Redis goes to zero at once (not after its 30 s lease).
+        drop(before);
+        let ended = Instant::now();
+        let mut again = None;
+        while again.is_none() {
+            assert!(ended.elapsed() < Duration::from_secs(3), "the old place was never freed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            again = open(&one, "a3").await.ok();
+        }
+        // And the new configuration's count was never the old one's: two
+        // are open again.
+        let refused = open(&one, "a4").await.expect_err("two are open again");
+        assert!(refused.contains("429"), "{refused}");
+    })
+    .await;
+}

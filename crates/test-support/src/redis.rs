@@ -13,18 +13,67 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     port: u16,
     child: Option<Child>,
+    /// With TLS and a password: the TLS port, and what the server is
+    /// started with.
+    tls_port: Option<u16>,
+    args: Vec<String>,
+    password: Option<String>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 impl RedisServer {
     /// Starts one on a free port and waits until it answers.
     pub fn start() -> RedisServer {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut server = RedisServer { port, child: None };
+        let mut server = RedisServer {
+            port: free_port(),
+            child: None,
+            tls_port: None,
+            args: Vec::new(),
+            password: None,
+        };
         server.restart();
         server
+    }
+
+    /// One that also listens with TLS (`pki`'s server certificate for
+    /// 127.0.0.1, no client certificates) on [`RedisServer::tls_port`],
+    /// and wants `password` on both ports.
+    pub fn start_secured(pki: &crate::TestPki, password: &str) -> RedisServer {
+        let tls_port = free_port();
+        let args = [
+            "--tls-port",
+            &tls_port.to_string(),
+            "--tls-cert-file",
+            &pki.path("server.pem"),
+            "--tls-key-file",
+            &pki.path("server.key"),
+            "--tls-ca-cert-file",
+            &pki.path("ca.pem"),
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            password,
+        ];
+        let mut server = RedisServer {
+            port: free_port(),
+            child: None,
+            tls_port: Some(tls_port),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            password: Some(password.to_owned()),
+        };
+        server.restart();
+        server
+    }
+
+    /// The TLS port of [`RedisServer::start_secured`].
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls_port
     }
 
     /// Its port.
@@ -51,6 +100,7 @@ impl RedisServer {
         let child = Command::new(program)
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(&self.args)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server starts");
@@ -62,13 +112,19 @@ impl RedisServer {
         }
     }
 
-    /// One inline command (`"KEYS *"`); Redis's raw answer, empty if it
-    /// could not be reached.
+    /// Inline commands on the plain port (`"KEYS *"`, or several joined
+    /// by `\r\n`), after `AUTH` if the server wants a password; Redis's raw
+    /// answer, empty if it could not be reached.
     pub fn command(&self, command: &str) -> String {
         let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return String::new();
         };
         let _ = tcp.set_read_timeout(Some(Duration::from_millis(500)));
+        if let Some(password) = &self.password {
+            if write!(tcp, "AUTH {password}\r\n").is_err() {
+                return String::new();
+            }
+        }
         if write!(tcp, "{command}\r\nQUIT\r\n").is_err() {
             return String::new();
         }

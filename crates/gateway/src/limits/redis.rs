@@ -92,19 +92,21 @@ pub fn outages() -> u64 {
     OUTAGES.load(Ordering::Relaxed)
 }
 
-/// This process among the cluster's gateways: the owner of its leases.
-fn node_id() -> &'static str {
-    static ID: OnceLock<String> = OnceLock::new();
-    ID.get_or_init(|| {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        format!("{}-{nanos:x}", std::process::id())
-    })
+/// A name for one plugin instance among all the cluster's: the owner of
+/// its leases. Per instance, not per process: during a reload the old
+/// configuration's instance and the new one hold their connections apart.
+fn node_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{}-{nanos:x}-{n}", std::process::id())
 }
 
 /// One plugin instance's Redis: a connection shared by its background
-/// thread and its handshakes, and whether Redis is answering.
+/// thread and the connections that wait on it (handshakes, and messages
+/// with `sync_rate = 0`), and whether Redis is answering.
 pub(crate) struct Store {
     plugin: &'static str,
     client: redis::Client,
@@ -200,12 +202,6 @@ impl Store {
         .await;
     }
 
-    /// The open connection, if there is one (handshakes never wait for a
-    /// connection to be made: the background thread makes it).
-    pub(crate) fn connected(&self) -> Option<MultiplexedConnection> {
-        lock(&self.connection).clone()
-    }
-
     /// Runs `call` on the connection (made first if there is none) within
     /// the timeout; `None` if Redis failed or did not answer.
     pub(crate) async fn call<T, F, Fut>(&self, call: F) -> Option<T>
@@ -217,7 +213,10 @@ impl Store {
         if resting && self.is_down() {
             return None;
         }
-        let connection = match self.connected() {
+        // Multiplexed: one connection serves every caller, whichever
+        // runtime it is on (its driver runs where it was made).
+        let connected = lock(&self.connection).clone();
+        let connection = match connected {
             Some(connection) => connection,
             None => {
                 let config = AsyncConnectionConfig::new()
@@ -534,6 +533,7 @@ impl std::fmt::Debug for LeaseSync {
 pub(crate) struct LeaseSync {
     store: Arc<Store>,
     namespace: String,
+    node: String,
     lease: Duration,
     acquire: redis::Script,
     started: OnceLock<()>,
@@ -544,6 +544,7 @@ impl LeaseSync {
         LeaseSync {
             store: Arc::new(store),
             namespace,
+            node: node_id(),
             lease,
             acquire: redis::Script::new(&format!("{PRUNE}{ACQUIRE}")),
             started: OnceLock::new(),
@@ -568,7 +569,7 @@ impl LeaseSync {
         invocation
             .key(counts)
             .key(expiries)
-            .arg(node_id())
+            .arg(&self.node)
             .arg(self.lease.as_millis() as u64)
             .arg(limit);
         self.store
@@ -585,51 +586,92 @@ impl LeaseSync {
     pub(crate) fn start(&self, leases: &Arc<LocalLeases>) {
         self.started.get_or_init(|| {
             let leases = Arc::downgrade(leases);
-            let (store, namespace, lease) =
-                (self.store.clone(), self.namespace.clone(), self.lease);
+            let reporter = Reporter {
+                store: self.store.clone(),
+                script: redis::Script::new(&format!("{PRUNE}{REPORT}")),
+                namespace: self.namespace.clone(),
+                node: self.node.clone(),
+                lease: self.lease,
+            };
             spawn_background("frameway-cl-sync", async move {
-                let report = redis::Script::new(&format!("{PRUNE}{REPORT}"));
-                let renew = lease / 3;
+                let renew = reporter.lease / 3;
                 let mut renewed = tokio::time::Instant::now();
-                // Keys whose count Redis may not have yet.
+                // Keys whose count Redis may not have yet, and keys Redis
+                // was last told a count above zero for.
                 let mut unreported: HashSet<Box<str>> = HashSet::new();
-                loop {
-                    let Some(changed) = leases.upgrade().map(|l| l.bell()) else {
-                        return;
-                    };
-                    let _ = tokio::time::timeout_at(renewed + renew, changed.notified()).await;
+                let mut held: HashSet<Box<str>> = HashSet::new();
+                while let Some(bell) = leases.upgrade().map(|l| l.bell()) {
+                    let _ = tokio::time::timeout_at(renewed + renew, bell.notified()).await;
+                    // Gone once the plugin instance and its last connection
+                    // are: then every count it held is zero.
                     let Some(local) = leases.upgrade() else {
-                        return;
+                        break;
                     };
                     unreported.extend(local.take_changed());
                     if renewed.elapsed() >= renew {
                         unreported.extend(local.keys());
                         renewed = tokio::time::Instant::now();
                     }
-                    let mut keys: Vec<Box<str>> = unreported.drain().collect();
-                    while let Some(key) = keys.pop() {
-                        let [counts, expiries] = Self::keys(&namespace, &key);
-                        let mut invocation = report.prepare_invoke();
-                        invocation
-                            .key(counts)
-                            .key(expiries)
-                            .arg(node_id())
-                            .arg(lease.as_millis() as u64)
-                            .arg(local.open(&key));
-                        let done = store
-                            .call(|mut connection| async move {
-                                invocation.invoke_async::<u8>(&mut connection).await
-                            })
-                            .await;
-                        if done.is_none() {
-                            // Told again on a later turn: counts missed
-                            // during an outage reach Redis when it answers.
-                            unreported.insert(key);
-                            unreported.extend(keys.drain(..));
-                        }
-                    }
+                    let counts = unreported.drain().map(|key| {
+                        let open = local.open(&key);
+                        (key, open)
+                    });
+                    let counts: Vec<_> = counts.collect();
+                    drop(local);
+                    unreported = reporter.tell(counts, &mut held).await;
                 }
+                let zeros = held.iter().chain(&unreported).map(|key| (key.clone(), 0));
+                let zeros: Vec<_> = zeros.collect();
+                reporter.tell(zeros, &mut held).await;
             });
         });
+    }
+}
+
+/// What the lease thread tells Redis: this gateway's counts per key.
+struct Reporter {
+    store: Arc<Store>,
+    script: redis::Script,
+    namespace: String,
+    node: String,
+    lease: Duration,
+}
+
+impl Reporter {
+    /// Reports each key's count, and renews the lease; the keys Redis did
+    /// not hear about (told again on a later turn: counts missed during
+    /// an outage reach Redis when it answers).
+    async fn tell(
+        &self,
+        mut counts: Vec<(Box<str>, u64)>,
+        held: &mut HashSet<Box<str>>,
+    ) -> HashSet<Box<str>> {
+        while let Some((key, open)) = counts.pop() {
+            let [counts_key, expiries] = LeaseSync::keys(&self.namespace, &key);
+            let mut invocation = self.script.prepare_invoke();
+            invocation
+                .key(counts_key)
+                .key(expiries)
+                .arg(&self.node)
+                .arg(self.lease.as_millis() as u64)
+                .arg(open);
+            let done = self
+                .store
+                .call(|mut connection| async move {
+                    invocation.invoke_async::<u8>(&mut connection).await
+                })
+                .await;
+            if done.is_none() {
+                let mut missed: HashSet<Box<str>> = counts.into_iter().map(|(k, _)| k).collect();
+                missed.insert(key);
+                return missed;
+            }
+            if open > 0 {
+                held.insert(key);
+            } else {
+                held.remove(&key);
+            }
+        }
+        HashSet::new()
     }
 }
