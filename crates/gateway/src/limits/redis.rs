@@ -522,8 +522,8 @@ impl std::fmt::Debug for CounterSync {
 impl std::fmt::Debug for LeaseSync {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LeaseSync")
-            .field("namespace", &self.namespace)
-            .field("lease", &self.lease)
+            .field("namespace", &self.owner.namespace)
+            .field("lease", &self.owner.lease)
             .finish_non_exhaustive()
     }
 }
@@ -531,53 +531,64 @@ impl std::fmt::Debug for LeaseSync {
 /// The open connections of one connection-limit instance, shared with
 /// the cluster as leases.
 pub(crate) struct LeaseSync {
+    owner: Arc<LeaseOwner>,
+    acquire: redis::Script,
+    started: OnceLock<()>,
+}
+
+/// One plugin instance's leases in Redis: where they are, and under
+/// which owner.
+struct LeaseOwner {
     store: Arc<Store>,
     namespace: String,
     node: String,
     lease: Duration,
-    acquire: redis::Script,
-    started: OnceLock<()>,
+}
+
+impl LeaseOwner {
+    /// Runs a lease script (one of [`PRUNE`]'s followers) for `key`, with
+    /// `n` as its ARGV[3]; its answer, or `None` if Redis did not answer.
+    async fn run(&self, script: &redis::Script, key: &str, n: u64) -> Option<u8> {
+        let counts = format!("{}:{key}", self.namespace);
+        let expiries = format!("{counts}:leases");
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(counts)
+            .key(expiries)
+            .arg(&self.node)
+            .arg(self.lease.as_millis() as u64)
+            .arg(n);
+        self.store
+            .call(|mut connection| async move {
+                invocation.invoke_async::<u8>(&mut connection).await
+            })
+            .await
+    }
 }
 
 impl LeaseSync {
     pub(crate) fn new(store: Store, namespace: String, lease: Duration) -> Self {
         LeaseSync {
-            store: Arc::new(store),
-            namespace,
-            node: node_id(),
-            lease,
+            owner: Arc::new(LeaseOwner {
+                store: Arc::new(store),
+                namespace,
+                node: node_id(),
+                lease,
+            }),
             acquire: redis::Script::new(&format!("{PRUNE}{ACQUIRE}")),
             started: OnceLock::new(),
         }
     }
 
     pub(crate) fn store(&self) -> &Store {
-        &self.store
-    }
-
-    fn keys(namespace: &str, key: &str) -> [String; 2] {
-        let counts = format!("{namespace}:{key}");
-        let expiries = format!("{counts}:leases");
-        [counts, expiries]
+        &self.owner.store
     }
 
     /// Asks Redis for one more connection under `key`: whether the
     /// cluster had room, or `None` if Redis did not answer.
     pub(crate) async fn acquire(&self, key: &str, limit: u64) -> Option<bool> {
-        let [counts, expiries] = Self::keys(&self.namespace, key);
-        let mut invocation = self.acquire.prepare_invoke();
-        invocation
-            .key(counts)
-            .key(expiries)
-            .arg(&self.node)
-            .arg(self.lease.as_millis() as u64)
-            .arg(limit);
-        self.store
-            .call(|mut connection| async move {
-                invocation.invoke_async::<u8>(&mut connection).await
-            })
-            .await
-            .map(|taken| taken == 1)
+        let taken = self.owner.run(&self.acquire, key, limit).await;
+        taken.map(|taken| taken == 1)
     }
 
     /// Starts the background thread once: it reports each changed key's
@@ -587,14 +598,11 @@ impl LeaseSync {
         self.started.get_or_init(|| {
             let leases = Arc::downgrade(leases);
             let reporter = Reporter {
-                store: self.store.clone(),
+                owner: self.owner.clone(),
                 script: redis::Script::new(&format!("{PRUNE}{REPORT}")),
-                namespace: self.namespace.clone(),
-                node: self.node.clone(),
-                lease: self.lease,
             };
             spawn_background("frameway-cl-sync", async move {
-                let renew = reporter.lease / 3;
+                let renew = reporter.owner.lease / 3;
                 let mut renewed = tokio::time::Instant::now();
                 // Keys whose count Redis may not have yet, and keys Redis
                 // was last told a count above zero for.
@@ -630,11 +638,8 @@ impl LeaseSync {
 
 /// What the lease thread tells Redis: this gateway's counts per key.
 struct Reporter {
-    store: Arc<Store>,
+    owner: Arc<LeaseOwner>,
     script: redis::Script,
-    namespace: String,
-    node: String,
-    lease: Duration,
 }
 
 impl Reporter {
@@ -647,21 +652,7 @@ impl Reporter {
         held: &mut HashSet<Box<str>>,
     ) -> HashSet<Box<str>> {
         while let Some((key, open)) = counts.pop() {
-            let [counts_key, expiries] = LeaseSync::keys(&self.namespace, &key);
-            let mut invocation = self.script.prepare_invoke();
-            invocation
-                .key(counts_key)
-                .key(expiries)
-                .arg(&self.node)
-                .arg(self.lease.as_millis() as u64)
-                .arg(open);
-            let done = self
-                .store
-                .call(|mut connection| async move {
-                    invocation.invoke_async::<u8>(&mut connection).await
-                })
-                .await;
-            if done.is_none() {
+            if self.owner.run(&self.script, &key, open).await.is_none() {
                 let mut missed: HashSet<Box<str>> = counts.into_iter().map(|(k, _)| k).collect();
                 missed.insert(key);
                 return missed;
