@@ -180,17 +180,6 @@ impl Slot {
         true
     }
 
-    /// Adds `n` messages counted elsewhere (another gateway) to the
-    /// window `index`, if it is the current or the previous one.
-    pub fn add(&mut self, index: u64, n: u64) {
-        self.roll(index.max(self.index));
-        if index == self.index {
-            self.current += n;
-        } else if index + 1 == self.index {
-            self.previous += n;
-        }
-    }
-
     /// The count (fixed) or estimate (sliding) at `now_ms`.
     pub fn estimate(&self, now_ms: u64, length_ms: u64, kind: WindowType) -> u64 {
         match kind {
@@ -492,21 +481,35 @@ mod tests {
         }
         // After a whole idle window nothing is carried over.
         assert_eq!(slot.estimate(2_250, 1000, WindowType::Sliding), 10);
-        slot.add(4, 0);
+        slot.roll(4);
         assert_eq!(slot.estimate(4_000, 1000, WindowType::Sliding), 0);
     }
 
     #[test]
-    fn counts_from_elsewhere_land_in_their_window() {
-        let mut slot = Slot::default();
-        assert!(slot.admit(5_100, 1000, 100, WindowType::Fixed));
-        slot.add(5, 40);
-        slot.add(4, 1000);
-        assert_eq!(slot.estimate(5_500, 1000, WindowType::Fixed), 41);
-        assert_eq!(slot.estimate(5_500, 1000, WindowType::Sliding), 541);
-        // An old window's count is ignored.
-        slot.add(2, 7);
-        assert_eq!(slot.estimate(5_500, 1000, WindowType::Fixed), 41);
+    fn the_clusters_totals_replace_what_was_pushed_and_keep_what_came_since() {
+        let counters = LocalCounters::new(Duration::from_secs(1));
+        for _ in 0..3 {
+            assert!(counters.admit("k", 5_100, 100, WindowType::Fixed));
+        }
+        let mut batch = counters.unsynced(5);
+        assert_eq!((batch[0].current, batch[0].previous), (3, 0));
+        // Two more arrive while the exchange is on its way; Redis answers
+        // 40 in this window (these 3 and 37 from elsewhere), 500 before.
+        for _ in 0..2 {
+            assert!(counters.admit("k", 5_200, 100, WindowType::Fixed));
+        }
+        counters.synced(5, batch.remove(0), 40, Some(500));
+        let tally = |c: &LocalCounters| {
+            let shard = lock(&c.shards[shard_of("k")]);
+            let t = &shard["k"];
+            (t.slot.current, t.slot.previous, t.unsynced)
+        };
+        assert_eq!(tally(&counters), (42, 500, 2));
+        // Only the two not yet pushed go in the next exchange.
+        assert_eq!(counters.unsynced(5)[0].current, 2);
+        // A window later they are the previous window's, still owed.
+        let next = counters.unsynced(6);
+        assert_eq!((next[0].current, next[0].previous), (0, 2));
     }
 
     #[test]
