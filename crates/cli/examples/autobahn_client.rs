@@ -10,7 +10,9 @@ use frameway::client::{connect_with, ConnectOptions};
 use frameway::{DeflateConfig, Message, WebSocketConfig};
 
 fn options() -> ConnectOptions {
-    let mut config = WebSocketConfig::default().max_payload_len(16 << 20);
+    let mut config = WebSocketConfig::default()
+        .max_message_len(16 << 20)
+        .max_send_len(16 << 20);
     if std::env::var_os("AUTOBAHN_NO_DEFLATE").is_none() {
         config = config.deflate(DeflateConfig::default());
     }

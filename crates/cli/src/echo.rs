@@ -35,7 +35,8 @@ pub struct EchoArgs {
 
 pub fn run(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut websocket = WebSocketConfig::default()
-        .max_payload_len(args.max_message)
+        .max_message_len(args.max_message)
+        .max_send_len(args.max_message)
         .max_fragments(1 << 20);
     if !args.no_deflate {
         websocket = websocket.deflate(DeflateConfig::default());

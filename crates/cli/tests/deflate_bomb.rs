@@ -24,7 +24,8 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 fn options() -> ConnectOptions {
     // Our client may send what the server may not receive.
     let config = WebSocketConfig::default()
-        .max_payload_len(512 << 20)
+        .max_message_len(512 << 20)
+        .max_send_len(512 << 20)
         .deflate(DeflateConfig::default());
     ConnectOptions::default().websocket(config)
 }

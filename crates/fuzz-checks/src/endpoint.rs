@@ -59,14 +59,6 @@ pub fn take_output(endpoint: &mut Protocol) -> BytesMut {
     endpoint.take_output()
 }
 
-/// Whether our close frame has gone out (or is queued).
-pub fn close_sent(endpoint: &Protocol) -> bool {
-    matches!(
-        endpoint.close_state(),
-        frameway_wire::CloseState::Sent | frameway_wire::CloseState::Closed
-    )
-}
-
 /// What a read loop saw: every item in order, and the first error.
 #[derive(Debug, PartialEq)]
 pub struct Reads<T> {
@@ -98,7 +90,7 @@ fn read_with<T>(
     for chunk in chunks {
         buf.extend_from_slice(chunk);
         loop {
-            let closed_before_error = close_sent(endpoint);
+            let closed_before_error = endpoint.close_sent();
             match read(endpoint, &mut buf) {
                 Ok(Some(item)) => items.push(item),
                 Ok(None) => break,

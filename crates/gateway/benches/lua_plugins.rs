@@ -40,7 +40,7 @@ impl Plugin for NativeRewrite {
             let text = std::str::from_utf8(data).map_err(|e| PluginError::new(e.to_string()))?;
             if text.contains("password") {
                 let masked = text.replace("password", "********");
-                ctx.set_frame_data(masked);
+                ctx.set_frame_data(masked)?;
             }
         }
         Ok(())

@@ -53,8 +53,11 @@ fn poll_echo<S: AsyncRead + AsyncWrite + Unpin>(
 pub fn serve_echo<S: AsyncRead + AsyncWrite + Unpin>(
     io: S,
 ) -> impl Future<Output = frameway::Result<()>> + Unpin {
-    let config = ServerConfig::default()
-        .websocket(frameway::WebSocketConfig::default().max_payload_len(32 << 20));
+    let config = ServerConfig::default().websocket(
+        frameway::WebSocketConfig::default()
+            .max_message_len(32 << 20)
+            .max_send_len(32 << 20),
+    );
     serve_echo_with(io, config)
 }
 

@@ -369,16 +369,12 @@ fn leg_config(
     deflate: Option<frameway::DeflateConfig>,
 ) -> WebSocketConfig {
     let mut config = WebSocketConfig::default()
-        .max_payload_len(max_recv)
+        .max_message_len(max_recv)
         .max_send_len(MAX_PAYLOAD_CEILING);
     config.deflate = deflate;
-    config.auto_pong = false;
-    // A violation is answered by the relay, after what the other side still
-    // sends has been delivered.
-    config.close_on_error = false;
-    // A close is answered with the other side's close, once what that side
-    // still sends has been delivered.
-    config.auto_close_reply = false;
+    // Pings, closes and violations are answered by the relay with what the
+    // other side says, after what that side still sends has been delivered.
+    config.mode = frameway::Mode::Relay;
     config.write_timeout = Some(write_timeout);
     if let Some(heartbeat) = heartbeat {
         config.ping_interval = Some(heartbeat.interval);

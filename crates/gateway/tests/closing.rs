@@ -14,7 +14,7 @@ use support::*;
 /// send after the upstream's close reached it.
 async fn late_client(gw: std::net::SocketAddr) -> WebSocket<ClientStream> {
     let mut config = big_limits();
-    config.auto_close_reply = false;
+    config.mode = frameway::Mode::Relay;
     let options = ConnectOptions::default().websocket(config);
     let (ws, _) = within(
         "the client's handshake",

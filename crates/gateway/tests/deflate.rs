@@ -15,7 +15,8 @@ use support::{
 /// Connects to `url` offering permessage-deflate.
 async fn deflating(url: &str) -> (WebSocket<ClientStream>, ConnectResponse) {
     let config = WebSocketConfig::default()
-        .max_payload_len(32 << 20)
+        .max_message_len(32 << 20)
+        .max_send_len(32 << 20)
         .deflate(DeflateConfig::default());
     connect_with(
         url,
@@ -84,7 +85,7 @@ async fn plugins_see_and_set_uncompressed_payloads_on_a_compressed_leg() {
             let (data, _, _) = ctx.get_frame();
             assert!(data.starts_with(b"hello"), "the plugin sees inflated data");
             let upper = data.to_ascii_uppercase();
-            ctx.set_frame_data(upper);
+            ctx.set_frame_data(upper)?;
             Ok(())
         });
         let gw = gateway_running(format!("127.0.0.1:{port}").parse().unwrap(), vec![upper]).await;

@@ -62,7 +62,7 @@ async fn a_client_that_stops_answering_pings_is_closed_with_1001_and_so_is_the_u
         let (up, mut conns) = scripted_upstream().await;
         let gw = gateway_with(&pinging_route(up, 100, 0), &registry(vec![spy(&events)])).await;
         let config = WebSocketConfig {
-            auto_pong: false,
+            mode: frameway::Mode::Relay,
             ..WebSocketConfig::default()
         };
         let options = ConnectOptions::default().websocket(config);

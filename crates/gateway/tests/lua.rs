@@ -313,7 +313,7 @@ async fn priority_orders_lua_plugins_among_native_ones() {
             .priority(500)
             .on_client_frame(|ctx| {
                 let data = format!("{} native", String::from_utf8_lossy(ctx.get_frame().0));
-                ctx.set_frame_data(data);
+                ctx.set_frame_data(data)?;
                 Ok(())
             });
         let config = lua_config(

@@ -64,7 +64,7 @@ async fn set_frame_data_rewrites_both_directions() {
                 FrameType::Text | FrameType::Binary => {
                     let mut new = prefix.as_bytes().to_vec();
                     new.extend_from_slice(data);
-                    ctx.set_frame_data(new);
+                    ctx.set_frame_data(new)?;
                 }
                 _ => {}
             }
@@ -103,7 +103,7 @@ async fn set_status_rewrites_close_frames_both_directions() {
                 match ctx.direction() {
                     frameway_gateway::plugin::Direction::Client => {
                         ctx.set_status(4100)?;
-                        ctx.set_frame_data("changed by plugin");
+                        ctx.set_frame_data("changed by plugin")?;
                     }
                     frameway_gateway::plugin::Direction::Upstream => ctx.set_status(4200)?,
                 }
@@ -383,7 +383,7 @@ async fn a_frame_plugin_that_waits_holds_the_connections_messages_in_order() {
                 ctx.wait(async move {
                     tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
                     Box::new(move |ctx: &mut FrameContext<'_>| {
-                        ctx.set_frame_data(text.to_uppercase());
+                        ctx.set_frame_data(text.to_uppercase())?;
                         Ok(())
                     }) as FrameResume
                 });
@@ -395,7 +395,7 @@ async fn a_frame_plugin_that_waits_holds_the_connections_messages_in_order() {
                 let (data, kind, _) = ctx.get_frame();
                 if kind == FrameType::Text {
                     let marked = format!("{}!", String::from_utf8_lossy(data));
-                    ctx.set_frame_data(marked);
+                    ctx.set_frame_data(marked)?;
                 }
                 Ok(())
             });

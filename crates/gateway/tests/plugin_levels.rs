@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use frameway::client::ConnectOptions;
 use frameway::{CloseCode, Message, OpCode};
-use frameway_gateway::plugin::{FrameType, Plugin, PluginConfigError, PluginError, Registry};
+use frameway_gateway::plugin::{
+    Direction, FrameType, Plugin, PluginConfigError, PluginError, Registry,
+};
 use http::{HeaderMap, StatusCode};
 use support::*;
 
@@ -32,7 +34,7 @@ fn tagging_registry() -> Registry {
                         let (data, kind, _) = ctx.get_frame();
                         if kind == FrameType::Text {
                             let tagged = format!("{tag}:{}", text(data));
-                            ctx.set_frame_data(tagged);
+                            ctx.set_frame_data(tagged)?;
                         }
                         Ok(())
                     });
@@ -104,8 +106,8 @@ config = {{ tag = "global" }}
 
 fn size_limits(client: u64, upstream: u64) -> TestPlugin {
     TestPlugin::new("limits").on_handshake(move |ctx| {
-        ctx.set_client_max_payload_size(client);
-        ctx.set_upstream_max_payload_size(upstream);
+        ctx.set_max_message_len(Direction::Client, client);
+        ctx.set_max_message_len(Direction::Upstream, upstream);
         Ok(())
     })
 }
@@ -198,8 +200,8 @@ async fn set_max_payload_size_zero_restores_the_default() {
         // default (client_max_payload, 1 MiB) applies again.
         let tight = size_limits(10, 10).priority(20);
         let reset = TestPlugin::new("reset").on_handshake(|ctx| {
-            ctx.set_client_max_payload_size(0);
-            ctx.set_upstream_max_payload_size(0);
+            ctx.set_max_message_len(Direction::Client, 0);
+            ctx.set_max_message_len(Direction::Upstream, 0);
             Ok(())
         });
         let gw = gateway_running(echo_upstream().await, vec![tight, reset]).await;
@@ -252,7 +254,7 @@ async fn per_connection_state_counts_each_connection_separately() {
                     let n = ctx.state::<u32>().expect("the state is a u32");
                     *n += 1;
                     let n = *n;
-                    ctx.set_frame_data(format!("{n}:{data}"));
+                    ctx.set_frame_data(format!("{n}:{data}"))?;
                 }
                 Ok(())
             });
@@ -303,7 +305,7 @@ async fn shared_context_passes_data_between_plugins() {
                     .clone();
                 let count = *ctx.shared().get::<u32>().expect("set by the writer");
                 let data = text(ctx.get_frame().0);
-                ctx.set_frame_data(format!("{room}#{count}:{data}"));
+                ctx.set_frame_data(format!("{room}#{count}:{data}"))?;
                 Ok(())
             });
         let gw = gateway_running(echo_upstream().await, vec![reader, writer]).await;
@@ -435,7 +437,7 @@ async fn frames_delivered_while_closing_for_a_violation_still_pass_the_plugins()
     bounded(async {
         let redact = TestPlugin::new("redact").on_upstream_frame(|ctx| {
             if ctx.get_frame().0 == b"secret" {
-                ctx.set_frame_data("[redacted]");
+                ctx.set_frame_data("[redacted]")?;
             }
             Ok(())
         });

@@ -4,13 +4,14 @@
 use std::time::Duration;
 
 use frameway_wire::deflate::DeflateConfig;
-use frameway_wire::{Config, Limits, MaskPolicy, Role};
+use frameway_wire::{Config, Limits, MaskPolicy, Mode, Role};
 
 /// Settings for one connection, server or client.
 ///
-/// Field names follow lua-resty-websocket (`max_payload_len`,
-/// `max_recv_len`, `max_send_len`, `timeout`) and Ktor (`ping_interval`,
-/// `pong_timeout`, `compress_if_bigger_than`).
+/// The limits are the protocol core's ([`Limits`]): `max_frame_len`,
+/// `max_message_len` (what the peer may send) and `max_send_len` (what we
+/// send), with the core's defaults. Timeouts follow lua-resty-websocket
+/// (`timeout`) and Ktor (`ping_interval`, `pong_timeout`).
 ///
 /// permessage-deflate (RFC 7692) is off by default: compression costs each
 /// connection its windows (see BENCHMARKS.md), so it is something to ask
@@ -21,17 +22,17 @@ use frameway_wire::{Config, Limits, MaskPolicy, Role};
 /// use std::time::Duration;
 /// use frameway::WebSocketConfig;
 /// let config = WebSocketConfig::default()
-///     .max_payload_len(16 << 20)
+///     .max_message_len(1 << 20)
 ///     .ping_interval(Duration::from_secs(20))
 ///     .pong_timeout(Duration::from_secs(15));
-/// assert_eq!(config.max_recv_len, 16 << 20);
+/// assert_eq!(config.max_message_len, 1 << 20);
 /// ```
 #[derive(Debug, Clone)]
 pub struct WebSocketConfig {
     /// The largest single frame accepted.
     pub max_frame_len: u64,
-    /// The largest message accepted (all fragments together).
-    pub max_recv_len: u64,
+    /// The largest message accepted (all fragments together, inflated).
+    pub max_message_len: u64,
     /// The largest message this side will send.
     pub max_send_len: u64,
     /// The most fragments per message.
@@ -55,18 +56,13 @@ pub struct WebSocketConfig {
     pub pong_timeout: Duration,
     /// How long to wait for the peer's close frame after sending ours.
     pub close_timeout: Duration,
-    /// Answer pings automatically.
-    pub auto_pong: bool,
-    /// Answer a protocol violation with its close frame at once (on by
-    /// default). With it off, the violation is only reported and the
-    /// connection stays writable, so a proxy can deliver what the other
-    /// side still sends before closing with the error's code itself.
-    pub close_on_error: bool,
-    /// Answer a received close frame at once, echoing its status (on by
-    /// default). With it off the caller answers with
-    /// [`WebSocket::send_close`](crate::WebSocket::send_close) when it is
-    /// ready, as a proxy does once the other side has closed.
-    pub auto_close_reply: bool,
+    /// Which replies the protocol core makes by itself: an endpoint's
+    /// (pongs, the answering close, the close a violation calls for: the
+    /// default) or a proxy leg's ([`Mode::Relay`]), where the caller
+    /// answers pings and closes with what the other side says, and a
+    /// violation is only reported so that what the other side still sends
+    /// can be delivered first.
+    pub mode: Mode,
     /// permessage-deflate: `None` (the default) neither offers nor accepts
     /// it; `Some` offers it (client) or accepts offers (server) with these
     /// settings.
@@ -79,10 +75,10 @@ pub struct WebSocketConfig {
 impl Default for WebSocketConfig {
     fn default() -> Self {
         WebSocketConfig {
-            max_frame_len: 16 << 20,
-            max_recv_len: 16 << 20,
-            max_send_len: 16 << 20,
-            max_fragments: 1 << 20,
+            max_frame_len: Limits::DEFAULT.max_frame_len,
+            max_message_len: Limits::DEFAULT.max_message_len,
+            max_send_len: Limits::DEFAULT.max_message_len,
+            max_fragments: Limits::DEFAULT.max_fragments,
             send_masked: None,
             incoming_mask: None,
             read_timeout: None,
@@ -90,9 +86,7 @@ impl Default for WebSocketConfig {
             ping_interval: None,
             pong_timeout: Duration::from_secs(15),
             close_timeout: Duration::from_secs(5),
-            auto_pong: true,
-            close_on_error: true,
-            auto_close_reply: true,
+            mode: Mode::Endpoint,
             deflate: None,
             fragment_size: None,
         }
@@ -100,19 +94,11 @@ impl Default for WebSocketConfig {
 }
 
 impl WebSocketConfig {
-    /// Sets the frame, receive and send limits at once, as
-    /// lua-resty-websocket's `max_payload_len` does.
-    pub fn max_payload_len(mut self, len: u64) -> Self {
+    /// Sets the largest message accepted, and frames to no more than it
+    /// (lua-resty-websocket's `max_payload_len` on receive).
+    pub fn max_message_len(mut self, len: u64) -> Self {
+        self.max_message_len = len;
         self.max_frame_len = len;
-        self.max_recv_len = len;
-        self.max_send_len = len;
-        self
-    }
-
-    /// Sets the largest message accepted.
-    pub fn max_recv_len(mut self, len: u64) -> Self {
-        self.max_recv_len = len;
-        self.max_frame_len = self.max_frame_len.min(len);
         self
     }
 
@@ -195,7 +181,7 @@ impl WebSocketConfig {
         let mut config = Config::new(role);
         config.limits = Limits {
             max_frame_len: self.max_frame_len,
-            max_message_len: self.max_recv_len,
+            max_message_len: self.max_message_len,
             max_fragments: self.max_fragments,
         };
         config.max_send_len = self.max_send_len;

@@ -13,8 +13,8 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use frameway_wire::deflate::{Deflate, DeflateParams};
 use frameway_wire::{
-    spare, CloseCode, CloseFrame, CloseState, Expired, Frame, Heartbeat, Message, OpCode, Protocol,
-    Role, Utf8Bytes,
+    spare, CloseCode, CloseFrame, Expired, Failure, Frame, Heartbeat, Message, Mode, OpCode,
+    Protocol, Role, State, Utf8Bytes,
 };
 use futures_core::Stream;
 use futures_sink::Sink;
@@ -111,22 +111,30 @@ pub struct WebSocket<S> {
     config: Arc<WebSocketConfig>,
     /// State most connections never need, behind one pointer.
     extras: Option<Box<Extras>>,
-    /// A protocol error ended reading, but the caller closes (see
-    /// [`WebSocketConfig::close_on_error`]).
-    read_failed: bool,
-    /// Both close frames are through and the peer closed TCP (or the wait
-    /// for it timed out): our side of TCP closes next.
-    tcp_closing: bool,
-    /// Our side of TCP is shut down after a fatal error.
-    shutdown_sent: bool,
-    done: bool,
+    /// How far the transport is torn down; the WebSocket side of the
+    /// lifecycle is the protocol core's [`State`].
+    teardown: Teardown,
+}
+
+/// How far the transport is torn down once the connection has ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Teardown {
+    /// Nothing torn down yet.
+    None,
+    /// The server closed TCP after the closing handshake (or the wait for
+    /// it ran out): the client's side closes next.
+    PeerClosed,
+    /// Our side is shut down after a failure; lingering may follow.
+    ShutDown,
+    /// Nothing is left: reads return `None`, writes fail.
+    Done,
 }
 
 impl<S> std::fmt::Debug for WebSocket<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebSocket")
             .field("role", &self.proto.config().role)
-            .field("close_state", &self.proto.close_state())
+            .field("state", &self.proto.state())
             .field(
                 "subprotocol",
                 &self.extras.as_ref().and_then(|x| x.subprotocol.as_deref()),
@@ -158,9 +166,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     ) -> Self {
         let config = config.into();
         let mut proto = Protocol::new(config.wire(role), entropy);
-        proto.set_auto_pong(config.auto_pong);
-        proto.set_close_on_error(config.close_on_error);
-        proto.set_auto_close_reply(config.auto_close_reply);
+        proto.set_mode(config.mode);
         proto.set_fragment_size(config.fragment_size);
         if let Some(interval) = config.ping_interval {
             let heartbeat = Heartbeat {
@@ -175,10 +181,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             rbuf: BytesMut::from(&read_buf[..]),
             config,
             extras: None,
-            read_failed: false,
-            tcp_closing: false,
-            shutdown_sent: false,
-            done: false,
+            teardown: Teardown::None,
         }
     }
 
@@ -228,9 +231,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         &self.config
     }
 
-    /// Where the closing handshake stands.
-    pub fn close_state(&self) -> CloseState {
-        self.proto.close_state()
+    /// Where the connection stands.
+    pub fn state(&self) -> State {
+        self.proto.state()
+    }
+
+    /// Whether our close frame is queued or sent.
+    pub fn close_sent(&self) -> bool {
+        self.proto.close_sent()
     }
 
     /// The underlying stream.
@@ -252,8 +260,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Changes the largest message accepted from now on.
-    pub fn set_max_recv_len(&mut self, len: u64) {
-        self.config = Arc::new(WebSocketConfig::clone(&self.config).max_recv_len(len));
+    pub fn set_max_message_len(&mut self, len: u64) {
+        self.config = Arc::new(WebSocketConfig::clone(&self.config).max_message_len(len));
         self.proto
             .set_limits(self.config.wire(self.proto.config().role).limits);
     }
@@ -261,13 +269,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Whether the connection can be handed to a pool: open, nothing
     /// half-received or half-sent, nothing buffered.
     pub(crate) fn is_reusable(&self) -> bool {
-        !self.done
-            && !self.read_failed
+        self.teardown == Teardown::None
             && self
                 .extras
                 .as_ref()
                 .is_none_or(|x| x.failure.is_none() && x.pending.is_none())
-            && self.proto.close_state() == CloseState::Open
+            && self.proto.state() == State::Open
             && self.proto.is_idle()
             && !self.proto.has_output()
             && self.rbuf.is_empty()
@@ -323,34 +330,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         frames: bool,
     ) -> Poll<Option<Result<Incoming>>> {
         loop {
-            if self.done || self.read_failed {
+            if self.teardown == Teardown::Done {
                 return Poll::Ready(None);
             }
-            if !self.config.close_on_error && self.failed_protocol() {
-                self.read_failed = true;
-                return Poll::Ready(self.take_failure().map(Err));
-            }
-            if self.extras.as_ref().is_some_and(|x| x.failure.is_some()) {
-                // Best effort: the peer may already be gone.
-                let _ = ready!(self.poll_write_out(write_waker));
-                if !self.shutdown_sent {
-                    let _ = ready!(self.poll_shutdown(write_waker));
-                    self.shutdown_sent = true;
-                }
-                // Read what a peer that broke the protocol still sends (the
-                // rest of an oversize message, its close) until it closes:
-                // closing a socket with unread data resets the connection,
-                // and the reset can destroy our close frame before the peer
-                // reads it. A dead peer (pong timeout) is not waited for.
-                let lingering = self.failed_protocol();
-                while lingering && !matches!(self.poll_close_timer(cx), Poll::Ready(())) {
-                    match ready!(self.poll_discard(cx)) {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {}
-                    }
-                }
-                self.done = true;
-                return Poll::Ready(self.take_failure().map(Err));
+            if let State::Failed(failure) = self.proto.state() {
+                return self.poll_fail(cx, write_waker, failure);
             }
             if let Some(item) = self.extras.as_mut().and_then(|x| x.pending.take()) {
                 match self.poll_write_out(write_waker) {
@@ -359,13 +343,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                         return Poll::Pending;
                     }
                     Poll::Ready(Err(e)) => {
-                        self.done = true;
+                        self.teardown = Teardown::Done;
                         return Poll::Ready(Some(Err(e.into())));
                     }
                     Poll::Ready(Ok(())) => return Poll::Ready(Some(Ok(item))),
                 }
             }
-            if self.proto.close_state() == CloseState::Closed {
+            if self.proto.state() == State::Closed {
                 return self.poll_finish_close(cx, write_waker).map(|r| match r {
                     Ok(()) => None,
                     Err(e) => Some(Err(e)),
@@ -377,7 +361,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             // bounded by the protocol core.
             if self.proto.has_output() {
                 if let Poll::Ready(Err(e)) = self.poll_write_out(write_waker) {
-                    self.done = true;
+                    self.teardown = Teardown::Done;
                     return Poll::Ready(Some(Err(e.into())));
                 }
             }
@@ -407,7 +391,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                         // A pong: sent now if the socket takes it, else with
                         // the next read or write.
                         if let Poll::Ready(Err(e)) = self.poll_write_out(write_waker) {
-                            self.done = true;
+                            self.teardown = Teardown::Done;
                             return Poll::Ready(Some(Err(e.into())));
                         }
                     }
@@ -419,7 +403,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     continue;
                 }
             }
-            if self.proto.close_state() == CloseState::Sent {
+            if self.proto.state() == State::CloseSent {
                 let now = Instant::now().into_std();
                 self.proto.start_close_timer(self.config.close_timeout, now);
             }
@@ -429,7 +413,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                         self.extras().failure = Some(Error::PongTimeout(timeout));
                     }
                     Some(Expired::Close(timeout)) => {
-                        self.done = true;
+                        self.teardown = Teardown::Done;
                         return Poll::Ready(Some(Err(Error::Timeout(TimeoutKind::Close, timeout))));
                     }
                     // A heartbeat ping was queued.
@@ -439,24 +423,50 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             }
             match ready!(self.poll_fill(cx)) {
                 Ok(0) => {
-                    self.done = true;
-                    return Poll::Ready(match self.proto.close_state() {
-                        CloseState::Closed => None,
+                    self.teardown = Teardown::Done;
+                    return Poll::Ready(match self.proto.state() {
+                        State::Closed => None,
                         _ => Some(Err(Error::AbnormalClose)),
                     });
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    self.done = true;
+                    self.teardown = Teardown::Done;
                     return Poll::Ready(Some(Err(e.into())));
                 }
             }
         }
     }
 
-    fn failed_protocol(&self) -> bool {
-        let failure = self.extras.as_ref().and_then(|x| x.failure.as_ref());
-        matches!(failure, Some(Error::Protocol(_)))
+    /// Reading ended on a failure. A relay hears of a violation before
+    /// anything else happens, and nothing more is read until it has sent
+    /// the close it owes. Then the queued close goes out, our side of TCP
+    /// is shut down, and after a violation what still arrives is read and
+    /// discarded (see [`Failure::Violation`]) until the peer closes or the
+    /// close timeout passes.
+    fn poll_fail(
+        &mut self,
+        cx: &mut Context<'_>,
+        write_waker: &Waker,
+        failure: Failure,
+    ) -> Poll<Option<Result<Incoming>>> {
+        if self.proto.mode() == Mode::Relay && !self.proto.close_sent() {
+            return Poll::Ready(self.take_failure().map(Err));
+        }
+        // Best effort: the peer may already be gone.
+        let _ = ready!(self.poll_write_out(write_waker));
+        if self.teardown != Teardown::ShutDown {
+            let _ = ready!(self.poll_shutdown(write_waker));
+            self.teardown = Teardown::ShutDown;
+        }
+        while failure.lingers() && !matches!(self.poll_close_timer(cx), Poll::Ready(())) {
+            match ready!(self.poll_discard(cx)) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        self.teardown = Teardown::Done;
+        Poll::Ready(self.take_failure().map(Err))
     }
 
     fn take_failure(&mut self) -> Option<Error> {
@@ -473,22 +483,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if self.proto.config().role == Role::Server {
             let _ = ready!(self.poll_write_out(write_waker));
             let _ = ready!(self.poll_shutdown(write_waker));
-            self.done = true;
+            self.teardown = Teardown::Done;
             return Poll::Ready(Ok(()));
         }
         loop {
-            if self.tcp_closing {
-                // The server closed TCP (or the wait timed out): close ours.
+            if self.teardown == Teardown::PeerClosed {
                 let _ = ready!(self.poll_shutdown(write_waker));
-                self.done = true;
+                self.teardown = Teardown::Done;
                 return Poll::Ready(Ok(()));
             }
             if let Poll::Ready(()) = self.poll_close_timer(cx) {
-                self.tcp_closing = true;
+                self.teardown = Teardown::PeerClosed;
                 continue;
             }
             match ready!(self.poll_discard(cx)) {
-                Ok(0) | Err(_) => self.tcp_closing = true,
+                Ok(0) | Err(_) => self.teardown = Teardown::PeerClosed,
                 Ok(_) => {}
             }
         }
@@ -603,7 +612,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// [`WebSocket::poll_flush_queued`] send it. Watch
     /// [`WebSocket::queued_len`] for backpressure.
     pub fn queue(&mut self, message: &Message) -> Result<()> {
-        if self.done {
+        if self.teardown == Teardown::Done {
             return Err(Error::Closed);
         }
         self.proto.send(message)?;
@@ -618,7 +627,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         opcode: OpCode,
         payload: impl Into<Bytes>,
     ) -> Result<()> {
-        if self.done {
+        if self.teardown == Teardown::Done {
             return Err(Error::Closed);
         }
         self.proto.send_frame_bytes(fin, opcode, payload.into())?;
@@ -640,7 +649,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         opcode: OpCode,
         payload: impl Into<Bytes>,
     ) -> Result<()> {
-        if self.done {
+        if self.teardown == Teardown::Done {
             return Err(Error::Closed);
         }
         self.proto
@@ -675,12 +684,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     pub(crate) fn poll_close_inner(&mut self, waker: &Waker) -> Poll<Result<()>> {
-        if !self.done
-            && matches!(
-                self.proto.close_state(),
-                CloseState::Open | CloseState::Received
-            )
-        {
+        if self.teardown != Teardown::Done && !self.proto.close_sent() {
             let close = CloseFrame::new(CloseCode::NORMAL, "").ok();
             self.proto.send_close(close.as_ref())?;
         }
@@ -736,7 +740,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// [`Protocol::send_frame`](frameway_wire::Protocol::send_frame)).
     pub async fn send_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) -> Result<()> {
         poll_fn(|cx| self.poll_ready_inner(cx.waker())).await?;
-        if self.done {
+        if self.teardown == Teardown::Done {
             return Err(Error::Closed);
         }
         self.proto.send_frame(fin, opcode, payload)?;
@@ -752,7 +756,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// the peer's close frame up to the close timeout (discarding data that
     /// arrives meanwhile), and closes the stream.
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
-        if self.proto.close_state() == CloseState::Open {
+        if !self.proto.close_sent() {
             self.proto.close_with(code, reason)?;
         }
         self.flush_with_timeout().await?;

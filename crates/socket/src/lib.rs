@@ -45,8 +45,8 @@ pub use connection::WebSocket;
 pub use error::{Error, RefusedUpgrade, Result, TimeoutKind};
 pub use frameway_wire::deflate::{DeflateConfig, DeflateParams};
 pub use frameway_wire::{
-    CloseCode, CloseFrame, CloseState, Frame, Limits, MaskPolicy, Message, OpCode, ProtocolError,
-    Role, Utf8Bytes,
+    CloseCode, CloseFrame, Failure, Frame, Limits, MaskPolicy, Message, Mode, OpCode,
+    ProtocolError, Role, State, Utf8Bytes,
 };
 pub use server::accept;
 pub use split::{ReadHalf, WriteHalf};

@@ -92,7 +92,7 @@ impl Decision {
 /// ```
 /// use frameway::server::ServerConfig;
 /// use frameway::WebSocketConfig;
-/// let config = ServerConfig::default().websocket(WebSocketConfig::default().max_payload_len(1 << 20));
+/// let config = ServerConfig::default().websocket(WebSocketConfig::default().max_message_len(1 << 20).max_send_len(1 << 20));
 /// # let _ = config;
 /// ```
 #[derive(Debug, Clone)]

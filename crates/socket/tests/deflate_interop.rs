@@ -13,7 +13,8 @@ use support::{pattern, python_client, python_server_logged, serve};
 /// Our echo server with `deflate` (and 1 KiB frames when `fragment`).
 async fn deflate_echo_server(deflate: DeflateConfig, fragment: bool) -> std::net::SocketAddr {
     let mut websocket = WebSocketConfig::default()
-        .max_payload_len(32 << 20)
+        .max_message_len(32 << 20)
+        .max_send_len(32 << 20)
         .deflate(deflate);
     if fragment {
         websocket = websocket.fragment_size(1024);
@@ -121,7 +122,8 @@ async fn our_client_against_python(server_args: &[&str], ours: DeflateConfig, ex
     let (_server, port, mut log) = python_server_logged(server_args).await;
     let options = ConnectOptions::default().websocket(
         WebSocketConfig::default()
-            .max_payload_len(32 << 20)
+            .max_message_len(32 << 20)
+            .max_send_len(32 << 20)
             .deflate(ours),
     );
     let (mut ws, response) = connect_with(&format!("ws://127.0.0.1:{port}/"), options)

@@ -267,8 +267,11 @@ async fn oversized_message_is_refused_with_1009_before_it_arrives() {
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
-            let config =
-                ServerConfig::default().websocket(WebSocketConfig::default().max_payload_len(1024));
+            let config = ServerConfig::default().websocket(
+                WebSocketConfig::default()
+                    .max_message_len(1024)
+                    .max_send_len(1024),
+            );
             let mut ws = accept_with(tcp, config, |_, _| Decision::accept())
                 .await
                 .unwrap();
@@ -407,7 +410,9 @@ async fn split_client_pipelining_large_messages_does_not_stall() {
     // whatever the writer has queued, or both ends wait on each other.
     tokio::time::timeout(LIMIT, async {
         let addr = echo_server().await;
-        let config = WebSocketConfig::default().max_payload_len(32 << 20);
+        let config = WebSocketConfig::default()
+            .max_message_len(32 << 20)
+            .max_send_len(32 << 20);
         let options = frameway::client::ConnectOptions::default().websocket(config);
         let (ws, _) = frameway::client::connect_with(&format!("ws://{addr}/"), options)
             .await
@@ -443,8 +448,11 @@ async fn oversized_message_sent_whole_still_gets_its_1009() {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
-            let config =
-                ServerConfig::default().websocket(WebSocketConfig::default().max_payload_len(1024));
+            let config = ServerConfig::default().websocket(
+                WebSocketConfig::default()
+                    .max_message_len(1024)
+                    .max_send_len(1024),
+            );
             let mut ws = accept_with(tcp, config, |_, _| Decision::accept())
                 .await
                 .unwrap();

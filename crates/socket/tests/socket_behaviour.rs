@@ -12,8 +12,7 @@ use frameway::server::{accept_with, Decision, ServerConfig};
 use frameway::wire::deflate::Deflate;
 use frameway::wire::FrameHeader;
 use frameway::{
-    CloseCode, CloseState, DeflateConfig, DeflateParams, Error, Message, Role, TimeoutKind,
-    WebSocketConfig,
+    CloseCode, DeflateConfig, DeflateParams, Error, Message, Role, TimeoutKind, WebSocketConfig,
 };
 use futures_util::{SinkExt, StreamExt};
 use support::{answering, bounded, echo_server, pattern, raw_upgrade, serve};
@@ -78,7 +77,7 @@ async fn stream_and_sink_carry_messages_in_order_and_end_after_the_close() {
             other => panic!("expected the server's close reply, got {other:?}"),
         }
         assert!(ws.next().await.is_none(), "the stream ends after the close");
-        assert_eq!(ws.close_state(), CloseState::Closed);
+        assert_eq!(ws.state(), frameway::State::Closed);
         assert!(ws.next().await.is_none(), "and stays ended");
     })
     .await;

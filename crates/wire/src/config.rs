@@ -39,17 +39,19 @@ pub struct Limits {
     /// `max_payload_len` on receive).
     pub max_frame_len: u64,
     /// The largest message: the running total of its fragments, and for
-    /// compressed messages the inflated size (`max_recv_len`).
+    /// compressed messages the inflated size (lua-resty-websocket's
+    /// `max_recv_len`).
     pub max_message_len: u64,
     /// The most frames one message may be split into.
     pub max_fragments: usize,
 }
 
 impl Limits {
-    /// 64 MiB frames and messages, a million fragments.
+    /// 16 MiB frames and messages, a million fragments: every layer's
+    /// default (the socket's, and what the core sends).
     pub const DEFAULT: Limits = Limits {
-        max_frame_len: 64 << 20,
-        max_message_len: 64 << 20,
+        max_frame_len: 16 << 20,
+        max_message_len: 16 << 20,
         max_fragments: 1 << 20,
     };
 

@@ -10,6 +10,7 @@ use crate::decoder::{Frame, FrameDecoder};
 use crate::deflate::Deflate;
 use crate::encoder::FrameEncoder;
 use crate::error::ProtocolError;
+use crate::lifecycle::{Failure, Mode, State};
 use crate::message::{Message, MessageAssembler, RawMessage};
 use crate::opcode::OpCode;
 use crate::output::Output;
@@ -25,25 +26,12 @@ pub type EntropySource = fn(&mut [u8]);
 /// Queued output above which pings are no longer answered automatically.
 const PONG_BACKLOG: usize = 64 * 1024;
 
-/// Where the closing handshake stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseState {
-    /// Neither side has sent a close frame.
-    Open,
-    /// We sent a close frame and wait for the peer's.
-    Sent,
-    /// The peer sent a close frame; ours is queued or sent.
-    Received,
-    /// Both close frames are through: the connection is done.
-    Closed,
-}
-
 /// The protocol state of one connection, without any IO: feed it received
 /// bytes, take out frames or messages, and write out what it queues.
 ///
 /// Replies the protocol requires are queued by themselves: a pong for each
-/// ping (unless turned off), the answering close frame, and the close frame
-/// for a protocol error.
+/// ping, the answering close frame, and the close frame for a protocol
+/// error (in [`Mode::Relay`], a proxy's, they are left to the caller).
 ///
 /// ```
 /// use bytes::BytesMut;
@@ -70,11 +58,9 @@ pub struct Protocol {
     /// Masking keys and where they come from: a client's (servers do not
     /// mask, and carry no pointer for it).
     keys: Option<Box<MaskKeys>>,
-    auto_pong: bool,
-    /// Whether a received close frame is answered at once.
-    auto_close_reply: bool,
-    /// Whether a protocol error queues its close frame at once.
-    close_on_error: bool,
+    mode: Mode,
+    /// Why reading ended, once it has.
+    failure: Option<Failure>,
     /// permessage-deflate, once negotiated. Boxed: a connection without it
     /// pays one pointer.
     deflate: Option<Box<Compression>>,
@@ -100,9 +86,8 @@ impl Protocol {
                     used: 64,
                 })
             }),
-            auto_pong: true,
-            auto_close_reply: true,
-            close_on_error: true,
+            mode: Mode::Endpoint,
+            failure: None,
             deflate: None,
             fragment_size: None,
             timers: None,
@@ -147,15 +132,17 @@ impl Protocol {
     /// When [`Self::handle_timeout`] must next be called: the earliest
     /// heartbeat or close deadline, or `None` if there is none.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let open = self.close_state() == CloseState::Open;
+        let open = self.state() == State::Open;
         self.timers.as_ref()?.next(open)
     }
 
     /// Advances the connection's timers to `now`: queues a heartbeat ping
     /// when one is due, and reports a deadline that passed. A pong timeout
-    /// also queues the 1001 "pong timeout" close frame.
+    /// fails the connection ([`Failure::DeadPeer`]) and queues the 1001
+    /// "pong timeout" close frame, in either mode: there is no one left to
+    /// relay for.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), Expired> {
-        let open = self.close_state() == CloseState::Open;
+        let open = self.state() == State::Open;
         let Some(timers) = self.timers.as_deref_mut() else {
             return Ok(());
         };
@@ -169,6 +156,7 @@ impl Protocol {
             Due::Expired(expired) => {
                 if let Expired::Pong(_) = expired {
                     let _ = self.close_with(CloseCode::GOING_AWAY, "pong timeout");
+                    self.failure = Some(Failure::DeadPeer);
                 }
                 Err(expired)
             }
@@ -179,16 +167,15 @@ impl Protocol {
         self.timers.get_or_insert_with(Box::default)
     }
 
-    /// Whether pings are answered automatically (on by default).
-    pub fn set_auto_pong(&mut self, on: bool) {
-        self.auto_pong = on;
+    /// Which replies the core makes by itself ([`Mode::Endpoint`] unless
+    /// changed).
+    pub fn set_mode(&mut self, mode: Mode) {
+        self.mode = mode;
     }
 
-    /// Whether a received close frame is answered at once, echoing its
-    /// status (on by default). A proxy turns it off: it answers with the
-    /// other side's close, after delivering what that side still sends.
-    pub fn set_auto_close_reply(&mut self, on: bool) {
-        self.auto_close_reply = on;
+    /// The mode in force.
+    pub fn mode(&self) -> Mode {
+        self.mode
     }
 
     /// The configuration.
@@ -305,14 +292,23 @@ impl Protocol {
         &mut self.decoder
     }
 
-    /// Where the closing handshake stands.
-    pub fn close_state(&self) -> CloseState {
-        match (self.encoder.close_sent(), self.decoder.close_received()) {
-            (false, false) => CloseState::Open,
-            (true, false) => CloseState::Sent,
-            (false, true) => CloseState::Received,
-            (true, true) => CloseState::Closed,
+    /// Where the connection stands.
+    pub fn state(&self) -> State {
+        if let Some(failure) = self.failure {
+            return State::Failed(failure);
         }
+        match (self.encoder.close_sent(), self.decoder.close_received()) {
+            (false, false) => State::Open,
+            (true, false) => State::CloseSent,
+            (false, true) => State::CloseReceived,
+            (true, true) => State::Closed,
+        }
+    }
+
+    /// Whether our close frame is queued or sent (nothing but its answer
+    /// may follow it).
+    pub fn close_sent(&self) -> bool {
+        self.encoder.close_sent()
     }
 
     /// Whether the frame parser is between messages with nothing pending.
@@ -347,6 +343,9 @@ impl Protocol {
     }
 
     fn read_one_frame(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
+        if self.failure.is_some() {
+            return Ok(None);
+        }
         let frame = match self.decoder.decode(buf).and_then(|f| match f {
             Some(frame) => self.inflate(frame).map(Some),
             None => Ok(None),
@@ -364,14 +363,14 @@ impl Protocol {
             // gets no more once a backlog has built up, so it cannot grow
             // our send buffer without bound.
             OpCode::Ping
-                if self.auto_pong
+                if self.mode == Mode::Endpoint
                     && !self.encoder.close_sent()
                     && self.out.len() < PONG_BACKLOG =>
             {
                 let payload = frame.payload.clone();
                 self.queue(OpCode::Pong, &payload)?;
             }
-            OpCode::Close if self.auto_close_reply && !self.encoder.close_sent() => {
+            OpCode::Close if self.mode == Mode::Endpoint && !self.encoder.close_sent() => {
                 // Echo the peer's status (the decoder validated it), as
                 // RFC 6455 §5.5.1 suggests.
                 let status = frame.payload.slice(..frame.payload.len().min(2));
@@ -610,17 +609,13 @@ impl Protocol {
         }
     }
 
-    /// Whether a protocol error queues its close frame at once (on by
-    /// default). A proxy turns it off to deliver what the other side still
-    /// sends before closing with [`ProtocolError::close_code`] itself.
-    pub fn set_close_on_error(&mut self, on: bool) {
-        self.close_on_error = on;
-    }
-
-    /// Queues the close frame answering `err`, unless ours was already sent
-    /// (or closing on errors is off).
+    /// Ends reading on `err` ([`State::Failed`]) and, in [`Mode::Endpoint`],
+    /// queues the close frame answering it unless ours was already sent. A
+    /// relay sends that close itself ([`ProtocolError::close_code`]), after
+    /// delivering what the other side still sends.
     pub fn fail(&mut self, err: &ProtocolError) {
-        if self.encoder.close_sent() || !self.close_on_error {
+        self.failure.get_or_insert(Failure::Violation);
+        if self.encoder.close_sent() || self.mode == Mode::Relay {
             return;
         }
         let reason = truncate_reason(&err.to_string());
@@ -750,21 +745,21 @@ mod tests {
     fn close_handshake_echoes_the_code() {
         let (mut client, mut server) = pair();
         client.close_with(CloseCode::NORMAL, "done").unwrap();
-        assert_eq!(client.close_state(), CloseState::Sent);
+        assert_eq!(client.state(), State::CloseSent);
         let mut wire = client.take_output();
         let msg = server.read_message(&mut wire).unwrap().unwrap();
         assert_eq!(
             msg,
             Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "done").unwrap()))
         );
-        assert_eq!(server.close_state(), CloseState::Closed);
+        assert_eq!(server.state(), State::Closed);
         let mut reply = server.take_output();
         let echo = client.read_message(&mut reply).unwrap().unwrap();
         assert_eq!(
             echo,
             Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "").unwrap()))
         );
-        assert_eq!(client.close_state(), CloseState::Closed);
+        assert_eq!(client.state(), State::Closed);
         // Nothing more may be sent.
         assert!(client.send(&Message::text("late")).is_err());
     }
@@ -1013,6 +1008,7 @@ mod tests {
         fn a_bomb_closes_with_1009_and_bad_inflated_text_with_1007() {
             let (mut client, mut server) = deflating(DeflateConfig::default());
             server.set_limits(crate::Limits::default().with_max_message_len(1 << 20));
+            client.set_max_send_len(32 << 20);
             client.send(&Message::binary(vec![0u8; 32 << 20])).unwrap();
             let mut wire = client.take_output();
             assert!(wire.len() < 64 * 1024);

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use frameway_wire::{
-    CloseCode, CloseFrame, CloseState, Config, Expired, Heartbeat, Message, Protocol, Role,
+    CloseCode, CloseFrame, Config, Expired, Failure, Heartbeat, Message, Protocol, Role, State,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -113,8 +113,9 @@ fn an_unanswered_ping_ends_the_connection_with_1001() {
     );
     let close = CloseFrame::new(CloseCode::GOING_AWAY, "pong timeout").unwrap();
     assert_eq!(pair.deliver_to_client(), [Message::Close(Some(close))]);
-    // Closing: no more heartbeats.
-    assert_eq!(pair.server.close_state(), CloseState::Sent);
+    // The peer is gone: no more heartbeats, and no lingering for it.
+    assert_eq!(pair.server.state(), State::Failed(Failure::DeadPeer));
+    assert!(!Failure::DeadPeer.lingers());
     assert_eq!(pair.server.poll_timeout(), None);
 }
 

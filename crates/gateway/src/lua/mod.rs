@@ -73,7 +73,7 @@ use std::sync::{Arc, OnceLock};
 use crate::config::GatewaySection;
 use crate::plugin::{Plugin, PluginConfigError, Registry};
 use plugin::LuaPlugin;
-use runtime::Runtime;
+use runtime::{LoadError, Runtime};
 use sandbox::Limits;
 
 /// Limits and permissions of Lua plugins (`[gateway] lua_*`).
@@ -157,13 +157,10 @@ pub fn register(
         registry.register(
             &name,
             Arc::new(move |config: &serde_json::Value| {
-                let runtime = starter.runtime().map_err(PluginConfigError)?;
-                let def = runtime
-                    .definition(&plugin_name)
-                    .map_err(PluginConfigError)?;
-                let instance = runtime
-                    .instantiate(&def, config)
-                    .map_err(PluginConfigError)?;
+                let refused = |e: LoadError| PluginConfigError(e.to_string());
+                let runtime = starter.runtime().map_err(refused)?;
+                let def = runtime.definition(&plugin_name).map_err(refused)?;
+                let instance = runtime.instantiate(&def, config).map_err(refused)?;
                 Ok(Arc::new(LuaPlugin::new(runtime, def, instance)) as Arc<dyn Plugin>)
             }),
         );
@@ -184,11 +181,11 @@ pub fn register(
 struct Starter {
     plugins: BTreeMap<String, loader::PluginFiles>,
     limits: Limits,
-    started: OnceLock<Result<Arc<Runtime>, String>>,
+    started: OnceLock<Result<Arc<Runtime>, LoadError>>,
 }
 
 impl Starter {
-    fn runtime(&self) -> Result<Arc<Runtime>, String> {
+    fn runtime(&self) -> Result<Arc<Runtime>, LoadError> {
         self.started
             .get_or_init(|| {
                 // One state per CPU: as many as calls can run at once.

@@ -18,7 +18,8 @@ use mlua::{Function, Lua, Table, Value, Variadic};
 use super::json::{self, Modules};
 use crate::consumer::Authenticated;
 use crate::plugin::{
-    checked_status, drop_verdict, query, Direction, Exit, FrameType, PlannedClose, Verdict,
+    checked_payload, checked_status, drop_verdict, query, Direction, Exit, FrameType, PlannedClose,
+    Verdict,
 };
 
 /// The phase a call runs in, under Kong's names.
@@ -256,7 +257,8 @@ fn side(lua: &Lua, direction: Direction) -> mlua::Result<Table> {
                 };
                 // What the peer would refuse is refused here, where the
                 // error can name the plugin's line.
-                check_payload(frame.kind, &data.as_bytes(), &name)?;
+                checked_payload(frame.kind, &data.as_bytes())
+                    .map_err(|e| format!("{name}: {e}"))?;
                 frame.data = data;
                 frame.data_changed = true;
                 Ok(())
@@ -351,27 +353,6 @@ fn side(lua: &Lua, direction: Direction) -> mlua::Result<Table> {
         })?,
     )?;
     Ok(side)
-}
-
-/// A payload a frame of `kind` can carry: UTF-8 text, a close message of at
-/// most 123 bytes, a ping or pong of at most 125.
-fn check_payload(kind: FrameType, data: &[u8], function: &str) -> Result<(), String> {
-    let utf8 = || std::str::from_utf8(data).is_ok();
-    match kind {
-        FrameType::Text if !utf8() => Err(format!("{function}: text must be UTF-8")),
-        FrameType::Close if !utf8() => Err(format!("{function}: a close message must be UTF-8")),
-        FrameType::Close if data.len() > frameway_wire::MAX_CLOSE_REASON => Err(format!(
-            "{function}: close message of {} bytes exceeds {}",
-            data.len(),
-            frameway_wire::MAX_CLOSE_REASON
-        )),
-        FrameType::Ping | FrameType::Pong if data.len() > 125 => Err(format!(
-            "{function}: a {} carries at most 125 bytes, not {}",
-            kind.as_str(),
-            data.len()
-        )),
-        _ => Ok(()),
-    }
 }
 
 /// A close status: an integer that may be sent on the wire.

@@ -133,7 +133,7 @@ impl LuaPlugin {
         })?;
         let (data, status, verdict) = outcome;
         if let Some(data) = data {
-            ctx.set_frame_data(data);
+            ctx.set_frame_data(data)?;
         }
         if let Some(status) = status {
             ctx.set_status(status)?;
@@ -195,10 +195,10 @@ impl Plugin for LuaPlugin {
             }
         }
         if let Some(limit) = request.client_limit {
-            ctx.set_client_max_payload_size(limit);
+            ctx.set_max_message_len(Direction::Client, limit);
         }
         if let Some(limit) = request.upstream_limit {
-            ctx.set_upstream_max_payload_size(limit);
+            ctx.set_max_message_len(Direction::Upstream, limit);
         }
         if let Some(exit) = request.exit {
             ctx.exit(exit.status, exit.body, exit.headers);

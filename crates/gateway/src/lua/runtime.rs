@@ -10,6 +10,7 @@
 //! every reload, never per connection or frame.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -23,6 +24,56 @@ use super::pdk::{self, Call, Current};
 use super::sandbox::{self, Budget, BudgetExceeded, Limits};
 use super::schema::Schema;
 use crate::plugin::{FrameType, LuaLimit, PluginError};
+
+/// Why a Lua plugin could not be loaded or configured: what the gateway's
+/// configuration check reports, naming the file (and line, where Lua knows
+/// it).
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum LoadError {
+    /// A Lua state could not be created.
+    #[error("cannot start Lua: {0}")]
+    Start(String),
+    /// No `lua_plugins_dir` has a plugin of this name.
+    #[error("no Lua plugin {0:?}")]
+    Unknown(String),
+    /// Running a file raised an error (its syntax, or its code).
+    #[error("{0}")]
+    Lua(String),
+    /// A handler or schema file returned something other than a table.
+    #[error("{}: must return the {what} table, returned {found}", path.display())]
+    NotATable {
+        path: PathBuf,
+        what: &'static str,
+        found: &'static str,
+    },
+    /// A phase handler that is not a function.
+    #[error("{}: {key} must be a function, is a {found}", path.display())]
+    NotAFunction {
+        path: PathBuf,
+        key: &'static str,
+        found: &'static str,
+    },
+    /// What Kong requires of a handler table: an integer `PRIORITY` and a
+    /// string `VERSION`.
+    #[error("{}: {field} must be {expected}", path.display())]
+    Declaration {
+        path: PathBuf,
+        field: &'static str,
+        expected: &'static str,
+    },
+    /// The plugin's `schema.lua` is not a schema Frameway can check.
+    #[error("{}: {message}", path.display())]
+    Schema { path: PathBuf, message: String },
+    /// A configuration the plugin's schema refuses.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl From<&mlua::Error> for LoadError {
+    fn from(err: &mlua::Error) -> Self {
+        LoadError::Lua(describe(err))
+    }
+}
 
 /// Which phase functions a handler module defines.
 #[derive(Debug, Clone, Copy, Default)]
@@ -147,32 +198,35 @@ impl Vm {
     }
 
     /// Loads a handler module into this state.
-    fn load_module(&mut self, name: &Arc<str>, files: &PluginFiles) -> Result<&Module, String> {
+    fn load_module(&mut self, name: &Arc<str>, files: &PluginFiles) -> Result<&Module, LoadError> {
         let path = files.handler();
         self.begin(Call::init(name.clone()));
         let loaded = loader::load_file(&self.lua, &path).and_then(|chunk| self.run_init(chunk));
         self.end();
-        let handler = match loaded.map_err(|e| describe(&e))? {
+        let handler = match loaded.map_err(|e| LoadError::from(&e))? {
             Value::Table(t) => t,
             other => {
-                return Err(format!(
-                    "{}: must return the handler table, returned {}",
-                    path.display(),
-                    other.type_name()
-                ))
+                return Err(LoadError::NotATable {
+                    path,
+                    what: "handler",
+                    found: other.type_name(),
+                })
             }
         };
-        let function = |keys: &[&str]| -> Result<Option<Function>, String> {
+        let function = |keys: &[&'static str]| -> Result<Option<Function>, LoadError> {
             for key in keys {
-                match handler.get::<Value>(*key).map_err(|e| describe(&e))? {
+                match handler
+                    .get::<Value>(*key)
+                    .map_err(|e| LoadError::from(&e))?
+                {
                     Value::Nil => continue,
                     Value::Function(f) => return Ok(Some(f)),
                     other => {
-                        return Err(format!(
-                            "{}: {key} must be a function, is a {}",
-                            path.display(),
-                            other.type_name()
-                        ))
+                        return Err(LoadError::NotAFunction {
+                            path: path.clone(),
+                            key,
+                            found: other.type_name(),
+                        })
                     }
                 }
             }
@@ -226,7 +280,7 @@ impl Runtime {
         plugins: BTreeMap<String, PluginFiles>,
         limits: Limits,
         states: usize,
-    ) -> Result<Runtime, String> {
+    ) -> Result<Runtime, LoadError> {
         let plugins = Arc::new(plugins);
         let slots = (0..states.max(1))
             .map(|_| {
@@ -237,7 +291,7 @@ impl Runtime {
                 })
             })
             .collect::<mlua::Result<_>>()
-            .map_err(|e| format!("cannot start Lua: {}", describe(&e)))?;
+            .map_err(|e| LoadError::Start(describe(&e)))?;
         Ok(Runtime {
             slots,
             plugins,
@@ -281,7 +335,7 @@ impl Runtime {
     }
 
     /// Loads plugin `name` into every state (once) and reads its schema.
-    pub(crate) fn definition(&self, name: &str) -> Result<Arc<Definition>, String> {
+    pub(crate) fn definition(&self, name: &str) -> Result<Arc<Definition>, LoadError> {
         let mut definitions = lock(&self.definitions);
         if let Some(def) = definitions.get(name) {
             return Ok(def.clone());
@@ -289,7 +343,7 @@ impl Runtime {
         let files = self
             .plugins
             .get(name)
-            .ok_or_else(|| format!("no Lua plugin {name:?}"))?;
+            .ok_or_else(|| LoadError::Unknown(name.to_owned()))?;
         let name: Arc<str> = name.into();
         let mut declared = None;
         for slot in self.slots.iter() {
@@ -314,20 +368,23 @@ impl Runtime {
         Ok(def)
     }
 
-    fn load_schema(&self, name: &Arc<str>, path: &std::path::Path) -> Result<Schema, String> {
+    fn load_schema(&self, name: &Arc<str>, path: &Path) -> Result<Schema, LoadError> {
         let vm = lock(&self.slots[0].vm);
         vm.begin(Call::init(name.clone()));
         let loaded = loader::load_file(&vm.lua, path).and_then(|chunk| vm.run_init(chunk));
         vm.end();
-        match loaded.map_err(|e| describe(&e))? {
+        match loaded.map_err(|e| LoadError::from(&e))? {
             Value::Table(t) => {
-                Schema::from_lua(&t, &vm.array_mt).map_err(|e| format!("{}: {e}", path.display()))
+                Schema::from_lua(&t, &vm.array_mt).map_err(|message| LoadError::Schema {
+                    path: path.to_owned(),
+                    message,
+                })
             }
-            other => Err(format!(
-                "{}: must return the schema table, returned {}",
-                path.display(),
-                other.type_name()
-            )),
+            other => Err(LoadError::NotATable {
+                path: path.to_owned(),
+                what: "schema",
+                found: other.type_name(),
+            }),
         }
     }
 
@@ -337,9 +394,9 @@ impl Runtime {
         &self,
         def: &Definition,
         config: &serde_json::Value,
-    ) -> Result<usize, String> {
+    ) -> Result<usize, LoadError> {
         let config = match &def.schema {
-            Some(schema) => schema.validate(config)?,
+            Some(schema) => schema.validate(config).map_err(LoadError::Config)?,
             None => config.clone(),
         };
         let index = self.next_instance.fetch_add(1, Ordering::Relaxed);
@@ -349,11 +406,11 @@ impl Runtime {
                 .modules
                 .get(&*def.name)
                 .cloned()
-                .ok_or_else(|| format!("plugin {} is not loaded", def.name))?;
+                .ok_or_else(|| LoadError::Unknown(def.name.to_string()))?;
             let conf = match json::from_json(&vm.lua, &config, &vm.array_mt) {
                 Ok(Value::Table(t)) => t,
-                Ok(_) => return Err("config must be a table".into()),
-                Err(e) => return Err(describe(&e)),
+                Ok(_) => return Err(LoadError::Config("config must be a table".into())),
+                Err(e) => return Err(LoadError::from(&e)),
             };
             vm.instances.insert(
                 index,
@@ -373,15 +430,20 @@ impl Runtime {
 
 /// `PRIORITY`, `VERSION` (Kong refuses a handler without them) and the
 /// phases a module defines.
-fn read_declarations(module: &Module, path: &std::path::Path) -> Result<(i32, Phases), String> {
+fn read_declarations(module: &Module, path: &Path) -> Result<(i32, Phases), LoadError> {
+    let declaration = |field, expected| LoadError::Declaration {
+        path: path.to_owned(),
+        field,
+        expected,
+    };
     let priority = match module.handler.get::<Value>("PRIORITY") {
         Ok(Value::Integer(n)) => i32::try_from(n).ok(),
         Ok(Value::Number(n)) if n.fract() == 0.0 => i32::try_from(n as i64).ok(),
         _ => None,
     }
-    .ok_or_else(|| format!("{}: PRIORITY must be an integer", path.display()))?;
+    .ok_or_else(|| declaration("PRIORITY", "an integer"))?;
     if !matches!(module.handler.get::<Value>("VERSION"), Ok(Value::String(_))) {
-        return Err(format!("{}: VERSION must be a string", path.display()));
+        return Err(declaration("VERSION", "a string"));
     }
     Ok((
         priority,
@@ -394,8 +456,6 @@ fn read_declarations(module: &Module, path: &std::path::Path) -> Result<(i32, Ph
     ))
 }
 
-/// A Lua error as one line for logs and configuration errors: the message
-/// with its `file:line:`, without the traceback.
 /// `err` as a plugin's error: a reached limit keeps its kind.
 pub(crate) fn plugin_error(err: &mlua::Error) -> PluginError {
     let message = describe(err);
@@ -418,6 +478,8 @@ fn limit_reached(err: &mlua::Error) -> Option<LuaLimit> {
     }
 }
 
+/// A Lua error as one line for logs and configuration errors: the message
+/// with its `file:line:`, without the traceback.
 pub(crate) fn describe(err: &mlua::Error) -> String {
     match err {
         mlua::Error::RuntimeError(message) => strip_traceback(message),

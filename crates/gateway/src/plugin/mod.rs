@@ -16,7 +16,7 @@ mod session;
 
 pub use chain::{Chain, ChainError};
 pub(crate) use chain::{HandshakeScope, HandshakeStep};
-pub(crate) use pdk::{checked_status, drop_verdict, InFlight, LimitOverrides};
+pub(crate) use pdk::{checked_payload, checked_status, drop_verdict, InFlight, LimitOverrides};
 pub use pdk::{
     CloseContext, ConnectionInfo, Direction, Exit, FrameContext, FrameResume, FrameType,
     FrameWaiting, HandshakeContext, PdkError, PlannedClose, Resume, Traffic, Verdict, Waiting,
@@ -104,7 +104,7 @@ impl PluginError {
 ///         let (data, kind, _) = ctx.get_frame();
 ///         if kind == frameway_gateway::plugin::FrameType::Text {
 ///             let upper = String::from_utf8_lossy(data).to_uppercase();
-///             ctx.set_frame_data(upper);
+///             ctx.set_frame_data(upper)?;
 ///         }
 ///         Ok(())
 ///     }

@@ -123,6 +123,17 @@ pub enum PdkError {
     /// A header name or value that cannot be sent.
     #[error("invalid header {0:?}")]
     InvalidHeader(String),
+    /// Text (or a close message) that is not UTF-8.
+    #[error("{0} must be UTF-8")]
+    NotUtf8(&'static str),
+    /// A ping or pong payload over 125 bytes.
+    #[error("a {kind} carries at most 125 bytes, not {len}")]
+    ControlTooLong {
+        /// `"ping"` or `"pong"`.
+        kind: &'static str,
+        /// The payload's length.
+        len: usize,
+    },
 }
 
 /// A close frame a plugin asked for: status and message.
@@ -313,9 +324,14 @@ impl FrameContext<'_> {
     }
 
     /// Replaces the payload (a close frame's message, for close frames).
-    /// Handlers after this one see the new payload.
-    pub fn set_frame_data(&mut self, data: impl Into<Bytes>) {
-        self.frame.data = data.into();
+    /// Handlers after this one see the new payload. What the peer would
+    /// refuse is an error here, where it names the plugin: text that is not
+    /// UTF-8, a close message over 123 bytes, a ping or pong over 125.
+    pub fn set_frame_data(&mut self, data: impl Into<Bytes>) -> Result<(), PdkError> {
+        let data = data.into();
+        checked_payload(self.frame.kind, &data)?;
+        self.frame.data = data;
+        Ok(())
     }
 
     /// Replaces a close frame's status code; an error for other frames or a
@@ -371,6 +387,23 @@ pub(crate) fn checked_status(kind: FrameType, status: u16) -> Result<u16, PdkErr
     }
     CloseCode::new(status).ok_or(PdkError::InvalidStatus(status))?;
     Ok(status)
+}
+
+/// Whether a frame of `kind` can carry `data`. Native and Lua.
+pub(crate) fn checked_payload(kind: FrameType, data: &[u8]) -> Result<(), PdkError> {
+    let utf8 = || std::str::from_utf8(data).is_ok();
+    match kind {
+        FrameType::Text if !utf8() => Err(PdkError::NotUtf8("text")),
+        FrameType::Close if !utf8() => Err(PdkError::NotUtf8("a close message")),
+        FrameType::Close if data.len() > frameway_wire::MAX_CLOSE_REASON => {
+            Err(PdkError::MessageTooLong(data.len()))
+        }
+        FrameType::Ping | FrameType::Pong if data.len() > 125 => Err(PdkError::ControlTooLong {
+            kind: kind.as_str(),
+            len: data.len(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The verdict of `drop_frame` on a `kind` frame: close frames cannot be
@@ -578,16 +611,16 @@ impl HandshakeContext<'_> {
         });
     }
 
-    /// The largest client message accepted (`kong.websocket.client.set_max_payload_size`);
-    /// 0 restores the default.
-    pub fn set_client_max_payload_size(&mut self, size: u64) {
-        self.limits.client = (size != 0).then_some(size);
-    }
-
-    /// The largest upstream message accepted
-    /// (`kong.websocket.upstream.set_max_payload_size`); 0 restores the default.
-    pub fn set_upstream_max_payload_size(&mut self, size: u64) {
-        self.limits.upstream = (size != 0).then_some(size);
+    /// The largest message accepted from `side` (its leg's
+    /// `max_message_len`; Kong's `kong.websocket.client.set_max_payload_size`
+    /// and `kong.websocket.upstream.set_max_payload_size`); 0 restores the
+    /// default (`client_max_payload` or `upstream_max_payload`).
+    pub fn set_max_message_len(&mut self, side: Direction, len: u64) {
+        let len = (len != 0).then_some(len);
+        match side {
+            Direction::Client => self.limits.client = len,
+            Direction::Upstream => self.limits.upstream = len,
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use crate::config::MAX_PAYLOAD_CEILING;
-use crate::plugin::{HandshakeContext, Plugin, PluginConfigError, PluginError};
+use crate::plugin::{Direction, HandshakeContext, Plugin, PluginConfigError, PluginError};
 
 /// The plugin's configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -68,10 +68,10 @@ impl Plugin for SizeLimit {
 
     fn handshake(&self, ctx: &mut HandshakeContext<'_>) -> Result<(), PluginError> {
         if let Some(limit) = self.config.client_max_payload {
-            ctx.set_client_max_payload_size(limit);
+            ctx.set_max_message_len(Direction::Client, limit);
         }
         if let Some(limit) = self.config.upstream_max_payload {
-            ctx.set_upstream_max_payload_size(limit);
+            ctx.set_max_message_len(Direction::Upstream, limit);
         }
         Ok(())
     }

@@ -282,8 +282,9 @@ async fn fail_leg<S, P>(
             let _ = finish(peer, None).await;
         }
     }
+    // Sending the close it owes lets the offender's leg shut down and
+    // linger (frameway::Failure::Violation).
     let offender_reply = finish(offender, Some(owed)).await;
-    linger(offender).await;
     relay.replied(offender_side, offender_reply);
 }
 
@@ -547,23 +548,6 @@ fn close_status(payload: &[u8]) -> Option<u16> {
         .map(|c| c.code.as_u16())
 }
 
-/// Closes a leg that broke the protocol, once its close frame is sent. The
-/// leg can no longer be read as WebSocket, but its peer may still be sending
-/// (the rest of an oversize message, its answering close): that is read and
-/// discarded until the peer closes TCP or the grace period ends. Closing a
-/// socket with unread data resets the connection, and a reset can destroy
-/// the close frame before the peer reads it.
-async fn linger<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let io = ws.get_mut();
-    let drain = async {
-        let _ = io.shutdown().await;
-        let mut sink = [0u8; 8192];
-        while let Ok(1..) = io.read(&mut sink).await {}
-    };
-    let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
-}
-
 /// Sends `close` (if given and none was sent yet) and drains the leg until
 /// its close handshake completes or the grace period ends; returns the
 /// status of the close frame the leg answered with.
@@ -573,12 +557,8 @@ async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Option<u16> {
     let mut status = None;
     let drain = async {
-        let open = matches!(
-            ws.close_state(),
-            frameway::CloseState::Open | frameway::CloseState::Received
-        );
         match close {
-            Some(close) if open => {
+            Some(close) if !ws.close_sent() => {
                 let frame = CloseFrame::new(close.status, close.message.as_str()).ok();
                 let _ = ws.send_close(frame).await;
             }

@@ -388,7 +388,9 @@ pub async fn tls_echo_upstream(config: rustls::ServerConfig) -> SocketAddr {
 
 /// Limits high enough for 16 MiB messages.
 pub fn big_limits() -> WebSocketConfig {
-    WebSocketConfig::default().max_payload_len(32 << 20)
+    WebSocketConfig::default()
+        .max_message_len(32 << 20)
+        .max_send_len(32 << 20)
 }
 
 /// Connects to the gateway at `addr` and `path`.

@@ -16,7 +16,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use frameway_wire::CloseState;
+use frameway_wire::State;
 use rustls_pki_types::ServerName;
 use tokio::sync::oneshot;
 
@@ -37,7 +37,7 @@ fn find(name: &Arc<str>, create: Option<(usize, Option<usize>)>) -> Option<Arc<P
     }
     let (size, backlog) = create?;
     let pool = Arc::new(Pool {
-        state: Mutex::new(State {
+        state: Mutex::new(Shelves {
             size,
             backlog,
             open: 0,
@@ -136,10 +136,11 @@ pub(crate) async fn checkout(
 
 /// One named pool.
 pub(crate) struct Pool {
-    state: Mutex<State>,
+    state: Mutex<Shelves>,
 }
 
-struct State {
+/// A pool's connections: those parked, those lent out, those awaited.
+struct Shelves {
     /// The most idle connections kept; with a backlog, also the most open.
     size: usize,
     /// `Some`: open connections are capped at `size`, and at most this many
@@ -172,7 +173,7 @@ enum Step {
     Wait(oneshot::Receiver<Grant>),
 }
 
-impl State {
+impl Shelves {
     /// Moves expired idle connections to `discard`.
     fn expire(&mut self, now: Instant, discard: &mut Vec<ClientStream>) {
         let mut i = 0;
@@ -321,7 +322,7 @@ impl WebSocket<ClientStream> {
         if pool_size == 0 {
             return Err(invalid_input("pool_size must be at least 1"));
         }
-        if self.close_state() != CloseState::Open {
+        if self.state() != State::Open {
             return Err(Error::Closed);
         }
         if !self.is_reusable() {

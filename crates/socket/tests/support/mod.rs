@@ -24,8 +24,11 @@ use tokio::net::{TcpListener, TcpStream};
 /// `chat.v2*` one, else the client's first choice (as `frameway::accept`
 /// takes), else none.
 pub async fn echo_session<S: AsyncRead + AsyncWrite + Unpin>(io: S) {
-    let config =
-        ServerConfig::default().websocket(WebSocketConfig::default().max_payload_len(32 << 20));
+    let config = ServerConfig::default().websocket(
+        WebSocketConfig::default()
+            .max_message_len(32 << 20)
+            .max_send_len(32 << 20),
+    );
     let decide = |req: &http::Request<()>, offer: &frameway::wire::handshake::ClientOffer| {
         if req.uri().path() == "/forbidden" {
             return Decision::reject(http::StatusCode::FORBIDDEN, "go away")
