@@ -14,7 +14,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use frameway_wire::deflate::{Deflate, DeflateParams};
 use frameway_wire::{
     spare, CloseCode, CloseFrame, Expired, Failure, Frame, Heartbeat, Message, Mode, OpCode,
-    Protocol, Role, State, Utf8Bytes,
+    Protocol, ProtocolError, Role, State, Utf8Bytes,
 };
 use futures_core::Stream;
 use futures_sink::Sink;
@@ -337,23 +337,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 return self.poll_fail(cx, write_waker, failure);
             }
             if let Some(item) = self.extras.as_mut().and_then(|x| x.pending.take()) {
-                match self.poll_write_out(write_waker) {
-                    Poll::Pending => {
-                        self.extras().pending = Some(item);
-                        return Poll::Pending;
-                    }
-                    Poll::Ready(Err(e)) => {
-                        self.teardown = Teardown::Done;
-                        return Poll::Ready(Some(Err(e.into())));
-                    }
-                    Poll::Ready(Ok(())) => return Poll::Ready(Some(Ok(item))),
-                }
+                return self.poll_deliver_pending(item, write_waker);
             }
             if self.proto.state() == State::Closed {
-                return self.poll_finish_close(cx, write_waker).map(|r| match r {
-                    Ok(()) => None,
-                    Err(e) => Some(Err(e)),
-                });
+                return self
+                    .poll_finish_close(cx, write_waker)
+                    .map(|r| r.err().map(Err));
             }
             // Queued output (replies, or what a split writer queued) goes
             // out as the socket allows, but never holds reading back: a peer
@@ -361,38 +350,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             // bounded by the protocol core.
             if self.proto.has_output() {
                 if let Poll::Ready(Err(e)) = self.poll_write_out(write_waker) {
-                    self.teardown = Teardown::Done;
-                    return Poll::Ready(Some(Err(e.into())));
+                    return self.end_with(e.into());
                 }
             }
-            // Nothing buffered decodes to nothing (a frame whose header was
-            // read always waits for payload bytes), so skip the parser.
-            let decoded = if self.rbuf.is_empty() {
-                Ok(None)
-            } else if frames {
-                self.proto
-                    .read_frame(&mut self.rbuf)
-                    .map(|f| f.map(Incoming::Frame))
-            } else {
-                self.proto
-                    .read_message(&mut self.rbuf)
-                    .map(|m| m.map(Incoming::Message))
-            };
-            match decoded {
+            match self.decode(frames) {
+                Ok(Some(item)) if item.is_close() && self.proto.has_output() => {
+                    // The close reply goes out before the caller sees the
+                    // close, so dropping the connection then cannot lose it.
+                    self.extras().pending = Some(item);
+                    continue;
+                }
                 Ok(Some(item)) => {
+                    // A pong: sent now if the socket takes it, else with the
+                    // next read or write.
                     if self.proto.has_output() {
-                        if item.is_close() {
-                            // The close reply goes out before the caller sees
-                            // the close, so dropping the connection then
-                            // cannot lose it.
-                            self.extras().pending = Some(item);
-                            continue;
-                        }
-                        // A pong: sent now if the socket takes it, else with
-                        // the next read or write.
                         if let Poll::Ready(Err(e)) = self.poll_write_out(write_waker) {
-                            self.teardown = Teardown::Done;
-                            return Poll::Ready(Some(Err(e.into())));
+                            return self.end_with(e.into());
                         }
                     }
                     return Poll::Ready(Some(Ok(item)));
@@ -403,39 +376,77 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     continue;
                 }
             }
-            if self.proto.state() == State::CloseSent {
-                let now = Instant::now().into_std();
-                self.proto.start_close_timer(self.config.close_timeout, now);
-            }
-            if let Poll::Ready(expired) = self.poll_timer(cx) {
+            if let Poll::Ready(expired) = self.poll_deadlines(cx) {
                 match expired {
-                    Some(Expired::Pong(timeout)) => {
-                        self.extras().failure = Some(Error::PongTimeout(timeout));
-                    }
-                    Some(Expired::Close(timeout)) => {
-                        self.teardown = Teardown::Done;
-                        return Poll::Ready(Some(Err(Error::Timeout(TimeoutKind::Close, timeout))));
-                    }
-                    // A heartbeat ping was queued.
-                    _ => {}
+                    Some(err) => return self.end_with(err),
+                    None => continue,
                 }
-                continue;
             }
             match ready!(self.poll_fill(cx)) {
-                Ok(0) => {
+                Ok(0) if self.proto.state() == State::Closed => {
                     self.teardown = Teardown::Done;
-                    return Poll::Ready(match self.proto.state() {
-                        State::Closed => None,
-                        _ => Some(Err(Error::AbnormalClose)),
-                    });
+                    return Poll::Ready(None);
                 }
+                Ok(0) => return self.end_with(Error::AbnormalClose),
                 Ok(_) => {}
-                Err(e) => {
-                    self.teardown = Teardown::Done;
-                    return Poll::Ready(Some(Err(e.into())));
-                }
+                Err(e) => return self.end_with(e.into()),
             }
         }
+    }
+
+    /// The next frame or message in the read buffer. Nothing buffered
+    /// decodes to nothing (a frame whose header was read always waits for
+    /// payload bytes), so the parser is skipped.
+    fn decode(&mut self, frames: bool) -> std::result::Result<Option<Incoming>, ProtocolError> {
+        if self.rbuf.is_empty() {
+            Ok(None)
+        } else if frames {
+            let frame = self.proto.read_frame(&mut self.rbuf)?;
+            Ok(frame.map(Incoming::Frame))
+        } else {
+            let message = self.proto.read_message(&mut self.rbuf)?;
+            Ok(message.map(Incoming::Message))
+        }
+    }
+
+    /// Hands over a close held back until its reply was flushed.
+    fn poll_deliver_pending(
+        &mut self,
+        item: Incoming,
+        write_waker: &Waker,
+    ) -> Poll<Option<Result<Incoming>>> {
+        match self.poll_write_out(write_waker) {
+            Poll::Pending => {
+                self.extras().pending = Some(item);
+                Poll::Pending
+            }
+            Poll::Ready(Err(e)) => self.end_with(e.into()),
+            Poll::Ready(Ok(())) => Poll::Ready(Some(Ok(item))),
+        }
+    }
+
+    /// Runs the core's deadlines: ready with `None` when one was handled
+    /// (a heartbeat ping queued, a dead peer failed), with the error that
+    /// ends the connection when the closing handshake ran out of time.
+    fn poll_deadlines(&mut self, cx: &mut Context<'_>) -> Poll<Option<Error>> {
+        if self.proto.state() == State::CloseSent {
+            let now = Instant::now().into_std();
+            self.proto.start_close_timer(self.config.close_timeout, now);
+        }
+        Poll::Ready(match ready!(self.poll_timer(cx)) {
+            Some(Expired::Pong(timeout)) => {
+                self.extras().failure = Some(Error::PongTimeout(timeout));
+                None
+            }
+            Some(Expired::Close(timeout)) => Some(Error::Timeout(TimeoutKind::Close, timeout)),
+            _ => None,
+        })
+    }
+
+    /// Reading is over with `err`: nothing more is read or written.
+    fn end_with(&mut self, err: Error) -> Poll<Option<Result<Incoming>>> {
+        self.teardown = Teardown::Done;
+        Poll::Ready(Some(Err(err)))
     }
 
     /// Reading ended on a failure. A relay hears of a violation before

@@ -133,53 +133,7 @@ async fn proxy<C, U>(
         .await;
         let (from, unit) = match event {
             Event::Received(from, Some(Ok(unit))) => (from, unit),
-            Event::Received(from, Some(Err(Error::Protocol(err)))) => {
-                tracing::info!(
-                    connection = relay.conn().id,
-                    side = from.as_str(),
-                    "protocol violation: {err}"
-                );
-                let owed = planned(err.close_code(), &err.to_string());
-                return match from {
-                    Direction::Client => {
-                        Box::pin(fail_leg(relay, from, client, upstream, &owed)).await
-                    }
-                    Direction::Upstream => {
-                        Box::pin(fail_leg(relay, from, upstream, client, &owed)).await
-                    }
-                };
-            }
-            Event::Received(from, ended) => {
-                if let Some(Err(err)) = &ended {
-                    tracing::debug!(
-                        connection = relay.conn().id,
-                        side = from.as_str(),
-                        "leg ended: {err}"
-                    );
-                }
-                return Box::pin(leg_gone(relay, from, client, upstream)).await;
-            }
-            Event::WriteFailed(gone) => {
-                tracing::debug!(
-                    connection = relay.conn().id,
-                    side = gone.as_str(),
-                    "write failed: side gone"
-                );
-                return Box::pin(leg_gone(relay, gone, client, upstream)).await;
-            }
-            Event::Idle | Event::GoingAway => {
-                let reason = if matches!(event, Event::Idle) {
-                    "idle timeout"
-                } else {
-                    "going away"
-                };
-                let close = planned(CloseCode::GOING_AWAY, reason);
-                let ending = Ending::CloseBoth {
-                    sender: close.clone(),
-                    peer: close,
-                };
-                return Box::pin(end(relay, Direction::Client, ending, client, upstream)).await;
-            }
+            other => return Box::pin(wind_down(relay, other, client, upstream)).await,
         };
         if let (Some(limit), Some(idle)) = (idle_timeout, idle.as_mut()) {
             idle.as_mut().reset(Instant::now() + limit);
@@ -197,6 +151,65 @@ async fn proxy<C, U>(
                 Direction::Client => Box::pin(end(relay, from, ending, client, upstream)).await,
                 Direction::Upstream => Box::pin(end(relay, from, ending, upstream, client)).await,
             };
+        }
+    }
+}
+
+/// The connection ends on `event`, anything but a frame received: a
+/// violation, a leg that ended or cannot be written, the idle timeout, a
+/// drain.
+async fn wind_down<C, U>(
+    relay: &mut Relay,
+    event: Event,
+    client: &mut WebSocket<C>,
+    upstream: &mut WebSocket<U>,
+) where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    match event {
+        Event::Received(from, Some(Err(Error::Protocol(err)))) => {
+            tracing::info!(
+                connection = relay.conn().id,
+                side = from.as_str(),
+                "protocol violation: {err}"
+            );
+            let owed = planned(err.close_code(), &err.to_string());
+            match from {
+                Direction::Client => fail_leg(relay, from, client, upstream, &owed).await,
+                Direction::Upstream => fail_leg(relay, from, upstream, client, &owed).await,
+            }
+        }
+        Event::Received(from, ended) => {
+            if let Some(Err(err)) = &ended {
+                tracing::debug!(
+                    connection = relay.conn().id,
+                    side = from.as_str(),
+                    "leg ended: {err}"
+                );
+            }
+            leg_gone(relay, from, client, upstream).await
+        }
+        Event::WriteFailed(gone) => {
+            tracing::debug!(
+                connection = relay.conn().id,
+                side = gone.as_str(),
+                "write failed: side gone"
+            );
+            leg_gone(relay, gone, client, upstream).await
+        }
+        Event::Idle | Event::GoingAway => {
+            let reason = if matches!(event, Event::Idle) {
+                "idle timeout"
+            } else {
+                "going away"
+            };
+            let close = planned(CloseCode::GOING_AWAY, reason);
+            let ending = Ending::CloseBoth {
+                sender: close.clone(),
+                peer: close,
+            };
+            end(relay, Direction::Client, ending, client, upstream).await
         }
     }
 }
