@@ -21,8 +21,7 @@ use crate::balancer::KeySource;
 use crate::config::{Config, MAX_PAYLOAD_CEILING};
 use crate::drain::DrainSignal;
 use crate::metrics::WorkerMetrics;
-use crate::plugin::ConnectionInfo;
-use crate::plugin::{HandshakeScope, HandshakeStep, LimitOverrides};
+use crate::plugin::{ConnectionInfo, HandshakeScope, HandshakeStep, LimitOverrides, ProxyFailure};
 use crate::relay::{Relay, RelayMetrics};
 use crate::target::RequestTarget;
 use crate::upstream::{OpenError, Opened, UpstreamConn, UpstreamRequest};
@@ -221,6 +220,8 @@ where
             Err(err) => {
                 tracing::error!(connection = conn.id, plugin = %err.plugin, "handshake plugin failed: {}", err.error);
                 worker.plugin_error(&err.plugin, &err.error);
+                let failure = ProxyFailure::Plugin(&err);
+                chain.run_failed(&mut states, scope.shared, &conn, failure);
                 let failed = StatusCode::INTERNAL_SERVER_ERROR;
                 return Err(Some(respond(&mut io, failed, "plugin error\n").await));
             }
@@ -285,7 +286,16 @@ where
         lease,
     } = match opened {
         Ok(opened) => opened,
-        Err(err) => return Err(Some(respond_upstream_failure(&mut io, &conn, err).await)),
+        Err(err) => {
+            let reason = err.to_string();
+            let status = respond_upstream_failure(&mut io, &conn, err).await;
+            let failure = ProxyFailure::Connect {
+                status,
+                reason: &reason,
+            };
+            chain.run_failed(&mut states, &mut shared, &conn, failure);
+            return Err(Some(status));
+        }
     };
     worker.connected(&service.name, connecting.elapsed());
     let protocol = upstream.response().protocol().map(str::to_owned);
@@ -473,20 +483,14 @@ async fn respond_upstream_failure<C: AsyncWrite + Unpin>(
     conn: &ConnectionInfo,
     err: OpenError,
 ) -> StatusCode {
+    tracing::warn!(connection = conn.id, service = %conn.service, "upstream failed: {err}");
     let err = match err {
         OpenError::Upstream(err) => err,
         OpenError::NoTarget => {
-            tracing::warn!(connection = conn.id, service = %conn.service, "upstream failed: no healthy target");
             let unavailable = StatusCode::SERVICE_UNAVAILABLE;
             return respond(io, unavailable, "no healthy upstream target\n").await;
         }
         OpenError::Exhausted { tried } => {
-            let tries: Vec<String> = tried
-                .iter()
-                .map(|(addr, e)| format!("{addr} ({e})"))
-                .collect();
-            tracing::warn!(connection = conn.id, service = %conn.service, tried = %tries.join(", "),
-                "upstream failed: every target tried failed");
             let timed_out = matches!(tried.last(), Some((_, Error::Timeout(..))));
             return if timed_out {
                 respond(io, StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n").await
@@ -496,7 +500,6 @@ async fn respond_upstream_failure<C: AsyncWrite + Unpin>(
             };
         }
     };
-    tracing::warn!(connection = conn.id, service = %conn.service, "upstream failed: {err}");
     match err {
         Error::Timeout(..) => {
             respond(io, StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n").await

@@ -178,16 +178,28 @@ pub(crate) struct Opened {
 }
 
 /// Why no upstream connection could be opened.
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum OpenError {
     /// The one upstream, or a target that answered for the backend (a 4xx
     /// to the upgrade), refused: answered as it says.
+    #[error("{0}")]
     Upstream(frameway::Error),
     /// Every try failed (`tried`: each target and why, in order).
+    #[error("every target tried failed: {}", tries(tried))]
     Exhausted {
         tried: Vec<(SocketAddr, frameway::Error)>,
     },
     /// The upstream has no healthy target to try.
+    #[error("no healthy target")]
     NoTarget,
+}
+
+fn tries(tried: &[(SocketAddr, frameway::Error)]) -> String {
+    let tries: Vec<String> = tried
+        .iter()
+        .map(|(addr, e)| format!("{addr} ({e})"))
+        .collect();
+    tries.join(", ")
 }
 
 impl Service {

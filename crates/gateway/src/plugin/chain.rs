@@ -5,8 +5,9 @@ use std::sync::Arc;
 use http::{Extensions, HeaderMap, Request};
 
 use super::pdk::{
-    CloseContext, ConnectionInfo, Direction, Exit, FrameContext, FrameResume, FrameWaiting,
-    HandshakeContext, InFlight, LimitOverrides, Resume, Traffic, Waiting,
+    CloseContext, ConnectionInfo, Direction, Exit, FailureContext, FrameContext, FrameResume,
+    FrameWaiting, HandshakeContext, InFlight, LimitOverrides, ProxyFailure, Resume, Traffic,
+    Waiting,
 };
 use super::{Plugin, PluginError, State};
 use crate::consumer::{Authenticated, Consumers};
@@ -255,6 +256,27 @@ impl Chain {
                 upstream,
             };
             plugin.close(&mut ctx);
+        }
+    }
+}
+
+impl Chain {
+    /// Runs every plugin's failure phase on `failure`.
+    pub(crate) fn run_failed(
+        &self,
+        states: &mut [Option<State>],
+        shared: &mut Extensions,
+        conn: &ConnectionInfo,
+        failure: ProxyFailure<'_>,
+    ) {
+        for (plugin, state) in self.plugins.iter().zip(states) {
+            let mut ctx = FailureContext {
+                state,
+                shared,
+                conn,
+                failure,
+            };
+            plugin.failed(&mut ctx);
         }
     }
 }

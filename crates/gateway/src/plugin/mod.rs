@@ -18,8 +18,9 @@ pub use chain::{Chain, ChainError};
 pub(crate) use chain::{HandshakeScope, HandshakeStep};
 pub(crate) use pdk::{checked_payload, checked_status, drop_verdict, InFlight, LimitOverrides};
 pub use pdk::{
-    CloseContext, ConnectionInfo, Direction, Exit, FrameContext, FrameResume, FrameType,
-    FrameWaiting, HandshakeContext, PdkError, PlannedClose, Resume, Traffic, Verdict, Waiting,
+    CloseContext, ConnectionInfo, Direction, Exit, FailureContext, FrameContext, FrameResume,
+    FrameType, FrameWaiting, HandshakeContext, PdkError, PlannedClose, ProxyFailure, Resume,
+    Traffic, Verdict, Waiting,
 };
 pub use registry::{PluginConfigError, PluginFactory, Registry};
 pub use session::{FrameOutcome, Session};
@@ -159,4 +160,10 @@ pub trait Plugin: Send + Sync + 'static {
 
     /// The connection ended.
     fn close(&self, _ctx: &mut CloseContext<'_>) {}
+
+    /// Something failed: the upstream could not be reached, or a plugin
+    /// (this one or another) returned an error. Every plugin of the chain
+    /// hears of it, whether or not its own phases ran, as Pingora's
+    /// `fail_to_connect` and `error_while_proxy` do.
+    fn failed(&self, _ctx: &mut FailureContext<'_>) {}
 }

@@ -13,7 +13,7 @@ use frameway_wire::CloseCode;
 use http::header::{HeaderName, HeaderValue};
 use http::{Extensions, HeaderMap, Request, StatusCode};
 
-use super::{PluginError, State};
+use super::{ChainError, PluginError, State};
 use crate::consumer::{Authenticated, Consumer, Consumers, Credential};
 
 /// Where a frame came from.
@@ -246,6 +246,7 @@ macro_rules! connection_accessors {
 connection_accessors!(FrameContext);
 connection_accessors!(HandshakeContext);
 connection_accessors!(CloseContext);
+connection_accessors!(FailureContext);
 
 /// The in-flight frame of [`FrameContext`].
 #[derive(Debug, Clone)]
@@ -646,6 +647,37 @@ pub struct CloseContext<'a> {
     pub client: Traffic,
     /// Traffic from the upstream.
     pub upstream: Traffic,
+}
+
+/// What failed, as [`Plugin::failed`](super::Plugin::failed) sees it.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum ProxyFailure<'a> {
+    /// No upstream connection could be opened (Pingora's
+    /// `fail_to_connect`): every target tried failed, none was healthy, or
+    /// the upstream refused the upgrade. The client was answered `status`
+    /// (502, 503, 504, or the upstream's own answer).
+    Connect {
+        /// The status the client was answered.
+        status: StatusCode,
+        /// Why, as the gateway logged it.
+        reason: &'a str,
+    },
+    /// A plugin returned an error (Pingora's `error_while_proxy`). In the
+    /// handshake the client is answered 500; on a frame the connection
+    /// closes with 1011 on both sides.
+    Plugin(&'a ChainError),
+}
+
+/// The failure phase: something went wrong, and what happens next is
+/// already decided. For logging, counting and cleaning up per-connection
+/// state; the close phase follows only if the connection was proxying.
+pub struct FailureContext<'a> {
+    pub(crate) state: &'a mut Option<State>,
+    pub(crate) shared: &'a mut Extensions,
+    pub(crate) conn: &'a ConnectionInfo,
+    /// What failed.
+    pub failure: ProxyFailure<'a>,
 }
 
 impl CloseContext<'_> {

@@ -22,7 +22,7 @@ use crate::balancer::Lease;
 use crate::metrics::{RouteMetrics, WorkerMetrics};
 use crate::plugin::{
     Chain, ChainError, ConnectionInfo, Direction, FrameResume, FrameType, FrameWaiting, InFlight,
-    PlannedClose, PluginError, State, Traffic, Verdict,
+    PlannedClose, PluginError, ProxyFailure, State, Traffic, Verdict,
 };
 use frameway::CloseCode;
 pub(crate) use io::run;
@@ -208,6 +208,9 @@ impl Relay {
             Err(err) => {
                 tracing::error!(connection = self.conn.id, plugin = %err.plugin, "plugin failed: {}", err.error);
                 self.metrics.worker.plugin_error(&err.plugin, &err.error);
+                let failure = ProxyFailure::Plugin(&err);
+                self.chain
+                    .run_failed(&mut self.states, &mut self.shared, &self.conn, failure);
                 return Step::Decided(Decision::End(Ending::internal_error("plugin error")));
             }
         }

@@ -18,7 +18,8 @@ use frameway::server::{accept_with, Decision, ServerConfig};
 use frameway::{CloseCode, CloseFrame, Message, Role, WebSocket, WebSocketConfig};
 use frameway_gateway::config::Config;
 use frameway_gateway::plugin::{
-    CloseContext, FrameContext, HandshakeContext, Plugin, PluginError, Registry, State,
+    CloseContext, FailureContext, FrameContext, HandshakeContext, Plugin, PluginError, Registry,
+    State,
 };
 use frameway_gateway::Gateway;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -115,6 +116,7 @@ type FrameHook = Arc<dyn Fn(&mut FrameContext<'_>) -> Result<(), PluginError> + 
 type HandshakeHook =
     Arc<dyn Fn(&mut HandshakeContext<'_>) -> Result<(), PluginError> + Send + Sync>;
 type CloseHook = Arc<dyn Fn(&mut CloseContext<'_>) + Send + Sync>;
+type FailureHook = Arc<dyn Fn(&mut FailureContext<'_>) + Send + Sync>;
 type StateHook = Arc<dyn Fn() -> State + Send + Sync>;
 
 /// A plugin made of closures, one per phase.
@@ -127,6 +129,7 @@ pub struct TestPlugin {
     client: Option<FrameHook>,
     upstream: Option<FrameHook>,
     close: Option<CloseHook>,
+    failed: Option<FailureHook>,
     state: Option<StateHook>,
 }
 
@@ -140,6 +143,7 @@ impl TestPlugin {
             client: None,
             upstream: None,
             close: None,
+            failed: None,
             state: None,
         }
     }
@@ -191,6 +195,14 @@ impl TestPlugin {
         self
     }
 
+    pub fn on_failed(
+        mut self,
+        f: impl Fn(&mut FailureContext<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.failed = Some(Arc::new(f));
+        self
+    }
+
     pub fn with_state(mut self, f: impl Fn() -> State + Send + Sync + 'static) -> Self {
         self.state = Some(Arc::new(f));
         self
@@ -221,6 +233,11 @@ impl Plugin for TestPlugin {
     }
     fn close(&self, ctx: &mut CloseContext<'_>) {
         if let Some(f) = &self.close {
+            f(ctx)
+        }
+    }
+    fn failed(&self, ctx: &mut FailureContext<'_>) {
+        if let Some(f) = &self.failed {
             f(ctx)
         }
     }
