@@ -8,6 +8,8 @@
 #[allow(unused_imports)]
 pub use frameway_test_support::*;
 
+pub mod lua;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
