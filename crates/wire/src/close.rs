@@ -150,6 +150,25 @@ impl CloseFrame {
     }
 }
 
+/// `reason` cut to at most [`MAX_CLOSE_REASON`] bytes on a character
+/// boundary: what fits in a close frame, for reasons made from messages of
+/// any length (an error's text).
+///
+/// ```
+/// use frameway_wire::{truncate_reason, MAX_CLOSE_REASON};
+/// let long = "é".repeat(100);
+/// let cut = truncate_reason(&long);
+/// assert!(cut.len() <= MAX_CLOSE_REASON && cut.chars().all(|c| c == 'é'));
+/// assert_eq!(truncate_reason("bye"), "bye");
+/// ```
+pub fn truncate_reason(reason: &str) -> &str {
+    let mut end = reason.len().min(MAX_CLOSE_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,7 +55,7 @@ pub mod spare;
 mod timers;
 mod utf8;
 
-pub use close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
+pub use close::{truncate_reason, CloseCode, CloseFrame, MAX_CLOSE_REASON};
 pub use config::{Config, Limits, MaskPolicy, Role};
 pub use decoder::{Frame, FrameDecoder};
 pub use encoder::{EncodedHeader, FrameEncoder};

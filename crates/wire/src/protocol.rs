@@ -4,7 +4,7 @@ use std::num::NonZeroU32;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
+use crate::close::{truncate_reason, CloseCode, CloseFrame};
 use crate::config::Config;
 use crate::decoder::{Frame, FrameDecoder};
 use crate::deflate::Deflate;
@@ -618,11 +618,8 @@ impl Protocol {
         if self.encoder.close_sent() || self.mode == Mode::Relay {
             return;
         }
-        let reason = truncate_reason(&err.to_string());
-        if let Ok(close) = CloseFrame::new(err.close_code(), reason) {
-            // Cannot fail: our close was not sent and the frame is valid.
-            let _ = self.send_close(Some(&close));
-        }
+        // Cannot fail: our close was not sent and the reason is cut to fit.
+        let _ = self.close_with(err.close_code(), &err.to_string());
     }
 
     /// Queues a close frame with `code` and a reason cut to fit.
@@ -720,15 +717,6 @@ struct Compression {
     pass_sent: bool,
 }
 
-/// Cuts `reason` to at most 123 bytes on a character boundary.
-fn truncate_reason(reason: &str) -> String {
-    let mut end = reason.len().min(MAX_CLOSE_REASON);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    reason[..end].to_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -813,13 +801,6 @@ mod tests {
         assert_eq!(&out[2..6], &out[6..10]);
         assert_eq!(&out[12..16], &out[16..20]);
         assert_ne!(&out[6..10], &out[16..20]);
-    }
-
-    #[test]
-    fn long_error_reasons_are_cut_on_a_char_boundary() {
-        let reason = truncate_reason(&"é".repeat(100));
-        assert!(reason.len() <= MAX_CLOSE_REASON);
-        assert!(reason.chars().all(|c| c == 'é'));
     }
 
     mod deflate {

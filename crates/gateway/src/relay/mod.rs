@@ -386,12 +386,8 @@ impl Relay {
 
 /// A close with `message` cut to what a close frame can carry.
 pub(crate) fn planned(code: CloseCode, message: &str) -> PlannedClose {
-    let mut end = message.len().min(frameway::wire::MAX_CLOSE_REASON);
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
     PlannedClose {
         status: code,
-        message: message[..end].to_owned(),
+        message: frameway::wire::truncate_reason(message).to_owned(),
     }
 }
