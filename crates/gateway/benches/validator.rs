@@ -50,7 +50,7 @@ const SCHEMA: &str = r#"{
 
 /// About 1 KiB of JSON that the schema accepts.
 fn message() -> Bytes {
-    let items: Vec<String> = (0..7)
+    let items: Vec<String> = (0..9)
         .map(|i| {
             format!(
                 r#"{{"sku":"SKU-{i:05}","quantity":{},"price":{}.25,"note":"gift wrap, deliver after 6pm"}}"#,
