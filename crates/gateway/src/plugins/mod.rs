@@ -16,7 +16,6 @@
 
 mod connection_limit;
 mod ip_restriction;
-mod json_schema;
 mod key_auth;
 mod log;
 mod rate_limit;
