@@ -59,6 +59,7 @@
 
 mod json;
 mod loader;
+mod ngx;
 mod pdk;
 mod plugin;
 mod runtime;

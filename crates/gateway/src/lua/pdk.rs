@@ -711,31 +711,36 @@ fn log(lua: &Lua) -> mlua::Result<Table> {
     ] {
         log.set(
             name,
-            lua.create_function(move |lua, args: Variadic<Value>| {
-                if !enabled(level) {
-                    return Ok(());
-                }
-                let mut message = String::new();
-                for arg in args.iter() {
-                    match arg {
-                        Value::String(s) => message.push_str(&s.to_string_lossy()),
-                        other => message.push_str(&other.to_string()?),
-                    }
-                }
-                let (plugin, conn) = match lua.try_app_data_ref::<Current>() {
-                    Ok(Some(current)) => current
-                        .0
-                        .as_ref()
-                        .map_or(("?".into(), 0), |c| (c.plugin.clone(), c.conn)),
-                    _ => ("?".into(), 0),
-                };
-                let at = caller(lua).unwrap_or_default();
-                emit(level, &plugin, conn, &at, &message);
-                Ok(())
-            })?,
+            lua.create_function(move |lua, args: Variadic<Value>| log_at(lua, level, &args))?,
         )?;
     }
     Ok(log)
+}
+
+/// Logs `args`, concatenated, at `level`, with the plugin's name, the
+/// connection and the calling Lua code's `file:line` (`kong.log.*`,
+/// `ngx.log`).
+pub(crate) fn log_at(lua: &Lua, level: tracing::Level, args: &[Value]) -> mlua::Result<()> {
+    if !enabled(level) {
+        return Ok(());
+    }
+    let mut message = String::new();
+    for arg in args {
+        match arg {
+            Value::String(s) => message.push_str(&s.to_string_lossy()),
+            other => message.push_str(&other.to_string()?),
+        }
+    }
+    let (plugin, conn) = match lua.try_app_data_ref::<Current>() {
+        Ok(Some(current)) => current
+            .0
+            .as_ref()
+            .map_or(("?".into(), 0), |c| (c.plugin.clone(), c.conn)),
+        _ => ("?".into(), 0),
+    };
+    let at = caller(lua).unwrap_or_default();
+    emit(level, &plugin, conn, &at, &message);
+    Ok(())
 }
 
 fn enabled(level: tracing::Level) -> bool {

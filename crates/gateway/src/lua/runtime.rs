@@ -20,6 +20,7 @@ use mlua::{Function, Lua, Table, Value};
 
 use super::json::{self, Modules};
 use super::loader::{self, PluginFiles};
+use super::ngx;
 use super::pdk::{self, Call, Current};
 use super::sandbox::{self, Budget, BudgetExceeded, Limits};
 use super::schema::Schema;
@@ -143,6 +144,7 @@ impl Vm {
         };
         loader::install_require(&lua, plugins.clone(), &modules, limits.unsafe_libs)?;
         let pdk::Ctx { conns, enter } = pdk::install(&lua, &modules)?;
+        ngx::install(&lua)?;
         lua.set_app_data(Current::default());
         let [a, b, c, d, e, f] = FrameType::ALL.map(|kind| lua.create_string(kind.as_str()));
         let kinds = [a?, b?, c?, d?, e?, f?];

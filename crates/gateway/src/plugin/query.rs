@@ -51,6 +51,25 @@ pub fn without_arg(target: &str, name: &str) -> String {
     }
 }
 
+/// Percent-encodes every byte but the unreserved ones (RFC 3986: letters,
+/// digits, `-`, `.`, `_`, `~`), as OpenResty's `ngx.escape_uri` does.
+///
+/// ```
+/// use frameway_gateway::plugin::query;
+/// assert_eq!(query::encode(b"a b/\xc3\xa9"), "a%20b%2F%C3%A9");
+/// ```
+pub fn encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Decodes one form-encoded key or value; bytes that are not UTF-8 become
 /// U+FFFD.
 pub fn decode(s: &str) -> String {
