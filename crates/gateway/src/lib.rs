@@ -35,6 +35,7 @@ pub mod limits;
 mod listener;
 pub mod lua;
 pub mod metrics;
+pub mod node;
 pub mod plugin;
 pub mod plugins;
 mod relay;

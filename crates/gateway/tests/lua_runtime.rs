@@ -372,3 +372,27 @@ end
         "{err}"
     );
 }
+
+/// kong.node.get_id is the process's id, the same on every call;
+/// kong.table.new makes a table and kong.table.clear empties one in place.
+#[test]
+fn kong_node_and_kong_table_answer_as_in_kong() {
+    let body = r#"
+function P:ws_client_frame(conf, typ, data)
+  local t = kong.table.new(4, 2)
+  t[1], t.x = "a", "b"
+  local same = t
+  kong.table.clear(t)
+  local id = kong.node.get_id()
+  kong.websocket.client.set_frame_data(
+    table.concat({ id, tostring(id == kong.node.get_id()), tostring(next(same) == nil) }, " "))
+end
+"#;
+    let dir = plugin_dir(&[("nodey", "handler.lua", &handler(body))]);
+    let mut session = Session::new(lua_chain(&dir, "nodey"));
+    let out = session
+        .frame(Direction::Client, FrameType::Text, Bytes::from("x"), None)
+        .unwrap();
+    let expected = format!("{} true true", frameway_gateway::node::id());
+    assert_eq!(String::from_utf8(out.data.to_vec()).unwrap(), expected);
+}

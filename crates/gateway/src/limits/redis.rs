@@ -95,7 +95,7 @@ pub fn outages() -> u64 {
 /// A name for one plugin instance among all the cluster's: the owner of
 /// its leases. Per instance, not per process: during a reload the old
 /// configuration's instance and the new one hold their connections apart.
-fn node_id() -> String {
+fn owner_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -572,7 +572,7 @@ impl LeaseSync {
             owner: Arc::new(LeaseOwner {
                 store: Arc::new(store),
                 namespace,
-                node: node_id(),
+                node: owner_id(),
                 lease,
             }),
             acquire: redis::Script::new(&format!("{PRUNE}{ACQUIRE}")),

@@ -223,6 +223,8 @@ pub(crate) fn install(lua: &Lua, json: &Modules) -> mlua::Result<Ctx> {
         .call::<(Table, Function)>(&conns)?;
     kong.set("ctx", ctx)?;
     kong.set("json", &json.cjson)?;
+    kong.set("node", node(lua)?)?;
+    kong.set("table", table(lua)?)?;
     lua.globals().set("kong", kong)?;
     Ok(Ctx { conns, enter })
 }
@@ -761,6 +763,30 @@ fn emit(level: tracing::Level, plugin: &str, conn: u64, at: &str, message: &str)
         Level::WARN => tracing::warn!(plugin, connection = conn, "{at}: {message}"),
         _ => tracing::error!(plugin, connection = conn, "{at}: {message}"),
     }
+}
+
+/// `kong.node`: `get_id`.
+fn node(lua: &Lua) -> mlua::Result<Table> {
+    let node = lua.create_table()?;
+    node.set(
+        "get_id",
+        lua.create_function(|_, ()| Ok(crate::node::id()))?,
+    )?;
+    Ok(node)
+}
+
+/// `kong.table`: `new(narr, nrec)` (a table with room for `narr` array and
+/// `nrec` hash entries) and `clear(t)`.
+fn table(lua: &Lua) -> mlua::Result<Table> {
+    let table = lua.create_table()?;
+    table.set(
+        "new",
+        lua.create_function(|lua, (narr, nrec): (Option<usize>, Option<usize>)| {
+            lua.create_table_with_capacity(narr.unwrap_or(0), nrec.unwrap_or(0))
+        })?,
+    )?;
+    table.set("clear", lua.create_function(|_, t: Table| t.clear())?)?;
+    Ok(table)
 }
 
 /// `kong.ctx` (`plugin`: this plugin instance's table; `shared`: one table
