@@ -17,8 +17,9 @@
 //! | --- | --- | --- |
 //! | `client.text`, `client.binary` | none | schema for messages from the client |
 //! | `upstream.text`, `upstream.binary` | none | schema for messages from the upstream |
-//! | `….type` | `"draft4"` | `"draft4"` (Kong's only choice) or `"draft7"` |
+//! | `….type` | `"draft4"` | `"draft4"` (Kong's only choice), `"draft6"`, `"draft7"`, `"draft2019-09"`, `"draft2020-12"` |
 //! | `….schema` | (required) | the schema, as a JSON string (Kong's form) or a TOML table |
+//! | `….format_assertions` | `false` | check `format` (`email`, `date-time`, `ipv4`, `uuid`, ...) |
 //! | `action` | `"close"` | `"close"`: 1007 `Invalid Frame Payload` to the sender and 1001 to the other side; `"drop"`: the message is dropped and the connection goes on |
 //!
 //! At least one schema is required. A message of a type with no schema
@@ -33,11 +34,6 @@
 //! configuration loads; a schema that refers to another document is a
 //! configuration error, never a request on the network. `format` is an
 //! annotation unless `format_assertions = true`.
-//!
-//! | key (per schema) | default | meaning |
-//! | --- | --- | --- |
-//! | `type` | `"draft4"` | `"draft4"` (Kong's), `"draft6"`, `"draft7"`, `"draft2019-09"`, `"draft2020-12"` |
-//! | `format_assertions` | `false` | check `format` (`email`, `date-time`, `ipv4`, `uuid`, ...) |
 
 use serde::Deserialize;
 
