@@ -186,11 +186,13 @@ where
     let mut shared = http::Extensions::new();
     let mut upstream_headers = forwarded_headers(&request, host, client_addr, tls);
     let mut upstream_target = matched.upstream_target;
+    let mut response_headers = HeaderMap::new();
     let mut limits = LimitOverrides::default();
     let mut authenticated = None;
     let mut scope = HandshakeScope {
         request: &request,
         upstream_headers: &mut upstream_headers,
+        response_headers: &mut response_headers,
         upstream_target: &mut upstream_target,
         limits: &mut limits,
         shared: &mut shared,
@@ -214,7 +216,13 @@ where
             Ok(HandshakeStep::Done(Some(exit))) => {
                 let mut response = Response::new(());
                 *response.status_mut() = exit.status;
-                *response.headers_mut() = exit.headers;
+                // The exit's own headers replace those set before it.
+                let mut headers = std::mem::take(scope.response_headers);
+                for name in exit.headers.keys() {
+                    headers.remove(name);
+                }
+                headers.extend(exit.headers);
+                *response.headers_mut() = headers;
                 return Err(Some(write_and_close(&mut io, &response, &exit.body).await));
             }
             Err(err) => {
@@ -309,7 +317,8 @@ where
         config.client_heartbeat,
         config.client_deflate,
     );
-    let upgrade = accept_offer(&offer, protocol.as_deref(), &client_config);
+    let mut upgrade = accept_offer(&offer, protocol.as_deref(), &client_config);
+    upgrade.response.headers_mut().extend(response_headers);
     let mut out = Vec::with_capacity(256);
     write_response(&upgrade.response, b"", &mut out);
     if io.write_all(&out).await.is_err() || io.flush().await.is_err() {

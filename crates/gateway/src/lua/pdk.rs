@@ -18,8 +18,8 @@ use mlua::{Function, Lua, Table, Value, Variadic};
 use super::json::{self, Modules};
 use crate::consumer::Authenticated;
 use crate::plugin::{
-    checked_payload, checked_status, drop_verdict, query, Direction, Exit, FrameType, PlannedClose,
-    Verdict,
+    checked_payload, checked_response_header, checked_status, drop_verdict, query, Direction, Exit,
+    FrameType, PlannedClose, Verdict,
 };
 
 /// The phase a call runs in, under Kong's names.
@@ -78,9 +78,19 @@ pub(crate) struct HandshakeCall {
     pub(crate) headers: HeaderMap,
     /// `set_header` (`Some`) and `clear_header` (`None`), in call order.
     pub(crate) upstream_headers: Vec<(String, Option<String>)>,
+    /// `kong.response.set_header`, `add_header` and `clear_header`, in call
+    /// order.
+    pub(crate) response_headers: Vec<ResponseHeader>,
     pub(crate) exit: Option<Exit>,
     pub(crate) client_limit: Option<u64>,
     pub(crate) upstream_limit: Option<u64>,
+}
+
+/// What a handler did to a header of the client's answer.
+pub(crate) enum ResponseHeader {
+    Set(String, String),
+    Add(String, String),
+    Clear(String),
 }
 
 /// One call into a plugin.
@@ -616,6 +626,36 @@ fn response(lua: &Lua, json: &Modules) -> mlua::Result<Table> {
                 Ok(())
             })?;
             Err::<(), _>(mlua::Error::external(ExitSignal))
+        })?,
+    )?;
+    for (function, add) in [("set_header", false), ("add_header", true)] {
+        response.set(
+            function,
+            lua.create_function(move |lua, (name, value): (String, Value)| {
+                let function = format!("kong.response.{function}");
+                let value = header_text(&value);
+                with_call(lua, |call| {
+                    let request = call.handshake(&function)?;
+                    let value = value.map_err(|e| format!("{function}: {e}"))?;
+                    checked_response_header(&name, &value)
+                        .map_err(|e| format!("{function}: {e}"))?;
+                    request.response_headers.push(match add {
+                        false => ResponseHeader::Set(name, value),
+                        true => ResponseHeader::Add(name, value),
+                    });
+                    Ok(())
+                })
+            })?,
+        )?;
+    }
+    response.set(
+        "clear_header",
+        lua.create_function(|lua, name: String| {
+            with_call(lua, |call| {
+                let request = call.handshake("kong.response.clear_header")?;
+                request.response_headers.push(ResponseHeader::Clear(name));
+                Ok(())
+            })
         })?,
     )?;
     Ok(response)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use mlua::Function;
 
-use super::pdk::{self, Call, FrameCall, HandshakeCall, Phase};
+use super::pdk::{self, Call, FrameCall, HandshakeCall, Phase, ResponseHeader};
 use super::runtime::{ctx_slot, plugin_error, Definition, Instance, Runtime, Vm};
 use crate::consumer::Authenticated;
 use crate::plugin::{
@@ -192,6 +192,13 @@ impl Plugin for LuaPlugin {
             match value {
                 Some(value) => ctx.set_upstream_header(name, value)?,
                 None => ctx.clear_upstream_header(name),
+            }
+        }
+        for edit in &request.response_headers {
+            match edit {
+                ResponseHeader::Set(name, value) => ctx.set_response_header(name, value)?,
+                ResponseHeader::Add(name, value) => ctx.add_response_header(name, value)?,
+                ResponseHeader::Clear(name) => ctx.clear_response_header(name),
             }
         }
         if let Some(limit) = request.client_limit {

@@ -27,6 +27,7 @@ pub struct ChainError {
 pub(crate) struct HandshakeScope<'a> {
     pub(crate) request: &'a Request<()>,
     pub(crate) upstream_headers: &'a mut HeaderMap,
+    pub(crate) response_headers: &'a mut HeaderMap,
     pub(crate) upstream_target: &'a mut String,
     pub(crate) limits: &'a mut LimitOverrides,
     pub(crate) shared: &'a mut Extensions,
@@ -146,6 +147,7 @@ impl Chain {
             let mut ctx = HandshakeContext {
                 request: scope.request,
                 upstream_headers: scope.upstream_headers,
+                response_headers: scope.response_headers,
                 upstream_target: scope.upstream_target,
                 exit: &mut exit,
                 limits: scope.limits,

@@ -16,7 +16,10 @@ mod session;
 
 pub use chain::{Chain, ChainError};
 pub(crate) use chain::{HandshakeScope, HandshakeStep};
-pub(crate) use pdk::{checked_payload, checked_status, drop_verdict, InFlight, LimitOverrides};
+pub(crate) use pdk::{
+    checked_payload, checked_response_header, checked_status, drop_verdict, InFlight,
+    LimitOverrides,
+};
 pub use pdk::{
     CloseContext, ConnectionInfo, Direction, Exit, FailureContext, FrameContext, FrameResume,
     FrameType, FrameWaiting, HandshakeContext, PdkError, PlannedClose, ProxyFailure, Resume,

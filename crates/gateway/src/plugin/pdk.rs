@@ -123,6 +123,11 @@ pub enum PdkError {
     /// A header name or value that cannot be sent.
     #[error("invalid header {0:?}")]
     InvalidHeader(String),
+    /// A header of the handshake's answer that the WebSocket upgrade
+    /// itself sets (`Connection`, `Upgrade`, `Sec-WebSocket-*`, the body's
+    /// framing).
+    #[error("the {0} header belongs to the WebSocket upgrade")]
+    UpgradeHeader(String),
     /// Text (or a close message) that is not UTF-8.
     #[error("{0} must be UTF-8")]
     NotUtf8(&'static str),
@@ -390,6 +395,29 @@ pub(crate) fn checked_status(kind: FrameType, status: u16) -> Result<u16, PdkErr
     Ok(status)
 }
 
+/// A header a plugin may put on the client's answer. Native and Lua.
+pub(crate) fn checked_response_header(
+    name: &str,
+    value: &str,
+) -> Result<(HeaderName, HeaderValue), PdkError> {
+    const UPGRADE: [&str; 7] = [
+        "connection",
+        "upgrade",
+        "sec-websocket-accept",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+        "content-length",
+        "transfer-encoding",
+    ];
+    let name = HeaderName::try_from(name).map_err(|_| PdkError::InvalidHeader(name.to_owned()))?;
+    if UPGRADE.contains(&name.as_str()) {
+        return Err(PdkError::UpgradeHeader(name.as_str().to_owned()));
+    }
+    let value =
+        HeaderValue::try_from(value).map_err(|_| PdkError::InvalidHeader(value.to_owned()))?;
+    Ok((name, value))
+}
+
 /// Whether a frame of `kind` can carry `data`. Native and Lua.
 pub(crate) fn checked_payload(kind: FrameType, data: &[u8]) -> Result<(), PdkError> {
     let utf8 = || std::str::from_utf8(data).is_ok();
@@ -439,6 +467,8 @@ pub(crate) struct LimitOverrides {
 pub struct HandshakeContext<'a> {
     pub(crate) request: &'a Request<()>,
     pub(crate) upstream_headers: &'a mut HeaderMap,
+    /// Headers for the client's answer (the 101, or an exit's).
+    pub(crate) response_headers: &'a mut HeaderMap,
     /// Path and query requested from the upstream.
     pub(crate) upstream_target: &'a mut String,
     pub(crate) exit: &'a mut Option<Exit>,
@@ -593,6 +623,30 @@ impl HandshakeContext<'_> {
     /// (`kong.service.request.clear_header`).
     pub fn clear_upstream_header(&mut self, name: &str) {
         self.upstream_headers.remove(name);
+    }
+
+    /// Sets a header on the client's answer: the 101 that accepts the
+    /// upgrade, or an [`exit`](Self::exit)'s response
+    /// (`kong.response.set_header`). The upgrade's own headers cannot be
+    /// set ([`PdkError::UpgradeHeader`]).
+    pub fn set_response_header(&mut self, name: &str, value: &str) -> Result<(), PdkError> {
+        let (name, value) = checked_response_header(name, value)?;
+        self.response_headers.insert(name, value);
+        Ok(())
+    }
+
+    /// Adds a header to the client's answer, keeping those of the same name
+    /// (`kong.response.add_header`).
+    pub fn add_response_header(&mut self, name: &str, value: &str) -> Result<(), PdkError> {
+        let (name, value) = checked_response_header(name, value)?;
+        self.response_headers.append(name, value);
+        Ok(())
+    }
+
+    /// Removes a header a plugin set on the client's answer
+    /// (`kong.response.clear_header`).
+    pub fn clear_response_header(&mut self, name: &str) {
+        self.response_headers.remove(name);
     }
 
     /// Removes every occurrence of a query argument from the request to the

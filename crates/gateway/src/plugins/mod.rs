@@ -124,6 +124,7 @@ pub(crate) mod testing {
     pub(crate) struct HandshakeHarness {
         request: Request<()>,
         pub(crate) upstream_headers: HeaderMap,
+        pub(crate) response_headers: HeaderMap,
         pub(crate) upstream_target: String,
         pub(crate) exit: Option<Exit>,
         limits: LimitOverrides,
@@ -146,6 +147,7 @@ pub(crate) mod testing {
             let request = request.body(()).unwrap();
             HandshakeHarness {
                 upstream_headers: request.headers().clone(),
+                response_headers: HeaderMap::new(),
                 upstream_target: target.to_owned(),
                 request,
                 exit: None,
@@ -180,6 +182,7 @@ pub(crate) mod testing {
             let mut ctx = HandshakeContext {
                 request: &self.request,
                 upstream_headers: &mut self.upstream_headers,
+                response_headers: &mut self.response_headers,
                 upstream_target: &mut self.upstream_target,
                 exit: &mut self.exit,
                 limits: &mut self.limits,
