@@ -15,7 +15,9 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 
 #[derive(Args)]
 pub struct GatewayArgs {
-    /// The configuration file (TOML). Without it, the built-in default runs.
+    /// The configuration file: Frameway's TOML, or a Kong declarative file
+    /// (kong.yml, YAML or JSON, told apart by its `_format_version`).
+    /// Without it, the built-in default runs.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Check FILE, report every error with its location, and exit.

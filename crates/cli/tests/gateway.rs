@@ -198,3 +198,48 @@ url = "ws://127.0.0.1:{echo_port}"
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));
 }
+
+/// A Kong declarative file is checked like a native one: every field
+/// Frameway lacks is named with the file, its line and its column.
+#[test]
+fn check_reads_a_kong_yml_and_names_what_frameway_lacks() {
+    let text = r#"_format_version: "3.0"
+services:
+- name: chat
+  url: http://127.0.0.1:9000
+  routes:
+  - name: chat
+    paths: [/chat]
+    headers: { x-tenant: [blue] }
+consumers:
+- username: alice
+  acls: [{ group: admins }]
+"#;
+    let file = TempFile::new("kong.yml", text);
+    let out = run(&["gateway", "--check", file.path()], "");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        format!(
+            "{}:8:14: route \"chat\": `headers` is not supported by Frameway",
+            file.path()
+        ),
+        format!(
+            "{}:11:3: consumer \"alice\": `acls` is not supported by Frameway",
+            file.path()
+        ),
+    ] {
+        assert!(stderr.contains(&want), "{want:?} not in:\n{stderr}");
+    }
+
+    let served = TempFile::new(
+        "kong-ok.yml",
+        &text
+            .replace("    headers: { x-tenant: [blue] }\n", "")
+            .replace("  acls: [{ group: admins }]\n", ""),
+    );
+    let out = run(&["gateway", "--check", served.path()], "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK (1 route)"));
+}

@@ -185,6 +185,10 @@ where
     let mut fresh = vec![true; states.len()];
     let mut shared = http::Extensions::new();
     let mut upstream_headers = forwarded_headers(&request, host, client_addr, tls);
+    if !route.preserve_host {
+        // The upstream connection then names the service's own host.
+        upstream_headers.remove(header::HOST);
+    }
     let mut upstream_target = matched.upstream_target;
     let mut response_headers = HeaderMap::new();
     let mut limits = LimitOverrides::default();

@@ -18,6 +18,9 @@ pub struct Route {
     pub hosts: Vec<String>,
     /// Whether the matched prefix is removed before proxying.
     pub strip_path: bool,
+    /// Whether the client's Host header goes upstream; if not, the
+    /// service's host (or a balanced target's name) does.
+    pub preserve_host: bool,
     /// The plugins, in running order.
     pub chain: Chain,
     /// The chains of consumers with plugins of their own, by consumer id:

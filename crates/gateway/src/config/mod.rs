@@ -1,8 +1,10 @@
-//! Loading the declarative configuration: parse the TOML, check every value,
-//! and build the routing table with each route's plugin chain. Every problem
-//! is reported with its line and column; a configuration with any error is
-//! never started.
+//! Loading the declarative configuration: parse the TOML (or translate a
+//! Kong declarative file, see [`kong`]), check every value, and build the
+//! routing table with each route's plugin chain. Every problem is reported
+//! with its line and column; a configuration with any error is never
+//! started.
 
+mod kong;
 mod schema;
 mod upstreams;
 
@@ -212,12 +214,23 @@ impl<'a> Loader<'a> {
     }
 
     fn load(mut self, registry: &Registry) -> Result<Config, Vec<ConfigError>> {
-        let file: FileConfig = match toml::from_str(self.text) {
-            Ok(file) => file,
-            Err(e) => {
-                let message = e.message().to_owned();
-                self.error(e.span(), message);
-                return Err(self.errors);
+        let file: FileConfig = if kong::is_declarative(self.text) {
+            let (file, errors) = kong::translate(self.text);
+            for (span, message) in errors {
+                self.error(span, message);
+            }
+            match file {
+                Some(file) => file,
+                None => return Err(self.errors),
+            }
+        } else {
+            match toml::from_str(self.text) {
+                Ok(file) => file,
+                Err(e) => {
+                    let message = e.message().to_owned();
+                    self.error(e.span(), message);
+                    return Err(self.errors);
+                }
             }
         };
         let g = &file.gateway;
@@ -714,6 +727,7 @@ impl<'a> Loader<'a> {
                 .map(|h| h.get_ref().to_ascii_lowercase())
                 .collect(),
             strip_path: r.strip_path,
+            preserve_host: r.preserve_host,
             chain,
             consumer_chains,
         })
@@ -736,17 +750,7 @@ impl<'a> Loader<'a> {
             if !p.enabled {
                 continue;
             }
-            let config = match serde_json::to_value(p.config.get_ref()) {
-                Ok(config) => config,
-                Err(e) => {
-                    self.error(
-                        Some(p.config.span()),
-                        format!("plugin {:?}: {e}", p.name.get_ref()),
-                    );
-                    continue;
-                }
-            };
-            match registry.build(p.name.get_ref(), &config) {
+            match registry.build(p.name.get_ref(), p.config.get_ref()) {
                 Ok(plugin) => out.push(plugin),
                 Err(e) => {
                     let span = if registry.contains(p.name.get_ref()) {

@@ -421,6 +421,28 @@ pub struct ServiceSection {
     pub plugins: Vec<PluginSection>,
 }
 
+impl ServiceSection {
+    /// A service with the file format's defaults (for other formats'
+    /// translations).
+    pub(super) fn new(name: Spanned<String>, url: Spanned<String>) -> Self {
+        ServiceSection {
+            name,
+            url,
+            connect_timeout: default_timeout(),
+            read_timeout: default_timeout(),
+            write_timeout: default_timeout(),
+            ping_interval: 0,
+            pong_timeout: default_pong_timeout(),
+            tls_verify: true,
+            ca_file: None,
+            deflate: default_deflate(),
+            retries: default_retries(),
+            routes: Vec::new(),
+            plugins: Vec::new(),
+        }
+    }
+}
+
 /// `[[services.routes]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -436,9 +458,27 @@ pub struct RouteSection {
     /// Remove the matched prefix before proxying (default true).
     #[serde(default = "default_true")]
     pub strip_path: bool,
+    /// Send the client's Host header upstream (default true); false sends
+    /// the service's host, as Kong's default does.
+    #[serde(default = "default_true")]
+    pub preserve_host: bool,
     /// Plugins for this route only.
     #[serde(default)]
     pub plugins: Vec<PluginSection>,
+}
+
+impl RouteSection {
+    /// A route with the file format's defaults.
+    pub(super) fn new(name: Spanned<String>) -> Self {
+        RouteSection {
+            name,
+            paths: Vec::new(),
+            hosts: Vec::new(),
+            strip_path: true,
+            preserve_host: true,
+            plugins: Vec::new(),
+        }
+    }
 }
 
 /// `[[plugins]]`, `[[services.plugins]]`, `[[services.routes.plugins]]` or
@@ -450,7 +490,7 @@ pub struct PluginSection {
     pub name: Spanned<String>,
     /// Its configuration.
     #[serde(default = "empty_table")]
-    pub config: Spanned<toml::Value>,
+    pub config: Spanned<serde_json::Value>,
     /// Set false to keep an entry without running it.
     #[serde(default = "default_true")]
     pub enabled: bool,
@@ -458,6 +498,41 @@ pub struct PluginSection {
     pub route: Option<Spanned<String>>,
     /// A consumer's plugin only: the service it applies to.
     pub service: Option<Spanned<String>>,
+}
+
+impl UpstreamSection {
+    /// An upstream with the file format's defaults.
+    pub(super) fn new(name: Spanned<String>) -> Self {
+        UpstreamSection {
+            name,
+            algorithm: None,
+            hash_on: None,
+            hash_fallback: None,
+            hash_on_header: None,
+            hash_on_cookie: None,
+            hash_on_query_arg: None,
+            hash_fallback_header: None,
+            hash_fallback_cookie: None,
+            hash_fallback_query_arg: None,
+            dns_refresh: default_dns_refresh(),
+            targets: Vec::new(),
+            healthchecks: HealthchecksSection::default(),
+        }
+    }
+}
+
+impl ActiveSection {
+    /// Active checks with the file format's defaults.
+    pub(super) fn new() -> Self {
+        ActiveSection {
+            kind: None,
+            http_path: default_http_path(),
+            interval: default_probe_interval(),
+            timeout: default_probe_timeout(),
+            healthy: ActiveHealthy::default(),
+            unhealthy: Failures::default(),
+        }
+    }
 }
 
 fn default_listen() -> Vec<Spanned<String>> {
@@ -532,6 +607,6 @@ fn default_unhealthy_timeout() -> u64 {
 fn default_true() -> bool {
     true
 }
-fn empty_table() -> Spanned<toml::Value> {
-    Spanned::new(0..0, toml::Value::Table(toml::Table::new()))
+fn empty_table() -> Spanned<serde_json::Value> {
+    Spanned::new(0..0, serde_json::Value::Object(serde_json::Map::new()))
 }

@@ -73,6 +73,15 @@ pub struct KeyAuthConfig {
     /// The consumer (id or username) a client without a valid key is
     /// served as.
     pub anonymous: Option<String>,
+    /// Kong's: check keys on CORS preflight (OPTIONS) requests too. A
+    /// WebSocket handshake is a GET, never a preflight, so both values
+    /// serve the same.
+    #[serde(default = "yes")]
+    pub run_on_preflight: bool,
+    /// Kong's: look for the key in the request body. An upgrade request has
+    /// none, so only `false` is accepted.
+    #[serde(default)]
+    pub key_in_body: bool,
 }
 
 fn default_key_names() -> Vec<String> {
@@ -138,6 +147,9 @@ impl KeyAuth {
             if config.key_in_header && HeaderName::from_bytes(name.as_bytes()).is_err() {
                 return err(format!("key_names: {name:?} is not a valid header name"));
             }
+        }
+        if config.key_in_body {
+            return err("key_in_body: a WebSocket upgrade request has no body to look in".into());
         }
         if !config.key_in_header && !config.key_in_query {
             return err("key_in_header and key_in_query cannot both be false".into());
