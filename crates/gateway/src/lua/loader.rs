@@ -11,14 +11,31 @@ use mlua::{ChunkMode, Function, Lua, Table, Value};
 
 use super::json::Modules;
 
-/// A plugin found in one of the `lua_plugin_dirs`.
+/// A plugin found in one of the `lua_plugin_dirs`, or one built in.
 #[derive(Debug, Clone)]
 pub(crate) struct PluginFiles {
-    /// `DIR/NAME`.
+    /// `DIR/NAME` (`<built-in>/NAME` for a built-in one).
     pub(crate) dir: PathBuf,
+    /// A built-in plugin's handler and schema, in place of files.
+    pub(crate) built_in: Option<BuiltIn>,
+}
+
+/// The sources of a plugin that comes with the gateway.
+#[derive(Debug, Clone)]
+pub(crate) struct BuiltIn {
+    pub(crate) handler: String,
+    pub(crate) schema: String,
 }
 
 impl PluginFiles {
+    /// A plugin of a `lua_plugin_dirs` directory.
+    pub(crate) fn in_dir(dir: PathBuf) -> Self {
+        PluginFiles {
+            dir,
+            built_in: None,
+        }
+    }
+
     /// `DIR/NAME/handler.lua`.
     pub(crate) fn handler(&self) -> PathBuf {
         self.dir.join("handler.lua")
@@ -26,7 +43,23 @@ impl PluginFiles {
 
     /// `DIR/NAME/schema.lua`, if there is one.
     pub(crate) fn schema(&self) -> Option<PathBuf> {
-        Some(self.dir.join("schema.lua")).filter(|p| p.is_file())
+        Some(self.dir.join("schema.lua")).filter(|p| self.built_in.is_some() || p.is_file())
+    }
+
+    /// Compiles the plugin's `path` (its handler or its schema).
+    pub(crate) fn load(&self, lua: &Lua, path: &Path) -> mlua::Result<Function> {
+        let Some(built_in) = &self.built_in else {
+            return load_file(lua, path);
+        };
+        let source = if path.ends_with("schema.lua") {
+            &built_in.schema
+        } else {
+            &built_in.handler
+        };
+        lua.load(source.as_str())
+            .set_name(format!("@{}", path.display()))
+            .set_mode(ChunkMode::Text)
+            .into_function()
     }
 }
 
@@ -50,16 +83,16 @@ pub(crate) fn discover(dirs: &[PathBuf]) -> (BTreeMap<String, PluginFiles>, Vec<
             .collect();
         names.sort();
         for name in names {
-            found.entry(name.clone()).or_insert_with(|| PluginFiles {
-                dir: dir.join(&name),
-            });
+            found
+                .entry(name.clone())
+                .or_insert_with(|| PluginFiles::in_dir(dir.join(&name)));
         }
     }
     (found, errors)
 }
 
 /// Compiles a Lua file as a text chunk named after its path.
-pub(crate) fn load_file(lua: &Lua, path: &Path) -> mlua::Result<Function> {
+fn load_file(lua: &Lua, path: &Path) -> mlua::Result<Function> {
     let source = std::fs::read(path)
         .map_err(|e| mlua::Error::runtime(format!("cannot read {}: {e}", path.display())))?;
     lua.load(source)
@@ -139,7 +172,7 @@ pub(crate) fn install_require(
 fn plugin_module(plugins: &BTreeMap<String, PluginFiles>, name: &str) -> Option<PathBuf> {
     let rest = name.strip_prefix("kong.plugins.")?;
     let (plugin, module) = rest.split_once('.')?;
-    let files = plugins.get(plugin)?;
+    let files = plugins.get(plugin).filter(|f| f.built_in.is_none())?;
     if module
         .split('.')
         .any(|part| part.is_empty() || part.contains(['/', '\\']))

@@ -8,7 +8,9 @@
 //! `ws_upstream_frame(self, conf, type, data, status)` and `ws_close(self,
 //! conf)` (or `log`); an optional `schema.lua` declares its `config` record,
 //! checked (and its defaults filled in) at configuration load. It is enabled
-//! like a built-in: `[[plugins]] name = "NAME"  config = { … }`.
+//! like a built-in: `[[plugins]] name = "NAME"  config = { … }`. Kong's
+//! `pre-function` and `post-function` (inline chunks per phase) are Lua
+//! plugins that come with the gateway.
 //!
 //! Inside the phases, the `kong` global offers `kong.websocket.client.*` and
 //! `kong.websocket.upstream.*` (`get_frame`, `set_frame_data`, `set_status`,
@@ -57,6 +59,7 @@
 //! connection's entry when it ends. A frame call copies the payload into Lua
 //! once and out once if the handler replaced it.
 
+mod inline;
 mod json;
 mod loader;
 mod ngx;
@@ -115,9 +118,10 @@ pub struct LuaDirError {
     pub message: String,
 }
 
-/// Adds every plugin found in `dirs` (`DIR/NAME/handler.lua`) to `registry`;
-/// the first directory with a name wins, and a Lua plugin replaces a
-/// built-in of the same name. Unreadable directories are reported, and the
+/// Adds every plugin found in `dirs` (`DIR/NAME/handler.lua`) to `registry`,
+/// and Kong's `pre-function` and `post-function` (inline Lua, see
+/// `inline.rs`) unless a directory has its own; the first directory with a
+/// name wins, and a Lua plugin replaces a built-in of the same name. Unreadable directories are reported, and the
 /// plugins of the others are still added.
 ///
 /// Nothing is loaded until a plugin is configured: building one (through
@@ -137,7 +141,10 @@ pub fn register(
     dirs: &[PathBuf],
     options: LuaOptions,
 ) -> Result<(), Vec<LuaDirError>> {
-    let (plugins, errors) = loader::discover(dirs);
+    let (mut plugins, errors) = loader::discover(dirs);
+    for (name, files) in inline::plugins() {
+        plugins.entry(name).or_insert(files);
+    }
     let names: Vec<String> = plugins.keys().cloned().collect();
     let limits = Limits {
         max_instructions: options.max_instructions,
@@ -155,9 +162,13 @@ pub fn register(
         }
         let starter = starter.clone();
         let plugin_name = name.clone();
+        let inline = starter.plugins[&name].built_in.is_some() && inline::is_inline(&name);
         registry.register(
             &name,
             Arc::new(move |config: &serde_json::Value| {
+                if inline {
+                    inline::check(config).map_err(PluginConfigError)?;
+                }
                 let refused = |e: LoadError| PluginConfigError(e.to_string());
                 let runtime = starter.runtime().map_err(refused)?;
                 let def = runtime.definition(&plugin_name).map_err(refused)?;
@@ -234,9 +245,6 @@ pub(crate) fn with_config(
             defaults.max_memory
         }
     };
-    if gateway.lua_plugin_dirs.is_empty() {
-        return (registry, errors);
-    }
     let dirs: Vec<PathBuf> = gateway
         .lua_plugin_dirs
         .iter()

@@ -203,7 +203,9 @@ impl Vm {
     fn load_module(&mut self, name: &Arc<str>, files: &PluginFiles) -> Result<&Module, LoadError> {
         let path = files.handler();
         self.begin(Call::init(name.clone()));
-        let loaded = loader::load_file(&self.lua, &path).and_then(|chunk| self.run_init(chunk));
+        let loaded = files
+            .load(&self.lua, &path)
+            .and_then(|chunk| self.run_init(chunk));
         self.end();
         let handler = match loaded.map_err(|e| LoadError::from(&e))? {
             Value::Table(t) => t,
@@ -357,7 +359,7 @@ impl Runtime {
         }
         let (priority, phases) = declared.expect("there is at least one state");
         let schema = match files.schema() {
-            Some(path) => Some(self.load_schema(&name, &path)?),
+            Some(path) => Some(self.load_schema(&name, files, &path)?),
             None => None,
         };
         let def = Arc::new(Definition {
@@ -370,10 +372,17 @@ impl Runtime {
         Ok(def)
     }
 
-    fn load_schema(&self, name: &Arc<str>, path: &Path) -> Result<Schema, LoadError> {
+    fn load_schema(
+        &self,
+        name: &Arc<str>,
+        files: &PluginFiles,
+        path: &Path,
+    ) -> Result<Schema, LoadError> {
         let vm = lock(&self.slots[0].vm);
         vm.begin(Call::init(name.clone()));
-        let loaded = loader::load_file(&vm.lua, path).and_then(|chunk| vm.run_init(chunk));
+        let loaded = files
+            .load(&vm.lua, path)
+            .and_then(|chunk| vm.run_init(chunk));
         vm.end();
         match loaded.map_err(|e| LoadError::from(&e))? {
             Value::Table(t) => {

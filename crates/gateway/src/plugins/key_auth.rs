@@ -337,7 +337,8 @@ mod tests {
                 .contains("cannot both be false")
         );
         assert!(error_of(serde_json::json!({ "realm": "a\"b" })).contains("realm"));
-        assert!(error_of(serde_json::json!({ "key_in_body": true })).contains("unknown field"));
+        assert!(error_of(serde_json::json!({ "key_in_body": true })).contains("has no body"));
+        assert!(error_of(serde_json::json!({ "key_in_bodies": false })).contains("unknown field"));
         // Consumers' credentials alone will do.
         let consumers_only: KeyAuthConfig = serde_json::from_value(serde_json::json!({})).unwrap();
         assert!(KeyAuth::new(consumers_only).is_ok());
