@@ -1,6 +1,7 @@
 //! OpenResty's `ngx` API as Kong plugins use it, from the handshake and
 //! frame phases: the clock, `ngx.log`, `ngx.ctx`, base64, SHA-1, HMAC-SHA1,
-//! URI escaping, and a clear error for what Frameway does not offer.
+//! MD5, URI escaping, `ngx.var`, `ngx.re`, and a clear error for what
+//! Frameway does not offer.
 
 mod support;
 
@@ -105,6 +106,103 @@ end
         assert_eq!(
             upstream.request.headers()["x-stamp"],
             "v4+AWDOng2plNiAOUNpdyuPdqIY="
+        );
+    })
+    .await;
+}
+
+const RE_HANDLER: &str = r#"
+function P:ws_client_frame(conf, typ, data)
+  local m = ngx.re.match(data, [[(?<user>\w+)@(\w+)(?:\.(org|com))?]], "jo")
+  local ctx = { pos = 1 }
+  local from, to = ngx.re.find(data, "[0-9]+", "jo", ctx)
+  local again = ngx.re.find(data, "[0-9]+", "jo", ctx)
+  local swapped, n = ngx.re.gsub(data, [[(\w+)@(\w+)]], "$2@$1")
+  local shouted = ngx.re.sub(data, "[a-z]+", function(m) return m[0]:upper() end)
+  local caseless = ngx.re.match("HELLO", "hello", "i")
+  local ok, err = pcall(ngx.re.match, data, [[(a)\1]])
+  local out = {
+    m[0], m.user, m[1], m[2], tostring(m[3]),
+    from, to, ctx.pos, tostring(again),
+    swapped, n, shouted, caseless[0],
+    ngx.md5("abc"), #ngx.md5_bin("abc"),
+    err,
+  }
+  for i, v in ipairs(out) do out[i] = tostring(v) end
+  kong.websocket.client.set_frame_data(table.concat(out, "|"))
+end
+"#;
+
+#[test]
+fn ngx_re_and_md5_answer_as_openresty_does() {
+    let dir = plugin_dir(&[("rex", "handler.lua", &handler(RE_HANDLER))]);
+    let mut session = Session::new(lua_chain(&dir, "rex"));
+    let out = session
+        .frame(
+            Direction::Client,
+            FrameType::Text,
+            Bytes::from("mail ann@example now 42"),
+            None,
+        )
+        .unwrap();
+    let text = String::from_utf8(out.data.to_vec()).unwrap();
+    let fields: Vec<&str> = text.split('|').collect();
+    assert_eq!(
+        fields[..15],
+        [
+            "ann@example",
+            "ann",
+            "ann",
+            "example",
+            "false",
+            "22",
+            "23",
+            "24",
+            "nil",
+            "mail example@ann now 42",
+            "1",
+            "MAIL ann@example now 42",
+            "HELLO",
+            "900150983cd24fb0d6963f7d28e17f72",
+            "16",
+        ],
+        "{text}"
+    );
+    assert!(
+        fields[15].contains("no PCRE-only syntax (look-around, backreferences"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn ngx_var_reads_the_handshakes_variables() {
+    bounded(async {
+        let body = r#"
+function P:ws_handshake(conf)
+  local v = ngx.var
+  local seen = table.concat({ v.remote_addr, v.uri, v.request_uri, v.args, v.is_args,
+    v.host, v.request_method, v.http_x_trace_id }, " ")
+  local ok, err = pcall(function() return v.upstream_addr end)
+  kong.service.request.set_header("X-Vars", seen .. " | " .. err)
+end
+"#;
+        let dir = plugin_dir(&[("vars", "handler.lua", &handler(body))]);
+        let (up, mut conns) = scripted_upstream().await;
+        let gw = lua_gateway(up, &dir, &[("vars", "{}")]).await;
+        let request = upgrade_request_to("Chat.Example:8080", "/room?a=1", "X-Trace-Id: t-9\r\n");
+        let _client = raw_ws_client(gw, &request, b"").await;
+        let upstream = next_upstream(&mut conns).await;
+        let vars = upstream.request.headers()["x-vars"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            vars.starts_with("127.0.0.1 /room /room?a=1 a=1 ? chat.example GET t-9 | "),
+            "{vars}"
+        );
+        assert!(
+            vars.ends_with("ngx.var.upstream_addr is not available in Frameway"),
+            "{vars}"
         );
     })
     .await;

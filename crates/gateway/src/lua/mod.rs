@@ -63,6 +63,7 @@ mod inline;
 mod json;
 mod loader;
 mod ngx;
+mod ngx_re;
 mod pdk;
 mod plugin;
 mod runtime;

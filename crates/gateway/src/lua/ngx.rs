@@ -2,9 +2,10 @@
 //! means something to a WebSocket gateway: the clock (`ngx.now`,
 //! `ngx.time`, `ngx.update_time`), `ngx.log` with its level constants,
 //! `ngx.ctx` (the connection's `kong.ctx.shared`), base64, SHA-1 and
-//! HMAC-SHA1, and URI escaping. Anything else under `ngx` (cosockets,
-//! timers, subrequests, shared dictionaries) raises an error naming the
-//! function, never a nil-index error deep in a handler.
+//! HMAC-SHA1, MD5, URI escaping, `ngx.var` (the handshake's variables) and
+//! `ngx.re` (see `ngx_re.rs`). Anything else under `ngx` (cosockets,
+//! timers, subrequests) raises an error naming the function, never a
+//! nil-index error deep in a handler.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -90,6 +91,19 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
         })?,
     )?;
     ngx.set(
+        "md5",
+        lua.create_function(|_, data: mlua::String| {
+            Ok(format!("{:x}", md5::compute(data.as_bytes())))
+        })?,
+    )?;
+    ngx.set(
+        "md5_bin",
+        lua.create_function(|lua, data: mlua::String| {
+            lua.create_string(md5::compute(data.as_bytes()).0)
+        })?,
+    )?;
+    ngx.set("re", super::ngx_re::table(lua)?)?;
+    ngx.set(
         "escape_uri",
         lua.create_function(|_, text: mlua::String| Ok(query::encode(&text.as_bytes())))?,
     )?;
@@ -105,14 +119,57 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     lua.globals().set("ngx", ngx)
 }
 
-/// `ngx.ctx` is the connection's `kong.ctx.shared`; any other missing name
-/// is an error that says what is missing.
+/// `ngx.ctx` is the connection's `kong.ctx.shared`; `ngx.var` reads the
+/// handshake's nginx variables through the PDK; any other missing name is
+/// an error that says what is missing.
 const GUARD: &str = r#"
 local kong = ...
-local error = error
+local error, type = error, type
+
+local function query()
+  local q = kong.request.get_raw_query()
+  if q == "" then return nil end
+  return q
+end
+
+local function host()
+  local h = kong.request.get_header("host")
+  if not h then return nil end
+  return (h:lower():gsub(":%d+$", ""))
+end
+
+local variables = {
+  remote_addr = function() return kong.client.get_ip() end,
+  uri = function() return kong.request.get_path() end,
+  request_uri = function()
+    local q = query()
+    return q and (kong.request.get_path() .. "?" .. q) or kong.request.get_path()
+  end,
+  args = query,
+  query_string = query,
+  is_args = function() return query() and "?" or "" end,
+  host = host,
+  request_method = function() return kong.request.get_method() end,
+}
+
+local var = setmetatable({}, {
+  __index = function(_, name)
+    local read = variables[name]
+    if read then return read() end
+    if type(name) == "string" and name:sub(1, 5) == "http_" then
+      return kong.request.get_header((name:sub(6):gsub("_", "-")))
+    end
+    error("ngx.var." .. tostring(name) .. " is not available in Frameway", 2)
+  end,
+  __newindex = function(_, name)
+    error("ngx.var." .. tostring(name) .. " cannot be set in Frameway", 2)
+  end,
+})
+
 return {
   __index = function(_, name)
     if name == "ctx" then return kong.ctx.shared end
+    if name == "var" then return var end
     error("ngx." .. tostring(name) .. " is not available in Frameway", 2)
   end,
 }
