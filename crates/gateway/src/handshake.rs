@@ -193,6 +193,7 @@ where
     let mut response_headers = HeaderMap::new();
     let mut limits = LimitOverrides::default();
     let mut authenticated = None;
+    let mut reroute = None;
     let mut scope = HandshakeScope {
         request: &request,
         upstream_headers: &mut upstream_headers,
@@ -203,6 +204,8 @@ where
         conn: &conn,
         consumers: &config.consumers,
         authenticated: &mut authenticated,
+        reroute: &mut reroute,
+        upstreams: &config.upstreams,
     };
     let mut resume = None;
     // Once a plugin has authenticated a consumer with plugins of its own,
@@ -261,7 +264,10 @@ where
         .upstream
         .unwrap_or(config.upstream_max_payload)
         .min(MAX_PAYLOAD_CEILING);
-    let service = &route.service;
+    let service = match &reroute {
+        Some(reroute) => Arc::new(route.service.rerouted(reroute, &config.upstreams)),
+        None => route.service.clone(),
+    };
     let key = service.pool.as_ref().and_then(|pool| {
         pool.key(&KeySource {
             ip: client_addr.ip(),

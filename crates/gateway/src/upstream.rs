@@ -12,6 +12,7 @@ use frameway::WebSocket;
 use http::HeaderMap;
 
 use crate::balancer::{Lease, Pool, Target};
+use crate::plugin::Reroute;
 
 /// Request headers the upstream handshake writes itself: never copied from
 /// the client or a plugin.
@@ -92,7 +93,7 @@ impl Upstream {
 }
 
 /// A `[[services]]` entry, checked.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Service {
     /// The service's name.
     pub name: String,
@@ -203,6 +204,31 @@ fn tries(tried: &[(SocketAddr, frameway::Error)]) -> String {
 }
 
 impl Service {
+    /// This service sent elsewhere by a handshake plugin: to one target,
+    /// with the service's scheme and path, or over an upstream's targets.
+    pub(crate) fn rerouted(&self, reroute: &Reroute, pools: &[Arc<Pool>]) -> Service {
+        let mut service = self.clone();
+        let (scheme, path) = match &self.upstream {
+            Upstream::Url { url, path } => (url.scheme(), path.as_str()),
+            Upstream::Echo => ("ws", ""),
+        };
+        let authority = match reroute {
+            Reroute::Target { host, port } if host.contains(':') => format!("[{host}]:{port}"),
+            Reroute::Target { host, port } => format!("{host}:{port}"),
+            Reroute::Upstream(name) => name.clone(),
+        };
+        // `set_target` and `set_upstream` checked what they were given,
+        // and the scheme and path come from a URL that parsed.
+        if let Ok(upstream) = Upstream::parse(&format!("{scheme}://{authority}{path}")) {
+            service.upstream = upstream;
+        }
+        service.pool = match reroute {
+            Reroute::Target { .. } => None,
+            Reroute::Upstream(name) => pools.iter().find(|p| &p.name == name).cloned(),
+        };
+        service
+    }
+
     /// Opens the upstream connection for one client: to the service's URL,
     /// or to a target of its upstream picked for `key`, trying up to
     /// `retries` more targets when one fails (refused, timed out, TLS, 5xx

@@ -19,7 +19,7 @@ use super::json::{self, Modules};
 use crate::consumer::Authenticated;
 use crate::plugin::{
     checked_payload, checked_response_header, checked_status, drop_verdict, query, Direction, Exit,
-    FrameType, PlannedClose, Verdict,
+    FrameType, PlannedClose, Reroute, Verdict,
 };
 
 /// The phase a call runs in, under Kong's names.
@@ -84,6 +84,10 @@ pub(crate) struct HandshakeCall {
     pub(crate) exit: Option<Exit>,
     pub(crate) client_limit: Option<u64>,
     pub(crate) upstream_limit: Option<u64>,
+    /// The configured upstreams' names, for `kong.service.set_upstream`.
+    pub(crate) upstreams: Vec<String>,
+    /// `kong.service.set_target` or `set_upstream`, the last one called.
+    pub(crate) reroute: Option<Reroute>,
 }
 
 /// What a handler did to a header of the client's answer.
@@ -701,7 +705,9 @@ fn header_text(value: &Value) -> Result<String, String> {
     }
 }
 
-/// `kong.service.request`: headers of the request to the upstream.
+/// `kong.service`: where the connection goes (`set_target`,
+/// `set_upstream`) and, under `request`, the headers of the request to the
+/// upstream.
 fn service(lua: &Lua) -> mlua::Result<Table> {
     let request = lua.create_table()?;
     request.set(
@@ -733,6 +739,43 @@ fn service(lua: &Lua) -> mlua::Result<Table> {
     )?;
     let service = lua.create_table()?;
     service.set("request", request)?;
+    service.set(
+        "set_target",
+        lua.create_function(|lua, (host, port): (String, i64)| {
+            let function = "kong.service.set_target";
+            with_call(lua, |call| {
+                let request = call.handshake(function)?;
+                let port = u16::try_from(port)
+                    .ok()
+                    .filter(|&p| p != 0)
+                    .ok_or_else(|| {
+                        format!("{function}: port must be from 1 to 65535, got {port}")
+                    })?;
+                if host.is_empty() {
+                    return Err(format!("{function}: host must not be empty"));
+                }
+                request.reroute = Some(Reroute::Target { host, port });
+                Ok(())
+            })
+        })?,
+    )?;
+    // Kong's answer: `true`, or `nil` and why.
+    service.set(
+        "set_upstream",
+        lua.create_function(|lua, name: String| {
+            with_call(lua, |call| {
+                let request = call.handshake("kong.service.set_upstream")?;
+                if !request.upstreams.contains(&name) {
+                    return Ok((
+                        None,
+                        Some(format!("could not find an Upstream named '{name}'")),
+                    ));
+                }
+                request.reroute = Some(Reroute::Upstream(name));
+                Ok((Some(true), None))
+            })
+        })?,
+    )?;
     Ok(service)
 }
 

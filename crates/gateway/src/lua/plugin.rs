@@ -11,7 +11,8 @@ use super::pdk::{self, Call, FrameCall, HandshakeCall, Phase, ResponseHeader};
 use super::runtime::{ctx_slot, plugin_error, Definition, Instance, Runtime, Vm};
 use crate::consumer::Authenticated;
 use crate::plugin::{
-    CloseContext, Direction, FrameContext, HandshakeContext, Plugin, PluginError, State, Verdict,
+    CloseContext, Direction, FrameContext, HandshakeContext, Plugin, PluginError, Reroute, State,
+    Verdict,
 };
 
 /// What a frame handler gets after `self, conf`: the frame's type name,
@@ -176,6 +177,7 @@ impl Plugin for LuaPlugin {
             path: ctx.path().to_owned(),
             query: ctx.query().map(str::to_owned),
             headers: ctx.headers().clone(),
+            upstreams: ctx.upstream_names().map(str::to_owned).collect(),
             ..HandshakeCall::default()
         }));
         let call = self.runtime.with_vm(|vm| {
@@ -206,6 +208,11 @@ impl Plugin for LuaPlugin {
         }
         if let Some(limit) = request.upstream_limit {
             ctx.set_max_message_len(Direction::Upstream, limit);
+        }
+        match &request.reroute {
+            Some(Reroute::Target { host, port }) => ctx.set_target(host, *port)?,
+            Some(Reroute::Upstream(name)) => ctx.set_upstream(name)?,
+            _ => {}
         }
         if let Some(exit) = request.exit {
             ctx.exit(exit.status, exit.body, exit.headers);

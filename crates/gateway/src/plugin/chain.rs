@@ -6,10 +6,11 @@ use http::{Extensions, HeaderMap, Request};
 
 use super::pdk::{
     CloseContext, ConnectionInfo, Direction, Exit, FailureContext, FrameContext, FrameResume,
-    FrameWaiting, HandshakeContext, InFlight, LimitOverrides, ProxyFailure, Resume, Traffic,
-    Waiting,
+    FrameWaiting, HandshakeContext, InFlight, LimitOverrides, ProxyFailure, Reroute, Resume,
+    Traffic, Waiting,
 };
 use super::{Plugin, PluginError, State};
+use crate::balancer::Pool;
 use crate::consumer::{Authenticated, Consumers};
 
 /// A plugin failed: which one, and why.
@@ -34,6 +35,8 @@ pub(crate) struct HandshakeScope<'a> {
     pub(crate) conn: &'a ConnectionInfo,
     pub(crate) consumers: &'a Consumers,
     pub(crate) authenticated: &'a mut Option<Arc<Authenticated>>,
+    pub(crate) reroute: &'a mut Option<Reroute>,
+    pub(crate) upstreams: &'a [Arc<Pool>],
 }
 
 /// Where a run of the handshake phase stopped.
@@ -157,6 +160,8 @@ impl Chain {
                 consumers: scope.consumers,
                 authenticated: scope.authenticated,
                 waiting: &mut waiting,
+                reroute: scope.reroute,
+                upstreams: scope.upstreams,
             };
             let result = match resumed {
                 Some(then) => then(&mut ctx),

@@ -22,8 +22,8 @@ pub(crate) use pdk::{
 };
 pub use pdk::{
     CloseContext, ConnectionInfo, Direction, Exit, FailureContext, FrameContext, FrameResume,
-    FrameType, FrameWaiting, HandshakeContext, PdkError, PlannedClose, ProxyFailure, Resume,
-    Traffic, Verdict, Waiting,
+    FrameType, FrameWaiting, HandshakeContext, PdkError, PlannedClose, ProxyFailure, Reroute,
+    Resume, Traffic, Verdict, Waiting,
 };
 pub use registry::{PluginConfigError, PluginFactory, Registry};
 pub use session::{FrameOutcome, Session};

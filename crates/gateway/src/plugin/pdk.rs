@@ -14,6 +14,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{Extensions, HeaderMap, Request, StatusCode};
 
 use super::{ChainError, PluginError, State};
+use crate::balancer::Pool;
 use crate::consumer::{Authenticated, Consumer, Consumers, Credential};
 
 /// Where a frame came from.
@@ -131,6 +132,12 @@ pub enum PdkError {
     /// Text (or a close message) that is not UTF-8.
     #[error("{0} must be UTF-8")]
     NotUtf8(&'static str),
+    /// `set_target` with a host and port no URL can carry.
+    #[error("{0:?} is not a host and port to connect to")]
+    InvalidTarget(String),
+    /// `set_upstream` with a name no `[[upstreams]]` entry has.
+    #[error("could not find an upstream named {0:?}")]
+    UnknownUpstream(String),
     /// A ping or pong payload over 125 bytes.
     #[error("a {kind} carries at most 125 bytes, not {len}")]
     ControlTooLong {
@@ -462,6 +469,24 @@ pub(crate) struct LimitOverrides {
     pub(crate) upstream: Option<u64>,
 }
 
+/// Where a handshake plugin sends the connection instead of its service's
+/// own upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reroute {
+    /// One host and port (`kong.service.set_target`), with the service's
+    /// scheme and path.
+    Target {
+        /// A host name or IP address.
+        host: String,
+        /// The port.
+        port: u16,
+    },
+    /// A configured upstream, balanced over its targets
+    /// (`kong.service.set_upstream`).
+    Upstream(String),
+}
+
 /// The handshake phase: the client's request, before the upstream is
 /// contacted.
 pub struct HandshakeContext<'a> {
@@ -479,6 +504,8 @@ pub struct HandshakeContext<'a> {
     pub(crate) consumers: &'a Consumers,
     pub(crate) authenticated: &'a mut Option<Arc<Authenticated>>,
     pub(crate) waiting: &'a mut Option<Waiting>,
+    pub(crate) reroute: &'a mut Option<Reroute>,
+    pub(crate) upstreams: &'a [Arc<Pool>],
 }
 
 /// What a handshake plugin does once the wait it asked for is over
@@ -664,6 +691,40 @@ impl HandshakeContext<'_> {
             body: body.into(),
             headers,
         });
+    }
+
+    /// Connects to `host:port` instead of the service's upstream, with the
+    /// service's scheme, path and settings (`kong.service.set_target`).
+    pub fn set_target(&mut self, host: &str, port: u16) -> Result<(), PdkError> {
+        let bracketed = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
+        let spec = format!("{bracketed}:{port}");
+        if port == 0 || frameway::client::WsUrl::parse(&format!("ws://{spec}/")).is_err() {
+            return Err(PdkError::InvalidTarget(spec));
+        }
+        *self.reroute = Some(Reroute::Target {
+            host: host.to_owned(),
+            port,
+        });
+        Ok(())
+    }
+
+    /// Balances the connection over the targets of the upstream `name`
+    /// instead of the service's (`kong.service.set_upstream`).
+    pub fn set_upstream(&mut self, name: &str) -> Result<(), PdkError> {
+        if !self.upstreams.iter().any(|pool| pool.name == name) {
+            return Err(PdkError::UnknownUpstream(name.to_owned()));
+        }
+        *self.reroute = Some(Reroute::Upstream(name.to_owned()));
+        Ok(())
+    }
+
+    /// The names of the configured upstreams.
+    pub fn upstream_names(&self) -> impl Iterator<Item = &str> {
+        self.upstreams.iter().map(|pool| pool.name.as_str())
     }
 
     /// The largest message accepted from `side` (its leg's

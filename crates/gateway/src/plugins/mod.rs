@@ -192,6 +192,8 @@ pub(crate) mod testing {
                 consumers: &self.consumers,
                 authenticated: &mut self.authenticated,
                 waiting: &mut None,
+                reroute: &mut None,
+                upstreams: &[],
             };
             plugin.handshake(&mut ctx)
         }
