@@ -8,6 +8,9 @@
 //! | [`ip-restriction`](IpRestriction) | 990 | handshake |
 //! | [`websocket-connection-limit`](ConnectionLimit) | 915 | handshake |
 //! | [`websocket-rate-limit`](RateLimit) | 910 | handshake, client and upstream frames |
+//! | [`http-log`](KongLog) | 12 | handshake, close |
+//! | [`file-log`](KongLog) | 9 | handshake, close |
+//! | [`tcp-log`](KongLog) | 7 | handshake, close |
 //! | [`websocket-log`](Log) | 5 | handshake, frames, close |
 //!
 //! Each takes its `config` table as a typed structure; unknown keys and
@@ -17,8 +20,10 @@
 mod connection_limit;
 mod ip_restriction;
 mod key_auth;
+mod kong_log;
 mod log;
 mod rate_limit;
+mod remote;
 mod size_limit;
 mod validator;
 
@@ -33,6 +38,7 @@ use crate::plugin::{HandshakeContext, Plugin, PluginConfigError, PluginFactory, 
 pub use connection_limit::{ConnectionLimit, ConnectionLimitConfig};
 pub use ip_restriction::{IpRestriction, IpRestrictionConfig};
 pub use key_auth::{KeyAuth, KeyAuthConfig};
+pub use kong_log::{FileLogConfig, HttpLogConfig, KongLog, TcpLogConfig};
 pub use log::{Log, LogConfig};
 pub use rate_limit::{RateLimit, RateLimitConfig};
 pub use size_limit::{SizeLimit, SizeLimitConfig};
@@ -47,6 +53,9 @@ pub(crate) fn register_builtins(registry: &mut Registry) {
     registry.register(RateLimit::NAME, factory(RateLimit::new));
     registry.register(ConnectionLimit::NAME, factory(ConnectionLimit::new));
     registry.register(Log::NAME, factory(Log::new));
+    registry.register(KongLog::FILE, factory(KongLog::file));
+    registry.register(KongLog::HTTP, factory(KongLog::http));
+    registry.register(KongLog::TCP, factory(KongLog::tcp));
 }
 
 /// A factory that deserialises the plugin's typed configuration (unknown

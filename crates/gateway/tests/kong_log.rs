@@ -1,0 +1,187 @@
+//! Kong's log plugins from a kong.yml, over real sockets: one entry per
+//! connection to a file (file-log), to an HTTP collector (http-log) and to
+//! a TCP collector (tcp-log), each saying the same thing.
+
+mod support;
+
+use std::time::Duration;
+
+use frameway::{CloseCode, Message};
+use serde_json::Value;
+use support::{bounded, connect, echo_upstream, gateway, recv, within};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+/// An HTTP collector: each request's method, path, headers and JSON body.
+async fn http_collector() -> (u16, mpsc::UnboundedReceiver<(String, Value)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(tcp);
+                let mut head = String::new();
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).await.unwrap();
+                let mut tcp = reader.into_inner();
+                tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .await
+                    .unwrap();
+                let _ = tx.send((head, serde_json::from_slice(&body).unwrap()));
+            });
+        }
+    });
+    (port, rx)
+}
+
+/// A TCP collector: each line, as JSON.
+async fn tcp_collector() -> (u16, mpsc::UnboundedReceiver<Value>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(tcp).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let _ = tx.send(serde_json::from_str(&line).unwrap());
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+#[tokio::test]
+async fn file_http_and_tcp_log_write_one_entry_per_connection() {
+    bounded(async {
+        let up = echo_upstream().await;
+        let (http_port, mut posted) = http_collector().await;
+        let (tcp_port, mut lines) = tcp_collector().await;
+        let path =
+            std::env::temp_dir().join(format!("frameway-file-log-{}.log", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let kong = format!(
+            r#"_format_version: "3.0"
+services:
+- name: chat
+  url: ws://{up}
+  routes: [{{ name: chat-route, paths: [/chat], strip_path: false }}]
+  plugins:
+  - name: key-auth
+plugins:
+- name: file-log
+  config: {{ path: {path:?}, reopen: false }}
+- name: http-log
+  config:
+    http_endpoint: http://bot:s3cret@127.0.0.1:{http_port}/logs
+    method: PUT
+    timeout: 2000
+    keepalive: 60000
+    headers: {{ X-Team: chat }}
+    queue: {{ max_batch_size: 1, max_coalescing_delay: 1 }}
+- name: tcp-log
+  config: {{ host: 127.0.0.1, port: {tcp_port}, keepalive: 60000 }}
+consumers:
+- username: alice
+  keyauth_credentials: [{{ key: alice-key }}]
+"#,
+            path = path.display().to_string()
+        );
+        let gw = gateway(&kong).await;
+        let mut ws = connect(gw, "/chat?apikey=alice-key").await;
+        ws.send(Message::text("hello")).await.unwrap();
+        assert_eq!(recv(&mut ws).await, Message::text("hello"));
+        ws.close(CloseCode::NORMAL, "").await.unwrap();
+
+        let (head, from_http) = within("the http-log entry", posted.recv()).await.unwrap();
+        assert!(head.starts_with("PUT /logs HTTP/1.1\r\n"), "{head}");
+        let lower = head.to_ascii_lowercase();
+        assert!(lower.contains("x-team: chat\r\n"), "{head}");
+        // bot:s3cret
+        assert!(
+            lower.contains("authorization: basic ym90onmzy3jlda=="),
+            "{head}"
+        );
+        let from_tcp = within("the tcp-log entry", lines.recv()).await.unwrap();
+        let from_file = within("the file-log entry", async {
+            loop {
+                if let Ok(text) = std::fs::read_to_string(&path) {
+                    if text.ends_with('\n') {
+                        return serde_json::from_str::<Value>(text.trim_end()).unwrap();
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        let _ = std::fs::remove_file(&path);
+        for entry in [&from_http, &from_tcp, &from_file] {
+            assert_eq!(entry["request"]["uri"], "/chat?apikey=alice-key", "{entry}");
+            assert_eq!(entry["route"]["name"], "chat-route");
+            assert_eq!(entry["service"]["name"], "chat");
+            assert_eq!(entry["consumer"]["username"], "alice");
+            assert_eq!(entry["client_ip"], "127.0.0.1");
+            assert_eq!(entry["ws"]["client_status"], 1000);
+            assert_eq!(entry["ws"]["client_messages"], 2, "{entry}");
+            assert!(entry["started_at"].as_u64().unwrap() > 1_700_000_000_000);
+        }
+        assert_eq!(from_http["ws"], from_tcp["ws"]);
+        assert_eq!(from_http["ws"], from_file["ws"]);
+    })
+    .await;
+}
+
+#[test]
+fn kong_log_options_frameway_cannot_honour_are_refused() {
+    use frameway_gateway::config::Config;
+    use frameway_gateway::plugin::Registry;
+    let load = |plugin: &str| {
+        let text = format!(
+            "_format_version: \"3.0\"\nplugins:\n- {plugin}\nservices:\n- name: s\n  url: ws://127.0.0.1:1\n  routes: [{{ name: r, paths: [/] }}]\n"
+        );
+        match Config::parse(&text, "kong.yml", &Registry::with_builtins()) {
+            Ok(_) => panic!("{plugin} loads"),
+            Err(e) => e.to_string(),
+        }
+    };
+    for (plugin, why) in [
+        (
+            "{ name: http-log, config: { http_endpoint: \"https://logs.example/\" } }",
+            "https endpoints are not supported",
+        ),
+        (
+            "{ name: http-log, config: { http_endpoint: \"http://l/\", queue: { max_batch_size: 10 } } }",
+            "queue.max_batch_size 10 is not supported",
+        ),
+        (
+            "{ name: tcp-log, config: { host: l, port: 9, tls: true } }",
+            "TLS to a TCP log collector is not supported",
+        ),
+        (
+            "{ name: file-log, config: { path: /tmp/x, custom_fields_by_lua: { a: \"return 1\" } } }",
+            "custom_fields_by_lua is not supported",
+        ),
+    ] {
+        let error = load(plugin);
+        assert!(error.starts_with("kong.yml:3:") && error.contains(why), "{error}");
+    }
+}
