@@ -8,6 +8,7 @@
 //! | [`ip-restriction`](IpRestriction) | 990 | handshake |
 //! | [`websocket-connection-limit`](ConnectionLimit) | 915 | handshake |
 //! | [`websocket-rate-limit`](RateLimit) | 910 | handshake, client and upstream frames |
+//! | [`rate-limiting`](RateLimiting) | 910 | handshake (connections per window) |
 //! | [`http-log`](KongLog) | 12 | handshake, close |
 //! | [`file-log`](KongLog) | 9 | handshake, close |
 //! | [`tcp-log`](KongLog) | 7 | handshake, close |
@@ -21,6 +22,7 @@ mod connection_limit;
 mod ip_restriction;
 mod key_auth;
 mod kong_log;
+mod kong_rate_limiting;
 mod log;
 mod rate_limit;
 mod remote;
@@ -39,6 +41,7 @@ pub use connection_limit::{ConnectionLimit, ConnectionLimitConfig};
 pub use ip_restriction::{IpRestriction, IpRestrictionConfig};
 pub use key_auth::{KeyAuth, KeyAuthConfig};
 pub use kong_log::{FileLogConfig, HttpLogConfig, KongLog, TcpLogConfig};
+pub use kong_rate_limiting::{KongLimitBy, KongPolicy, RateLimiting, RateLimitingConfig};
 pub use log::{Log, LogConfig};
 pub use rate_limit::{RateLimit, RateLimitConfig};
 pub use size_limit::{SizeLimit, SizeLimitConfig};
@@ -51,6 +54,7 @@ pub(crate) fn register_builtins(registry: &mut Registry) {
     registry.register(IpRestriction::NAME, factory(IpRestriction::new));
     registry.register(Validator::NAME, factory(Validator::new));
     registry.register(RateLimit::NAME, factory(RateLimit::new));
+    registry.register(RateLimiting::NAME, factory(RateLimiting::new));
     registry.register(ConnectionLimit::NAME, factory(ConnectionLimit::new));
     registry.register(Log::NAME, factory(Log::new));
     registry.register(KongLog::FILE, factory(KongLog::file));
