@@ -190,3 +190,70 @@ fn broken_yaml_is_refused_with_its_line() {
         "{errors}"
     );
 }
+
+/// `[gateway] declarative_config` (Kong's kong.conf key): the listeners and
+/// the rest of `[gateway]` in TOML, the entities in a kong.yml beside it;
+/// each error names its own file and line.
+#[test]
+fn a_toml_file_takes_its_entities_from_a_declarative_config() {
+    let dir = std::env::temp_dir().join(format!("frameway-declarative-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = dir.join("gateway.toml");
+    let kong = dir.join("kong.yml");
+    std::fs::write(
+        &toml,
+        "[gateway]\nlisten = [\"127.0.0.1:9100\"]\ndeclarative_config = \"kong.yml\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &kong,
+        "_format_version: \"3.0\"\nservices:\n- name: chat\n  url: ws://127.0.0.1:9000\n  routes: [{ name: chat, paths: [/chat] }]\n",
+    )
+    .unwrap();
+    let registry = Registry::with_builtins();
+    let config = Config::load(&toml, &registry).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.listen, ["127.0.0.1:9100".parse().unwrap()]);
+    assert_eq!(config.router.routes()[0].service.name, "chat");
+
+    std::fs::write(
+        &toml,
+        "[gateway]\nclient_max_payload = 0\ndeclarative_config = \"kong.yml\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &kong,
+        "_format_version: \"3.0\"\nservices:\n- name: chat\n  url: ws://127.0.0.1:9000\n  routes: [{ name: chat, paths: [chat] }]\n",
+    )
+    .unwrap();
+    let errors = match Config::load(&toml, &registry) {
+        Ok(_) => panic!("both files have an error"),
+        Err(e) => e.to_string(),
+    };
+    let lines: Vec<&str> = errors.lines().collect();
+    assert_eq!(lines.len(), 2, "{errors}");
+    assert!(
+        lines[0].starts_with(&format!("{}:2:22: client_max_payload", toml.display())),
+        "{errors}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "{}:5:34: path \"chat\" must start with /",
+            kong.display()
+        )),
+        "{errors}"
+    );
+
+    std::fs::write(&toml, "[gateway]\ndeclarative_config = \"missing.yml\"\n").unwrap();
+    let errors = match Config::load(&toml, &registry) {
+        Ok(_) => panic!("the file is missing"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        errors.starts_with(&format!(
+            "{}:2:22: declarative_config: cannot read",
+            toml.display()
+        )),
+        "{errors}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -61,6 +61,9 @@ url = "internal://echo"
 /// One problem in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The file the problem is in when it is not the configuration file
+    /// itself: the Kong declarative file its `declarative_config` names.
+    pub file: Option<String>,
     /// 1-based line and column, when known.
     pub location: Option<(usize, usize)>,
     /// What is wrong.
@@ -91,9 +94,10 @@ impl std::fmt::Display for ConfigErrors {
             if i > 0 {
                 writeln!(f)?;
             }
+            let file = e.file.as_deref().unwrap_or(&self.source_name);
             match e.location {
-                Some(_) => write!(f, "{}:{e}", self.source_name)?,
-                None => write!(f, "{}: {e}", self.source_name)?,
+                Some(_) => write!(f, "{file}:{e}")?,
+                None => write!(f, "{file}: {e}")?,
             }
         }
         Ok(())
@@ -159,6 +163,7 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
             source_name: name.clone(),
             errors: vec![ConfigError {
+                file: None,
                 location: None,
                 message: format!("cannot read: {e}"),
             }],
@@ -189,43 +194,96 @@ impl Config {
 }
 
 struct Loader<'a> {
-    text: &'a str,
+    /// The configuration, then the declarative file it names, if any:
+    /// spans are offsets into this.
+    text: String,
+    /// Where the declarative file starts in `text`, and its name.
+    included: Option<(usize, String)>,
     base: &'a Path,
     errors: Vec<ConfigError>,
 }
 
 impl<'a> Loader<'a> {
-    fn new(text: &'a str, base: &'a Path) -> Self {
+    fn new(text: &str, base: &'a Path) -> Self {
         Loader {
-            text,
+            text: text.to_owned(),
+            included: None,
             base,
             errors: Vec::new(),
         }
     }
 
     fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
-        let location = span
-            .filter(|s| s.end > 0)
-            .map(|s| line_col(self.text, s.start));
+        let span = span.filter(|s| s.end > 0);
+        let (file, location) = match (&self.included, span) {
+            (Some((start, name)), Some(s)) if s.start >= *start => (
+                Some(name.clone()),
+                Some(line_col(&self.text[*start..], s.start - start)),
+            ),
+            (_, span) => (None, span.map(|s| line_col(&self.text, s.start))),
+        };
         self.errors.push(ConfigError {
+            file,
             location,
             message: message.into(),
         });
     }
 
-    fn load(mut self, registry: &Registry) -> Result<Config, Vec<ConfigError>> {
-        let file: FileConfig = if kong::is_declarative(self.text) {
-            let (file, errors) = kong::translate(self.text);
-            for (span, message) in errors {
-                self.error(span, message);
+    /// Translates a Kong declarative file that starts at `offset` of
+    /// `self.text`; `None` if it is not YAML at all.
+    fn declarative(&mut self, offset: usize) -> Option<FileConfig> {
+        let (file, errors) = kong::translate(&self.text[offset..], offset);
+        for (span, message) in errors {
+            self.error(span, message);
+        }
+        file
+    }
+
+    /// `[gateway] declarative_config`: a Kong declarative file whose
+    /// entities join the configuration's (its errors name that file).
+    fn include(&mut self, file: &mut FileConfig) {
+        let Some(path) = file.gateway.declarative_config.clone() else {
+            return;
+        };
+        let full = self.base.join(path.get_ref());
+        let text = match std::fs::read_to_string(&full) {
+            Ok(text) if kong::is_declarative(&text) => text,
+            Ok(_) => {
+                let message = format!(
+                    "declarative_config: {} is not a Kong declarative file (no _format_version)",
+                    full.display()
+                );
+                return self.error(Some(path.span()), message);
             }
-            match file {
+            Err(e) => {
+                let message = format!("declarative_config: cannot read {}: {e}", full.display());
+                return self.error(Some(path.span()), message);
+            }
+        };
+        self.text.push('\n');
+        let offset = self.text.len();
+        self.text.push_str(&text);
+        self.included = Some((offset, full.display().to_string()));
+        if let Some(kong) = self.declarative(offset) {
+            file.services.extend(kong.services);
+            file.plugins.extend(kong.plugins);
+            file.upstreams.extend(kong.upstreams);
+            file.consumers.extend(kong.consumers);
+        }
+    }
+
+    fn load(mut self, registry: &Registry) -> Result<Config, Vec<ConfigError>> {
+        let file: FileConfig = if kong::is_declarative(&self.text) {
+            match self.declarative(0) {
                 Some(file) => file,
                 None => return Err(self.errors),
             }
         } else {
-            match toml::from_str(self.text) {
-                Ok(file) => file,
+            match toml::from_str(&self.text) {
+                Ok(mut file) => {
+                    self.include(&mut file);
+                    file
+                }
                 Err(e) => {
                     let message = e.message().to_owned();
                     self.error(e.span(), message);
@@ -400,7 +458,8 @@ impl<'a> Loader<'a> {
             }
         }
         if !self.errors.is_empty() {
-            self.errors.sort_by_key(|e| e.location);
+            self.errors
+                .sort_by(|a, b| (&a.file, a.location).cmp(&(&b.file, b.location)));
             return Err(self.errors);
         }
         Ok(Config {

@@ -266,6 +266,11 @@ pub struct GatewaySection {
     /// 10000), so that clients do not all reconnect in the same second.
     #[serde(default = "default_close_spread")]
     pub close_spread: u64,
+    /// A Kong declarative file (kong.yml, YAML or JSON; relative to this
+    /// file) whose services, routes, plugins, consumers and upstreams join
+    /// this file's: Kong's `declarative_config`, with the listeners and
+    /// the rest of `[gateway]` here.
+    pub declarative_config: Option<Spanned<String>>,
     /// Directories searched for Lua plugins (`NAME/handler.lua`).
     #[serde(default)]
     pub lua_plugin_dirs: Vec<Spanned<String>>,
@@ -365,6 +370,7 @@ impl Default for GatewaySection {
             close_spread: default_close_spread(),
             max_request_headers: default_max_request_headers(),
             max_request_header_bytes: default_max_request_header_bytes(),
+            declarative_config: None,
             lua_plugin_dirs: Vec::new(),
             lua_max_instructions: default_lua_instructions(),
             lua_max_memory: default_lua_memory(),

@@ -40,8 +40,9 @@ pub(super) type Problem = (Option<Range<usize>>, String);
 
 /// The native sections a declarative file says, and every problem found
 /// on the way (as byte ranges of the file).
-pub(super) fn translate(text: &str) -> (Option<FileConfig>, Vec<Problem>) {
-    let (doc, root) = Doc::parse(text);
+/// `offset`: where `text` starts in the text spans are offsets into.
+pub(super) fn translate(text: &str, offset: usize) -> (Option<FileConfig>, Vec<Problem>) {
+    let (doc, root) = Doc::parse(text, offset);
     let Ok(root) = root else {
         return (None, doc.errors);
     };

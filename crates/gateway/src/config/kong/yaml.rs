@@ -22,13 +22,15 @@ pub(super) struct Doc {
 }
 
 impl Doc {
-    /// Parses `text`; a syntax error is returned with its place.
-    pub(super) fn parse(text: &str) -> (Doc, Result<Node<'_>, String>) {
+    /// Parses `text`, which starts at byte `offset` of what spans count
+    /// in; a syntax error is returned with its place.
+    pub(super) fn parse(text: &str, offset: usize) -> (Doc, Result<Node<'_>, String>) {
         let mut doc = Doc {
             offsets: text
                 .char_indices()
                 .map(|(at, _)| at)
                 .chain([text.len()])
+                .map(|at| at + offset)
                 .collect(),
             errors: Vec::new(),
         };
