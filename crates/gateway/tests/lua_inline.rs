@@ -80,3 +80,56 @@ fn inline_chunks_that_cannot_run_are_refused_at_load() {
     let unknown = load(r#"{ ws_open = [] }"#);
     assert!(unknown.contains("ws_open"), "{unknown}");
 }
+
+/// `ngx.shared.DICT`, declared in `[gateway] lua_shared_dicts`, is one
+/// dictionary for every connection: counts, `add` that refuses a second
+/// time, values read back in a frame phase, and a clear error for a
+/// dictionary nobody declared.
+#[tokio::test]
+async fn shared_dictionaries_are_common_to_every_connection() {
+    bounded(async {
+        let config = r#"
+[gateway]
+lua_shared_dicts = { counts = "1m" }
+
+[[services]]
+name = "echo"
+url = "internal://echo"
+  [[services.routes]]
+  name = "echo"
+  paths = ["/"]
+
+[[plugins]]
+name = "pre-function"
+  [plugins.config]
+  ws_handshake = ['''
+    local counts = ngx.shared.counts
+    local n = counts:incr("conns", 1, 0)
+    local ok, err = counts:add("first", "conn-" .. n, 60)
+    local missing = select(2, pcall(function() return ngx.shared.nope end))
+    kong.response.set_header("X-Count", n .. " " .. tostring(ok) .. " " .. tostring(err))
+    kong.response.set_header("X-Missing", missing)
+  ''']
+  ws_client_frame = ['''
+    kong.websocket.client.set_frame_data(ngx.shared.counts:get("first") .. " of " .. ngx.shared.counts:get("conns"))
+  ''']
+"#;
+        let gw = gateway(config).await;
+        let mut seen = Vec::new();
+        let mut clients = Vec::new();
+        for _ in 0..2 {
+            let (ws, response) = connect(format!("ws://{gw}/").as_str()).await.unwrap();
+            seen.push(response.headers()["x-count"].to_str().unwrap().to_owned());
+            assert!(response.headers()["x-missing"]
+                .to_str()
+                .unwrap()
+                .ends_with("ngx.shared.nope is not declared (add it to [gateway] lua_shared_dicts)"));
+            clients.push(ws);
+        }
+        assert_eq!(seen, ["1 true nil", "2 false exists"]);
+        let ws = &mut clients[0];
+        ws.send(Message::text("x")).await.unwrap();
+        assert_eq!(recv(ws).await, Message::text("conn-1 of 2"));
+    })
+    .await;
+}

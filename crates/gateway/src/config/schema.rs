@@ -283,6 +283,10 @@ pub struct GatewaySection {
     /// Give Lua plugins `os`, `io` and `require` of any module (default false).
     #[serde(default)]
     pub lua_unsafe: bool,
+    /// `ngx.shared` dictionaries and their sizes, nginx's `lua_shared_dict`
+    /// (`{ cache = "10m" }`; bytes, or `k` and `m` units).
+    #[serde(default)]
+    pub lua_shared_dicts: std::collections::BTreeMap<String, Spanned<serde_json::Value>>,
     /// permessage-deflate with clients: `true` (the default: accept their
     /// offers with the library's defaults), `false`, or the parameters.
     #[serde(default = "default_deflate")]
@@ -375,6 +379,7 @@ impl Default for GatewaySection {
             lua_max_instructions: default_lua_instructions(),
             lua_max_memory: default_lua_memory(),
             lua_unsafe: false,
+            lua_shared_dicts: Default::default(),
             client_deflate: default_deflate(),
         }
     }

@@ -69,6 +69,7 @@ mod plugin;
 mod runtime;
 mod sandbox;
 mod schema;
+mod shared_dict;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -82,7 +83,7 @@ use runtime::{LoadError, Runtime};
 use sandbox::Limits;
 
 /// Limits and permissions of Lua plugins (`[gateway] lua_*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LuaOptions {
     /// Instructions one call into a plugin may run.
     pub max_instructions: u64,
@@ -90,6 +91,8 @@ pub struct LuaOptions {
     pub max_memory: usize,
     /// Give plugins `os`, `io` and Lua's own `require`.
     pub unsafe_libs: bool,
+    /// `ngx.shared` dictionaries: name and size in bytes.
+    pub shared_dicts: Vec<(String, usize)>,
 }
 
 impl Default for LuaOptions {
@@ -98,6 +101,7 @@ impl Default for LuaOptions {
             max_instructions: 1_000_000,
             max_memory: 16 << 20,
             unsafe_libs: false,
+            shared_dicts: Vec::new(),
         }
     }
 }
@@ -108,6 +112,11 @@ pub const MIN_INSTRUCTIONS: u64 = 1_000;
 /// The smallest accepted `lua_max_memory`: the libraries and the `kong` API
 /// alone take a few hundred KiB.
 pub const MIN_MEMORY: u64 = 1 << 20;
+
+/// The smallest `lua_shared_dicts` size (nginx's is 8k too).
+const MIN_DICT: usize = 8 << 10;
+/// The largest: a dictionary lives in the process's memory.
+const MAX_DICT: usize = 1 << 30;
 
 /// A Lua plugin directory that could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -151,6 +160,11 @@ pub fn register(
         max_instructions: options.max_instructions,
         max_memory: options.max_memory,
         unsafe_libs: options.unsafe_libs,
+        dicts: options
+            .shared_dicts
+            .iter()
+            .map(|(name, size)| (name.clone(), shared_dict::declare(name, *size)))
+            .collect(),
     };
     let starter = Arc::new(Starter {
         plugins,
@@ -203,7 +217,7 @@ impl Starter {
             .get_or_init(|| {
                 // One state per CPU: as many as calls can run at once.
                 let states = std::thread::available_parallelism().map_or(1, |n| n.get());
-                Runtime::new(self.plugins.clone(), self.limits, states).map(Arc::new)
+                Runtime::new(self.plugins.clone(), self.limits.clone(), states).map(Arc::new)
             })
             .clone()
     }
@@ -251,10 +265,38 @@ pub(crate) fn with_config(
         .iter()
         .map(|d| base.join(d.get_ref()))
         .collect();
+    let mut shared_dicts = Vec::new();
+    for (name, size) in &gateway.lua_shared_dicts {
+        let bytes = match size.get_ref() {
+            serde_json::Value::String(text) => shared_dict::parse_size(text),
+            serde_json::Value::Number(n) => n.as_u64().and_then(|n| usize::try_from(n).ok()),
+            _ => None,
+        };
+        let valid_name = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        match bytes {
+            Some(bytes) if valid_name && (MIN_DICT..=MAX_DICT).contains(&bytes) => {
+                shared_dicts.push((name.clone(), bytes))
+            }
+            _ if !valid_name => errors.push((
+                Some(size.span()),
+                format!("lua_shared_dicts: {name:?} is not a name (letters, digits, _ and -)"),
+            )),
+            _ => errors.push((
+                Some(size.span()),
+                format!(
+                    "lua_shared_dicts.{name}: the size must be from 8k to 1024m (bytes, or nginx's k and m units)"
+                ),
+            )),
+        }
+    }
     let options = LuaOptions {
         max_instructions,
         max_memory,
         unsafe_libs: gateway.lua_unsafe,
+        shared_dicts,
     };
     if let Err(dir_errors) = register(&mut registry, &dirs, options) {
         for e in dir_errors {

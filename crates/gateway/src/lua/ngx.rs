@@ -3,16 +3,18 @@
 //! `ngx.time`, `ngx.update_time`), `ngx.log` with its level constants,
 //! `ngx.ctx` (the connection's `kong.ctx.shared`), base64, SHA-1 and
 //! HMAC-SHA1, MD5, URI escaping, `ngx.var` (the handshake's variables) and
-//! `ngx.re` (see `ngx_re.rs`). Anything else under `ngx` (cosockets,
-//! timers, subrequests) raises an error naming the function, never a
+//! `ngx.re` (see `ngx_re.rs`), `ngx.shared` (see `shared_dict.rs`).
+//! Anything else under `ngx` (cosockets, timers, subrequests) raises an error naming the function, never a
 //! nil-index error deep in a handler.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use mlua::{Lua, Table, Value, Variadic};
 
 use super::pdk::log_at;
+use super::shared_dict::SharedDict;
 use crate::plugin::query;
 
 /// nginx's log levels, as `ngx.log` takes them, and where each goes.
@@ -30,8 +32,9 @@ const LEVELS: [(&str, i64, tracing::Level); 9] = [
 
 /// Creates the `ngx` global. `kong` must be installed first (`ngx.ctx` is
 /// its `kong.ctx.shared`).
-pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
+pub(crate) fn install(lua: &Lua, dicts: &[(String, Arc<SharedDict>)]) -> mlua::Result<()> {
     let ngx = lua.create_table()?;
+    ngx.set("shared", super::shared_dict::table(lua, dicts)?)?;
     for (name, number, _) in LEVELS {
         ngx.set(name, number)?;
     }

@@ -144,7 +144,7 @@ impl Vm {
         };
         loader::install_require(&lua, plugins.clone(), &modules, limits.unsafe_libs)?;
         let pdk::Ctx { conns, enter } = pdk::install(&lua, &modules)?;
-        ngx::install(&lua)?;
+        ngx::install(&lua, &limits.dicts)?;
         lua.set_app_data(Current::default());
         let [a, b, c, d, e, f] = FrameType::ALL.map(|kind| lua.create_string(kind.as_str()));
         let kinds = [a?, b?, c?, d?, e?, f?];
@@ -543,8 +543,9 @@ mod tests {
             max_instructions: 1_000,
             max_memory: 1 << 20,
             unsafe_libs: false,
+            dicts: Arc::from(Vec::new()),
         };
-        let runtime = || Arc::new(Runtime::new(BTreeMap::new(), limits, 2).unwrap());
+        let runtime = || Arc::new(Runtime::new(BTreeMap::new(), limits.clone(), 2).unwrap());
         let (old, new) = (runtime(), runtime());
         let slots: Vec<usize> = (0..8)
             .map(|_| {

@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use mlua::{HookTriggers, Lua, LuaOptions, StdLib, VmState};
 
-/// Limits and permissions of every Lua state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use super::shared_dict::SharedDict;
+
+/// Limits and permissions of every Lua state, and what they share.
+#[derive(Debug, Clone)]
 pub(crate) struct Limits {
     /// Instructions one call may run.
     pub(crate) max_instructions: u64,
@@ -16,6 +18,8 @@ pub(crate) struct Limits {
     pub(crate) max_memory: usize,
     /// Load `os`, `io` and `package` too.
     pub(crate) unsafe_libs: bool,
+    /// `ngx.shared`'s dictionaries, by name.
+    pub(crate) dicts: Arc<[(String, Arc<SharedDict>)]>,
 }
 
 /// The hook fires every this many instructions (or every `max_instructions`
@@ -120,6 +124,7 @@ mod tests {
             max_instructions: 100_000,
             max_memory: 4 << 20,
             unsafe_libs: false,
+            dicts: Arc::from(Vec::new()),
         }
     }
 
