@@ -26,6 +26,7 @@
 
 pub mod admin;
 pub mod balancer;
+pub mod cidr;
 pub mod config;
 pub mod consumer;
 mod drain;

@@ -133,3 +133,51 @@ name = "pre-function"
     })
     .await;
 }
+
+/// `kong.ip.is_trusted` answers from `[gateway] trusted_ips`, which are
+/// checked at load.
+#[tokio::test]
+async fn kong_ip_is_trusted_answers_from_trusted_ips() {
+    bounded(async {
+        let config = |trusted: &str| {
+            format!(
+                r#"
+[gateway]
+trusted_ips = {trusted}
+
+[[services]]
+name = "echo"
+url = "internal://echo"
+  [[services.routes]]
+  name = "echo"
+  paths = ["/"]
+
+[[plugins]]
+name = "pre-function"
+  [plugins.config]
+  ws_handshake = ['''
+    local t = kong.ip.is_trusted
+    kong.response.set_header("X-Trusted", tostring(t(ngx.var.remote_addr)) .. " "
+      .. tostring(t("10.0.0.1")) .. " " .. tostring(t("not an address")))
+  ''']
+"#
+            )
+        };
+        let gw = gateway(&config(r#"["127.0.0.0/8", "::1"]"#)).await;
+        let (_ws, response) = connect(format!("ws://{gw}/").as_str()).await.unwrap();
+        assert_eq!(response.headers()["x-trusted"], "true false false");
+        let bad = match Config::parse(
+            &config(r#"["10.0.0.0/33"]"#),
+            "t.toml",
+            &Registry::with_builtins(),
+        ) {
+            Ok(_) => panic!("a bad range loads"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            bad.starts_with("t.toml:3:16: trusted_ips: \"10.0.0.0/33\""),
+            "{bad}"
+        );
+    })
+    .await;
+}

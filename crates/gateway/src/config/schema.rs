@@ -283,6 +283,10 @@ pub struct GatewaySection {
     /// Give Lua plugins `os`, `io` and `require` of any module (default false).
     #[serde(default)]
     pub lua_unsafe: bool,
+    /// Addresses and ranges of proxies in front of the gateway that Lua's
+    /// `kong.ip.is_trusted` trusts (Kong's `trusted_ips`; default none).
+    #[serde(default)]
+    pub trusted_ips: Vec<Spanned<String>>,
     /// `ngx.shared` dictionaries and their sizes, nginx's `lua_shared_dict`
     /// (`{ cache = "10m" }`; bytes, or `k` and `m` units).
     #[serde(default)]
@@ -380,6 +384,7 @@ impl Default for GatewaySection {
             lua_max_memory: default_lua_memory(),
             lua_unsafe: false,
             lua_shared_dicts: Default::default(),
+            trusted_ips: Vec::new(),
             client_deflate: default_deflate(),
         }
     }

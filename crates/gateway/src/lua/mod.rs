@@ -76,6 +76,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+use crate::cidr::Cidr;
 use crate::config::GatewaySection;
 use crate::plugin::{Plugin, PluginConfigError, Registry};
 use plugin::LuaPlugin;
@@ -93,6 +94,8 @@ pub struct LuaOptions {
     pub unsafe_libs: bool,
     /// `ngx.shared` dictionaries: name and size in bytes.
     pub shared_dicts: Vec<(String, usize)>,
+    /// The addresses `kong.ip.is_trusted` trusts (`[gateway] trusted_ips`).
+    pub trusted_ips: Vec<Cidr>,
 }
 
 impl Default for LuaOptions {
@@ -102,6 +105,7 @@ impl Default for LuaOptions {
             max_memory: 16 << 20,
             unsafe_libs: false,
             shared_dicts: Vec::new(),
+            trusted_ips: Vec::new(),
         }
     }
 }
@@ -165,6 +169,7 @@ pub fn register(
             .iter()
             .map(|(name, size)| (name.clone(), shared_dict::declare(name, *size)))
             .collect(),
+        trusted_ips: options.trusted_ips.into(),
     };
     let starter = Arc::new(Starter {
         plugins,
@@ -292,11 +297,19 @@ pub(crate) fn with_config(
             )),
         }
     }
+    let mut trusted_ips = Vec::new();
+    for range in &gateway.trusted_ips {
+        match Cidr::parse(range.get_ref()) {
+            Ok(cidr) => trusted_ips.push(cidr),
+            Err(e) => errors.push((Some(range.span()), format!("trusted_ips: {e}"))),
+        }
+    }
     let options = LuaOptions {
         max_instructions,
         max_memory,
         unsafe_libs: gateway.lua_unsafe,
         shared_dicts,
+        trusted_ips,
     };
     if let Err(dir_errors) = register(&mut registry, &dirs, options) {
         for e in dir_errors {

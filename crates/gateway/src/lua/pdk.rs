@@ -16,6 +16,7 @@ use http::{HeaderMap, StatusCode};
 use mlua::{Function, Lua, Table, Value, Variadic};
 
 use super::json::{self, Modules};
+use crate::cidr::Cidr;
 use crate::consumer::Authenticated;
 use crate::plugin::{
     checked_payload, checked_response_header, checked_status, drop_verdict, query, Direction, Exit,
@@ -217,8 +218,9 @@ fn caller(lua: &Lua) -> Option<String> {
 
 /// Creates the `kong` global (and `print`, which logs); returns what the
 /// runtime needs to run handlers and drop ended connections' `kong.ctx`.
-pub(crate) fn install(lua: &Lua, json: &Modules) -> mlua::Result<Ctx> {
+pub(crate) fn install(lua: &Lua, json: &Modules, trusted_ips: &Arc<[Cidr]>) -> mlua::Result<Ctx> {
     let kong = lua.create_table()?;
+    kong.set("ip", ip(lua, trusted_ips.clone())?)?;
     let websocket = lua.create_table()?;
     websocket.set("client", side(lua, Direction::Client)?)?;
     websocket.set("upstream", side(lua, Direction::Upstream)?)?;
@@ -846,6 +848,21 @@ fn emit(level: tracing::Level, plugin: &str, conn: u64, at: &str, message: &str)
         Level::WARN => tracing::warn!(plugin, connection = conn, "{at}: {message}"),
         _ => tracing::error!(plugin, connection = conn, "{at}: {message}"),
     }
+}
+
+/// `kong.ip`: `is_trusted(address)`, against `[gateway] trusted_ips`
+/// (none by default, as Kong's `trusted_ips`).
+fn ip(lua: &Lua, trusted: Arc<[Cidr]>) -> mlua::Result<Table> {
+    let ip = lua.create_table()?;
+    ip.set(
+        "is_trusted",
+        lua.create_function(move |_, address: String| {
+            Ok(address
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|addr| trusted.iter().any(|range| range.contains(addr))))
+        })?,
+    )?;
+    Ok(ip)
 }
 
 /// `kong.node`: `get_id`.

@@ -143,7 +143,7 @@ impl Vm {
             array_mt: array_mt.clone(),
         };
         loader::install_require(&lua, plugins.clone(), &modules, limits.unsafe_libs)?;
-        let pdk::Ctx { conns, enter } = pdk::install(&lua, &modules)?;
+        let pdk::Ctx { conns, enter } = pdk::install(&lua, &modules, &limits.trusted_ips)?;
         ngx::install(&lua, &limits.dicts)?;
         lua.set_app_data(Current::default());
         let [a, b, c, d, e, f] = FrameType::ALL.map(|kind| lua.create_string(kind.as_str()));
@@ -544,6 +544,7 @@ mod tests {
             max_memory: 1 << 20,
             unsafe_libs: false,
             dicts: Arc::from(Vec::new()),
+            trusted_ips: Arc::from(Vec::new()),
         };
         let runtime = || Arc::new(Runtime::new(BTreeMap::new(), limits.clone(), 2).unwrap());
         let (old, new) = (runtime(), runtime());

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use mlua::{HookTriggers, Lua, LuaOptions, StdLib, VmState};
 
 use super::shared_dict::SharedDict;
+use crate::cidr::Cidr;
 
 /// Limits and permissions of every Lua state, and what they share.
 #[derive(Debug, Clone)]
@@ -20,6 +21,8 @@ pub(crate) struct Limits {
     pub(crate) unsafe_libs: bool,
     /// `ngx.shared`'s dictionaries, by name.
     pub(crate) dicts: Arc<[(String, Arc<SharedDict>)]>,
+    /// What `kong.ip.is_trusted` trusts.
+    pub(crate) trusted_ips: Arc<[Cidr]>,
 }
 
 /// The hook fires every this many instructions (or every `max_instructions`
@@ -125,6 +128,7 @@ mod tests {
             max_memory: 4 << 20,
             unsafe_libs: false,
             dicts: Arc::from(Vec::new()),
+            trusted_ips: Arc::from(Vec::new()),
         }
     }
 
