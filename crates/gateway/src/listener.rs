@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpSocket};
@@ -139,7 +141,7 @@ impl Gateway {
     /// # Ok(()) }
     /// ```
     pub async fn bind(config: Config) -> Result<Gateway, StartError> {
-        let acceptor = config.tls.as_ref().map(acceptor).transpose()?;
+        let acceptor = acceptor(&config)?;
         Sibling {
             plain: config.listen.clone(),
             tls: config.tls_listen.clone(),
@@ -450,20 +452,82 @@ impl AcceptFailures {
     }
 }
 
-fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, StartError> {
+/// The TLS listeners' acceptor: `tls_cert`/`tls_key` and the SNI
+/// certificates, if the configuration has any.
+fn acceptor(config: &Config) -> Result<Option<TlsAcceptor>, StartError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let from_files = config
+        .tls
+        .as_ref()
+        .map(|files| certified_key(files, &provider))
+        .transpose()?;
+    let Some(default) = from_files.or_else(|| config.certificates.first().map(|c| c.key.clone()))
+    else {
+        return Ok(None);
+    };
+    let resolver = BySni {
+        default,
+        named: config
+            .certificates
+            .iter()
+            .flat_map(|c| c.names.iter().map(|name| (name.clone(), c.key.clone())))
+            .collect(),
+    };
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    Ok(Some(TlsAcceptor::from(Arc::new(server))))
+}
+
+fn certified_key(
+    files: &TlsFiles,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<Arc<CertifiedKey>, StartError> {
     let certs = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| StartError::Tls(format!("{}: {e}", files.cert.display())))?;
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .map_err(|e| StartError::Tls(format!("{}: {e}", files.key.display())))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| StartError::Tls(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| StartError::Tls(e.to_string()))?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    let key = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| StartError::Tls(format!("{}: {e}", files.key.display())))?;
+    let certified = CertifiedKey::new(certs, key);
+    certified
+        .keys_match()
+        .map_err(|e| StartError::Tls(format!("{}: {e}", files.key.display())))?;
+    Ok(Arc::new(certified))
+}
+
+/// Picks the certificate for the server name a client asks for: an exact
+/// name, else a `*.` wildcard one label deep, else the default (also for
+/// clients that send no name).
+#[derive(Debug)]
+struct BySni {
+    default: Arc<CertifiedKey>,
+    named: Vec<(String, Arc<CertifiedKey>)>,
+}
+
+impl ResolvesServerCert for BySni {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let Some(name) = hello.server_name().map(str::to_ascii_lowercase) else {
+            return Some(self.default.clone());
+        };
+        let exact = self.named.iter().find(|(n, _)| *n == name);
+        let wildcard = || {
+            let (_, parent) = name.split_once('.')?;
+            self.named
+                .iter()
+                .find(|(n, _)| n.strip_prefix("*.") == Some(parent))
+        };
+        Some(
+            exact
+                .or_else(wildcard)
+                .map_or_else(|| self.default.clone(), |(_, key)| key.clone()),
+        )
+    }
 }
 
 #[cfg(test)]

@@ -69,7 +69,7 @@ vaults: []                                                         # 36
         "kong.yml:23:3: consumer \"alice\": `basicauth_credentials` is not supported by Frameway; Frameway's consumers carry keyauth_credentials only",
         "kong.yml:30:30: upstream \"backend\" healthchecks.active: Frameway probes healthy and unhealthy targets at one interval",
         "kong.yml:32:52: upstream \"backend\" healthchecks.passive.unhealthy: Frameway counts failures of every kind together; http_failures (5) and tcp_failures (2) must agree",
-        "kong.yml:33:1: the file: `certificates` is not supported by Frameway; give the TLS listener's certificate in a TOML configuration",
+        "kong.yml:34:9: certificates[0]: cert is not a PEM certificate",
         "kong.yml:36:1: the file: `vaults` is not supported by Frameway",
     ];
     let lines: Vec<&str> = errors.lines().collect();

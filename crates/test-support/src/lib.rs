@@ -16,7 +16,7 @@ pub mod redis;
 pub use peers::{
     node_client, peer_script, python, python_client, python_server, python_server_logged, PeerLog,
 };
-pub use pki::{self_signed_server_config, TestPki};
+pub use pki::{self_signed_pem, self_signed_server_config, TestPki};
 pub use redis::RedisServer;
 
 /// No test may take longer than this (a Python peer takes a moment to

@@ -19,6 +19,14 @@ pub fn self_signed_server_config(names: &[&str]) -> rustls::ServerConfig {
         .unwrap()
 }
 
+/// A self-signed certificate for `names` and its key, as PEM.
+pub fn self_signed_pem(names: &[&str]) -> (String, String) {
+    let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(names).unwrap();
+    (cert.pem(), signing_key.serialize_pem())
+}
+
 /// A throwaway CA with a server certificate for 127.0.0.1/localhost and a
 /// client certificate, written to a temporary directory for foreign peers.
 pub struct TestPki {

@@ -18,6 +18,7 @@ use std::time::Duration;
 use frameway_wire::deflate::DeflateConfig;
 use frameway_wire::handshake::HandshakeLimits;
 use frameway_wire::Heartbeat;
+use schema::CertificateSection;
 pub use schema::{
     AdminSection, ConsumerSection, DeflateSection, DeflateSetting, FileConfig, GatewaySection,
     PluginSection, RouteSection, ServiceSection,
@@ -113,6 +114,16 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// A certificate the TLS listeners choose by the server name a client asks
+/// for (SNI): Kong's `certificates` and `snis`.
+#[derive(Debug, Clone)]
+pub struct SniCertificate {
+    /// Lower-case server names, `*.example.com` allowed.
+    pub names: Vec<String>,
+    /// The certificate chain and its signing key.
+    pub key: Arc<rustls::sign::CertifiedKey>,
+}
+
 /// A checked, ready-to-run configuration.
 #[derive(Clone)]
 pub struct Config {
@@ -124,6 +135,8 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// Certificate and key for the TLS listeners.
     pub tls: Option<TlsFiles>,
+    /// Certificates chosen by SNI (the first, or `tls`, for other names).
+    pub certificates: Vec<SniCertificate>,
     /// Default largest client message.
     pub client_max_payload: u64,
     /// Default largest upstream message.
@@ -269,6 +282,7 @@ impl<'a> Loader<'a> {
             file.plugins.extend(kong.plugins);
             file.upstreams.extend(kong.upstreams);
             file.consumers.extend(kong.consumers);
+            file.certificates.extend(kong.certificates);
         }
     }
 
@@ -309,10 +323,11 @@ impl<'a> Loader<'a> {
                 None
             }
         };
-        if !tls_listen.is_empty() && tls.is_none() {
+        let certificates = self.certificates(&file.certificates);
+        if !tls_listen.is_empty() && tls.is_none() && certificates.is_empty() {
             self.error(
                 Some(g.tls_listen[0].span()),
-                "tls_listen needs tls_cert and tls_key",
+                "tls_listen needs tls_cert and tls_key (or certificates in its declarative_config)",
             );
         }
         if g.listen.is_empty() && g.tls_listen.is_empty() {
@@ -467,6 +482,7 @@ impl<'a> Loader<'a> {
             tls_listen,
             admin_listen,
             tls,
+            certificates,
             client_max_payload: *g.client_max_payload.get_ref(),
             upstream_max_payload: *g.upstream_max_payload.get_ref(),
             idle_timeout: (g.idle_timeout > 0).then(|| Duration::from_millis(g.idle_timeout)),
@@ -550,6 +566,68 @@ impl<'a> Loader<'a> {
                 }
             }
             out.push((consumer.id.clone(), own));
+        }
+        out
+    }
+
+    /// Checks certificates given inline (PEM) with their server names.
+    fn certificates(&mut self, list: &[CertificateSection]) -> Vec<SniCertificate> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let provider = rustls::crypto::ring::default_provider();
+        let mut out = Vec::new();
+        for (i, c) in list.iter().enumerate() {
+            let chain: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(c.cert.get_ref().as_bytes())
+                    .filter_map(Result::ok)
+                    .collect();
+            if chain.is_empty() {
+                let message = format!("certificates[{i}]: cert is not a PEM certificate");
+                self.error(Some(c.cert.span()), message);
+                continue;
+            }
+            let key = match PrivateKeyDer::from_pem_slice(c.key.get_ref().as_bytes())
+                .map_err(|e| e.to_string())
+                .and_then(|key| {
+                    provider
+                        .key_provider
+                        .load_private_key(key)
+                        .map_err(|e| e.to_string())
+                }) {
+                Ok(key) => key,
+                Err(e) => {
+                    self.error(
+                        Some(c.key.span()),
+                        format!("key: not a usable PEM private key: {e}"),
+                    );
+                    continue;
+                }
+            };
+            let certified = rustls::sign::CertifiedKey::new(chain, key);
+            if let Err(e) = certified.keys_match() {
+                self.error(Some(c.key.span()), format!("certificates[{i}]: key: {e}"));
+                continue;
+            }
+            let mut names = Vec::new();
+            for name in &c.snis {
+                let lower = name.get_ref().to_ascii_lowercase();
+                let bare = lower.strip_prefix("*.").unwrap_or(&lower);
+                if bare.is_empty() || bare.contains(['*', '/', ':', ' ']) {
+                    self.error(
+                        Some(name.span()),
+                        format!(
+                            "SNI {:?} is not a server name (use a.example.com or *.example.com)",
+                            name.get_ref()
+                        ),
+                    );
+                    continue;
+                }
+                names.push(lower);
+            }
+            out.push(SniCertificate {
+                names,
+                key: Arc::new(certified),
+            });
         }
         out
     }

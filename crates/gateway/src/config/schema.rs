@@ -28,6 +28,22 @@ pub struct FileConfig {
     /// Consumers and their credentials.
     #[serde(default)]
     pub consumers: Vec<Spanned<ConsumerSection>>,
+    /// TLS certificates chosen by SNI: Kong's `certificates` (a TOML file
+    /// names files with `tls_cert` and `tls_key` instead).
+    #[serde(skip)]
+    pub certificates: Vec<CertificateSection>,
+}
+
+/// A certificate and key (PEM, in the file) and the server names it
+/// answers for.
+#[derive(Debug)]
+pub struct CertificateSection {
+    /// The PEM certificate chain.
+    pub cert: Spanned<String>,
+    /// The PEM private key.
+    pub key: Spanned<String>,
+    /// Server names (`*.example.com` allowed).
+    pub snis: Vec<Spanned<String>>,
 }
 
 /// `[[consumers]]`: a user or application, under Kong's names.

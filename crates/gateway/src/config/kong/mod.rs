@@ -18,8 +18,8 @@ use serde_json::json;
 use toml::Spanned;
 
 use super::schema::{
-    ConsumerSection, FileConfig, KeyAuthCredentialSection, PluginSection, RouteSection,
-    ServiceSection, TargetSection, UpstreamSection,
+    CertificateSection, ConsumerSection, FileConfig, KeyAuthCredentialSection, PluginSection,
+    RouteSection, ServiceSection, TargetSection, UpstreamSection,
 };
 use yaml::{Doc, Fields, Node};
 
@@ -141,10 +141,16 @@ impl Translator {
                 self.plugins.push(plugin);
             }
         }
+        let mut certificate_ids = HashMap::new();
+        for (i, c) in self.list(&mut f, "certificates").iter().enumerate() {
+            self.certificate(c, i, &mut certificate_ids);
+        }
+        for s in self.list(&mut f, "snis") {
+            self.top_level_sni(s, &certificate_ids);
+        }
         f.finish(&mut self.doc, |field| match field {
-            "certificates" | "snis" | "ca_certificates" => Some(
-                "give the TLS listener's certificate in a TOML configuration \
-                 ([gateway] tls_cert and tls_key)",
+            "ca_certificates" => Some(
+                "Frameway verifies upstreams against the system's roots and a service's ca_file",
             ),
             _ => None,
         });
@@ -822,6 +828,78 @@ impl Translator {
             },
             upstream,
         ))
+    }
+
+    /// A certificate for the TLS listeners, with its `snis`.
+    fn certificate(&mut self, node: &Node<'_>, index: usize, ids: &mut HashMap<String, usize>) {
+        let what = format!("certificates[{index}]");
+        let Some(mut f) = Fields::of(&mut self.doc, node, what.clone()) else {
+            return;
+        };
+        let cert = f.take("cert").and_then(|c| self.doc.str(c, "cert"));
+        let key = f.take("key").and_then(|k| self.doc.str(k, "key"));
+        let id = f.take("id").and_then(|i| self.doc.str(i, "id"));
+        let snis = match f.take("snis") {
+            Some(list) => self
+                .doc
+                .seq(list, "snis")
+                .iter()
+                .filter_map(|s| self.sni_name(s))
+                .collect(),
+            None => Vec::new(),
+        };
+        // An ECDSA or RSA alternative for the same names: one key here.
+        f.at_default(&mut self.doc, "cert_alt", json!(null));
+        f.at_default(&mut self.doc, "key_alt", json!(null));
+        f.finish(&mut self.doc, |_| None);
+        let (Some(cert), Some(key)) = (cert, key) else {
+            self.doc.error(
+                node,
+                format!("{what}: a certificate needs cert and key (PEM)"),
+            );
+            return;
+        };
+        if let Some(id) = id {
+            ids.insert(id.into_inner(), self.file.certificates.len());
+        }
+        self.file
+            .certificates
+            .push(CertificateSection { cert, key, snis });
+    }
+
+    /// An SNI: a name, as a string or `{ name: … }`.
+    fn sni_name(&mut self, node: &Node<'_>) -> Option<Spanned<String>> {
+        if !yaml::is_mapping(node) {
+            return self.doc.str(node, "an SNI");
+        }
+        let mut f = Fields::of(&mut self.doc, node, "an SNI".to_owned())?;
+        let name = f.take("name").and_then(|n| self.doc.str(n, "name"));
+        f.take("id");
+        f.finish(&mut self.doc, |_| None);
+        name
+    }
+
+    /// A top-level `snis` entry: a name and the certificate (by id) it
+    /// selects.
+    fn top_level_sni(&mut self, node: &Node<'_>, ids: &HashMap<String, usize>) {
+        let Some(mut f) = Fields::of(&mut self.doc, node, "an SNI".to_owned()) else {
+            return;
+        };
+        let name = f.take("name").and_then(|n| self.doc.str(n, "name"));
+        f.take("id");
+        let certificate = f
+            .take("certificate")
+            .and_then(|c| self.reference(c, "certificate"));
+        f.finish(&mut self.doc, |_| None);
+        let (Some(name), Some(certificate)) = (name, certificate) else {
+            self.doc
+                .error(node, "an SNI needs a name and its certificate".to_owned());
+            return;
+        };
+        match ids.get(certificate.get_ref()) {
+            Some(&at) => self.file.certificates[at].snis.push(name),
+            None => self.unknown(&certificate, "certificate"),
+        }
     }
 
     fn top_level_target(&mut self, node: &Node<'_>, _index: usize) {
