@@ -207,3 +207,41 @@ end
     })
     .await;
 }
+
+#[test]
+fn what_kong_has_and_frameway_not_is_an_error_that_names_it() {
+    let body = r#"
+function P:ws_client_frame(conf, typ, data)
+  local out = {}
+  for _, probe in ipairs({
+    function() return kong.cache:get("k") end,
+    function() return kong.db.consumers:select({}) end,
+    function() return kong.service.set_tls_verify(true) end,
+    function() return kong.request.get_body() end,
+  }) do
+    local ok, err = pcall(probe)
+    out[#out + 1] = err
+  end
+  kong.websocket.client.set_frame_data(table.concat(out, "|"))
+end
+"#;
+    let dir = plugin_dir(&[("probe", "handler.lua", &handler(body))]);
+    let mut session = Session::new(lua_chain(&dir, "probe"));
+    let out = session
+        .frame(Direction::Client, FrameType::Text, Bytes::from("x"), None)
+        .unwrap();
+    let text = String::from_utf8(out.data.to_vec()).unwrap();
+    let errors: Vec<&str> = text.split('|').collect();
+    for (error, name) in errors.iter().zip([
+        "kong.cache",
+        "kong.db",
+        "kong.service.set_tls_verify",
+        "kong.request.get_body",
+    ]) {
+        assert!(
+            error.contains("probe/handler.lua:")
+                && error.ends_with(&format!("{name} is not available in Frameway")),
+            "{text}"
+        );
+    }
+}

@@ -241,9 +241,35 @@ pub(crate) fn install(lua: &Lua, json: &Modules, trusted_ips: &Arc<[Cidr]>) -> m
     kong.set("json", &json.cjson)?;
     kong.set("node", node(lua)?)?;
     kong.set("table", table(lua)?)?;
+    lua.load(GUARD)
+        .set_name("=kong")
+        .call::<()>((&kong, &json.cjson))?;
     lua.globals().set("kong", kong)?;
     Ok(Ctx { conns, enter })
 }
+
+/// What Kong has and Frameway not (`kong.cache`, `kong.db`,
+/// `kong.service.set_tls_verify`, ...) is an error that names it where it
+/// is used, not a nil-index error deep in a handler: every table under
+/// `kong` without a metatable of its own gets one that says so (`kong.json`,
+/// the cjson module, is left as it is).
+const GUARD: &str = r#"
+local kong, json = ...
+local error, pairs, type, tostring = error, pairs, type, tostring
+local getmetatable, setmetatable = getmetatable, setmetatable
+local function guard(t, path)
+  if t == json or getmetatable(t) then return end
+  for key, value in pairs(t) do
+    if type(value) == "table" and type(key) == "string" then
+      guard(value, path .. "." .. key)
+    end
+  end
+  setmetatable(t, { __index = function(_, name)
+    error(path .. "." .. tostring(name) .. " is not available in Frameway", 2)
+  end })
+end
+guard(kong, "kong")
+"#;
 
 /// `kong.websocket.client` or `kong.websocket.upstream`.
 fn side(lua: &Lua, direction: Direction) -> mlua::Result<Table> {
