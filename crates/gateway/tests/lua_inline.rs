@@ -10,6 +10,16 @@ use frameway_gateway::config::Config;
 use frameway_gateway::plugin::Registry;
 use support::{bounded, echo_upstream, gateway, recv};
 
+/// A configuration with `[gateway]` lines, the built-in echo on `/`, and a
+/// global pre-function whose `[plugins.config]` table holds `chunks`.
+fn echo_with_pre_function(gateway: &str, chunks: &str) -> String {
+    format!(
+        "[gateway]\n{gateway}\n\n[[services]]\nname = \"echo\"\nurl = \"internal://echo\"\n  \
+         [[services.routes]]\n  name = \"echo\"\n  paths = [\"/\"]\n\n[[plugins]]\n\
+         name = \"pre-function\"\n  [plugins.config]\n{chunks}\n"
+    )
+}
+
 /// The handshake chunk answers with a header; the client-frame chunk is
 /// Kong's closure form (it returns the function that runs from then on,
 /// keeping a count); post-function runs after it on the way back.
@@ -88,20 +98,9 @@ fn inline_chunks_that_cannot_run_are_refused_at_load() {
 #[tokio::test]
 async fn shared_dictionaries_are_common_to_every_connection() {
     bounded(async {
-        let config = r#"
-[gateway]
-lua_shared_dicts = { counts = "1m" }
-
-[[services]]
-name = "echo"
-url = "internal://echo"
-  [[services.routes]]
-  name = "echo"
-  paths = ["/"]
-
-[[plugins]]
-name = "pre-function"
-  [plugins.config]
+        let config = echo_with_pre_function(
+            r#"lua_shared_dicts = { counts = "1m" }"#,
+            r#"
   ws_handshake = ['''
     local counts = ngx.shared.counts
     local n = counts:incr("conns", 1, 0)
@@ -113,8 +112,9 @@ name = "pre-function"
   ws_client_frame = ['''
     kong.websocket.client.set_frame_data(ngx.shared.counts:get("first") .. " of " .. ngx.shared.counts:get("conns"))
   ''']
-"#;
-        let gw = gateway(config).await;
+"#,
+        );
+        let gw = gateway(&config).await;
         let mut seen = Vec::new();
         let mut clients = Vec::new();
         for _ in 0..2 {
@@ -140,27 +140,15 @@ name = "pre-function"
 async fn kong_ip_is_trusted_answers_from_trusted_ips() {
     bounded(async {
         let config = |trusted: &str| {
-            format!(
+            echo_with_pre_function(
+                &format!("trusted_ips = {trusted}"),
                 r#"
-[gateway]
-trusted_ips = {trusted}
-
-[[services]]
-name = "echo"
-url = "internal://echo"
-  [[services.routes]]
-  name = "echo"
-  paths = ["/"]
-
-[[plugins]]
-name = "pre-function"
-  [plugins.config]
   ws_handshake = ['''
     local t = kong.ip.is_trusted
     kong.response.set_header("X-Trusted", tostring(t(ngx.var.remote_addr)) .. " "
       .. tostring(t("10.0.0.1")) .. " " .. tostring(t("not an address")))
   ''']
-"#
+"#,
             )
         };
         let gw = gateway(&config(r#"["127.0.0.0/8", "::1"]"#)).await;
@@ -175,7 +163,7 @@ name = "pre-function"
             Err(e) => e.to_string(),
         };
         assert!(
-            bad.starts_with("t.toml:3:16: trusted_ips: \"10.0.0.0/33\""),
+            bad.starts_with("t.toml:2:16: trusted_ips: \"10.0.0.0/33\""),
             "{bad}"
         );
     })

@@ -27,6 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::log::closing_counts;
 use super::remote::{Destination, Remote};
 use crate::plugin::{CloseContext, HandshakeContext, Plugin, PluginConfigError, PluginError};
 
@@ -318,14 +319,7 @@ impl Plugin for KongLog {
             "request": { "method": "GET", "uri": uri },
             "route": { "name": conn.route },
             "service": { "name": conn.service },
-            "ws": {
-                "client_status": ctx.client_status,
-                "upstream_status": ctx.upstream_status,
-                "client_messages": ctx.client.messages,
-                "client_bytes": ctx.client.bytes,
-                "upstream_messages": ctx.upstream.messages,
-                "upstream_bytes": ctx.upstream.bytes,
-            },
+            "ws": closing_counts(ctx),
             "latencies": { "proxy": ctx.duration().as_millis() as u64 },
         });
         if let Some(who) = &conn.consumer {

@@ -183,21 +183,34 @@ impl Plugin for Log {
 
     fn close(&self, ctx: &mut CloseContext<'_>) {
         let conn = ctx.connection();
-        self.write(json!({
+        let mut record = json!({
             "event": "close",
             "connection": conn.id,
             "route": conn.route,
             "service": conn.service,
             "client_ip": conn.client_addr.ip().to_string(),
-            "client_status": ctx.client_status,
-            "upstream_status": ctx.upstream_status,
-            "client_messages": ctx.client.messages,
-            "client_bytes": ctx.client.bytes,
-            "upstream_messages": ctx.upstream.messages,
-            "upstream_bytes": ctx.upstream.bytes,
-            "duration_ms": ctx.duration().as_millis() as u64,
-        }));
+        });
+        if let (Some(record), Value::Object(counts)) = (record.as_object_mut(), closing_counts(ctx))
+        {
+            record.extend(counts);
+        }
+        record["duration_ms"] = (ctx.duration().as_millis() as u64).into();
+        self.write(record);
     }
+}
+
+/// How a connection ended and what crossed it: the close codes of both
+/// sides and the messages and bytes each sent (`websocket-log`'s close
+/// line, Kong's log plugins' `ws` entry).
+pub(crate) fn closing_counts(ctx: &CloseContext<'_>) -> Value {
+    json!({
+        "client_status": ctx.client_status,
+        "upstream_status": ctx.upstream_status,
+        "client_messages": ctx.client.messages,
+        "client_bytes": ctx.client.bytes,
+        "upstream_messages": ctx.upstream.messages,
+        "upstream_bytes": ctx.upstream.bytes,
+    })
 }
 
 impl Log {
