@@ -19,16 +19,22 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use clap::Args;
-use frameway::client::WsUrl;
+use frameway::client::{tls_client_config, ConnectOptions, WsUrl};
 use frameway::wire::deflate::{Deflate, DeflateConfig, PERMESSAGE_DEFLATE};
 use frameway::wire::handshake::{
     generate_key, parse_response, validate_response, write_request, ClientRequest,
 };
 use frameway::wire::{Config, FrameDecoder, FrameEncoder, OpCode, Role};
 use hdrhistogram::Histogram;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 
 use crate::proc_stat;
 
@@ -37,8 +43,15 @@ const MAX_DURATION: f64 = 3600.0;
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// The ws:// URL of an echo server (or of a gateway route to one).
+    /// The ws:// or wss:// URL of an echo server (or of a gateway route to
+    /// one).
     url: String,
+    /// wss://: trust the CA certificates (PEM) in FILE too.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<std::path::PathBuf>,
+    /// wss://: do not verify the server's certificate.
+    #[arg(long)]
+    insecure: bool,
     /// Concurrent connections.
     #[arg(long, default_value_t = 10)]
     connections: usize,
@@ -142,17 +155,28 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 struct Target {
     addr: SocketAddr,
     url: WsUrl,
+    /// wss://: the TLS configuration and the name to ask for.
+    tls: Option<(TlsConnector, ServerName<'static>)>,
 }
 
-fn target(url: &str) -> Result<Target, Box<dyn std::error::Error>> {
-    let url = WsUrl::parse(url)?;
-    if url.is_tls() {
-        return Err(format!("invalid URL \"{url}\": bench speaks ws:// only").into());
-    }
+fn target(args: &BenchArgs) -> Result<Target, Box<dyn std::error::Error>> {
+    let url = WsUrl::parse(&args.url)?;
     let addr = std::net::ToSocketAddrs::to_socket_addrs(&(url.host(), url.port()))?
         .next()
         .ok_or_else(|| format!("{} does not resolve", url.host()))?;
-    Ok(Target { addr, url })
+    let tls = if url.is_tls() {
+        let mut options = ConnectOptions::default().ssl_verify(!args.insecure);
+        if let Some(ca) = &args.ca {
+            options = options.ca_file(ca);
+        }
+        let (config, name) = tls_client_config(&options, url.host())?;
+        Some((TlsConnector::from(config), name))
+    } else if args.ca.is_some() || args.insecure {
+        return Err("--ca and --insecure apply to wss:// URLs".into());
+    } else {
+        None
+    };
+    Ok(Target { addr, url, tls })
 }
 
 /// What the connections share.
@@ -164,7 +188,7 @@ struct Shared {
 }
 
 async fn bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let target = Arc::new(target(&args.url)?);
+    let target = Arc::new(target(&args)?);
     let shared = Arc::new(Shared {
         // On when the clock starts, so that what is counted is what is timed.
         measuring: AtomicBool::new(false),
@@ -330,7 +354,7 @@ async fn open_all(
 /// `--handshakes N`: connections opened (handshake and one echo) and
 /// closed, and what each cost the watched processes.
 async fn handshakes(args: BenchArgs, n: usize) -> Result<(), Box<dyn std::error::Error>> {
-    let target = Arc::new(target(&args.url)?);
+    let target = Arc::new(target(&args)?);
     let message = Arc::new(MessageSpec::from_args(&args));
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut opening = tokio::task::JoinSet::new();
@@ -407,7 +431,7 @@ async fn handshakes(args: BenchArgs, n: usize) -> Result<(), Box<dyn std::error:
 /// `--hold N`: idle connections and the memory they cost the watched
 /// processes.
 async fn hold(args: BenchArgs, n: usize) -> Result<(), Box<dyn std::error::Error>> {
-    let target = Arc::new(target(&args.url)?);
+    let target = Arc::new(target(&args)?);
     let message = Arc::new(MessageSpec::from_args(&args));
     let rss_before = proc_stat::rss_kib(&args.watch_pids)?;
     let started = Instant::now();
@@ -422,7 +446,7 @@ async fn hold(args: BenchArgs, n: usize) -> Result<(), Box<dyn std::error::Error
         let mut probe = [0u8; 1];
         // Nothing to read, or something (a ping): open. End of stream or
         // an error (a reset): closed.
-        match conn.tcp.try_read(&mut probe) {
+        match conn.tcp.tcp().try_read(&mut probe) {
             Ok(n) if n > 0 => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             _ => closed += 1,
@@ -536,7 +560,7 @@ fn report(
 /// One connection: its socket, its pre-encoded frame, and the size of the
 /// echo to wait for.
 struct Connection {
-    tcp: TcpStream,
+    tcp: Stream,
     frame: Vec<u8>,
     echo_len: usize,
 }
@@ -546,8 +570,14 @@ impl Connection {
         target: &Target,
         message: &MessageSpec,
     ) -> Result<Connection, Box<dyn std::error::Error>> {
-        let mut tcp = TcpStream::connect(target.addr).await?;
+        let tcp = TcpStream::connect(target.addr).await?;
         tcp.set_nodelay(true)?;
+        let mut tcp = match &target.tls {
+            Some((connector, name)) => {
+                Stream::Tls(Box::new(connector.connect(name.clone(), tcp).await?))
+            }
+            None => Stream::Plain(tcp),
+        };
         let mut random = [0u8; 20];
         getrandom::fill(&mut random).map_err(|e| format!("no randomness: {e}"))?;
         let key = generate_key(random[..16].try_into().expect("16 bytes"));
@@ -704,11 +734,36 @@ impl Connection {
         shared: &Shared,
         interval: Duration,
     ) -> Result<Histogram<u64>, String> {
-        let (mut reader, mut writer) = self.tcp.into_split();
+        match self.tcp {
+            Stream::Plain(tcp) => {
+                let (reader, writer) = tcp.into_split();
+                open_loop(reader, writer, self.frame, self.echo_len, shared, interval).await
+            }
+            Stream::Tls(tls) => {
+                let (reader, writer) = tokio::io::split(tls);
+                open_loop(reader, writer, self.frame, self.echo_len, shared, interval).await
+            }
+        }
+    }
+}
+
+/// Sends on `writer` at a fixed rate and times the echoes read on `reader`.
+async fn open_loop<R, W>(
+    mut reader: R,
+    mut writer: W,
+    frame: Vec<u8>,
+    echo_len: usize,
+    shared: &Shared,
+    interval: Duration,
+) -> Result<Histogram<u64>, String>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    {
         // Send times of messages whose echo has not arrived; bounded so a
         // stalled server cannot make the generator grow without limit.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Instant>(1 << 16);
-        let frame = self.frame;
         let send = async move {
             let mut next = Instant::now();
             while !shared.stop.load(Ordering::Relaxed) {
@@ -721,7 +776,6 @@ impl Connection {
             }
             Ok::<(), String>(())
         };
-        let echo_len = self.echo_len;
         let receive = async move {
             let mut histogram =
                 Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
@@ -754,5 +808,62 @@ impl Connection {
         let (sent, received) = tokio::join!(send, receive);
         sent?;
         received
+    }
+}
+
+/// A connection's bytes: plain TCP, or TLS over it (wss://). An enum
+/// rather than a trait object, so the plain path costs no indirection.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    /// The TCP socket underneath.
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(tcp) => tcp,
+            Stream::Tls(tls) => tls.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(tcp) => Pin::new(tcp).poll_write(cx, data),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, data),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
+        }
     }
 }

@@ -309,6 +309,31 @@ fn bench_measures_frameway_echo() {
     assert!(counts.ends_with(" round trips, 0 errors)"), "{summary}");
 }
 
+/// wss://: `--ca FILE` trusts the gateway's CA and the run measures over
+/// TLS; `--insecure` accepts it unverified; without either the
+/// certificate is refused in one line.
+#[test]
+fn bench_speaks_wss_with_ca_or_insecure() {
+    let (pki, _gateway, url) = wss_gateway("bench");
+    let ca = pki.path("ca.pem");
+    let run_bench = |extra: &[&str]| {
+        let mut args = vec!["bench", &url, "--connections", "2", "--size", "64"];
+        args.extend_from_slice(&["--duration", "0.5", "--warmup", "0.1"]);
+        args.extend_from_slice(extra);
+        run(&args, "")
+    };
+    for extra in [&["--ca", ca.as_str()][..], &["--insecure"][..]] {
+        let out = run_bench(extra);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{extra:?}: {stderr}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains(" round trips, 0 errors)"), "{stdout}");
+    }
+    assert_one_line_error(&run_bench(&[]), "invalid peer certificate");
+    let plain = run(&["bench", "ws://127.0.0.1:1/", "--insecure"], "");
+    assert_one_line_error(&plain, "--ca and --insecure apply to wss:// urls");
+}
+
 /// `--messages N` reports the round trips it made: N, or a few more when
 /// other connections were mid round trip as the Nth finished (each
 /// connection stops at its next check), never the share of a connection

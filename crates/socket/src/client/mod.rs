@@ -49,6 +49,33 @@ pub use options::{ConnectOptions, Roots};
 pub use stream::ClientStream;
 pub use url::WsUrl;
 
+/// The rustls client configuration and TLS server name that
+/// [`connect_with`] uses for a `wss://` URL whose host is `host`, for
+/// callers that open the TLS stream themselves (a load generator with its
+/// own framing, say): the options' roots, extra CAs, client certificate
+/// and `ssl_verify`.
+///
+/// ```
+/// use frameway::client::{tls_client_config, ConnectOptions};
+/// let options = ConnectOptions::default().ssl_verify(false);
+/// let (config, name) = tls_client_config(&options, "example.com")?;
+/// assert_eq!(config.alpn_protocols, [b"http/1.1".to_vec()]);
+/// assert_eq!(name.to_str(), "example.com");
+/// # Ok::<(), frameway::Error>(())
+/// ```
+pub fn tls_client_config(
+    options: &ConnectOptions,
+    host: &str,
+) -> Result<(
+    std::sync::Arc<rustls::ClientConfig>,
+    rustls_pki_types::ServerName<'static>,
+)> {
+    Ok((
+        tls::client_config(options)?,
+        tls::server_name(options, host)?,
+    ))
+}
+
 use crate::connection::WebSocket;
 use crate::error::{Error, Result, TimeoutKind};
 use frameway_wire::deflate::Deflate;
