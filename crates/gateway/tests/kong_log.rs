@@ -13,42 +13,62 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-/// An HTTP collector: each request's method, path, headers and JSON body.
-async fn http_collector() -> (u16, mpsc::UnboundedReceiver<(String, Value)>) {
+/// An HTTP collector (HTTPS with `tls`): each request's head and JSON
+/// body.
+async fn http_collector(
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> (u16, mpsc::UnboundedReceiver<(String, Value)>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             let tx = tx.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
-                let mut reader = BufReader::new(tcp);
-                let mut head = String::new();
-                let mut length = 0;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
-                        return;
+                match tls {
+                    Some(acceptor) => {
+                        if let Ok(stream) = acceptor.accept(tcp).await {
+                            collect_one(stream, tx).await;
+                        }
                     }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap();
-                    }
-                    if line == "\r\n" {
-                        break;
-                    }
-                    head.push_str(&line);
+                    None => collect_one(tcp, tx).await,
                 }
-                let mut body = vec![0; length];
-                reader.read_exact(&mut body).await.unwrap();
-                let mut tcp = reader.into_inner();
-                tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                    .await
-                    .unwrap();
-                let _ = tx.send((head, serde_json::from_slice(&body).unwrap()));
             });
         }
     });
     (port, rx)
+}
+
+async fn collect_one<S>(stream: S, tx: mpsc::UnboundedSender<(String, Value)>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut reader = BufReader::new(stream);
+    let mut head = String::new();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).await.unwrap();
+    let mut stream = reader.into_inner();
+    stream
+        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        .await
+        .unwrap();
+    let _ = stream.shutdown().await;
+    let _ = tx.send((head, serde_json::from_slice(&body).unwrap()));
 }
 
 /// A TCP collector: each line, as JSON.
@@ -74,7 +94,7 @@ async fn tcp_collector() -> (u16, mpsc::UnboundedReceiver<Value>) {
 async fn file_http_and_tcp_log_write_one_entry_per_connection() {
     bounded(async {
         let up = echo_upstream().await;
-        let (http_port, mut posted) = http_collector().await;
+        let (http_port, mut posted) = http_collector(None).await;
         let (tcp_port, mut lines) = tcp_collector().await;
         let path =
             std::env::temp_dir().join(format!("frameway-file-log-{}.log", std::process::id()));
@@ -150,6 +170,38 @@ consumers:
     .await;
 }
 
+/// An https:// endpoint is verified against the system's roots (here the
+/// test CA, through `SSL_CERT_FILE`) and gets the entry over TLS.
+#[tokio::test]
+async fn http_log_posts_to_an_https_collector_it_verifies() {
+    bounded(async {
+        let pki = support::TestPki::new("http-log");
+        std::env::set_var("SSL_CERT_FILE", pki.path("ca.pem"));
+        let acceptor =
+            tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(pki.server_config(false)));
+        let (port, mut posted) = http_collector(Some(acceptor)).await;
+        let up = echo_upstream().await;
+        let kong = format!(
+            r#"_format_version: "3.0"
+services:
+- name: echo
+  url: ws://{up}
+  routes: [{{ name: echo, paths: [/] }}]
+  plugins:
+  - name: http-log
+    config: {{ http_endpoint: "https://localhost:{port}/bulk" }}
+"#
+        );
+        let gw = gateway(&kong).await;
+        let mut ws = connect(gw, "/").await;
+        ws.close(CloseCode::NORMAL, "").await.unwrap();
+        let (head, entry) = within("the https entry", posted.recv()).await.unwrap();
+        assert!(head.starts_with("POST /bulk HTTP/1.1\r\n"), "{head}");
+        assert_eq!(entry["service"]["name"], "echo");
+    })
+    .await;
+}
+
 #[test]
 fn kong_log_options_frameway_cannot_honour_are_refused() {
     use frameway_gateway::config::Config;
@@ -164,10 +216,6 @@ fn kong_log_options_frameway_cannot_honour_are_refused() {
         }
     };
     for (plugin, why) in [
-        (
-            "{ name: http-log, config: { http_endpoint: \"https://logs.example/\" } }",
-            "https endpoints are not supported",
-        ),
         (
             "{ name: http-log, config: { http_endpoint: \"http://l/\", queue: { max_batch_size: 10 } } }",
             "queue.max_batch_size 10 is not supported",

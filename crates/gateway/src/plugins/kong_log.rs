@@ -14,7 +14,7 @@
 //! `websocket-log`'s. Kong's options that change nothing here are taken
 //! (`keepalive`, the deprecated queue settings); the ones Frameway cannot
 //! honour are refused by name (`custom_fields_by_lua`, `tls` to a TCP
-//! collector, batches of more than one entry, https endpoints).
+//! collector, batches of more than one entry).
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -49,7 +49,8 @@ pub struct FileLogConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpLogConfig {
-    /// `http://[user:password@]host[:port]/path`.
+    /// `http(s)://[user:password@]host[:port]/path`; https is verified
+    /// against the system's roots (or `SSL_CERT_FILE`).
     pub http_endpoint: String,
     /// `POST` (default), `PUT` or `PATCH`.
     #[serde(default = "default_method")]

@@ -1,6 +1,7 @@
-//! Sending log entries to a collector across the network: an HTTP
-//! endpoint (one request per entry, as Kong's http-log with its default
-//! batch of one) or a TCP listener (one JSON line per entry on a kept
+//! Sending log entries to a collector across the network: an HTTP or
+//! HTTPS endpoint (one request per entry, as Kong's http-log with its
+//! default batch of one; HTTPS verified against the system's roots, or
+//! `SSL_CERT_FILE`) or a TCP listener (one JSON line per entry on a kept
 //! connection, as Kong's tcp-log).
 //!
 //! Entries go through a bounded queue to a thread of the sender's own, so
@@ -15,7 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use base64::Engine as _;
+use frameway::client::{tls_client_config, ConnectOptions, Roots};
+use rustls_pki_types::ServerName;
 
 /// Entries waiting for the collector, at most.
 const QUEUE: usize = 10_000;
@@ -32,6 +37,8 @@ pub(crate) enum Destination {
 /// An HTTP collector.
 #[derive(Debug, Clone)]
 pub(crate) struct HttpTarget {
+    /// https: the client configuration and the name to verify.
+    tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
     host: String,
     port: u16,
     path: String,
@@ -54,19 +61,26 @@ impl Destination {
         let uri: http::Uri = endpoint
             .parse()
             .map_err(|e| format!("http_endpoint {endpoint:?}: {e}"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => {
                 return Err(format!(
-                    "http_endpoint {endpoint:?}: https endpoints are not supported by \
-                     Frameway's http-log (use a local collector over http)"
+                    "http_endpoint {endpoint:?}: not an http:// or https:// URL"
                 ))
             }
-            _ => return Err(format!("http_endpoint {endpoint:?}: not an http:// URL")),
-        }
+        };
         let authority = uri
             .authority()
             .ok_or_else(|| format!("http_endpoint {endpoint:?}: no host"))?;
+        let tls = if https {
+            let options = ConnectOptions::default().roots(Roots::System);
+            let (config, name) = tls_client_config(&options, authority.host())
+                .map_err(|e| format!("http_endpoint {endpoint:?}: {e}"))?;
+            Some((config, name))
+        } else {
+            None
+        };
         let mut lines = String::new();
         if let Some((user, _)) = authority.as_str().rsplit_once('@') {
             let basic = base64::engine::general_purpose::STANDARD.encode(user);
@@ -80,8 +94,9 @@ impl Destination {
             lines.push_str(&format!("{name}: {value}\r\n"));
         }
         Ok(Destination::Http(HttpTarget {
+            tls,
             host: authority.host().to_owned(),
-            port: authority.port_u16().unwrap_or(80),
+            port: authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
             path: uri
                 .path_and_query()
                 .map_or("/".to_owned(), |p| p.as_str().to_owned()),
@@ -93,7 +108,10 @@ impl Destination {
 
     fn describe(&self) -> String {
         match self {
-            Destination::Http(http) => format!("http://{}:{}{}", http.host, http.port, http.path),
+            Destination::Http(http) => {
+                let scheme = if http.tls.is_some() { "https" } else { "http" };
+                format!("{scheme}://{}:{}{}", http.host, http.port, http.path)
+            }
             Destination::Tcp { host, port } => format!("tcp://{host}:{port}"),
         }
     }
@@ -198,6 +216,23 @@ fn connect(host: &str, port: u16, timeout: Duration) -> std::io::Result<TcpStrea
 
 /// One request, `Connection: close`; a 2xx answer is success.
 fn post(target: &HttpTarget, body: &[u8], timeout: Duration) -> std::io::Result<()> {
+    let tcp = connect(&target.host, target.port, timeout)?;
+    match &target.tls {
+        None => exchange(target, tcp, body),
+        Some((config, name)) => {
+            let tls = rustls::ClientConnection::new(config.clone(), name.clone())
+                .map_err(std::io::Error::other)?;
+            exchange(target, rustls::StreamOwned::new(tls, tcp), body)
+        }
+    }
+}
+
+/// Writes the request on `stream` and reads the status line.
+fn exchange(
+    target: &HttpTarget,
+    mut stream: impl Read + Write,
+    body: &[u8],
+) -> std::io::Result<()> {
     let HttpTarget {
         host,
         port,
@@ -206,7 +241,6 @@ fn post(target: &HttpTarget, body: &[u8], timeout: Duration) -> std::io::Result<
         headers,
         ..
     } = target;
-    let mut stream = connect(host, *port, timeout)?;
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n{headers}\r\n",
