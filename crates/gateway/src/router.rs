@@ -14,7 +14,9 @@ pub struct Route {
     pub service: Arc<Service>,
     /// Path prefixes; empty matches every path.
     pub paths: Vec<String>,
-    /// Lower-case host names, `*.` wildcards allowed; empty matches every host.
+    /// Lower-case host names, with a wildcard as the leftmost label
+    /// (`*.example.com`) or the rightmost (`example.*`) allowed; empty
+    /// matches every host.
     pub hosts: Vec<String>,
     /// Whether the matched prefix is removed before proxying.
     pub strip_path: bool,
@@ -130,12 +132,16 @@ fn host_rank(hosts: &[String], host: Option<&str>) -> Option<u8> {
     let host = host?;
     hosts
         .iter()
-        .filter_map(|h| match h.strip_prefix("*.") {
-            Some(suffix) => host
-                .strip_suffix(suffix)
-                .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.'))
-                .then_some(1),
-            None => (h == host).then_some(2),
+        .filter_map(|h| {
+            if let Some(suffix) = h.strip_prefix("*.") {
+                let sub = host.strip_suffix(suffix)?;
+                return (sub.len() > 1 && sub.ends_with('.')).then_some(1);
+            }
+            if let Some(prefix) = h.strip_suffix(".*") {
+                let rest = host.strip_prefix(prefix)?;
+                return (rest.len() > 1 && rest.starts_with('.')).then_some(1);
+            }
+            (h == host).then_some(2)
         })
         .max()
 }
@@ -239,6 +245,30 @@ mod tests {
         assert_eq!(route(Some("other.example.com"), "/api").unwrap().0, "wild");
         // The bare domain is not covered by the wildcard.
         assert_eq!(route(Some("example.com"), "/api").unwrap().0, "short");
+    }
+
+    #[test]
+    fn a_rightmost_wildcard_covers_every_top_level_of_its_name() {
+        let text = r#"
+[[services]]
+name = "s"
+url = "internal://echo"
+  [[services.routes]]
+  name = "any-tld"
+  paths = ["/"]
+  hosts = ["chat.*"]
+"#;
+        let config = Config::parse(text, "t", &Registry::with_builtins()).unwrap();
+        let find = |host: &str| {
+            config
+                .router
+                .find(Some(host), "/x")
+                .map(|m| m.route.name.clone())
+        };
+        assert_eq!(find("chat.example"), Some("any-tld".into()));
+        assert_eq!(find("chat.co.uk:443"), Some("any-tld".into()));
+        assert_eq!(find("chat"), None);
+        assert_eq!(find("chatter.example"), None);
     }
 
     #[test]

@@ -835,12 +835,15 @@ impl<'a> Loader<'a> {
         }
         for h in &r.hosts {
             let host = h.get_ref();
-            let bare = host.strip_prefix("*.").unwrap_or(host);
+            let bare = host
+                .strip_prefix("*.")
+                .or_else(|| host.strip_suffix(".*"))
+                .unwrap_or(host);
             if bare.is_empty() || bare.contains(['/', ':', '*', ' ']) {
                 self.error(
                     Some(h.span()),
                     format!(
-                        "host {host:?} is not a host name (use a.example.com or *.example.com)"
+                        "host {host:?} is not a host name (use a.example.com, *.example.com or example.*)"
                     ),
                 );
                 ok = false;
