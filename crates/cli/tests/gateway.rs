@@ -210,7 +210,7 @@ services:
   routes:
   - name: chat
     paths: [/chat]
-    headers: { x-tenant: [blue] }
+    sources: [{ ip: 10.0.0.0/8 }]
 consumers:
 - username: alice
   acls: [{ group: admins }]
@@ -221,7 +221,7 @@ consumers:
     let stderr = String::from_utf8_lossy(&out.stderr);
     for want in [
         format!(
-            "{}:8:14: route \"chat\": `headers` is not supported by Frameway",
+            "{}:8:14: route \"chat\": `sources` is not supported by Frameway",
             file.path()
         ),
         format!(
@@ -235,7 +235,7 @@ consumers:
     let served = TempFile::new(
         "kong-ok.yml",
         &text
-            .replace("    headers: { x-tenant: [blue] }\n", "")
+            .replace("    sources: [{ ip: 10.0.0.0/8 }]\n", "")
             .replace("  acls: [{ group: admins }]\n", ""),
     );
     let out = run(&["gateway", "--check", served.path()], "");

@@ -60,7 +60,7 @@ pub fn check(data: &[u8]) {
                 continue;
             }
             let matched = router
-                .find(host.as_deref(), path)
+                .find(host.as_deref(), path, &http::HeaderMap::new())
                 .unwrap_or_else(|| panic!("route {} unreachable at {path}", route.name));
             // Nothing is more specific than the route's own path.
             assert!(

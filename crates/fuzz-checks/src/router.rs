@@ -54,7 +54,7 @@ pub fn check(data: &[u8]) {
         Some((p, q)) => (p, Some(q)),
         None => (target.as_str(), None),
     };
-    let found = router.find(host.as_deref(), &target);
+    let found = router.find(host.as_deref(), &target, &http::HeaderMap::new());
     let best = router
         .routes()
         .iter()
@@ -76,7 +76,12 @@ pub fn check(data: &[u8]) {
     }
 
     if let Some(host) = host.as_deref().filter(|h| !h.contains([':', '['])) {
-        let name = |h: &str| router.find(Some(h), &target).map(|m| m.route.name.clone());
+        let none = http::HeaderMap::new();
+        let name = |h: &str| {
+            router
+                .find(Some(h), &target, &none)
+                .map(|m| m.route.name.clone())
+        };
         let chosen = Some(matched.route.name.clone());
         assert_eq!(name(&host.to_ascii_uppercase()), chosen, "host case");
         assert_eq!(name(&format!("{host}:8443")), chosen, "host port");

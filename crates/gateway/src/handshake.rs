@@ -167,7 +167,10 @@ where
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
     });
-    let Some(matched) = config.router.find(host, target.path_and_query()) else {
+    let Some(matched) = config
+        .router
+        .find(host, target.path_and_query(), request.headers())
+    else {
         let body = format!("no route for {}\n", target.path());
         return Err(Some(respond(&mut io, StatusCode::NOT_FOUND, &body).await));
     };

@@ -1,6 +1,9 @@
-//! Matching a request to a route: by host, then by the longest path prefix.
+//! Matching a request to a route: by host and headers, then by the longest
+//! path prefix.
 
 use std::sync::Arc;
+
+use http::HeaderMap;
 
 use crate::plugin::Chain;
 use crate::upstream::Service;
@@ -18,6 +21,9 @@ pub struct Route {
     /// (`*.example.com`) or the rightmost (`example.*`) allowed; empty
     /// matches every host.
     pub hosts: Vec<String>,
+    /// Request headers the route needs: each name with the values it
+    /// accepts (lower case, compared without regard to case).
+    pub headers: Vec<(http::HeaderName, Vec<String>)>,
     /// Whether the matched prefix is removed before proxying.
     pub strip_path: bool,
     /// Whether the client's Host header goes upstream; if not, the
@@ -59,9 +65,10 @@ impl Router {
     }
 
     /// Finds the route for a request: among routes whose hosts accept
-    /// `host` (the Host header, port ignored), the one with the longest
-    /// matching path prefix; an exact host beats a wildcard beats none when
-    /// paths tie.
+    /// `host` (the Host header, port ignored) and whose `headers` the
+    /// request has, the one with the longest matching path prefix; when
+    /// paths tie, an exact host beats a wildcard beats none, and then more
+    /// header conditions beat fewer.
     ///
     /// ```
     /// # use frameway_gateway::config::Config;
@@ -74,21 +81,25 @@ impl Router {
     ///   name = "chat"
     ///   paths = ["/chat"]
     /// "#, "example", &Registry::with_builtins()).unwrap();
-    /// let matched = config.router.find(Some("gw.local:8080"), "/chat/room1?x=1").unwrap();
+    /// let headers = http::HeaderMap::new();
+    /// let matched = config.router.find(Some("gw.local:8080"), "/chat/room1?x=1", &headers).unwrap();
     /// assert_eq!(matched.upstream_target, "/socket/room1?x=1");
-    /// assert!(config.router.find(None, "/other").is_none());
+    /// assert!(config.router.find(None, "/other", &headers).is_none());
     /// ```
-    pub fn find(&self, host: Option<&str>, target: &str) -> Option<Matched> {
+    pub fn find(&self, host: Option<&str>, target: &str, headers: &HeaderMap) -> Option<Matched> {
         let host = host.map(|h| strip_port(h).to_ascii_lowercase());
         let (path, query) = match target.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (target, None),
         };
-        let mut best: Option<(usize, u8, &Arc<Route>, &str)> = None;
+        let mut best: Option<(Rank, &Arc<Route>, &str)> = None;
         for route in &self.routes {
             let Some(host_rank) = host_rank(&route.hosts, host.as_deref()) else {
                 continue;
             };
+            if !has_headers(&route.headers, headers) {
+                continue;
+            }
             let prefix = if route.paths.is_empty() {
                 Some("")
             } else {
@@ -100,12 +111,12 @@ impl Router {
                     .map(String::as_str)
             };
             let Some(prefix) = prefix else { continue };
-            let key = (prefix.len(), host_rank);
-            if best.is_none_or(|(len, rank, _, _)| key > (len, rank)) {
-                best = Some((prefix.len(), host_rank, route, prefix));
+            let key = (prefix.len(), host_rank, route.headers.len());
+            if best.is_none_or(|(best_key, _, _)| key > best_key) {
+                best = Some((key, route, prefix));
             }
         }
-        let (_, _, route, prefix) = best?;
+        let (_, route, prefix) = best?;
         let rest = if route.strip_path {
             &path[prefix.len()..]
         } else {
@@ -144,6 +155,23 @@ fn host_rank(hosts: &[String], host: Option<&str>) -> Option<u8> {
             (h == host).then_some(2)
         })
         .max()
+}
+
+/// How well a route matches: the length of its matching path prefix, its
+/// host's rank, its number of header conditions; more is better, in that
+/// order.
+type Rank = (usize, u8, usize);
+
+/// Whether the request has every header the route names, each with one of
+/// the values it accepts.
+fn has_headers(wanted: &[(http::HeaderName, Vec<String>)], headers: &HeaderMap) -> bool {
+    wanted.iter().all(|(name, values)| {
+        headers.get_all(name).iter().any(|value| {
+            value
+                .to_str()
+                .is_ok_and(|value| values.iter().any(|v| v.eq_ignore_ascii_case(value.trim())))
+        })
+    })
 }
 
 fn strip_port(host: &str) -> &str {
@@ -214,7 +242,7 @@ mod tests {
 
     fn route(host: Option<&str>, path: &str) -> Option<(String, String)> {
         router()
-            .find(host, path)
+            .find(host, path, &HeaderMap::new())
             .map(|m| (m.route.name.clone(), m.upstream_target))
     }
 
@@ -262,7 +290,7 @@ url = "internal://echo"
         let find = |host: &str| {
             config
                 .router
-                .find(Some(host), "/x")
+                .find(Some(host), "/x", &HeaderMap::new())
                 .map(|m| m.route.name.clone())
         };
         assert_eq!(find("chat.example"), Some("any-tld".into()));

@@ -7,8 +7,8 @@ mod support;
 use frameway::client::connect;
 use frameway::{CloseCode, Message};
 use support::{
-    bounded, echo_upstream, gateway, next_upstream, raw_request, recv, scripted_upstream,
-    upgrade_request,
+    bounded, echo_upstream, gateway, next_upstream, raw_request, raw_ws_client, recv,
+    scripted_upstream, upgrade_request,
 };
 
 /// What a client saw of one attempt.
@@ -224,6 +224,57 @@ async fn a_kong_json_file_with_top_level_entities_is_served() {
             String::from_utf8_lossy(&refused.body).contains("not from here"),
             "{refused:?}"
         );
+    })
+    .await;
+}
+
+/// Kong's route `headers`: of two routes on one path, the one whose header
+/// condition the request meets wins (values compared without regard to
+/// case); the TOML twin routes alike.
+#[tokio::test]
+async fn routes_with_header_conditions_route_as_their_toml_twins() {
+    bounded(async {
+        let (up, mut conns) = scripted_upstream().await;
+        let kong = format!(
+            r#"_format_version: "3.0"
+services:
+- name: blue
+  url: ws://{up}/blue
+  routes: [{{ name: blue, paths: [/chat], headers: {{ x-tenant: [blue, azure] }} }}]
+- name: other
+  url: ws://{up}/other
+  routes: [{{ name: other, paths: [/chat] }}]
+"#
+        );
+        let toml = format!(
+            r#"[[services]]
+name = "blue"
+url = "ws://{up}/blue"
+  [[services.routes]]
+  name = "blue"
+  paths = ["/chat"]
+  headers = {{ x-tenant = ["blue", "azure"] }}
+[[services]]
+name = "other"
+url = "ws://{up}/other"
+  [[services.routes]]
+  name = "other"
+  paths = ["/chat"]
+"#
+        );
+        for config in [kong, toml] {
+            let gw = gateway(&config).await;
+            for (extra, want) in [
+                ("X-Tenant: Blue\r\n", "/blue/room"),
+                ("X-Tenant: azure\r\n", "/blue/room"),
+                ("X-Tenant: red\r\n", "/other/room"),
+                ("", "/other/room"),
+            ] {
+                let _client = raw_ws_client(gw, &upgrade_request("/chat/room", extra), b"").await;
+                let conn = next_upstream(&mut conns).await;
+                assert_eq!(conn.request.uri(), want, "{extra:?}");
+            }
+        }
     })
     .await;
 }

@@ -28,7 +28,7 @@ services:
   routes:
   - name: rooms
     paths: [/rooms, "~/rooms/\\d+$"]                               # 8
-    headers: { x-tenant: [blue] }                                  # 9
+    snis: [chat.example.com]                                       # 9
     sources: [{ ip: 10.0.0.0/8 }]                                  # 10
   - name: tls-only
     protocols: [wss]                                               # 12
@@ -61,7 +61,7 @@ vaults: []                                                         # 36
     let expected = [
         "kong.yml:5:23: service \"chat\": `client_certificate` is not supported by Frameway (only Kong's default, null)",
         "kong.yml:8:21: route \"rooms\": regular-expression paths (~) are not supported by Frameway",
-        "kong.yml:9:14: route \"rooms\": `headers` is not supported by Frameway",
+        "kong.yml:9:11: route \"rooms\": `snis` is not supported by Frameway",
         "kong.yml:10:14: route \"rooms\": `sources` is not supported by Frameway",
         "kong.yml:12:16: route \"tls-only\": a route for TLS clients only",
         "kong.yml:15:13: service \"rpc\": protocol \"grpc\" is not supported by Frameway",
@@ -141,7 +141,7 @@ plugins:
     assert_eq!(route.chain.names().collect::<Vec<_>>(), ["key-auth"]);
     let matched = config
         .router
-        .find(Some("a.example.com"), "/chat/room")
+        .find(Some("a.example.com"), "/chat/room", &http::HeaderMap::new())
         .expect("the route matches");
     assert_eq!(matched.upstream_target, "/socket/chat/room");
 }

@@ -849,10 +849,36 @@ impl<'a> Loader<'a> {
                 ok = false;
             }
         }
-        if r.paths.is_empty() && r.hosts.is_empty() {
+        let mut headers = Vec::new();
+        if let Some(table) = &r.headers {
+            for (name, values) in table.get_ref() {
+                let problem = match http::HeaderName::try_from(name.as_str()) {
+                    Err(_) => Some(format!("headers: {name:?} is not a header name")),
+                    Ok(name) if name == http::header::HOST => {
+                        Some("headers: match the Host header with hosts".to_owned())
+                    }
+                    Ok(_) if values.is_empty() => {
+                        Some(format!("headers: {name:?} needs at least one value"))
+                    }
+                    Ok(_) if values.iter().any(|v| v.starts_with("~*")) => Some(format!(
+                        "headers: {name:?}: regular-expression values (~*) are not supported"
+                    )),
+                    Ok(name) => {
+                        let values = values.iter().map(|v| v.to_ascii_lowercase()).collect();
+                        headers.push((name, values));
+                        None
+                    }
+                };
+                if let Some(message) = problem {
+                    self.error(Some(table.span()), message);
+                    ok = false;
+                }
+            }
+        }
+        if r.paths.is_empty() && r.hosts.is_empty() && headers.is_empty() {
             self.error(
                 Some(r.name.span()),
-                format!("route {:?} needs paths or hosts", r.name.get_ref()),
+                format!("route {:?} needs paths, hosts or headers", r.name.get_ref()),
             );
             ok = false;
         }
@@ -866,6 +892,7 @@ impl<'a> Loader<'a> {
                 .iter()
                 .map(|h| h.get_ref().to_ascii_lowercase())
                 .collect(),
+            headers,
             strip_path: r.strip_path,
             preserve_host: r.preserve_host,
             chain,
@@ -969,9 +996,13 @@ mod tests {
         let config = Config::builtin();
         assert_eq!(config.listen, ["127.0.0.1:8080".parse().unwrap()]);
         assert!(config.tls_listen.is_empty());
-        let matched = config.router.find(None, "/echo").expect("/echo is routed");
+        let none = http::HeaderMap::new();
+        let matched = config
+            .router
+            .find(None, "/echo", &none)
+            .expect("/echo is routed");
         assert!(matches!(matched.route.service.upstream, Upstream::Echo));
-        assert!(config.router.find(None, "/other").is_none());
+        assert!(config.router.find(None, "/other", &none).is_none());
     }
 
     #[test]

@@ -487,6 +487,10 @@ pub struct RouteSection {
     /// Host names (`*.example.com` allowed); empty matches any host.
     #[serde(default)]
     pub hosts: Vec<Spanned<String>>,
+    /// Request headers the route needs, each with the values it accepts
+    /// (`{ x-tenant = ["blue", "green"] }`, compared without regard to
+    /// case).
+    pub headers: Option<Spanned<std::collections::BTreeMap<String, Vec<String>>>>,
     /// Remove the matched prefix before proxying (default true).
     #[serde(default = "default_true")]
     pub strip_path: bool,
@@ -506,6 +510,7 @@ impl RouteSection {
             name,
             paths: Vec::new(),
             hosts: Vec::new(),
+            headers: None,
             strip_path: true,
             preserve_host: true,
             plugins: Vec::new(),

@@ -419,7 +419,10 @@ impl Translator {
         {
             route.preserve_host = v;
         }
-        for key in ["headers", "snis", "sources", "destinations"] {
+        if let Some(h) = f.take("headers") {
+            route.headers = self.route_headers(h, &what);
+        }
+        for key in ["snis", "sources", "destinations"] {
             f.at_default(&mut self.doc, key, json!(null));
         }
         f.at_default(&mut self.doc, "path_handling", json!("v0"));
@@ -440,6 +443,38 @@ impl Translator {
             f.at_default(&mut self.doc, "service", json!(null));
         }
         Some((route, f, id))
+    }
+
+    /// A route's `headers`: each name with the values it accepts.
+    fn route_headers(
+        &mut self,
+        node: &Node<'_>,
+        what: &str,
+    ) -> Option<Spanned<std::collections::BTreeMap<String, Vec<String>>>> {
+        let mut table = std::collections::BTreeMap::new();
+        match self.doc.json(node) {
+            serde_json::Value::Object(map) => {
+                for (name, values) in map {
+                    let values = match values {
+                        serde_json::Value::String(one) => vec![one],
+                        serde_json::Value::Array(list) => list
+                            .into_iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect(),
+                        _ => Vec::new(),
+                    };
+                    table.insert(name, values);
+                }
+            }
+            _ => {
+                self.doc.error(
+                    node,
+                    format!("{what}: headers must map names to lists of values"),
+                );
+                return None;
+            }
+        }
+        Some(self.doc.spanned(node, table))
     }
 
     fn top_level_route(&mut self, node: &Node<'_>, index: usize) {
