@@ -2,6 +2,8 @@
 //! is refused (by entity, field and file:line, all at once), and what
 //! Kong's own defaults cost nothing.
 
+mod support;
+
 use frameway_gateway::config::Config;
 use frameway_gateway::plugin::Registry;
 
@@ -10,10 +12,7 @@ fn load(text: &str) -> Result<Config, String> {
 }
 
 fn refused(text: &str) -> String {
-    match load(text) {
-        Ok(_) => panic!("the file loaded"),
-        Err(errors) => errors,
-    }
+    support::refused_config(text, "kong.yml")
 }
 
 /// A file with one thing Frameway lacks on each marked line: every one is

@@ -204,16 +204,11 @@ services:
 
 #[test]
 fn kong_log_options_frameway_cannot_honour_are_refused() {
-    use frameway_gateway::config::Config;
-    use frameway_gateway::plugin::Registry;
     let load = |plugin: &str| {
         let text = format!(
             "_format_version: \"3.0\"\nplugins:\n- {plugin}\nservices:\n- name: s\n  url: ws://127.0.0.1:1\n  routes: [{{ name: r, paths: [/] }}]\n"
         );
-        match Config::parse(&text, "kong.yml", &Registry::with_builtins()) {
-            Ok(_) => panic!("{plugin} loads"),
-            Err(e) => e.to_string(),
-        }
+        support::refused_config(&text, "kong.yml")
     };
     for (plugin, why) in [
         (

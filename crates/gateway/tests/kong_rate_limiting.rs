@@ -73,8 +73,6 @@ async fn two_gateways_share_a_redis_counted_limit() {
 
 #[test]
 fn what_kongs_rate_limiting_has_and_frameway_not_is_refused_by_name() {
-    use frameway_gateway::config::Config;
-    use frameway_gateway::plugin::Registry;
     let up = "127.0.0.1:1".parse().unwrap();
     for (config, why) in [
         (
@@ -94,14 +92,7 @@ fn what_kongs_rate_limiting_has_and_frameway_not_is_refused_by_name() {
             "redis settings apply only to policy = \"redis\"",
         ),
     ] {
-        let error = match Config::parse(
-            &kong_yml(up, config),
-            "kong.yml",
-            &Registry::with_builtins(),
-        ) {
-            Ok(_) => panic!("{config} loads"),
-            Err(e) => e.to_string(),
-        };
+        let error = support::refused_config(&kong_yml(up, config), "kong.yml");
         assert!(error.contains(why), "{config}: {error}");
     }
 }

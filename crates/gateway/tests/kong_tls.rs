@@ -1,6 +1,6 @@
 //! Kong's `certificates` and `snis` for the TLS listeners, over real TLS:
-//! each client gets the certificate of the name it asks for, and the
-//! first certificate when no name matches.
+//! each client gets the certificate of the name it asks for (exactly or
+//! by a `*.` wildcard), and the first certificate when no name matches.
 
 mod support;
 
@@ -48,7 +48,7 @@ async fn served(addr: std::net::SocketAddr, name: &str, roots: &[&str]) -> (Vec<
 async fn tls_listeners_serve_the_certificate_of_the_name_asked_for() {
     bounded(async {
         let (a_cert, a_key) = self_signed_pem(&["a.test", "c.test"]);
-        let (b_cert, b_key) = self_signed_pem(&["b.test"]);
+        let (b_cert, b_key) = self_signed_pem(&["b.test", "*.w.test"]);
         let indent = |pem: &str| pem.trim_end().replace('\n', "\n    ");
         let kong = format!(
             r#"_format_version: "3.0"
@@ -69,6 +69,8 @@ certificates:
     {b_key}
 snis:
 - name: b.test
+  certificate: {{ id: b-cert }}
+- name: "*.w.test"
   certificate: {{ id: b-cert }}
 "#,
             a_cert = indent(&a_cert),

@@ -65,6 +65,15 @@ pub async fn serve(mut config: Config) -> Vec<SocketAddr> {
     addrs
 }
 
+/// The errors `text` (TOML or a Kong declarative file, called `name` in
+/// them) is refused with, one per line; panics if it loads.
+pub fn refused_config(text: &str, name: &str) -> String {
+    match Config::parse(text, name, &Registry::with_builtins()) {
+        Ok(_) => panic!("{name} loads:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
 /// Starts a gateway on `config` (TOML; its `listen` is replaced by a fresh
 /// port) with `registry`; returns the address clients connect to.
 pub async fn gateway_with(config: &str, registry: &Registry) -> SocketAddr {
