@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use frameway_gateway::config::{Config, MAX_PAYLOAD_CEILING};
 use frameway_gateway::plugin::{Plugin, Registry};
+use frameway_gateway::router::RoutePath;
 
 /// The check; see the module documentation.
 pub fn check(data: &[u8]) {
@@ -48,26 +49,36 @@ pub fn check(data: &[u8]) {
             None => h.clone(),
         });
         assert!(route.hosts.iter().all(|h| *h == h.to_ascii_lowercase()));
-        let paths = if route.paths.is_empty() {
-            vec![String::from("/")]
-        } else {
-            route.paths.clone()
-        };
-        for path in &paths {
+        let mut paths: Vec<&str> = route
+            .paths
+            .iter()
+            .filter_map(|p| match p {
+                RoutePath::Prefix(prefix) => Some(prefix.as_str()),
+                RoutePath::Regex(_) => None,
+            })
+            .collect();
+        if route.paths.is_empty() {
+            paths.push("/");
+        }
+        for path in paths {
             assert!(path.starts_with('/'));
             // `?` would start the query and `#` is no part of a target.
             if path.contains(['?', '#']) {
                 continue;
             }
+            // Another route may rank higher (more kinds of condition), but
+            // some route must take a request this one accepts.
             let matched = router
                 .find(host.as_deref(), path, &http::HeaderMap::new())
                 .unwrap_or_else(|| panic!("route {} unreachable at {path}", route.name));
-            // Nothing is more specific than the route's own path.
             assert!(
-                route.paths.is_empty() || matched.route.paths.contains(path),
-                "{path} went to {}, not {}",
-                matched.route.name,
-                route.name
+                matched.route.paths.is_empty()
+                    || matched.route.paths.iter().any(|p| match p {
+                        RoutePath::Prefix(prefix) => path.starts_with(prefix.as_str()),
+                        RoutePath::Regex(regex) => regex.is_match(path),
+                    }),
+                "{path} went to {}, whose paths do not match it",
+                matched.route.name
             );
         }
     }

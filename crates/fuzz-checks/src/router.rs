@@ -4,13 +4,14 @@
 //! The table is written as a configuration file, which must load (it is
 //! valid by construction). Asserts, for any host and request target: a
 //! route is found exactly when one matches; the one found matches and no
-//! matching route has a longer path prefix; host case and port do not
-//! change the choice; the upstream target starts with the service's path
-//! and keeps the query as it came.
+//! matching route ranks higher by Kong's order (kinds of condition, then
+//! hosts without wildcards, then the longer path prefix); host case and
+//! port do not change the choice; the upstream target starts with the
+//! service's path and keeps the query as it came.
 
 use frameway_gateway::config::Config;
 use frameway_gateway::plugin::Registry;
-use frameway_gateway::router::Route;
+use frameway_gateway::router::{Route, RoutePath};
 
 use crate::Input;
 
@@ -58,15 +59,19 @@ pub fn check(data: &[u8]) {
     let best = router
         .routes()
         .iter()
-        .filter_map(|r| matching_prefix(r, host.as_deref(), path))
+        .filter_map(|r| rank(r, host.as_deref(), path))
         .max();
     let Some(matched) = found else {
         assert_eq!(best, None, "no route found for {host:?} {target:?}");
         return;
     };
-    let prefix = matching_prefix(&matched.route, host.as_deref(), path)
+    let found_rank = rank(&matched.route, host.as_deref(), path)
         .unwrap_or_else(|| panic!("{} does not match {host:?} {target:?}", matched.route.name));
-    assert_eq!(Some(prefix), best, "a longer prefix was passed over");
+    assert_eq!(
+        Some(found_rank),
+        best,
+        "a higher-ranked route was passed over"
+    );
 
     let base = matched.route.service.upstream.path().trim_end_matches('/');
     assert!(matched.upstream_target.starts_with('/'));
@@ -88,9 +93,11 @@ pub fn check(data: &[u8]) {
     }
 }
 
-/// The length of the longest of `route`'s paths that prefixes `path`, if
-/// `route` accepts `host`.
-fn matching_prefix(route: &Route, host: Option<&str>, path: &str) -> Option<usize> {
+/// How `route` ranks for `host` and `path`, if it accepts them: how many
+/// kinds of condition it has, whether its hosts are all without a
+/// wildcard, and the length of the longest of its paths that prefixes
+/// `path`.
+fn rank(route: &Route, host: Option<&str>, path: &str) -> Option<(usize, bool, usize)> {
     if !route.hosts.is_empty() {
         let host = host?;
         // The port goes; an IPv6 literal keeps its colons.
@@ -108,15 +115,23 @@ fn matching_prefix(route: &Route, host: Option<&str>, path: &str) -> Option<usiz
             return None;
         }
     }
-    if route.paths.is_empty() {
-        return Some(0);
-    }
-    route
-        .paths
-        .iter()
-        .filter(|p| path.starts_with(p.as_str()))
-        .map(String::len)
-        .max()
+    let conditions = usize::from(!route.hosts.is_empty()) + usize::from(!route.paths.is_empty());
+    let plain_hosts = !route.hosts.is_empty() && route.hosts.iter().all(|h| !h.contains('*'));
+    let prefix = if route.paths.is_empty() {
+        0
+    } else {
+        route
+            .paths
+            .iter()
+            .filter_map(|p| match p {
+                RoutePath::Prefix(prefix) => {
+                    path.starts_with(prefix.as_str()).then_some(prefix.len())
+                }
+                RoutePath::Regex(_) => unreachable!("the table writes prefixes only"),
+            })
+            .max()?
+    };
+    Some((conditions, plain_hosts, prefix))
 }
 
 /// A routing table as a configuration file: up to four services, each with

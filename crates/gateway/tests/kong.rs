@@ -278,3 +278,96 @@ url = "ws://{up}/other"
     })
     .await;
 }
+
+/// Kong's `~` paths and `~*` header values, ranked as Kong ranks them: of
+/// two matching regular expressions the higher `regex_priority` wins, any
+/// regular expression beats any prefix, and a header condition beats a
+/// longer path. The TOML twin routes alike.
+#[tokio::test]
+async fn regular_expression_routes_rank_as_in_kong_and_as_their_toml_twins() {
+    bounded(async {
+        let (up, mut conns) = scripted_upstream().await;
+        let kong = format!(
+            r#"_format_version: "3.0"
+services:
+- name: one-room
+  url: ws://{up}/one
+  routes: [{{ name: one-room, paths: ["~/rooms/\\d+$"], regex_priority: 10 }}]
+- name: any-room
+  url: ws://{up}/any
+  routes: [{{ name: any-room, paths: ["~/rooms/"], strip_path: false }}]
+- name: lobby
+  url: ws://{up}/lobby
+  routes: [{{ name: lobby, paths: [/rooms/lobby/long/prefix] }}]
+- name: v2
+  url: ws://{up}/v2
+  routes: [{{ name: v2, paths: [/chat], headers: {{ x-version: ["~*^v2(\\.\\d+)?$"] }} }}]
+- name: chat
+  url: ws://{up}/chat
+  routes: [{{ name: chat, paths: [/chat/long/prefix] }}]
+"#
+        );
+        let toml = format!(
+            r#"[[services]]
+name = "one-room"
+url = "ws://{up}/one"
+  [[services.routes]]
+  name = "one-room"
+  paths = ['~/rooms/\d+$']
+  regex_priority = 10
+[[services]]
+name = "any-room"
+url = "ws://{up}/any"
+  [[services.routes]]
+  name = "any-room"
+  paths = ["~/rooms/"]
+  strip_path = false
+[[services]]
+name = "lobby"
+url = "ws://{up}/lobby"
+  [[services.routes]]
+  name = "lobby"
+  paths = ["/rooms/lobby/long/prefix"]
+[[services]]
+name = "v2"
+url = "ws://{up}/v2"
+  [[services.routes]]
+  name = "v2"
+  paths = ["/chat"]
+  headers = {{ x-version = ['~*^v2(\.\d+)?$'] }}
+[[services]]
+name = "chat"
+url = "ws://{up}/chat"
+  [[services.routes]]
+  name = "chat"
+  paths = ["/chat/long/prefix"]
+"#
+        );
+        for config in [kong, toml] {
+            let gw = gateway(&config).await;
+            for (path, extra, want) in [
+                // Both expressions match; the higher priority wins and, with
+                // strip_path, everything it matched is removed.
+                ("/rooms/42", "", "/one"),
+                ("/rooms/42x", "", "/any/rooms/42x"),
+                (
+                    "/rooms/lobby/long/prefix/x",
+                    "",
+                    "/any/rooms/lobby/long/prefix/x",
+                ),
+                (
+                    "/chat/long/prefix/x",
+                    "X-Version: V2.1\r\n",
+                    "/v2/long/prefix/x",
+                ),
+                ("/chat/long/prefix/x", "X-Version: v3\r\n", "/chat/x"),
+                ("/chat/long/prefix/x", "", "/chat/x"),
+            ] {
+                let _client = raw_ws_client(gw, &upgrade_request(path, extra), b"").await;
+                let conn = next_upstream(&mut conns).await;
+                assert_eq!(conn.request.uri(), want, "{path} {extra:?}");
+            }
+        }
+    })
+    .await;
+}

@@ -26,7 +26,7 @@ services:
   client_certificate: { id: 3f1e }                                 # 5
   routes:
   - name: rooms
-    paths: [/rooms, "~/rooms/\\d+$"]                               # 8
+    paths: [/rooms, "~/rooms/("]                                   # 8
     snis: [chat.example.com]                                       # 9
     sources: [{ ip: 10.0.0.0/8 }]                                  # 10
   - name: tls-only
@@ -59,7 +59,7 @@ vaults: []                                                         # 36
     let errors = refused(text);
     let expected = [
         "kong.yml:5:23: service \"chat\": `client_certificate` is not supported by Frameway (only Kong's default, null)",
-        "kong.yml:8:21: route \"rooms\": regular-expression paths (~) are not supported by Frameway",
+        "kong.yml:8:21: path \"~/rooms/(\" is not a regular expression",
         "kong.yml:9:11: route \"rooms\": `snis` is not supported by Frameway",
         "kong.yml:10:14: route \"rooms\": `sources` is not supported by Frameway",
         "kong.yml:12:16: route \"tls-only\": a route for TLS clients only",

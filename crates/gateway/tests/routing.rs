@@ -31,7 +31,7 @@ fn service(name: &str, url: &str, route: &str) -> String {
 
 /// An exact host beats a wildcard, which beats a route without hosts; the
 /// wildcard covers subdomains but not the bare domain, Host's port is
-/// ignored, and a longer path still wins over a host match.
+/// ignored, and (as in Kong) a host condition wins over a longer path.
 #[tokio::test]
 async fn routes_match_exact_and_wildcard_hosts() {
     bounded(async {
@@ -61,7 +61,8 @@ async fn routes_match_exact_and_wildcard_hosts() {
                 ("other.example.com", "/api/room", "/wild/room"),
                 ("example.com", "/api/room", "/any/room"),
                 ("elsewhere.test", "/api/room", "/any/room"),
-                ("chat.example.com", "/api/v2/room", "/v2/room"),
+                ("chat.example.com", "/api/v2/room", "/exact/v2/room"),
+                ("elsewhere.test", "/api/v2/room", "/v2/room"),
             ],
         )
         .await;

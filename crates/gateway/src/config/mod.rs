@@ -27,7 +27,7 @@ pub use schema::{
 use crate::balancer::Pool;
 use crate::consumer::{ConsumerError, ConsumerSpec, Consumers};
 use crate::plugin::{Chain, Plugin, Registry};
-use crate::router::{Route, Router};
+use crate::router::{HeaderPattern, Route, RoutePath, Router};
 use crate::upstream::DeflateOffer;
 use crate::upstream::{Service, Upstream};
 
@@ -824,14 +824,34 @@ impl<'a> Loader<'a> {
         consumer_chains: HashMap<String, Chain>,
     ) -> Option<Route> {
         let mut ok = true;
+        let mut paths = Vec::new();
         for p in &r.paths {
-            if !p.get_ref().starts_with('/') {
-                self.error(
-                    Some(p.span()),
-                    format!("path {:?} must start with /", p.get_ref()),
-                );
+            let problem = match RoutePath::parse(p.get_ref()) {
+                Ok(RoutePath::Prefix(prefix)) if !prefix.starts_with('/') => Some(format!(
+                    "path {prefix:?} must start with / (or ~ for a regular expression)"
+                )),
+                Ok(path) => {
+                    paths.push(path);
+                    None
+                }
+                Err(err) => Some(format!("path {err}")),
+            };
+            if let Some(message) = problem {
+                self.error(Some(p.span()), message);
                 ok = false;
             }
+        }
+        if !r.methods.is_empty()
+            && !r
+                .methods
+                .iter()
+                .any(|m| m.get_ref().eq_ignore_ascii_case("GET"))
+        {
+            self.error(
+                Some(r.methods[0].span()),
+                "methods: a WebSocket upgrade is a GET; these methods never match one".to_owned(),
+            );
+            ok = false;
         }
         for h in &r.hosts {
             let host = h.get_ref();
@@ -860,14 +880,13 @@ impl<'a> Loader<'a> {
                     Ok(_) if values.is_empty() => {
                         Some(format!("headers: {name:?} needs at least one value"))
                     }
-                    Ok(_) if values.iter().any(|v| v.starts_with("~*")) => Some(format!(
-                        "headers: {name:?}: regular-expression values (~*) are not supported"
-                    )),
-                    Ok(name) => {
-                        let values = values.iter().map(|v| v.to_ascii_lowercase()).collect();
-                        headers.push((name, values));
-                        None
-                    }
+                    Ok(name) => match values.iter().map(|v| HeaderPattern::parse(v)).collect() {
+                        Ok(patterns) => {
+                            headers.push((name, patterns));
+                            None
+                        }
+                        Err(err) => Some(format!("headers: {name:?}: {err}")),
+                    },
                 };
                 if let Some(message) = problem {
                     self.error(Some(table.span()), message);
@@ -886,7 +905,9 @@ impl<'a> Loader<'a> {
         Some(Route {
             name: r.name.get_ref().clone(),
             service,
-            paths: r.paths.iter().map(|p| p.get_ref().clone()).collect(),
+            paths,
+            regex_priority: r.regex_priority,
+            methods: !r.methods.is_empty(),
             hosts: r
                 .hosts
                 .iter()

@@ -481,15 +481,25 @@ impl ServiceSection {
 pub struct RouteSection {
     /// The route's name.
     pub name: Spanned<String>,
-    /// Path prefixes (longest match wins).
+    /// Path prefixes, or regular expressions after `~` (anchored at the
+    /// path's start, as in Kong).
     #[serde(default)]
     pub paths: Vec<Spanned<String>>,
+    /// Ranks routes matched by regular-expression paths: the higher wins
+    /// (default 0).
+    #[serde(default)]
+    pub regex_priority: u32,
+    /// HTTP methods the route accepts; they must include GET, the method
+    /// of every WebSocket upgrade. A route that names them ranks above one
+    /// that does not, as in Kong.
+    #[serde(default)]
+    pub methods: Vec<Spanned<String>>,
     /// Host names (`*.example.com` allowed); empty matches any host.
     #[serde(default)]
     pub hosts: Vec<Spanned<String>>,
     /// Request headers the route needs, each with the values it accepts
     /// (`{ x-tenant = ["blue", "green"] }`, compared without regard to
-    /// case).
+    /// case; a value after `~*` is a regular expression).
     pub headers: Option<Spanned<std::collections::BTreeMap<String, Vec<String>>>>,
     /// Remove the matched prefix before proxying (default true).
     #[serde(default = "default_true")]
@@ -509,6 +519,8 @@ impl RouteSection {
         RouteSection {
             name,
             paths: Vec::new(),
+            regex_priority: 0,
+            methods: Vec::new(),
             hosts: Vec::new(),
             headers: None,
             strip_path: true,

@@ -375,37 +375,18 @@ impl Translator {
             }
         }
         if let Some(m) = f.take("methods") {
-            let methods = self.doc.strings(m, "methods");
-            if !methods
-                .iter()
-                .any(|m| m.get_ref().eq_ignore_ascii_case("GET"))
-            {
-                self.doc.error(
-                    m,
-                    format!("{what}: a WebSocket upgrade is a GET; these methods never match one"),
-                );
-            }
+            route.methods = self.doc.strings(m, "methods");
         }
         if let Some(h) = f.take("hosts") {
             route.hosts = self.doc.strings(h, "hosts");
         }
         if let Some(p) = f.take("paths") {
-            let (regex, prefixes) = self
-                .doc
-                .strings(p, "paths")
-                .into_iter()
-                .partition(|path| path.get_ref().starts_with('~'));
-            route.paths = prefixes;
-            for path in regex {
-                self.doc.errors.push((
-                    Some(path.span()),
-                    format!("{what}: regular-expression paths (~) are not supported by Frameway"),
-                ));
-            }
+            route.paths = self.doc.strings(p, "paths");
         }
-        // Orders regular-expression paths only, which are refused above.
         if let Some(v) = f.take("regex_priority") {
-            self.doc.uint(v, "regex_priority");
+            if let Some(v) = self.doc.uint(v, "regex_priority") {
+                route.regex_priority = v.min(u64::from(u32::MAX)) as u32;
+            }
         }
         if let Some(v) = f
             .take("strip_path")
