@@ -109,6 +109,10 @@ pub struct Service {
     pub tls_verify: bool,
     /// Extra CA certificates to trust.
     pub ca_file: Option<PathBuf>,
+    /// Extra CA certificates to trust, PEM (Kong's `ca_certificates`).
+    pub ca_certificates: Vec<Vec<u8>>,
+    /// The certificate presented to an upstream that asks for one.
+    pub client_certificate: Option<ClientCertificate>,
     /// The gateway's keep-alive pings to the upstream (`None`: none).
     pub heartbeat: Option<frameway::wire::Heartbeat>,
     /// The balanced upstream the URL's host names, if it names one.
@@ -117,6 +121,25 @@ pub struct Service {
     pub retries: u32,
     /// permessage-deflate offered to the upstream (`None`: never).
     pub deflate: Option<DeflateOffer>,
+}
+
+/// A certificate chain and private key a service presents to its upstream
+/// (mutual TLS), PEM, checked when the configuration loads.
+#[derive(Clone)]
+pub struct ClientCertificate {
+    /// The chain, leaf first.
+    pub chain: Vec<u8>,
+    /// The private key.
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for ClientCertificate {
+    // A private key has no place in a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCertificate")
+            .field("chain", &String::from_utf8_lossy(&self.chain))
+            .finish_non_exhaustive()
+    }
 }
 
 /// When a service offers permessage-deflate to its upstream, and with what
@@ -312,6 +335,12 @@ impl Service {
         }
         if let Some(ca) = &self.ca_file {
             options = options.ca_file(ca);
+        }
+        for ca in &self.ca_certificates {
+            options = options.ca_pem(ca.clone());
+        }
+        if let Some(cert) = &self.client_certificate {
+            options = options.client_cert(cert.chain.clone(), cert.key.clone());
         }
         match &self.upstream {
             Upstream::Url { url, .. } => {

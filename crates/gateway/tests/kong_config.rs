@@ -58,7 +58,7 @@ vaults: []                                                         # 36
 "#;
     let errors = refused(text);
     let expected = [
-        "kong.yml:5:23: service \"chat\": `client_certificate` is not supported by Frameway (only Kong's default, null)",
+        "kong.yml:5:29: no certificate named \"3f1e\" in this file",
         "kong.yml:8:21: path \"~/rooms/(\" is not a regular expression",
         "kong.yml:9:11: route \"rooms\": `snis` is not supported by Frameway",
         "kong.yml:10:14: route \"rooms\": `sources` is not supported by Frameway",

@@ -29,7 +29,7 @@ use crate::consumer::{ConsumerError, ConsumerSpec, Consumers};
 use crate::plugin::{Chain, Plugin, Registry};
 use crate::router::{HeaderPattern, Route, RoutePath, Router};
 use crate::upstream::DeflateOffer;
-use crate::upstream::{Service, Upstream};
+use crate::upstream::{ClientCertificate, Service, Upstream};
 
 /// The largest message limit a route may have, whatever plugins ask.
 pub const MAX_PAYLOAD_CEILING: u64 = 32 << 20;
@@ -570,44 +570,134 @@ impl<'a> Loader<'a> {
         out
     }
 
-    /// Checks certificates given inline (PEM) with their server names.
-    fn certificates(&mut self, list: &[CertificateSection]) -> Vec<SniCertificate> {
+    /// Checks a certificate chain and its private key, both PEM: the chain
+    /// parses, the key loads and belongs to the chain's leaf.
+    fn certified_key(
+        &mut self,
+        cert: &toml::Spanned<String>,
+        key: &toml::Spanned<String>,
+        what: &str,
+    ) -> Option<rustls::sign::CertifiedKey> {
         use rustls_pki_types::pem::PemObject;
         use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(cert.get_ref().as_bytes())
+                .filter_map(Result::ok)
+                .collect();
+        if chain.is_empty() {
+            self.error(
+                Some(cert.span()),
+                format!("{what}: cert is not a PEM certificate"),
+            );
+            return None;
+        }
         let provider = rustls::crypto::ring::default_provider();
+        let loaded = PrivateKeyDer::from_pem_slice(key.get_ref().as_bytes())
+            .map_err(|e| e.to_string())
+            .and_then(|key| {
+                provider
+                    .key_provider
+                    .load_private_key(key)
+                    .map_err(|e| e.to_string())
+            });
+        let certified = match loaded {
+            Ok(loaded) => rustls::sign::CertifiedKey::new(chain, loaded),
+            Err(e) => {
+                self.error(
+                    Some(key.span()),
+                    format!("{what}: key: not a usable PEM private key: {e}"),
+                );
+                return None;
+            }
+        };
+        if let Err(e) = certified.keys_match() {
+            self.error(Some(key.span()), format!("{what}: key: {e}"));
+            return None;
+        }
+        Some(certified)
+    }
+
+    /// A service's client certificate: Kong's (PEM in the file) or
+    /// `client_cert` and `client_key` (PEM files, read and checked here).
+    fn client_certificate(
+        &mut self,
+        svc: &ServiceSection,
+        what: &str,
+    ) -> Option<ClientCertificate> {
+        let (cert, key) = match (&svc.client_certificate, &svc.client_cert, &svc.client_key) {
+            // Checked where the file lists it, among the certificates.
+            (Some((cert, key)), _, _) => {
+                return Some(ClientCertificate {
+                    chain: cert.get_ref().clone().into_bytes(),
+                    key: key.get_ref().clone().into_bytes(),
+                })
+            }
+            (None, None, None) => return None,
+            (None, Some(cert), Some(key)) => {
+                let read = |this: &mut Self, path: &toml::Spanned<String>, field: &str| {
+                    let full = this.base.join(path.get_ref());
+                    match std::fs::read_to_string(&full) {
+                        Ok(text) => Some(toml::Spanned::new(path.span(), text)),
+                        Err(e) => {
+                            this.error(
+                                Some(path.span()),
+                                format!("{field}: cannot read {}: {e}", full.display()),
+                            );
+                            None
+                        }
+                    }
+                };
+                (
+                    read(self, cert, "client_cert")?,
+                    read(self, key, "client_key")?,
+                )
+            }
+            (None, Some(one), None) | (None, None, Some(one)) => {
+                self.error(
+                    Some(one.span()),
+                    format!("{what}: client_cert and client_key go together"),
+                );
+                return None;
+            }
+        };
+        self.certified_key(&cert, &key, &format!("{what}: client certificate"))?;
+        Some(ClientCertificate {
+            chain: cert.into_inner().into_bytes(),
+            key: key.into_inner().into_bytes(),
+        })
+    }
+
+    /// A service's CA certificates given inline (Kong's `ca_certificates`),
+    /// checked.
+    fn ca_certificates(&mut self, svc: &ServiceSection, what: &str) -> Vec<Vec<u8>> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::CertificateDer;
+        let mut out = Vec::new();
+        for ca in &svc.ca_certificates {
+            let certs = CertificateDer::pem_slice_iter(ca.get_ref().as_bytes())
+                .filter_map(Result::ok)
+                .count();
+            if certs == 0 {
+                self.error(
+                    Some(ca.span()),
+                    format!("{what}: a CA certificate is not a PEM certificate"),
+                );
+                continue;
+            }
+            out.push(ca.get_ref().clone().into_bytes());
+        }
+        out
+    }
+
+    /// Checks certificates given inline (PEM) with their server names.
+    fn certificates(&mut self, list: &[CertificateSection]) -> Vec<SniCertificate> {
         let mut out = Vec::new();
         for (i, c) in list.iter().enumerate() {
-            let chain: Vec<CertificateDer<'static>> =
-                CertificateDer::pem_slice_iter(c.cert.get_ref().as_bytes())
-                    .filter_map(Result::ok)
-                    .collect();
-            if chain.is_empty() {
-                let message = format!("certificates[{i}]: cert is not a PEM certificate");
-                self.error(Some(c.cert.span()), message);
+            let Some(certified) =
+                self.certified_key(&c.cert, &c.key, &format!("certificates[{i}]"))
+            else {
                 continue;
-            }
-            let key = match PrivateKeyDer::from_pem_slice(c.key.get_ref().as_bytes())
-                .map_err(|e| e.to_string())
-                .and_then(|key| {
-                    provider
-                        .key_provider
-                        .load_private_key(key)
-                        .map_err(|e| e.to_string())
-                }) {
-                Ok(key) => key,
-                Err(e) => {
-                    self.error(
-                        Some(c.key.span()),
-                        format!("key: not a usable PEM private key: {e}"),
-                    );
-                    continue;
-                }
             };
-            let certified = rustls::sign::CertifiedKey::new(chain, key);
-            if let Err(e) = certified.keys_match() {
-                self.error(Some(c.key.span()), format!("certificates[{i}]: key: {e}"));
-                continue;
-            }
             let mut names = Vec::new();
             for name in &c.snis {
                 let lower = name.get_ref().to_ascii_lowercase();
@@ -711,6 +801,8 @@ impl<'a> Loader<'a> {
             .ca_file
             .as_ref()
             .map(|f| self.existing_file(f, "ca_file"));
+        let client_certificate = self.client_certificate(svc, &what);
+        let ca_certificates = self.ca_certificates(svc, &what);
         let upstream = upstream.ok()?;
         if self.errors.len() > before {
             return None;
@@ -729,6 +821,8 @@ impl<'a> Loader<'a> {
             write_timeout: Duration::from_millis(svc.write_timeout.max(1)),
             tls_verify: svc.tls_verify,
             ca_file,
+            ca_certificates,
+            client_certificate,
             heartbeat,
             pool,
             retries: svc.retries,

@@ -436,6 +436,17 @@ pub struct ServiceSection {
     pub tls_verify: bool,
     /// Extra CA certificates (PEM) to trust for this upstream.
     pub ca_file: Option<Spanned<String>>,
+    /// A certificate chain (PEM file, leaf first) presented to a wss
+    /// upstream that asks for one (mutual TLS); needs `client_key`.
+    pub client_cert: Option<Spanned<String>>,
+    /// `client_cert`'s private key (PEM file).
+    pub client_key: Option<Spanned<String>>,
+    /// Kong's `client_certificate`: a chain and key, PEM in the file.
+    #[serde(skip)]
+    pub client_certificate: Option<(Spanned<String>, Spanned<String>)>,
+    /// Kong's `ca_certificates`: CA certificates, PEM in the file.
+    #[serde(skip)]
+    pub ca_certificates: Vec<Spanned<String>>,
     /// permessage-deflate offered to the upstream: `true` (the default:
     /// offered when the client's leg compresses), `false`, or the
     /// parameters (`always = true`: offered whatever the client does).
@@ -467,6 +478,10 @@ impl ServiceSection {
             pong_timeout: default_pong_timeout(),
             tls_verify: true,
             ca_file: None,
+            client_cert: None,
+            client_key: None,
+            client_certificate: None,
+            ca_certificates: Vec::new(),
             deflate: default_deflate(),
             retries: default_retries(),
             routes: Vec::new(),

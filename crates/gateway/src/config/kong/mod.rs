@@ -55,6 +55,8 @@ pub(super) fn translate(text: &str, offset: usize) -> (Option<FileConfig>, Vec<P
         consumers: HashMap::new(),
         upstreams: HashMap::new(),
         plugins: Vec::new(),
+        client_certificates: Vec::new(),
+        ca_references: Vec::new(),
     };
     t.root(&root);
     (Some(t.file), t.doc.errors)
@@ -84,6 +86,12 @@ struct Translator {
     /// Upstreams by name and by id: their index.
     upstreams: HashMap<String, usize>,
     plugins: Vec<PluginRef>,
+    /// Services' `client_certificate` references (by certificate id),
+    /// resolved once the certificates are read.
+    client_certificates: Vec<(usize, Spanned<String>)>,
+    /// Services' `ca_certificates` references (by CA certificate id),
+    /// resolved once the CA certificates are read.
+    ca_references: Vec<(usize, Vec<Spanned<String>>)>,
 }
 
 impl Translator {
@@ -148,12 +156,12 @@ impl Translator {
         for s in self.list(&mut f, "snis") {
             self.top_level_sni(s, &certificate_ids);
         }
-        f.finish(&mut self.doc, |field| match field {
-            "ca_certificates" => Some(
-                "Frameway verifies upstreams against the system's roots and a service's ca_file",
-            ),
-            _ => None,
-        });
+        let mut cas = HashMap::new();
+        for (i, c) in self.list(&mut f, "ca_certificates").iter().enumerate() {
+            self.ca_certificate(c, i, &mut cas);
+        }
+        self.resolve_service_certificates(&certificate_ids, &cas);
+        f.finish(&mut self.doc, |_| None);
         for plugin in std::mem::take(&mut self.plugins) {
             self.place(plugin);
         }
@@ -214,14 +222,21 @@ impl Translator {
         {
             service.tls_verify = v;
         }
-        for key in ["tls_verify_depth", "ca_certificates", "client_certificate"] {
-            f.at_default(&mut self.doc, key, json!(null));
+        f.at_default(&mut self.doc, "tls_verify_depth", json!(null));
+        let at = self.file.services.len();
+        if let Some(c) = f.take("client_certificate").filter(|c| !yaml::is_null(c)) {
+            if let Some(id) = self.reference(c, "client_certificate") {
+                self.client_certificates.push((at, id));
+            }
+        }
+        if let Some(list) = f.take("ca_certificates") {
+            let ids = self.doc.strings(list, "ca_certificates");
+            self.ca_references.push((at, ids));
         }
         let enabled = f
             .take("enabled")
             .and_then(|v| self.doc.bool(v, "enabled"))
             .unwrap_or(true);
-        let at = self.file.services.len();
         for key in [name, id].into_iter().flatten() {
             self.services.insert(key.into_inner(), at);
         }
@@ -881,6 +896,63 @@ impl Translator {
         self.file
             .certificates
             .push(CertificateSection { cert, key, snis });
+    }
+
+    /// A top-level `ca_certificates` entry: a CA certificate services
+    /// trust by its id.
+    fn ca_certificate(
+        &mut self,
+        node: &Node<'_>,
+        index: usize,
+        ids: &mut HashMap<String, Spanned<String>>,
+    ) {
+        let what = format!("ca_certificates[{index}]");
+        let Some(mut f) = Fields::of(&mut self.doc, node, what.clone()) else {
+            return;
+        };
+        let cert = f.take("cert").and_then(|c| self.doc.str(c, "cert"));
+        let id = f.take("id").and_then(|i| self.doc.str(i, "id"));
+        // Kong computes it from cert; nothing to check it against here.
+        f.take("cert_digest");
+        f.finish(&mut self.doc, |_| None);
+        match (cert, id) {
+            (Some(cert), Some(id)) => {
+                ids.insert(id.into_inner(), cert);
+            }
+            _ => self.doc.error(
+                node,
+                format!("{what}: a CA certificate needs cert (PEM) and an id services name it by"),
+            ),
+        }
+    }
+
+    /// Gives each service the client certificate and CA certificates it
+    /// names by id.
+    fn resolve_service_certificates(
+        &mut self,
+        certificates: &HashMap<String, usize>,
+        cas: &HashMap<String, Spanned<String>>,
+    ) {
+        for (service, id) in std::mem::take(&mut self.client_certificates) {
+            match certificates.get(id.get_ref()) {
+                Some(&i) => {
+                    let c = &self.file.certificates[i];
+                    self.file.services[service].client_certificate =
+                        Some((c.cert.clone(), c.key.clone()));
+                }
+                None => self.unknown(&id, "certificate"),
+            }
+        }
+        for (service, ids) in std::mem::take(&mut self.ca_references) {
+            for id in ids {
+                match cas.get(id.get_ref()) {
+                    Some(cert) => self.file.services[service]
+                        .ca_certificates
+                        .push(cert.clone()),
+                    None => self.unknown(&id, "CA certificate"),
+                }
+            }
+        }
     }
 
     /// An SNI: a name, as a string or `{ name: … }`.

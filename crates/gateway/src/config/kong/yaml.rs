@@ -181,7 +181,7 @@ pub(super) fn is_mapping(node: &Node<'_>) -> bool {
     matches!(node.data, YamlData::Mapping(_))
 }
 
-fn is_null(node: &Node<'_>) -> bool {
+pub(super) fn is_null(node: &Node<'_>) -> bool {
     matches!(node.data, YamlData::Value(Scalar::Null))
 }
 
