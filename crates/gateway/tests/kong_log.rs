@@ -18,6 +18,15 @@ use tokio::sync::mpsc;
 async fn http_collector(
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> (u16, mpsc::UnboundedReceiver<(String, Value)>) {
+    failing_http_collector(tls, 0).await
+}
+
+/// An HTTP collector that answers its first `failures` requests with 500.
+async fn failing_http_collector(
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    failures: usize,
+) -> (u16, mpsc::UnboundedReceiver<(String, Value)>) {
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, rx) = mpsc::unbounded_channel();
@@ -25,14 +34,16 @@ async fn http_collector(
         while let Ok((tcp, _)) = listener.accept().await {
             let tx = tx.clone();
             let tls = tls.clone();
+            let nth = answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let status = if nth < failures { 500 } else { 200 };
             tokio::spawn(async move {
                 match tls {
                     Some(acceptor) => {
                         if let Ok(stream) = acceptor.accept(tcp).await {
-                            collect_one(stream, tx).await;
+                            collect_one(stream, status, tx).await;
                         }
                     }
-                    None => collect_one(tcp, tx).await,
+                    None => collect_one(tcp, status, tx).await,
                 }
             });
         }
@@ -40,7 +51,7 @@ async fn http_collector(
     (port, rx)
 }
 
-async fn collect_one<S>(stream: S, tx: mpsc::UnboundedSender<(String, Value)>)
+async fn collect_one<S>(stream: S, status: u16, tx: mpsc::UnboundedSender<(String, Value)>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -63,31 +74,51 @@ where
     let mut body = vec![0; length];
     reader.read_exact(&mut body).await.unwrap();
     let mut stream = reader.into_inner();
-    stream
-        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-        .await
-        .unwrap();
+    let answer = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+    stream.write_all(answer.as_bytes()).await.unwrap();
     let _ = stream.shutdown().await;
     let _ = tx.send((head, serde_json::from_slice(&body).unwrap()));
 }
 
 /// A TCP collector: each line, as JSON.
 async fn tcp_collector() -> (u16, mpsc::UnboundedReceiver<Value>) {
+    let (port, rx, _) = tcp_collector_closing_after(usize::MAX).await;
+    (port, rx)
+}
+
+/// A TCP collector that closes each connection after `lines` lines; the
+/// second receiver hears of each close.
+async fn tcp_collector_closing_after(
+    lines: usize,
+) -> (
+    u16,
+    mpsc::UnboundedReceiver<Value>,
+    mpsc::UnboundedReceiver<()>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, rx) = mpsc::unbounded_channel();
+    let (closed_tx, closed) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             let tx = tx.clone();
+            let closed_tx = closed_tx.clone();
             tokio::spawn(async move {
-                let mut lines = BufReader::new(tcp).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
+                let mut reader = BufReader::new(tcp).lines();
+                let mut seen = 0;
+                while let Ok(Some(line)) = reader.next_line().await {
                     let _ = tx.send(serde_json::from_str(&line).unwrap());
+                    seen += 1;
+                    if seen == lines {
+                        break;
+                    }
                 }
+                drop(reader);
+                let _ = closed_tx.send(());
             });
         }
     });
-    (port, rx)
+    (port, rx, closed)
 }
 
 #[tokio::test]
@@ -166,6 +197,49 @@ consumers:
         }
         assert_eq!(from_http["ws"], from_tcp["ws"]);
         assert_eq!(from_http["ws"], from_file["ws"]);
+    })
+    .await;
+}
+
+/// http-log sends an entry again after the collector fails it (500), and
+/// tcp-log reconnects when the collector closes the connection it kept,
+/// losing no entry to the dead connection.
+#[tokio::test]
+async fn log_senders_retry_a_failed_post_and_reconnect_to_a_closed_collector() {
+    bounded(async {
+        let up = echo_upstream().await;
+        let (http_port, mut posted) = failing_http_collector(None, 1).await;
+        let (tcp_port, mut lines, mut closed) = tcp_collector_closing_after(1).await;
+        let kong = format!(
+            r#"_format_version: "3.0"
+services:
+- name: chat
+  url: ws://{up}
+  routes: [{{ name: chat, paths: [/chat] }}]
+plugins:
+- name: http-log
+  config: {{ http_endpoint: "http://127.0.0.1:{http_port}/logs", retry_count: 2 }}
+- name: tcp-log
+  config: {{ host: 127.0.0.1, port: {tcp_port}, keepalive: 60000 }}
+"#
+        );
+        let gw = gateway(&kong).await;
+        for n in 0..3 {
+            let mut ws = connect(gw, &format!("/chat?n={n}")).await;
+            ws.close(CloseCode::NORMAL, "").await.unwrap();
+            let entry = within("the tcp-log entry", lines.recv()).await.unwrap();
+            assert_eq!(entry["request"]["uri"], format!("/chat?n={n}"));
+            within("the collector's close", closed.recv())
+                .await
+                .unwrap();
+        }
+        // The first entry twice (refused, then taken), then the others.
+        let mut uris = Vec::new();
+        for _ in 0..4 {
+            let (_, entry) = within("an http-log entry", posted.recv()).await.unwrap();
+            uris.push(entry["request"]["uri"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(uris, ["/chat?n=0", "/chat?n=0", "/chat?n=1", "/chat?n=2"]);
     })
     .await;
 }

@@ -460,4 +460,19 @@ mod tests {
             Err("not found")
         );
     }
+
+    /// What a reload does: the new configuration declares its dictionaries
+    /// again, and each keeps what connections stored in it.
+    #[test]
+    fn a_dictionary_declared_again_keeps_its_values() {
+        let first = declare("unit-reload", 1 << 20);
+        lock(&first.inner)
+            .write(b"hits", Stored::Int(7), None, 0, Write::Set, true)
+            .unwrap();
+        let again = declare("unit-reload", 2 << 20);
+        assert!(Arc::ptr_eq(&first, &again));
+        let mut inner = lock(&again.inner);
+        assert_eq!(inner.capacity, 2 << 20);
+        assert!(inner.live(b"hits", Instant::now()).is_some());
+    }
 }

@@ -178,8 +178,14 @@ fn run(destination: Destination, timeout: Duration, rx: Receiver<Vec<u8>>) {
             Destination::Tcp { host, port } => {
                 let mut line = entry;
                 line.push(b'\n');
-                // A kept connection the collector closed fails on write;
-                // one new connection is tried then.
+                // A write to a connection the collector has closed still
+                // succeeds once (the kernel buffers it, the peer answers
+                // with a reset), losing the entry: so a kept connection is
+                // first checked for the collector's end of stream, and a
+                // new one made if it has gone.
+                if kept.as_ref().is_some_and(|stream| !is_open(stream)) {
+                    kept = None;
+                }
                 let first = match kept.as_mut() {
                     Some(stream) => stream.write_all(&line),
                     None => Err(std::io::ErrorKind::NotConnected.into()),
@@ -201,6 +207,19 @@ fn run(destination: Destination, timeout: Duration, rx: Receiver<Vec<u8>>) {
             Err(_) => {}
         }
     }
+}
+
+/// Whether the collector has not closed its end: a collector sends
+/// nothing, so anything readable now is its end of stream (or an error).
+fn is_open(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let open = matches!(
+        stream.peek(&mut [0]),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+    );
+    stream.set_nonblocking(false).is_ok() && open
 }
 
 fn connect(host: &str, port: u16, timeout: Duration) -> std::io::Result<TcpStream> {
