@@ -360,8 +360,15 @@ pub fn reuseport_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.set_reuseport(true)?;
     socket.bind(addr)?;
-    socket.listen(1024)
+    // A reconnect storm (every client of a deploy at once) overflows a
+    // short accept queue, and a dropped SYN costs its client a one-second
+    // retransmit; the kernel caps this at net.core.somaxconn.
+    socket.listen(LISTEN_BACKLOG)
 }
+
+/// The accept queue asked of the kernel: nginx's and HAProxy's usual
+/// production setting.
+const LISTEN_BACKLOG: u32 = 4096;
 
 async fn accept_loop(
     listener: TcpListener,
