@@ -1,8 +1,13 @@
-//! What the echo servers (the peers and floor-echo) share: `--listen ADDR`
-//! and a current-thread tokio runtime (one thread per server, like
-//! `frameway echo`); floor-relay takes the runtime.
+//! What the echo servers (the peers, floor-echo and push-server) share:
+//! `--listen ADDR`, a current-thread tokio runtime (one thread per server,
+//! like `frameway echo`; floor-relay takes the runtime too), and the bare
+//! upgrade and frame reading of the servers that use no WebSocket library.
 
+use std::io;
 use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// The address given as `--listen ADDR` (default 127.0.0.1:9001).
 pub fn listen_addr() -> SocketAddr {
@@ -26,4 +31,53 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_io()
         .build()
         .expect("tokio runtime")
+}
+
+/// A masked frame's opcode, where its payload starts and its length, once
+/// its header is in `bytes`.
+pub fn frame_at(bytes: &[u8]) -> Option<(u8, usize, usize)> {
+    let (&b0, &b1) = (bytes.first()?, bytes.get(1)?);
+    let (len, ext) = match b1 & 0x7f {
+        126 => (
+            u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?) as usize,
+            2,
+        ),
+        127 => (
+            u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?) as usize,
+            8,
+        ),
+        n => (n as usize, 0),
+    };
+    let start = 2 + ext + 4;
+    (bytes.len() >= start).then_some((b0 & 0x0f, start, len))
+}
+
+/// Answers the opening handshake; returns how many bytes after it are
+/// already in `buf`.
+pub async fn upgrade(conn: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    let mut have = 0;
+    let end = loop {
+        let n = conn.read(&mut buf[have..]).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        have += n;
+        if let Some(i) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let request = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let key = request
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("sec-websocket-key"))
+        .map(|(_, value)| value.trim().to_owned())
+        .ok_or(io::ErrorKind::InvalidData)?;
+    let accept = frameway_wire::handshake::accept_key(key.as_bytes());
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    conn.write_all(response.as_bytes()).await?;
+    buf.copy_within(end..have, 0);
+    Ok(have - end)
 }

@@ -3,7 +3,9 @@
 //! message and waits for its echo (closed loop), or sends at a fixed rate
 //! (open loop, `--rate`). Frames are encoded and masked once per
 //! connection and re-sent as they are, and echoes are counted by length, so
-//! the generator spends its time on the socket, not on the protocol.
+//! the generator spends its time on the socket, not on the protocol. With
+//! `--receive` each connection only reads after its first round trip, and
+//! counts what a pushing server streams to it (server push).
 //!
 //! Two additions serve `scripts/bench`: `--watch-pid PID` reports the CPU
 //! time (utime + stime from `/proc/PID/stat`) those processes spent during
@@ -108,6 +110,14 @@ pub struct BenchArgs {
     /// handshakes per second and the watched processes' CPU per handshake.
     #[arg(long, value_name = "N", conflicts_with_all = ["rate", "messages", "hold"])]
     handshakes: Option<usize>,
+    /// Server push: after each connection's first round trip, send the
+    /// message once more (to subscribe) and only read. The server (a push
+    /// upstream such as bench/peers' push-server, or a proxy in front of
+    /// one) streams messages of --size bytes; reports the
+    /// messages delivered per second and the watched processes' CPU per
+    /// delivered message.
+    #[arg(long, conflicts_with_all = ["rate", "messages", "hold", "handshakes", "deflate"])]
+    receive: bool,
     /// Connections opened at once while connecting (--hold and load alike).
     #[arg(long, default_value_t = 64)]
     open_concurrency: usize,
@@ -142,6 +152,7 @@ pub fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     match (args.hold, args.handshakes) {
         (Some(n), _) => runtime.block_on(hold(args, n)),
         (None, Some(n)) => runtime.block_on(handshakes(args, n)),
+        (None, None) if args.receive => runtime.block_on(receive(args)),
         (None, None) => runtime.block_on(bench(args)),
     }
 }
@@ -248,6 +259,84 @@ async fn bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     report(&args, &histogram, elapsed, errors, &cpu, wire);
+    Ok(())
+}
+
+/// `--receive`: every connection reads what the server pushes; the
+/// messages delivered in the window are counted by length (every pushed
+/// frame is as long as the first echo).
+async fn receive(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let target = Arc::new(target(&args)?);
+    let shared = Arc::new(Shared {
+        measuring: AtomicBool::new(false),
+        stop: AtomicBool::new(false),
+        measured: AtomicU64::new(0),
+        limit: u64::MAX,
+    });
+    let message = Arc::new(MessageSpec::from_args(&args));
+    let conns = open_all(&target, args.connections, &message, args.open_concurrency).await?;
+    let frame_len = conns[0].echo_len as u64;
+    let mut tasks = tokio::task::JoinSet::new();
+    for conn in conns {
+        let shared = shared.clone();
+        tasks.spawn(async move { conn.receive_loop(&shared).await });
+    }
+    tokio::time::sleep(Duration::from_secs_f64(args.warmup.max(0.0))).await;
+    shared.measuring.store(true, Ordering::Relaxed);
+    let cpu_before = proc_stat::CpuSample::take(&args.watch_pids)?;
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
+    shared.measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = proc_stat::CpuSample::take(&args.watch_pids)?.since(&cpu_before);
+    shared.stop.store(true, Ordering::Relaxed);
+    let (mut bytes, mut errors) = (0u64, 0u64);
+    while let Some(done) = tasks.join_next().await {
+        match done? {
+            Ok(n) => bytes += n,
+            Err(e) => {
+                errors += 1;
+                if errors <= 5 {
+                    eprintln!("connection failed: {e}");
+                }
+            }
+        }
+    }
+    let messages = bytes / frame_len;
+    let per = |s: f64| {
+        if messages > 0 {
+            s * 1e6 / messages as f64
+        } else {
+            0.0
+        }
+    };
+    let rate = messages as f64 / elapsed;
+    if args.json {
+        let value = serde_json::json!({
+            "url": args.url, "mode": "receive", "connections": args.connections, "size": args.size,
+            "duration_s": elapsed, "messages": messages, "msg_per_s": rate, "errors": errors,
+            "server_cpu_us_per_msg": per(cpu.watched_secs),
+            "server_cpu_share": cpu.watched_secs / elapsed,
+            "client_cpu_us_per_msg": per(cpu.own_secs), "client_cpu_share": cpu.own_secs / elapsed,
+        });
+        println!("{value}");
+    } else {
+        println!(
+            "frameway bench: {} ({} connections receiving {} B messages, {elapsed:.1} s)",
+            args.url, args.connections, args.size
+        );
+        println!("{rate:.0} msg/s delivered ({messages} messages, {errors} errors)");
+        if !args.watch_pids.is_empty() {
+            println!(
+                "server CPU {:.2} µs per delivered message ({:.0}% of a core)",
+                per(cpu.watched_secs),
+                100.0 * cpu.watched_secs / elapsed
+            );
+        }
+    }
+    if errors > 0 {
+        return Err(format!("{errors} of {} connections failed", args.connections).into());
+    }
     Ok(())
 }
 
@@ -693,6 +782,32 @@ impl Connection {
         };
         self.echo_len = header + frame.payload.len();
         Ok(())
+    }
+
+    /// Sends its message once more (which subscribes to a push server),
+    /// then reads until told to stop; returns the bytes read in the
+    /// measured window.
+    async fn receive_loop(mut self, shared: &Shared) -> Result<u64, String> {
+        self.tcp
+            .write_all(&self.frame)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut counted = 0u64;
+        while !shared.stop.load(Ordering::Relaxed) {
+            // Bounded, so that a stalled server cannot hold the run open.
+            let read = tokio::time::timeout(Duration::from_millis(100), self.tcp.read(&mut buf));
+            let n = match read.await {
+                Err(_) => continue,
+                Ok(Ok(0)) => return Err("server closed the connection".into()),
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return Err(e.to_string()),
+            };
+            if shared.measuring.load(Ordering::Relaxed) {
+                counted += n as u64;
+            }
+        }
+        Ok(counted)
     }
 
     async fn closed_loop(mut self, shared: &Shared) -> Result<Histogram<u64>, String> {

@@ -394,6 +394,88 @@ fn bench_handshakes_opens_and_closes_every_connection_and_reports_the_servers_cp
     );
 }
 
+/// A push server on its own thread: answers one upgrade, echoes the first
+/// frame, and once a second one subscribes pushes `count` copies of the
+/// echo, keeping the connection open until the client leaves.
+fn push_server(count: usize) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 4096];
+        let mut have = 0;
+        let end = loop {
+            have += conn.read(&mut buf[have..]).unwrap();
+            if let Some(i) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        let key = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .unwrap()
+            .trim()
+            .to_owned();
+        let accept = frameway::wire::handshake::accept_key(key.as_bytes());
+        let answer = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {accept}\r\n\r\n"
+        );
+        conn.write_all(answer.as_bytes()).unwrap();
+        // The first frame: 64 B, masked (2 + 4 + 64 bytes).
+        while have < end + 70 {
+            have += conn.read(&mut buf[have..]).unwrap();
+        }
+        let mask: [u8; 4] = buf[end + 2..end + 6].try_into().unwrap();
+        let mut frame = vec![0x82, 64];
+        frame.extend((0..64).map(|i| buf[end + 6 + i] ^ mask[i % 4]));
+        conn.write_all(&frame).unwrap();
+        if have == end + 70 && conn.read(&mut buf).unwrap() == 0 {
+            return;
+        }
+        for _ in 0..count {
+            if conn.write_all(&frame).is_err() {
+                return;
+            }
+        }
+        let _ = conn.read(&mut buf);
+    });
+    port
+}
+
+/// `--receive` counts what the server pushes, by the echo's length: some
+/// messages, never more than were pushed, and no errors.
+#[test]
+fn bench_receive_counts_pushed_messages() {
+    let pushed = 200_000;
+    let port = push_server(pushed);
+    let out = bench(
+        port,
+        &[
+            "--connections",
+            "1",
+            "--size",
+            "64",
+            "--receive",
+            "--warmup",
+            "0",
+            "--duration",
+            "1",
+            "--json",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let json: serde_json::Value =
+        serde_json::from_str(&String::from_utf8_lossy(&out.stdout)).expect("JSON");
+    assert_eq!(json["mode"], "receive");
+    assert_eq!(json["errors"], 0, "{json}");
+    let messages = json["messages"].as_u64().unwrap();
+    assert!(messages > 0 && messages <= pushed as u64, "{json}");
+}
+
 /// `--json` prints exactly one JSON object with the result's fields (the
 /// run's shape, counts, rates and latency quantiles in µs), consistent
 /// with each other, and the run lasts `--duration` seconds.

@@ -35,13 +35,13 @@ fn main() {
 
 async fn serve(mut conn: TcpStream) -> io::Result<()> {
     let mut buf = vec![0u8; 64 * 1024 + 16];
-    let mut have = upgrade(&mut conn, &mut buf).await?;
+    let mut have = frameway_bench_peers::upgrade(&mut conn, &mut buf).await?;
     let mut headers = Vec::with_capacity(64);
     let mut frames = Vec::with_capacity(8);
     loop {
         let mut at = 0;
         let mut closing = false;
-        while let Some((opcode, start, len)) = frame_at(&buf[at..have]) {
+        while let Some((opcode, start, len)) = frameway_bench_peers::frame_at(&buf[at..have]) {
             let end = at + start + len;
             if end > have {
                 if end > buf.len() {
@@ -103,53 +103,4 @@ async fn serve(mut conn: TcpStream) -> io::Result<()> {
         }
         have += n;
     }
-}
-
-/// A masked frame's opcode, where its payload starts and its length, once
-/// its header is in `bytes`.
-fn frame_at(bytes: &[u8]) -> Option<(u8, usize, usize)> {
-    let (&b0, &b1) = (bytes.first()?, bytes.get(1)?);
-    let (len, ext) = match b1 & 0x7f {
-        126 => (
-            u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?) as usize,
-            2,
-        ),
-        127 => (
-            u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?) as usize,
-            8,
-        ),
-        n => (n as usize, 0),
-    };
-    let start = 2 + ext + 4;
-    (bytes.len() >= start).then_some((b0 & 0x0f, start, len))
-}
-
-/// Answers the opening handshake; returns how many bytes after it are
-/// already in `buf`.
-async fn upgrade(conn: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    let mut have = 0;
-    let end = loop {
-        let n = conn.read(&mut buf[have..]).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        have += n;
-        if let Some(i) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let request = String::from_utf8_lossy(&buf[..end]).into_owned();
-    let key = request
-        .lines()
-        .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("sec-websocket-key"))
-        .map(|(_, value)| value.trim().to_owned())
-        .ok_or(io::ErrorKind::InvalidData)?;
-    let accept = frameway_wire::handshake::accept_key(key.as_bytes());
-    let response = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-    );
-    conn.write_all(response.as_bytes()).await?;
-    buf.copy_within(end..have, 0);
-    Ok(have - end)
 }

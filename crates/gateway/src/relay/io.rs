@@ -11,6 +11,11 @@
 //! while the other leg's queue is below [`HIGH_WATER`]. Waiting for one write
 //! to finish before reading again would deadlock two peers that each write
 //! before they read.
+//!
+//! Everything a read brought in is relayed before anything is written
+//! (up to [`FLUSH_AT`] queued), so that a burst of frames (a pushing
+//! upstream's 64 KiB of small messages) leaves in one system call, as
+//! through a byte relay, not in one per frame.
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
@@ -33,6 +38,12 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Bytes queued toward one leg above which the other leg is not read: the
 /// backpressure that bounds a connection's memory when one side is slow.
 const HIGH_WATER: usize = 256 * 1024;
+
+/// Bytes queued toward one leg at which they are written before more is
+/// read: one write of this much is as far as batching pays (nginx's tuned
+/// proxy buffer is as large), and it bounds how long the first frame of a
+/// burst waits for the rest.
+const FLUSH_AT: usize = 64 * 1024;
 
 /// What woke the proxy loop.
 enum Event {
@@ -444,8 +455,9 @@ fn poll_next<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Moves queued bytes out on both legs, then reads whichever side has
-/// something while the other side's queue has room.
+/// Reads whichever side has something while the other side's queue has
+/// room, and once neither has (or a queue reached [`FLUSH_AT`]), moves the
+/// queued bytes out on both legs.
 fn poll_event<C, U>(
     cx: &mut Context<'_>,
     client: &mut WebSocket<C>,
@@ -459,11 +471,11 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    if client.queued_len() > 0 && matches!(client.poll_flush_queued(cx), Poll::Ready(Err(_))) {
-        return Poll::Ready(Event::WriteFailed(Direction::Client));
-    }
-    if upstream.queued_len() > 0 && matches!(upstream.poll_flush_queued(cx), Poll::Ready(Err(_))) {
-        return Poll::Ready(Event::WriteFailed(Direction::Upstream));
+    // A leg whose queue reached FLUSH_AT (or HIGH_WATER, which stops
+    // reading its peer) is written first; if that write cannot finish, its
+    // waker is registered and the skipped read is polled once it has.
+    if let Some(failed) = flush_from(cx, client, upstream, FLUSH_AT) {
+        return Poll::Ready(Event::WriteFailed(failed));
     }
     let order = if client_first {
         [Direction::Client, Direction::Upstream]
@@ -484,6 +496,10 @@ where
             return Poll::Ready(Event::Received(side, received));
         }
     }
+    // Nothing more to read for now: write out everything queued.
+    if let Some(failed) = flush_from(cx, client, upstream, 1) {
+        return Poll::Ready(Event::WriteFailed(failed));
+    }
     if idle.is_some_and(|idle| idle.poll(cx).is_ready()) {
         return Poll::Ready(Event::Idle);
     }
@@ -491,6 +507,31 @@ where
         return Poll::Ready(Event::GoingAway);
     }
     Poll::Pending
+}
+
+/// Writes out each leg with at least `at_least` bytes queued; the leg whose
+/// write failed, if one did.
+fn flush_from<C, U>(
+    cx: &mut Context<'_>,
+    client: &mut WebSocket<C>,
+    upstream: &mut WebSocket<U>,
+    at_least: usize,
+) -> Option<Direction>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    if client.queued_len() >= at_least
+        && matches!(client.poll_flush_queued(cx), Poll::Ready(Err(_)))
+    {
+        return Some(Direction::Client);
+    }
+    if upstream.queued_len() >= at_least
+        && matches!(upstream.poll_flush_queued(cx), Poll::Ready(Err(_)))
+    {
+        return Some(Direction::Upstream);
+    }
+    None
 }
 
 /// Queues the (possibly changed) frame on the other leg; the proxy loop
