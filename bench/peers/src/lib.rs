@@ -7,7 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 
 /// The address given as `--listen ADDR` (default 127.0.0.1:9001).
 pub fn listen_addr() -> SocketAddr {
@@ -23,6 +23,35 @@ pub fn listen_addr() -> SocketAddr {
         }
     }
     addr.parse().expect("--listen: not an ADDR:PORT")
+}
+
+/// Listens on `--listen ADDR` on a current-thread runtime and runs
+/// `serve` on each accepted connection (Nagle off), in a task of its own,
+/// forever; `what` names the server in its first line.
+pub fn serve_each<F, Fut>(what: &str, serve: F)
+where
+    F: Fn(TcpStream) -> Fut,
+    Fut: std::future::Future<Output = io::Result<()>> + Send + 'static,
+{
+    let addr = listen_addr();
+    runtime().block_on(async move {
+        let listener = TcpListener::bind(addr).await.expect("bind");
+        eprintln!("{what} listening on ws://{addr}");
+        loop {
+            let (conn, _) = match listener.accept().await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    eprintln!("accept failed: {e}");
+                    continue;
+                }
+            };
+            let _ = conn.set_nodelay(true);
+            let task = serve(conn);
+            tokio::spawn(async move {
+                let _ = task.await;
+            });
+        }
+    })
 }
 
 /// A current-thread tokio runtime.

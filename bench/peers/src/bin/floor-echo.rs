@@ -10,27 +10,10 @@
 use std::io::{self, IoSlice};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 fn main() {
-    let addr = frameway_bench_peers::listen_addr();
-    frameway_bench_peers::runtime().block_on(async move {
-        let listener = TcpListener::bind(addr).await.expect("bind");
-        eprintln!("floor echo listening on ws://{addr}");
-        loop {
-            let (conn, _) = match listener.accept().await {
-                Ok(conn) => conn,
-                Err(e) => {
-                    eprintln!("accept failed: {e}");
-                    continue;
-                }
-            };
-            let _ = conn.set_nodelay(true);
-            tokio::spawn(async move {
-                let _ = serve(conn).await;
-            });
-        }
-    })
+    frameway_bench_peers::serve_each("floor echo", serve);
 }
 
 async fn serve(mut conn: TcpStream) -> io::Result<()> {
