@@ -3,6 +3,26 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+/// Why a text is not an address range. Its message names the text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CidrError {
+    /// The part before any `/` is not an IPv4 or IPv6 address.
+    #[error("{0:?} is not an IP address or CIDR range: bad address")]
+    Address(String),
+    /// The part after `/` is not a prefix length in digits.
+    #[error("{0:?} is not an IP address or CIDR range: bad prefix length")]
+    Prefix(String),
+    /// The prefix length is longer than the address (32 or 128 bits).
+    #[error("{text:?} is not an IP address or CIDR range: the prefix length is over {max}")]
+    PrefixTooLong {
+        /// The text as given.
+        text: String,
+        /// The address's length in bits.
+        max: u8,
+    },
+}
+
 /// An address range: a network address (host bits cleared) and a prefix
 /// length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,25 +43,29 @@ impl Cidr {
     /// assert!(net.contains("10.1.2.3".parse().unwrap()));
     /// assert!(Cidr::parse("10.0.0.0/33").is_err());
     /// ```
-    pub fn parse(text: &str) -> Result<Cidr, String> {
-        let bad = |why: &str| format!("{text:?} is not an IP address or CIDR range: {why}");
+    pub fn parse(text: &str) -> Result<Cidr, CidrError> {
         let (addr, prefix) = match text.split_once('/') {
             Some((addr, prefix)) => (addr, Some(prefix)),
             None => (text, None),
         };
-        let addr: IpAddr = addr.parse().map_err(|_| bad("bad address"))?;
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| CidrError::Address(text.to_owned()))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
             // Digits only: `u8::from_str` would also take "+8".
             Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => {
-                let p: u8 = p.parse().map_err(|_| bad("bad prefix length"))?;
+                let p: u8 = p.parse().map_err(|_| CidrError::Prefix(text.to_owned()))?;
                 if p > max {
-                    return Err(bad(&format!("the prefix length is over {max}")));
+                    return Err(CidrError::PrefixTooLong {
+                        text: text.to_owned(),
+                        max,
+                    });
                 }
                 p
             }
-            Some(_) => return Err(bad("bad prefix length")),
+            Some(_) => return Err(CidrError::Prefix(text.to_owned())),
         };
         Ok(Cidr::new(addr, prefix))
     }
@@ -128,6 +152,30 @@ mod tests {
         ] {
             assert!(Cidr::parse(bad).is_err(), "{bad:?} parsed");
         }
+    }
+
+    #[test]
+    fn errors_say_which_part_is_wrong_and_name_the_text() {
+        assert_eq!(
+            Cidr::parse("1.2.3"),
+            Err(CidrError::Address("1.2.3".into()))
+        );
+        assert_eq!(
+            Cidr::parse("1.2.3.4/+8"),
+            Err(CidrError::Prefix("1.2.3.4/+8".into()))
+        );
+        let long = Cidr::parse("::1/129").unwrap_err();
+        assert_eq!(
+            long,
+            CidrError::PrefixTooLong {
+                text: "::1/129".into(),
+                max: 128
+            }
+        );
+        assert_eq!(
+            long.to_string(),
+            "\"::1/129\" is not an IP address or CIDR range: the prefix length is over 128"
+        );
     }
 
     #[test]
