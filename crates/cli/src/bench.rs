@@ -10,9 +10,10 @@
 //! Two additions serve `scripts/bench`: `--watch-pid PID` reports the CPU
 //! time (utime + stime from `/proc/PID/stat`) those processes spent during
 //! the measured window, per round trip, so the server's cost is read over
-//! exactly the window the load tool measured; and `--hold N` opens N
-//! connections, lets them idle, and reports the watched processes' resident
-//! memory per connection (`VmRSS` from `/proc/PID/status`).
+//! exactly the window the load tool measured, and their resident memory per
+//! connection while busy (`VmRSS` from `/proc/PID/status`, before the
+//! connections opened and at the end of the window); and `--hold N` opens N
+//! connections and lets them idle, for the memory of idle ones.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -212,6 +213,7 @@ async fn bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         .map(|rate| Duration::from_secs_f64(args.connections as f64 / rate));
     let message = Arc::new(MessageSpec::from_args(&args));
     let mut tasks = tokio::task::JoinSet::new();
+    let rss_before = proc_stat::rss_kib(&args.watch_pids)?;
     let conns = open_all(&target, args.connections, &message, args.open_concurrency).await?;
     let wire = WireBytes {
         sent: conns[0].frame.len(),
@@ -246,8 +248,12 @@ async fn bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let elapsed = started.elapsed();
-    shared.stop.store(true, Ordering::Relaxed);
     let cpu = proc_stat::CpuSample::take(&args.watch_pids)?.since(&cpu_before);
+    let memory = proc_stat::RssChange {
+        before_kib: rss_before,
+        after_kib: proc_stat::rss_kib(&args.watch_pids)?,
+    };
+    shared.stop.store(true, Ordering::Relaxed);
     let mut errors = 0u64;
     while let Some(done) = tasks.join_next().await {
         match done? {
@@ -258,7 +264,7 @@ async fn bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    report(&args, &histogram, elapsed, errors, &cpu, wire);
+    report(&args, &histogram, elapsed, errors, &cpu, memory, wire);
     Ok(())
 }
 
@@ -274,6 +280,7 @@ async fn receive(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         limit: u64::MAX,
     });
     let message = Arc::new(MessageSpec::from_args(&args));
+    let rss_before = proc_stat::rss_kib(&args.watch_pids)?;
     let conns = open_all(&target, args.connections, &message, args.open_concurrency).await?;
     let frame_len = conns[0].echo_len as u64;
     let mut tasks = tokio::task::JoinSet::new();
@@ -289,6 +296,10 @@ async fn receive(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     shared.measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = proc_stat::CpuSample::take(&args.watch_pids)?.since(&cpu_before);
+    let memory = proc_stat::RssChange {
+        before_kib: rss_before,
+        after_kib: proc_stat::rss_kib(&args.watch_pids)?,
+    };
     shared.stop.store(true, Ordering::Relaxed);
     let (mut bytes, mut errors) = (0u64, 0u64);
     while let Some(done) = tasks.join_next().await {
@@ -318,6 +329,8 @@ async fn receive(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
             "server_cpu_us_per_msg": per(cpu.watched_secs),
             "server_cpu_share": cpu.watched_secs / elapsed,
             "client_cpu_us_per_msg": per(cpu.own_secs), "client_cpu_share": cpu.own_secs / elapsed,
+            "rss_before_kib": memory.before_kib, "rss_busy_kib": memory.after_kib,
+            "rss_busy_per_conn_bytes": memory.per_connection(args.connections),
         });
         println!("{value}");
     } else {
@@ -332,6 +345,7 @@ async fn receive(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
                 per(cpu.watched_secs),
                 100.0 * cpu.watched_secs / elapsed
             );
+            print_busy_memory(memory, args.connections);
         }
     }
     if errors > 0 {
@@ -527,7 +541,10 @@ async fn hold(args: BenchArgs, n: usize) -> Result<(), Box<dyn std::error::Error
     let conns = open_all(&target, n, &message, args.open_concurrency).await?;
     let open_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
-    let rss_after = proc_stat::rss_kib(&args.watch_pids)?;
+    let memory = proc_stat::RssChange {
+        before_kib: rss_before,
+        after_kib: proc_stat::rss_kib(&args.watch_pids)?,
+    };
     // Every connection must still be open: a server that dropped some
     // would look cheaper than it is.
     let mut closed = 0usize;
@@ -541,12 +558,12 @@ async fn hold(args: BenchArgs, n: usize) -> Result<(), Box<dyn std::error::Error
             _ => closed += 1,
         }
     }
-    let per_conn = (rss_after as f64 - rss_before as f64) * 1024.0 / n as f64;
+    let per_conn = memory.per_connection(n);
     if args.json {
         let value = serde_json::json!({
             "url": args.url, "mode": "hold", "connections": n, "size": args.size,
             "open_s": open_secs, "held_s": args.duration, "watch_pids": args.watch_pids,
-            "rss_before_kib": rss_before, "rss_after_kib": rss_after,
+            "rss_before_kib": memory.before_kib, "rss_after_kib": memory.after_kib,
             "rss_per_conn_bytes": per_conn, "closed_early": closed,
         });
         println!("{value}");
@@ -556,7 +573,9 @@ async fn hold(args: BenchArgs, n: usize) -> Result<(), Box<dyn std::error::Error
             println!("no --watch-pid: no memory reading");
         } else {
             println!(
-                "RSS {rss_before} KiB -> {rss_after} KiB: {:.2} KiB per connection ({closed} closed early)",
+                "RSS {} KiB -> {} KiB: {:.2} KiB per connection ({closed} closed early)",
+                memory.before_kib,
+                memory.after_kib,
                 per_conn / 1024.0
             );
         }
@@ -576,6 +595,7 @@ fn report(
     elapsed: Duration,
     errors: u64,
     cpu: &proc_stat::CpuDelta,
+    memory: proc_stat::RssChange,
     wire: WireBytes,
 ) {
     let secs = elapsed.as_secs_f64();
@@ -605,6 +625,8 @@ fn report(
             "client_cpu_s": cpu.own_secs, "client_cpu_us_per_msg": per_msg(cpu.own_secs),
             "client_cpu_share": cpu.own_secs / secs,
             "deflate": args.deflate, "wire_bytes_sent": wire.sent, "wire_bytes_echoed": wire.echoed,
+            "rss_before_kib": memory.before_kib, "rss_busy_kib": memory.after_kib,
+            "rss_busy_per_conn_bytes": memory.per_connection(args.connections),
         });
         println!("{value}");
     } else {
@@ -642,8 +664,18 @@ fn report(
                 per_msg(cpu.own_secs),
                 100.0 * cpu.own_secs / secs
             );
+            print_busy_memory(memory, args.connections);
         }
     }
+}
+
+fn print_busy_memory(memory: proc_stat::RssChange, connections: usize) {
+    println!(
+        "server RSS {} KiB -> {} KiB while busy: {:.2} KiB per connection",
+        memory.before_kib,
+        memory.after_kib,
+        memory.per_connection(connections) / 1024.0
+    );
 }
 
 /// One connection: its socket, its pre-encoded frame, and the size of the

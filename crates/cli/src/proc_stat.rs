@@ -85,3 +85,24 @@ pub fn open_fds(pid: u32) -> Result<u64, String> {
     let entries = std::fs::read_dir(&path).map_err(|e| format!("{path}: {e}"))?;
     Ok(entries.count() as u64)
 }
+
+/// The watched processes' resident memory before connections opened and
+/// while they were open: idle (`--hold`) or busy (at the end of a measured
+/// window, buffers in use included).
+#[derive(Debug, Clone, Copy)]
+pub struct RssChange {
+    /// VmRSS before the first connection, KiB.
+    pub before_kib: u64,
+    /// VmRSS with the connections open, KiB.
+    pub after_kib: u64,
+}
+
+impl RssChange {
+    /// Bytes per connection over `connections` (0 with none).
+    pub fn per_connection(&self, connections: usize) -> f64 {
+        if connections == 0 {
+            return 0.0;
+        }
+        (self.after_kib as f64 - self.before_kib as f64) * 1024.0 / connections as f64
+    }
+}
