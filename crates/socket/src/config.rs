@@ -61,7 +61,8 @@ pub struct WebSocketConfig {
     /// default) or a proxy leg's ([`Mode::Relay`]), where the caller
     /// answers pings and closes with what the other side says, and a
     /// violation is only reported so that what the other side still sends
-    /// can be delivered first.
+    /// can be delivered first. A relay leg's reads never write what the
+    /// caller queued: the caller flushes it (in batches, as a proxy wants).
     pub mode: Mode,
     /// permessage-deflate: `None` (the default) neither offers nor accepts
     /// it; `Some` offers it (client) or accepts offers (server) with these

@@ -38,7 +38,7 @@ const MAX_READ_STEP: usize = 256 * 1024;
 fn entropy(buf: &mut [u8]) {
     // The OS generator only fails if the kernel has none to give; masking
     // keys must not be predictable, so there is no weaker fallback.
-    getrandom::fill(buf).expect("the operating system's random generator failed");
+    crate::random::fill(buf).expect("the operating system's random generator failed");
 }
 
 /// What a read produced.
@@ -347,8 +347,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             // Queued output (replies, or what a split writer queued) goes
             // out as the socket allows, but never holds reading back: a peer
             // that reads only after we do would deadlock. Pong backlog is
-            // bounded by the protocol core.
-            if self.proto.has_output() {
+            // bounded by the protocol core. A relay leg's output is what
+            // the other leg relayed: its driver writes it, in batches.
+            let writes_on_read = self.proto.mode() == Mode::Endpoint;
+            if writes_on_read && self.proto.has_output() {
                 if let Poll::Ready(Err(e)) = self.poll_write_out(write_waker) {
                     return self.end_with(e.into());
                 }
@@ -363,7 +365,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Ok(Some(item)) => {
                     // A pong: sent now if the socket takes it, else with the
                     // next read or write.
-                    if self.proto.has_output() {
+                    if writes_on_read && self.proto.has_output() {
                         if let Poll::Ready(Err(e)) = self.poll_write_out(write_waker) {
                             return self.end_with(e.into());
                         }
@@ -666,6 +668,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.proto
             .send_frame_bytes_compressed(fin, opcode, payload.into())?;
         Ok(())
+    }
+
+    /// A proxy's fast lane: moves the complete data frames this connection
+    /// has already read to `to`'s queue, checked and re-framed, without
+    /// returning them one by one ([`Protocol::pass_frames`](frameway_wire::Protocol::pass_frames)
+    /// says what stops it). No IO: the frames leave with `to`'s next flush,
+    /// and [`WebSocket::poll_recv_frame`] still reads the socket and returns
+    /// what was not passed (control frames, a frame not yet whole). A
+    /// violation in what was read is reported by the next
+    /// `poll_recv_frame`, as if it had found it.
+    ///
+    /// `on_frame` hears of each frame passed, with its opcode and payload
+    /// length. Both connections should be [`Mode::Relay`] legs.
+    pub fn pass_frames<P>(
+        &mut self,
+        to: &mut WebSocket<P>,
+        max_queued: usize,
+        on_frame: impl FnMut(OpCode, usize),
+    ) {
+        if self.teardown != Teardown::None
+            || to.teardown != Teardown::None
+            || self.extras.as_ref().is_some_and(|x| x.pending.is_some())
+        {
+            return;
+        }
+        if let Err(e) = self
+            .proto
+            .pass_frames(&mut self.rbuf, &mut to.proto, max_queued, on_frame)
+        {
+            self.extras().failure = Some(Error::Protocol(e));
+        }
     }
 
     /// Bytes queued and not yet written to the socket.

@@ -35,6 +35,7 @@ mod config;
 mod connection;
 mod error;
 mod json;
+mod random;
 pub mod server;
 mod split;
 pub mod sync;

@@ -29,6 +29,16 @@ pub struct Frame {
     pub payload: Bytes,
 }
 
+/// A decoded frame whose payload is still in the buffer: its header, and
+/// the payload's length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DecodedHead {
+    pub(crate) fin: bool,
+    pub(crate) opcode: OpCode,
+    pub(crate) rsv1: bool,
+    pub(crate) len: usize,
+}
+
 /// The data message being received, between its first and last frame.
 #[derive(Debug, Clone, Copy)]
 struct InMessage {
@@ -146,6 +156,35 @@ impl FrameDecoder {
     /// `Ok(None)` means more bytes are needed; everything decoded so far is
     /// remembered, so call again after appending to `buf`.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
+        let Some(head) = self.decode_in_place(buf)? else {
+            return Ok(None);
+        };
+        let payload = if head.len < COPY_BELOW {
+            let payload = Bytes::copy_from_slice(&buf[..head.len]);
+            if buf.len() == head.len {
+                buf.clear();
+            } else {
+                buf.advance(head.len);
+            }
+            payload
+        } else {
+            buf.split_to(head.len).freeze()
+        };
+        Ok(Some(Frame {
+            fin: head.fin,
+            opcode: head.opcode,
+            rsv1: head.rsv1,
+            payload,
+        }))
+    }
+
+    /// [`Self::decode`] without taking the payload out: the next complete
+    /// frame's header is consumed and its payload, unmasked and validated,
+    /// is left as the first [`DecodedHead::len`] bytes of `buf`.
+    fn decode_in_place(
+        &mut self,
+        buf: &mut BytesMut,
+    ) -> Result<Option<DecodedHead>, ProtocolError> {
         let mut frame = match self.frame {
             Some(frame) => frame,
             None => {
@@ -169,14 +208,7 @@ impl FrameDecoder {
         let available = buf.len().min(frame.len);
         if available > frame.done {
             let fresh = &mut buf[frame.done..available];
-            if let Some(key) = frame.mask {
-                apply_mask(fresh, key, frame.done);
-            }
-            if self.validating_utf8(frame.opcode) {
-                self.utf8
-                    .feed(fresh)
-                    .map_err(|_| ProtocolError::InvalidUtf8)?;
-            }
+            self.arrived(frame.opcode, frame.mask, fresh, frame.done)?;
             frame.done = available;
         }
         if frame.done < frame.len {
@@ -184,24 +216,72 @@ impl FrameDecoder {
             return Ok(None);
         }
         self.frame = None;
-        let payload = if frame.len < COPY_BELOW {
-            let payload = Bytes::copy_from_slice(&buf[..frame.len]);
-            if buf.len() == frame.len {
-                buf.clear();
-            } else {
-                buf.advance(frame.len);
-            }
-            payload
-        } else {
-            buf.split_to(frame.len).freeze()
-        };
-        self.finish(frame.opcode, frame.fin, &payload)?;
-        Ok(Some(Frame {
+        self.finish(frame.opcode, frame.fin, &buf[..frame.len])?;
+        Ok(Some(DecodedHead {
             fin: frame.fin,
             opcode: frame.opcode,
             rsv1: frame.rsv1,
-            payload,
+            len: frame.len,
         }))
+    }
+
+    /// The next frame, if all of it is in `bytes` (no frame partly decoded
+    /// before) and `accept` takes its header: checked, unmasked and
+    /// validated in place, with the length of its header (its payload
+    /// follows). Otherwise `Ok(None)`, and nothing changed: the frame is
+    /// left for [`Self::decode`]. A proxy's fast lane decodes a run of
+    /// frames this way and consumes them from its buffer at once.
+    pub(crate) fn decode_whole(
+        &mut self,
+        bytes: &mut [u8],
+        accept: impl FnOnce(&FrameHeader) -> bool,
+    ) -> Result<Option<(DecodedHead, usize)>, ProtocolError> {
+        if self.frame.is_some() {
+            return Ok(None);
+        }
+        let Some((header, header_len)) = FrameHeader::decode(bytes)? else {
+            return Ok(None);
+        };
+        if header.payload_len > (bytes.len() - header_len) as u64 {
+            return Ok(None);
+        }
+        self.check(&header)?;
+        if !accept(&header) {
+            return Ok(None);
+        }
+        self.begin(&header);
+        // Whole, and checked against the limits: it fits in memory.
+        let len = header.payload_len as usize;
+        let payload = &mut bytes[header_len..header_len + len];
+        self.arrived(header.opcode, header.mask, payload, 0)?;
+        self.finish(header.opcode, header.fin, payload)?;
+        let head = DecodedHead {
+            fin: header.fin,
+            opcode: header.opcode,
+            rsv1: header.rsv1,
+            len,
+        };
+        Ok(Some((head, header_len)))
+    }
+
+    /// Payload bytes of a frame arrived, `offset` bytes into its payload:
+    /// unmasked in place, and validated as they come if they are text.
+    fn arrived(
+        &mut self,
+        opcode: OpCode,
+        mask: Option<[u8; 4]>,
+        fresh: &mut [u8],
+        offset: usize,
+    ) -> Result<(), ProtocolError> {
+        if let Some(key) = mask {
+            apply_mask(fresh, key, offset);
+        }
+        if self.validating_utf8(opcode) {
+            self.utf8
+                .feed(fresh)
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        Ok(())
     }
 
     /// Connection-level checks a header must pass before its payload is read.

@@ -10,6 +10,7 @@ use crate::decoder::{Frame, FrameDecoder};
 use crate::deflate::Deflate;
 use crate::encoder::FrameEncoder;
 use crate::error::ProtocolError;
+use crate::header::FrameHeader;
 use crate::lifecycle::{Failure, Mode, State};
 use crate::message::{Message, MessageAssembler, RawMessage};
 use crate::opcode::OpCode;
@@ -398,6 +399,94 @@ impl Protocol {
             return self.finish_message(raw).map(Some);
         }
         Ok(None)
+    }
+
+    /// A proxy's fast lane: moves the complete data frames at the front of
+    /// `buf` (bytes this leg received) to `to`'s output, each checked as
+    /// [`Self::read_frame`] checks it and framed for `to` as
+    /// [`Self::send_frame`] frames it (masked if `to` is a client), without
+    /// a [`Frame`] per message. `on_frame` hears of each, with its opcode
+    /// and payload length, for the caller's counts.
+    ///
+    /// It stops, leaving the rest for [`Self::read_frame`], before a control
+    /// frame (a relay answers pings and closes with what the other side
+    /// says), a frame not wholly in `buf`, a frame `to` may not send now,
+    /// and once `to` holds `max_queued` bytes; and it passes nothing while
+    /// either side has permessage-deflate, or is not [`State::Open`]. An
+    /// error is this leg's violation, as [`Self::read_frame`] reports it.
+    ///
+    /// ```
+    /// use frameway_wire::{Config, Mode, OpCode, Protocol, Role};
+    ///
+    /// let leg = |role| {
+    ///     let mut p = Protocol::new(Config::new(role), |b| b.fill(3));
+    ///     p.set_mode(Mode::Relay);
+    ///     p
+    /// };
+    /// let (mut upstream, mut client) = (leg(Role::Client), leg(Role::Server));
+    /// let mut server = Protocol::new(Config::new(Role::Server), |b| b.fill(0));
+    /// for word in ["a", "bb", "ccc"] {
+    ///     server.send_frame(true, OpCode::Text, word.as_bytes()).unwrap();
+    /// }
+    /// server.send_frame(true, OpCode::Ping, b"").unwrap();
+    /// let mut received = server.take_output();
+    /// let mut lengths = Vec::new();
+    /// upstream
+    ///     .pass_frames(&mut received, &mut client, 64 * 1024, |_, len| lengths.push(len))
+    ///     .unwrap();
+    /// assert_eq!(lengths, [1, 2, 3]);
+    /// // The ping waits for the caller; the three messages are queued.
+    /// assert_eq!(&received[..], b"\x89\x00");
+    /// assert_eq!(&client.take_output()[..], b"\x81\x01a\x81\x02bb\x81\x03ccc");
+    /// ```
+    pub fn pass_frames(
+        &mut self,
+        buf: &mut BytesMut,
+        to: &mut Protocol,
+        max_queued: usize,
+        mut on_frame: impl FnMut(OpCode, usize),
+    ) -> Result<(), ProtocolError> {
+        let passable =
+            |p: &Protocol| p.deflate.is_none() && p.failure.is_none() && p.state() == State::Open;
+        if !passable(self) || !passable(to) {
+            return Ok(());
+        }
+        // Frames are decoded where they lie and consumed together at the end.
+        let mut at = 0;
+        let result = loop {
+            if to.out.len() >= max_queued {
+                break Ok(());
+            }
+            let encoder = &to.encoder;
+            let accept = |h: &FrameHeader| {
+                !h.opcode.is_control() && encoder.check(h.fin, h.opcode, h.payload_len).is_ok()
+            };
+            let (head, header_len) = match self.decoder.decode_whole(&mut buf[at..], accept) {
+                Ok(Some(decoded)) => decoded,
+                Ok(None) => break Ok(()),
+                Err(err) => break Err(err),
+            };
+            let payload = at + header_len..at + header_len + head.len;
+            to.enqueue(
+                head.fin,
+                head.opcode,
+                false,
+                Payload::Borrowed(&buf[payload.clone()]),
+                head.len as u64,
+            )
+            .expect("the encoder accepted this frame before it was decoded");
+            at = payload.end;
+            on_frame(head.opcode, head.len);
+        };
+        if at == buf.len() {
+            buf.clear();
+        } else {
+            buf.advance(at);
+        }
+        if let Err(err) = &result {
+            self.fail(err);
+        }
+        result
     }
 
     /// Inflates a frame of a compressed message, each fragment as it comes,

@@ -49,6 +49,9 @@ const FLUSH_AT: usize = 64 * 1024;
 enum Event {
     /// A unit (or the end) from one side.
     Received(Direction, Option<frameway::Result<Unit>>),
+    /// Data frames went from one leg's read buffer straight to the other
+    /// leg's queue (a route without frame phases), already counted.
+    Passed,
     /// Writing to one side failed: it is gone.
     WriteFailed(Direction),
     /// No traffic for the idle timeout.
@@ -133,6 +136,7 @@ async fn proxy<C, U>(
             let idle = idle.as_mut().map(Pin::as_mut);
             poll_event(
                 cx,
+                relay,
                 client,
                 upstream,
                 aggregate,
@@ -142,13 +146,16 @@ async fn proxy<C, U>(
             )
         })
         .await;
+        if let (Some(limit), Some(idle)) = (idle_timeout, idle.as_mut()) {
+            if matches!(event, Event::Received(..) | Event::Passed) {
+                idle.as_mut().reset(Instant::now() + limit);
+            }
+        }
         let (from, unit) = match event {
             Event::Received(from, Some(Ok(unit))) => (from, unit),
+            Event::Passed => continue,
             other => return Box::pin(wind_down(relay, other, client, upstream)).await,
         };
-        if let (Some(limit), Some(idle)) = (idle_timeout, idle.as_mut()) {
-            idle.as_mut().reset(Instant::now() + limit);
-        }
         let decision = match relay.receive(from, unit) {
             Step::Decided(decision) => decision,
             Step::Wait { held, until } => Box::pin(settle(relay, held, until)).await,
@@ -209,6 +216,7 @@ async fn wind_down<C, U>(
             );
             leg_gone(relay, gone, client, upstream).await
         }
+        Event::Passed => unreachable!("the proxy loop goes on after frames passed"),
         Event::Idle | Event::GoingAway => {
             let reason = if matches!(event, Event::Idle) {
                 "idle timeout"
@@ -457,9 +465,14 @@ fn poll_next<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// Reads whichever side has something while the other side's queue has
 /// room, and once neither has (or a queue reached [`FLUSH_AT`]), moves the
-/// queued bytes out on both legs.
+/// queued bytes out on both legs. Without aggregation, the data frames a
+/// read brought in go to the other leg in one pass (`pass_frames`): one
+/// frame per event would cost more than the frames' own bytes when a
+/// pushing upstream sends thousands per read.
+#[expect(clippy::too_many_arguments, reason = "the loop's state, borrowed")]
 fn poll_event<C, U>(
     cx: &mut Context<'_>,
+    relay: &mut Relay,
     client: &mut WebSocket<C>,
     upstream: &mut WebSocket<U>,
     aggregate: bool,
@@ -485,9 +498,15 @@ where
     for side in order {
         let polled = match side {
             Direction::Client if upstream.queued_len() < HIGH_WATER => {
+                if !aggregate && pass(relay, side, client, upstream) {
+                    return Poll::Ready(Event::Passed);
+                }
                 poll_next(client, cx, aggregate)
             }
             Direction::Upstream if client.queued_len() < HIGH_WATER => {
+                if !aggregate && pass(relay, side, upstream, client) {
+                    return Poll::Ready(Event::Passed);
+                }
                 poll_next(upstream, cx, aggregate)
             }
             _ => continue,
@@ -507,6 +526,25 @@ where
         return Poll::Ready(Event::GoingAway);
     }
     Poll::Pending
+}
+
+/// Moves the data frames `from` has read to `to`'s queue (up to
+/// [`FLUSH_AT`] queued), counting each; whether any moved.
+fn pass<F, T>(
+    relay: &mut Relay,
+    side: Direction,
+    from: &mut WebSocket<F>,
+    to: &mut WebSocket<T>,
+) -> bool
+where
+    F: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut moved = false;
+    from.pass_frames(to, FLUSH_AT, |opcode, len| {
+        relay.passed(side, opcode, len);
+        moved = true;
+    });
+    moved
 }
 
 /// Writes out each leg with at least `at_least` bytes queued; the leg whose

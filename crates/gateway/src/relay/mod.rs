@@ -24,7 +24,7 @@ use crate::plugin::{
     Chain, ChainError, ConnectionInfo, Direction, FrameResume, FrameType, FrameWaiting, InFlight,
     PlannedClose, PluginError, ProxyFailure, State, Traffic, Verdict,
 };
-use frameway::CloseCode;
+use frameway::{CloseCode, OpCode};
 pub(crate) use io::run;
 pub(crate) use unit::Unit;
 
@@ -302,15 +302,29 @@ impl Relay {
     /// Counts a unit received from `from`, and records its status if it is
     /// that side's close.
     fn count(&mut self, from: Direction, unit: &Unit) {
-        let traffic = &mut self.traffic[from.index()];
-        traffic.messages += 1;
-        traffic.bytes += unit.data.len() as u64;
-        self.metrics
-            .route
-            .received(from, unit.kind, unit.data.len());
+        self.tally(from, unit.kind, unit.data.len());
         if unit.kind == FrameType::Close {
             self.replied(from, unit.status);
         }
+    }
+
+    /// Counts a data frame the IO driver passed from `from` straight to
+    /// the other leg (`WebSocket::pass_frames`): on a route without frame
+    /// phases nothing else happens to it.
+    pub(crate) fn passed(&mut self, from: Direction, opcode: OpCode, len: usize) {
+        let kind = match opcode {
+            OpCode::Text => FrameType::Text,
+            OpCode::Binary => FrameType::Binary,
+            _ => FrameType::Continuation,
+        };
+        self.tally(from, kind, len);
+    }
+
+    fn tally(&mut self, from: Direction, kind: FrameType, len: usize) {
+        let traffic = &mut self.traffic[from.index()];
+        traffic.messages += 1;
+        traffic.bytes += len as u64;
+        self.metrics.route.received(from, kind, len);
     }
 
     /// A frame the plugins produced cannot be sent (a payload that is not

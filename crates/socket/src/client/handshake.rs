@@ -176,7 +176,7 @@ where
 
 fn random_key() -> Result<String> {
     let mut random = [0u8; 16];
-    getrandom::fill(&mut random).map_err(|e| {
+    crate::random::fill(&mut random).map_err(|e| {
         Error::Io(std::io::Error::other(format!(
             "the OS random generator failed: {e}"
         )))

@@ -1,0 +1,171 @@
+//! A proxy's fast lane in memory (`Protocol::pass_frames`): data frames go
+//! from one relay leg's received bytes to the other leg's output, checked
+//! as `read_frame` checks them, and what the lane does not take is left for
+//! `read_frame`.
+
+use bytes::BytesMut;
+use frameway_wire::{
+    Config, Frame, Limits, Message, Mode, OpCode, Protocol, ProtocolError, Role, State,
+};
+
+/// A relay leg: a client toward the upstream, a server toward the client.
+fn leg(role: Role) -> Protocol {
+    let mut leg = Protocol::new(Config::new(role), |b| b.fill(0x5a));
+    leg.set_mode(Mode::Relay);
+    leg
+}
+
+fn endpoint(role: Role) -> Protocol {
+    Protocol::new(Config::new(role), |b| b.fill(0x33))
+}
+
+/// Passes everything the lane takes from `wire`, returning (opcode, length)
+/// of each frame passed.
+fn pass(from: &mut Protocol, wire: &mut BytesMut, to: &mut Protocol) -> Vec<(OpCode, usize)> {
+    let mut passed = Vec::new();
+    from.pass_frames(wire, to, usize::MAX, |op, len| passed.push((op, len)))
+        .unwrap();
+    passed
+}
+
+fn read_all(endpoint: &mut Protocol, wire: &mut BytesMut) -> Vec<Message> {
+    std::iter::from_fn(|| endpoint.read_message(wire).unwrap()).collect()
+}
+
+#[test]
+fn a_clients_masked_frames_reach_the_upstream_masked_again_and_whole() {
+    let (mut client, mut upstream) = (endpoint(Role::Client), endpoint(Role::Server));
+    let (mut client_leg, mut upstream_leg) = (leg(Role::Server), leg(Role::Client));
+    client.send(&Message::text("héllo")).unwrap();
+    client.send_frame(false, OpCode::Binary, b"ab").unwrap();
+    client
+        .send_frame(true, OpCode::Continuation, b"cd")
+        .unwrap();
+    let mut wire = client.take_output();
+    let passed = pass(&mut client_leg, &mut wire, &mut upstream_leg);
+    assert_eq!(
+        passed,
+        [
+            (OpCode::Text, 6),
+            (OpCode::Binary, 2),
+            (OpCode::Continuation, 2)
+        ]
+    );
+    assert!(wire.is_empty());
+    let mut toward_upstream = upstream_leg.take_output();
+    assert_eq!(
+        read_all(&mut upstream, &mut toward_upstream),
+        [Message::text("héllo"), Message::binary(&b"abcd"[..])]
+    );
+}
+
+#[test]
+fn control_frames_and_a_partial_frame_are_left_for_read_frame() {
+    let (mut server, mut upstream_leg, mut client_leg) =
+        (endpoint(Role::Server), leg(Role::Client), leg(Role::Server));
+    server.send(&Message::binary(&b"one"[..])).unwrap();
+    server.send(&Message::Ping("p".into())).unwrap();
+    server.send(&Message::binary(&b"two"[..])).unwrap();
+    let mut wire = server.take_output();
+    // The last frame lacks its final byte.
+    let last = wire.split_off(wire.len() - 1);
+    assert_eq!(
+        pass(&mut upstream_leg, &mut wire, &mut client_leg),
+        [(OpCode::Binary, 3)]
+    );
+    let ping = upstream_leg.read_frame(&mut wire).unwrap().unwrap();
+    assert_eq!((ping.opcode, &ping.payload[..]), (OpCode::Ping, &b"p"[..]));
+    assert!(pass(&mut upstream_leg, &mut wire, &mut client_leg).is_empty());
+    wire.unsplit(last);
+    assert_eq!(
+        pass(&mut upstream_leg, &mut wire, &mut client_leg),
+        [(OpCode::Binary, 3)]
+    );
+}
+
+#[test]
+fn text_split_across_frames_must_still_be_utf8() {
+    let (mut server, mut upstream_leg, mut client_leg) =
+        (endpoint(Role::Server), leg(Role::Client), leg(Role::Server));
+    // "é" is 0xC3 0xA9: a frame may end inside it, a message may not.
+    server
+        .send_frame(false, OpCode::Text, &[b'a', 0xC3])
+        .unwrap();
+    server
+        .send_frame(false, OpCode::Continuation, &[0xA9])
+        .unwrap();
+    server
+        .send_frame(true, OpCode::Continuation, &[0xC3])
+        .unwrap();
+    let mut wire = server.take_output();
+    let mut passed = 0;
+    let result =
+        upstream_leg.pass_frames(&mut wire, &mut client_leg, usize::MAX, |_, _| passed += 1);
+    assert_eq!(result, Err(ProtocolError::InvalidUtf8));
+    assert_eq!(passed, 2, "the frames before the bad one went");
+    assert!(matches!(upstream_leg.state(), State::Failed(_)));
+}
+
+#[test]
+fn the_receive_limits_hold_on_the_lane() {
+    let (mut server, mut client_leg) = (endpoint(Role::Server), leg(Role::Server));
+    let mut upstream_leg = leg(Role::Client);
+    upstream_leg.set_limits(Limits {
+        max_message_len: 4,
+        ..Limits::DEFAULT
+    });
+    server.send_frame(false, OpCode::Binary, b"abc").unwrap();
+    server
+        .send_frame(true, OpCode::Continuation, b"de")
+        .unwrap();
+    let mut wire = server.take_output();
+    let result = upstream_leg.pass_frames(&mut wire, &mut client_leg, usize::MAX, |_, _| {});
+    assert!(matches!(
+        result,
+        Err(ProtocolError::MessageTooBig { size: 5, limit: 4 })
+    ));
+}
+
+#[test]
+fn a_frame_the_other_leg_may_not_send_is_left_for_the_caller() {
+    let (mut server, mut upstream_leg) = (endpoint(Role::Server), leg(Role::Client));
+    let mut client_leg = leg(Role::Server);
+    client_leg.set_max_send_len(3);
+    server.send(&Message::binary(&b"ok"[..])).unwrap();
+    server.send(&Message::binary(&b"too long"[..])).unwrap();
+    let mut wire = server.take_output();
+    assert_eq!(
+        pass(&mut upstream_leg, &mut wire, &mut client_leg),
+        [(OpCode::Binary, 2)]
+    );
+    let Frame { payload, .. } = upstream_leg.read_frame(&mut wire).unwrap().unwrap();
+    assert_eq!(&payload[..], b"too long");
+}
+
+#[test]
+fn the_lane_stops_at_the_queue_bound() {
+    let (mut server, mut upstream_leg, mut client_leg) =
+        (endpoint(Role::Server), leg(Role::Client), leg(Role::Server));
+    for _ in 0..10 {
+        server.send(&Message::binary(vec![1u8; 100])).unwrap();
+    }
+    let mut wire = server.take_output();
+    let mut passed = 0;
+    upstream_leg
+        .pass_frames(&mut wire, &mut client_leg, 250, |_, _| passed += 1)
+        .unwrap();
+    // 102 bytes a frame: the third reaches the bound.
+    assert_eq!(passed, 3);
+    assert_eq!(wire.len(), 7 * 102);
+}
+
+#[test]
+fn a_leg_that_is_closing_passes_nothing() {
+    let (mut server, mut upstream_leg, mut client_leg) =
+        (endpoint(Role::Server), leg(Role::Client), leg(Role::Server));
+    client_leg.send_close(None).unwrap();
+    server.send(&Message::binary(&b"late"[..])).unwrap();
+    let mut wire = server.take_output();
+    assert!(pass(&mut upstream_leg, &mut wire, &mut client_leg).is_empty());
+    assert_eq!(wire.len(), 6);
+}
