@@ -6,7 +6,7 @@
 use bytes::BytesMut;
 use frameway_wire::deflate::Deflate;
 use frameway_wire::{
-    CloseFrame, Config, Frame, FrameDecoder, Limits, MaskPolicy, Message, OpCode, Protocol,
+    CloseFrame, Config, Frame, FrameDecoder, Limits, MaskPolicy, Message, Mode, OpCode, Protocol,
     ProtocolError, Role,
 };
 
@@ -27,6 +27,33 @@ pub fn endpoint(role: Role, limits: Limits, any_mask: bool) -> Protocol {
         config.incoming_mask = MaskPolicy::Any;
     }
     Protocol::new(config, counting_entropy)
+}
+
+/// A proxy's leg: [`endpoint`] in [`Mode::Relay`].
+pub fn relay_leg(role: Role, limits: Limits, any_mask: bool) -> Protocol {
+    let mut leg = endpoint(role, limits, any_mask);
+    leg.set_mode(Mode::Relay);
+    leg
+}
+
+/// Reads the next frame from `buf`.
+pub fn read_frame(
+    endpoint: &mut Protocol,
+    buf: &mut BytesMut,
+) -> Result<Option<Frame>, ProtocolError> {
+    endpoint.read_frame(buf)
+}
+
+/// Passes the data frames at the front of `buf` from one leg to the other
+/// (the relay's fast lane), reporting each frame's opcode and length.
+pub fn pass_frames(
+    from: &mut Protocol,
+    buf: &mut BytesMut,
+    to: &mut Protocol,
+    max_queued: usize,
+    on_frame: impl FnMut(OpCode, usize),
+) -> Result<(), ProtocolError> {
+    from.pass_frames(buf, to, max_queued, on_frame)
 }
 
 /// Turns permessage-deflate on, as a handshake that negotiated it would.

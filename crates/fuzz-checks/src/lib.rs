@@ -28,6 +28,7 @@ mod input;
 mod limits;
 pub mod protocol;
 pub mod protocol_deflate;
+pub mod relay;
 pub mod request_target;
 pub mod roundtrip;
 pub mod router;
@@ -44,6 +45,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("frame_decoder", frame_decoder::check),
     ("protocol", protocol::check),
     ("protocol_deflate", protocol_deflate::check),
+    ("relay", relay::check),
     ("utf8", utf8::check),
     ("handshake_request", handshake::check_request),
     ("handshake_response", handshake::check_response),

@@ -57,6 +57,7 @@ corpus_tests!(
     frame_decoder,
     protocol,
     protocol_deflate,
+    relay,
     utf8,
     request_target,
     handshake_request,

@@ -1,0 +1,100 @@
+//! `relay`: a proxy's two legs moving arbitrary bytes from one to the
+//! other, with the fast lane (`Protocol::pass_frames`) and without it.
+//!
+//! Asserts: the lane changes nothing a relay can see. The same frames are
+//! relayed in the same order, the same error ends the stream, and the
+//! other leg queues the same bytes, whatever the reads and wherever the
+//! lane's queue bound stops it.
+
+use bytes::BytesMut;
+use frameway_wire::{OpCode, Protocol, ProtocolError, Role};
+
+use crate::{endpoint, limits, Input};
+
+/// What a relay did with a stream.
+#[derive(Debug, PartialEq)]
+struct Relayed {
+    /// Each frame relayed: opcode and payload length.
+    frames: Vec<(OpCode, usize)>,
+    /// The receiving leg's violation, if one ended the stream.
+    error: Option<ProtocolError>,
+    /// The first frame the other leg refused to send, if any.
+    refused: Option<ProtocolError>,
+    /// What the other leg queued.
+    out: BytesMut,
+}
+
+/// The check; see the module documentation.
+pub fn check(data: &[u8]) {
+    let mut input = Input::new(data);
+    let flags = input.byte();
+    let role = if flags & 1 == 0 {
+        Role::Server
+    } else {
+        Role::Client
+    };
+    let any_mask = flags & 2 != 0;
+    let bound = input.pick(&[0, 1, 30, 200, 4096, usize::MAX]);
+    let limits = limits::limits(&mut input);
+    let splits = input.splits();
+    let wire = input.rest();
+    let chunks = splits.chunks(wire);
+
+    let run = |lane: Option<usize>| {
+        let mut from = endpoint::relay_leg(role, limits, any_mask);
+        let peer = match role {
+            Role::Server => Role::Client,
+            Role::Client => Role::Server,
+        };
+        let mut to = endpoint::relay_leg(peer, limits, false);
+        relay(&mut from, &mut to, &chunks, lane)
+    };
+    let per_frame = run(None);
+    let with_lane = run(Some(bound));
+    assert_eq!(
+        per_frame, with_lane,
+        "the fast lane changed what was relayed"
+    );
+}
+
+/// Relays `chunks` received on `from` to `to`, one frame at a time, after
+/// the fast lane has taken what it takes when `lane` gives its bound.
+fn relay(from: &mut Protocol, to: &mut Protocol, chunks: &[&[u8]], lane: Option<usize>) -> Relayed {
+    let mut relayed = Relayed {
+        frames: Vec::new(),
+        error: None,
+        refused: None,
+        out: BytesMut::new(),
+    };
+    let mut buf = BytesMut::new();
+    'reads: for chunk in chunks {
+        buf.extend_from_slice(chunk);
+        loop {
+            if let Some(bound) = lane {
+                let frames = &mut relayed.frames;
+                let passed = endpoint::pass_frames(from, &mut buf, to, bound, |op, len| {
+                    frames.push((op, len));
+                });
+                if let Err(err) = passed {
+                    relayed.error = Some(err);
+                    break 'reads;
+                }
+            }
+            let frame = match endpoint::read_frame(from, &mut buf) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(err) => {
+                    relayed.error = Some(err);
+                    break 'reads;
+                }
+            };
+            if let Err(err) = endpoint::send_frame(to, frame.fin, frame.opcode, &frame.payload) {
+                relayed.refused = Some(err);
+                break 'reads;
+            }
+            relayed.frames.push((frame.opcode, frame.payload.len()));
+        }
+    }
+    relayed.out = endpoint::take_output(to);
+    relayed
+}
