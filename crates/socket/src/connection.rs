@@ -681,6 +681,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     ///
     /// `on_frame` hears of each frame passed, with its opcode and payload
     /// length. Both connections should be [`Mode::Relay`] legs.
+    ///
+    /// ```
+    /// # async fn demo(
+    /// #     mut upstream_leg: frameway::WebSocket<tokio::net::TcpStream>,
+    /// #     mut client_leg: frameway::WebSocket<tokio::net::TcpStream>,
+    /// # ) -> frameway::Result<()> {
+    /// // The upstream pushed: what its last read brought goes to the client
+    /// // in one pass, and out in one write.
+    /// let mut bytes = 0;
+    /// upstream_leg.pass_frames(&mut client_leg, 64 * 1024, |_, len| bytes += len);
+    /// client_leg.flush().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn pass_frames<P>(
         &mut self,
         to: &mut WebSocket<P>,
