@@ -18,6 +18,23 @@ fn counting_entropy(buf: &mut [u8]) {
     }
 }
 
+/// The role a flags byte picks: its low bit set is a client.
+pub fn role(flags: u8) -> Role {
+    if flags & 1 == 0 {
+        Role::Server
+    } else {
+        Role::Client
+    }
+}
+
+/// The other end's role.
+pub fn peer(role: Role) -> Role {
+    match role {
+        Role::Client => Role::Server,
+        Role::Server => Role::Client,
+    }
+}
+
 /// An endpoint in `role` with receive `limits`; `any_mask` accepts frames
 /// masked or not, so that raw fuzz bytes reach past the masking check.
 pub fn endpoint(role: Role, limits: Limits, any_mask: bool) -> Protocol {
@@ -141,11 +158,7 @@ fn read_with<T>(
 /// Decodes what an endpoint in `role` queued as its peer does, failing the
 /// check if any of it is not a valid frame for that peer.
 pub fn peer_frames(role: Role, mut wire: BytesMut) -> Vec<Frame> {
-    let peer = match role {
-        Role::Client => Role::Server,
-        Role::Server => Role::Client,
-    };
-    let mut decoder = FrameDecoder::new(Config::new(peer));
+    let mut decoder = FrameDecoder::new(Config::new(peer(role)));
     decoder.allow_rsv1();
     let mut frames = Vec::new();
     while !wire.is_empty() {

@@ -7,7 +7,7 @@
 //! error queues a close frame with that error's code unless ours was
 //! already sent; messages respect the limits and text is UTF-8.
 
-use frameway_wire::{Message, Role};
+use frameway_wire::Message;
 
 use crate::endpoint::{self, Reads};
 use crate::{limits, Input};
@@ -16,11 +16,7 @@ use crate::{limits, Input};
 pub fn check(data: &[u8]) {
     let mut input = Input::new(data);
     let flags = input.byte();
-    let role = if flags & 1 == 0 {
-        Role::Server
-    } else {
-        Role::Client
-    };
+    let role = endpoint::role(flags);
     let any_mask = flags & 2 != 0;
     let limits = limits::limits(&mut input);
     let splits = input.splits();

@@ -7,7 +7,7 @@
 //! lane's queue bound stops it.
 
 use bytes::BytesMut;
-use frameway_wire::{OpCode, Protocol, ProtocolError, Role};
+use frameway_wire::{OpCode, Protocol, ProtocolError};
 
 use crate::{endpoint, limits, Input};
 
@@ -28,11 +28,7 @@ struct Relayed {
 pub fn check(data: &[u8]) {
     let mut input = Input::new(data);
     let flags = input.byte();
-    let role = if flags & 1 == 0 {
-        Role::Server
-    } else {
-        Role::Client
-    };
+    let role = endpoint::role(flags);
     let any_mask = flags & 2 != 0;
     let bound = input.pick(&[0, 1, 30, 200, 4096, usize::MAX]);
     let limits = limits::limits(&mut input);
@@ -42,11 +38,7 @@ pub fn check(data: &[u8]) {
 
     let run = |lane: Option<usize>| {
         let mut from = endpoint::relay_leg(role, limits, any_mask);
-        let peer = match role {
-            Role::Server => Role::Client,
-            Role::Client => Role::Server,
-        };
-        let mut to = endpoint::relay_leg(peer, limits, false);
+        let mut to = endpoint::relay_leg(endpoint::peer(role), limits, false);
         relay(&mut from, &mut to, &chunks, lane)
     };
     let per_frame = run(None);

@@ -88,10 +88,7 @@ fn messages(input: &mut Input<'_>) {
     } else {
         Role::Server
     };
-    let receiver_role = match sender_role {
-        Role::Client => Role::Server,
-        Role::Server => Role::Client,
-    };
+    let receiver_role = endpoint::peer(sender_role);
     let splits = input.splits();
     let mut sender = endpoint::endpoint(sender_role, Limits::default(), false);
     let mut sent = Vec::new();
