@@ -519,7 +519,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Reads and throws away what arrives: bytes that are no longer part of
     /// a WebSocket stream we parse.
     fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        self.rbuf = BytesMut::new();
+        // Back to the thread's spares, not freed: every closing connection
+        // comes here, and a reconnect storm would otherwise `malloc` and
+        // `free` a 64 KiB buffer per connection.
+        spare::give(std::mem::take(&mut self.rbuf));
         let mut stack = [MaybeUninit::<u8>::uninit(); STACK_READ];
         let mut buf = ReadBuf::uninit(&mut stack);
         ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
@@ -560,7 +563,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Reads more bytes into the read buffer. The buffer is borrowed from
     /// the thread's spares when data comes and given back when a read finds
-    /// nothing while it is empty, so an idle connection holds none and a
+    /// nothing (or the end of the stream) while it is empty, so an idle connection holds none and a
     /// busy one reads straight into the buffer its frames are taken from.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.rbuf.capacity() == 0 {
@@ -576,7 +579,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let mut buf = ReadBuf::uninit(spare);
         let polled = Pin::new(&mut self.io).poll_read(cx, &mut buf);
         let n = buf.filled().len();
-        if polled.is_pending() && self.rbuf.is_empty() {
+        // Also at the end of the stream: a connection that ended with a
+        // buffer in hand would cost its thread a spare, and a reconnect
+        // storm a 64 KiB `malloc` and `free` per connection.
+        if n == 0 && self.rbuf.is_empty() {
             spare::give(std::mem::take(&mut self.rbuf));
         }
         ready!(polled)?;

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use frameway_wire::deflate::Deflate;
 use frameway_wire::handshake::{
     accept_response, parse_request, rejection_response, validate_request, write_response,
     ClientOffer, HandshakeLimits, RequestError,
 };
-use frameway_wire::Role;
+use frameway_wire::{spare, Role};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -235,20 +235,26 @@ pub async fn read_request<S: AsyncRead + Unpin>(
     io: &mut S,
     limits: HandshakeLimits,
 ) -> std::io::Result<std::result::Result<(Request<()>, Bytes), RequestError>> {
-    let mut buf = BytesMut::with_capacity(1024);
-    loop {
-        if io.read_buf(&mut buf).await? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        match parse_request(&buf, limits) {
-            Ok(Some((request, len))) => {
-                let rest = buf.split_off(len).freeze();
-                return Ok(Ok((request, rest)));
+    // A spare read buffer, not a new one: a reconnect storm reads
+    // thousands of heads a second. What came after the head is copied out.
+    let mut buf = spare::take();
+    let read = async {
+        loop {
+            if io.read_buf(&mut buf).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
-            Ok(None) => continue,
-            Err(err) => return Ok(Err(err)),
+            match parse_request(&buf, limits) {
+                Ok(Some((request, len))) => {
+                    return Ok(Ok((request, Bytes::copy_from_slice(&buf[len..]))))
+                }
+                Ok(None) => continue,
+                Err(err) => return Ok(Err(err)),
+            }
         }
     }
+    .await;
+    spare::give(buf);
+    read
 }
 
 async fn refuse<S: AsyncWrite + Unpin>(io: &mut S, err: RequestError) -> Error {

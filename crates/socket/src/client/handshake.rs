@@ -11,6 +11,7 @@ use frameway_wire::handshake::{
     generate_key, has_token, parse_response, validate_response, write_request, ClientRequest,
     HandshakeLimits, ResponseError,
 };
+use frameway_wire::spare;
 use http::{header, HeaderMap, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -189,19 +190,24 @@ async fn read_head<S: AsyncRead + Unpin>(
     io: &mut S,
     limits: HandshakeLimits,
 ) -> Result<(Response<()>, BytesMut)> {
-    let mut buf = BytesMut::with_capacity(1024);
-    loop {
-        if io.read_buf(&mut buf).await.map_err(tls_io_error)? == 0 {
-            return Err(Error::Io(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the server closed the connection before answering the upgrade",
-            )));
-        }
-        if let Some((response, len)) = parse_response(&buf, limits)? {
-            let rest = buf.split_off(len);
-            return Ok((response, rest));
+    // A spare read buffer, as the server side reads its request head.
+    let mut buf = spare::take();
+    let read = async {
+        loop {
+            if io.read_buf(&mut buf).await.map_err(tls_io_error)? == 0 {
+                return Err(Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection before answering the upgrade",
+                )));
+            }
+            if let Some((response, len)) = parse_response(&buf, limits)? {
+                return Ok((response, BytesMut::from(&buf[len..])));
+            }
         }
     }
+    .await;
+    spare::give(buf);
+    read
 }
 
 /// How a response body ends (RFC 9112 §6.3).

@@ -6,7 +6,7 @@ use http::{Response, StatusCode, Version};
 use super::headers::{has_token, parse_extensions, split_tokens, ExtensionOffer};
 use super::key::accept_key;
 use super::server::copy_headers;
-use super::{HandshakeLimits, VERSION};
+use super::{header_slots, HandshakeLimits, STACK_HEADERS, VERSION};
 
 /// What goes into a client's opening request.
 #[derive(Debug, Clone, Default)]
@@ -103,8 +103,9 @@ pub fn parse_response(
     buf: &[u8],
     limits: HandshakeLimits,
 ) -> Result<Option<(Response<()>, usize)>, ResponseError> {
-    let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut res = httparse::Response::new(&mut headers);
+    let (mut stack, mut heap) = ([httparse::EMPTY_HEADER; STACK_HEADERS], Vec::new());
+    let headers = header_slots(&mut stack, &mut heap, limits.max_headers);
+    let mut res = httparse::Response::new(headers);
     let len = match res.parse(buf) {
         Ok(httparse::Status::Complete(len)) if len <= limits.max_head_len => len,
         Ok(httparse::Status::Complete(_)) | Err(httparse::Error::TooManyHeaders) => {

@@ -41,5 +41,25 @@ impl Default for HandshakeLimits {
     }
 }
 
+/// Header slots kept on the stack: the default [`HandshakeLimits::max_headers`].
+const STACK_HEADERS: usize = 100;
+
+/// Room for `max` parsed header fields: `stack` up to [`STACK_HEADERS`],
+/// `heap` beyond. A proxied connection parses two heads; taking 3 KiB from
+/// the heap for each showed in a reconnect storm's profile.
+fn header_slots<'a, 'b>(
+    stack: &'a mut [httparse::Header<'b>; STACK_HEADERS],
+    heap: &'a mut Vec<httparse::Header<'b>>,
+    max: usize,
+) -> &'a mut [httparse::Header<'b>] {
+    match stack.get_mut(..max) {
+        Some(slots) => slots,
+        None => {
+            heap.resize(max, httparse::EMPTY_HEADER);
+            heap
+        }
+    }
+}
+
 /// The `Sec-WebSocket-Version` we speak.
 pub const VERSION: &str = "13";

@@ -5,7 +5,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 
 use super::headers::{has_token, is_tchar, parse_extensions, split_tokens, ExtensionOffer};
 use super::key::{accept_key, is_valid_key};
-use super::{HandshakeLimits, VERSION};
+use super::{header_slots, HandshakeLimits, STACK_HEADERS, VERSION};
 
 /// Why a client's opening request was refused, and with which status.
 ///
@@ -106,8 +106,9 @@ pub fn parse_request(
     buf: &[u8],
     limits: HandshakeLimits,
 ) -> Result<Option<(Request<()>, usize)>, RequestError> {
-    let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut req = httparse::Request::new(&mut headers);
+    let (mut stack, mut heap) = ([httparse::EMPTY_HEADER; STACK_HEADERS], Vec::new());
+    let headers = header_slots(&mut stack, &mut heap, limits.max_headers);
+    let mut req = httparse::Request::new(headers);
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(len)) if len <= limits.max_head_len => len,
         Ok(httparse::Status::Complete(_)) | Err(httparse::Error::TooManyHeaders) => {
