@@ -11,8 +11,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use frameway_wire::{
-    apply_mask, Config, FrameDecoder, FrameEncoder, FrameHeader, Message, MessageAssembler, OpCode,
-    Protocol, Role, Utf8Validator,
+    apply_mask, Config, FrameDecoder, FrameEncoder, FrameHeader, Message, MessageAssembler, Mode,
+    OpCode, Protocol, Role, Utf8Validator,
 };
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
@@ -282,6 +282,47 @@ fn echo(c: &mut Criterion) {
     group.finish();
 }
 
+/// A gateway's fast lane under server push: one 64 KiB read of text frames
+/// from the upstream, passed to the client leg's output
+/// (`Protocol::pass_frames`) and handed to the socket. Throughput counts
+/// frames, so the time per element is what relaying one pushed message
+/// costs in user space, against the whole per-message cost of a byte relay.
+fn pass(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pass");
+    for (len, name) in [(20, "20B"), (1024, "1KiB")] {
+        let mut upstream = Protocol::new(Config::new(Role::Server), |b| b.fill(0));
+        let message = Message::text(String::from_utf8(payload(len)).expect("ASCII"));
+        let mut wire = BytesMut::new();
+        while wire.len() + len + 4 <= 64 << 10 {
+            upstream.send(&message).expect("sendable");
+            wire.extend_from_slice(&upstream.take_output());
+        }
+        let frames = wire.len() / (len + if len < 126 { 2 } else { 4 });
+        let leg = |role| {
+            let mut leg = Protocol::new(Config::new(role), |b| b.fill(0));
+            leg.set_mode(Mode::Relay);
+            leg
+        };
+        let (mut upstream_leg, mut client_leg) = (leg(Role::Client), leg(Role::Server));
+        group.throughput(Throughput::Elements(frames as u64));
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter_batched(
+                || BytesMut::from(&wire[..]),
+                |mut buf| {
+                    upstream_leg
+                        .pass_frames(&mut buf, &mut client_leg, usize::MAX, |_, _| {})
+                        .expect("valid frames");
+                    let n = client_leg.output().len();
+                    client_leg.consume_output(n);
+                    n
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
 fn config() -> Criterion {
     // Short runs: the whole suite takes about a minute and a half.
     Criterion::default()
@@ -293,6 +334,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = core;
     config = config();
-    targets = masking, header, utf8, decode, encode, assembly, echo
+    targets = masking, header, utf8, decode, encode, assembly, echo, pass
 }
 criterion_main!(core);

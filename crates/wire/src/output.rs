@@ -77,6 +77,14 @@ impl Output {
         }
     }
 
+    /// Queues bytes that are already framed as they must go out.
+    pub(crate) fn push_bytes(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            self.reserve(bytes.len());
+            self.tail.put_slice(bytes);
+        }
+    }
+
     /// Queues a frame whose payload the caller owns as [`Bytes`]: a large
     /// unmasked payload by reference, anything else copied.
     pub(crate) fn push_frame_shared(&mut self, header: &EncodedHeader, payload: &Bytes) {

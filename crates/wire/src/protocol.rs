@@ -8,7 +8,7 @@ use crate::close::{truncate_reason, CloseCode, CloseFrame};
 use crate::config::Config;
 use crate::decoder::{Frame, FrameDecoder};
 use crate::deflate::Deflate;
-use crate::encoder::FrameEncoder;
+use crate::encoder::{EncodedHeader, FrameEncoder};
 use crate::error::ProtocolError;
 use crate::header::FrameHeader;
 use crate::lifecycle::{Failure, Mode, State};
@@ -452,9 +452,13 @@ impl Protocol {
             return Ok(());
         }
         // Frames are decoded where they lie and consumed together at the end.
+        // A frame whose header the other leg would write byte for byte (an
+        // unmasked frame going on unmasked: server push) joins a run of
+        // such frames, queued with one copy rather than framed again.
         let mut at = 0;
+        let mut run = 0..0;
         let result = loop {
-            if to.out.len() >= max_queued {
+            if to.out.len() + run.len() >= max_queued {
                 break Ok(());
             }
             let encoder = &to.encoder;
@@ -467,17 +471,21 @@ impl Protocol {
                 Err(err) => break Err(err),
             };
             let payload = at + header_len..at + header_len + head.len;
-            to.enqueue(
-                head.fin,
-                head.opcode,
-                false,
-                Payload::Borrowed(&buf[payload.clone()]),
-                head.len as u64,
-            )
-            .expect("the encoder accepted this frame before it was decoded");
+            let len = head.len as u64;
+            let header = to
+                .frame_header(head.fin, head.opcode, false, len, len)
+                .expect("the encoder accepted this frame before it was decoded");
+            if header.mask.is_none() && buf[at..payload.start] == *header.as_bytes() {
+                run = if run.is_empty() { at } else { run.start }..payload.end;
+            } else {
+                to.out.push_bytes(&buf[run]);
+                run = payload.end..payload.end;
+                to.out.push_frame(&header, &buf[payload.clone()]);
+            }
             at = payload.end;
             on_frame(head.opcode, head.len);
         };
+        to.out.push_bytes(&buf[run]);
         if at == buf.len() {
             buf.clear();
         } else {
@@ -618,15 +626,27 @@ impl Protocol {
         payload: Payload<'_>,
         counted: u64,
     ) -> Result<(), ProtocolError> {
-        let mask = self.next_mask();
-        let header =
-            self.encoder
-                .header_counted(fin, opcode, rsv1, payload.len() as u64, counted, mask)?;
+        let header = self.frame_header(fin, opcode, rsv1, payload.len() as u64, counted)?;
         match payload {
             Payload::Borrowed(bytes) => self.out.push_frame(&header, bytes),
             Payload::Shared(bytes) => self.out.push_frame_shared(&header, bytes),
         }
         Ok(())
+    }
+
+    /// The header of the next frame sent, masked with a fresh key if this
+    /// side masks; the encoder counts the frame as sent.
+    fn frame_header(
+        &mut self,
+        fin: bool,
+        opcode: OpCode,
+        rsv1: bool,
+        payload_len: u64,
+        counted: u64,
+    ) -> Result<EncodedHeader, ProtocolError> {
+        let mask = self.next_mask();
+        self.encoder
+            .header_counted(fin, opcode, rsv1, payload_len, counted, mask)
     }
 
     /// Queues a whole message for sending: one frame, or frames of the
