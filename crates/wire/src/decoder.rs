@@ -264,6 +264,75 @@ impl FrameDecoder {
         Ok(Some((head, header_len)))
     }
 
+    /// Takes the leading run of frames in `bytes` that are each a whole
+    /// message in one frame: FIN, text or binary, no RSV bits, unmasked,
+    /// under 64 KiB. That is what a pushing server sends most, and such a
+    /// frame can be judged from its two or four header bytes.
+    /// The checks are [`Self::check`]'s and [`Self::arrived`]'s for exactly
+    /// these frames, and a whole message leaves the decoder as it found it,
+    /// so the run needs no per-frame state. Stops before any other frame,
+    /// an incomplete one, one `accept` refuses, invalid text (left for
+    /// [`Self::decode`] to report), and once `budget` bytes were taken;
+    /// returns the bytes taken.
+    pub(crate) fn skim(
+        &self,
+        bytes: &[u8],
+        budget: usize,
+        mut accept: impl FnMut(OpCode, usize) -> bool,
+    ) -> usize {
+        let limits = &self.config.limits;
+        let between_messages = self.frame.is_none() && self.message.is_none();
+        if !between_messages
+            || self.close_received
+            || self.config.incoming_mask == MaskPolicy::Required
+            || limits.max_fragments == 0
+        {
+            return 0;
+        }
+        let max_len = limits.max_frame_len.min(limits.max_message_len);
+        let mut at = 0;
+        while at < budget {
+            let Some(&[first, second]) = bytes.get(at..at + 2) else {
+                break;
+            };
+            let opcode = match first {
+                0x81 => OpCode::Text,
+                0x82 => OpCode::Binary,
+                _ => break,
+            };
+            // A 16-bit length follows 126, in its shortest form; 127 (a
+            // 64-bit length) and a mask bit end the run.
+            let (len, header_len) = match second {
+                0..=125 => (usize::from(second), 2),
+                126 => match bytes.get(at + 2..at + 4) {
+                    Some(&[hi, lo]) if u16::from_be_bytes([hi, lo]) >= 126 => {
+                        (usize::from(u16::from_be_bytes([hi, lo])), 4)
+                    }
+                    _ => break,
+                },
+                _ => break,
+            };
+            if len as u64 > max_len {
+                break;
+            }
+            let start = at + header_len;
+            let Some(payload) = bytes.get(start..start + len) else {
+                break;
+            };
+            if opcode == OpCode::Text {
+                let mut text = Utf8Validator::new();
+                if text.feed(payload).and_then(|()| text.finish()).is_err() {
+                    break;
+                }
+            }
+            if !accept(opcode, len) {
+                break;
+            }
+            at = start + len;
+        }
+        at
+    }
+
     /// Payload bytes of a frame arrived, `offset` bytes into its payload:
     /// unmasked in place, and validated as they come if they are text.
     fn arrived(

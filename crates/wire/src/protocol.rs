@@ -458,8 +458,28 @@ impl Protocol {
         let mut at = 0;
         let mut run = 0..0;
         let result = loop {
-            if to.out.len() + run.len() >= max_queued {
+            let queued = to.out.len() + run.len();
+            if queued >= max_queued {
                 break Ok(());
+            }
+            // Whole messages judged from their header bytes: a leg that does
+            // not mask writes those bytes as they are.
+            if to.keys.is_none() {
+                let encoder = &to.encoder;
+                let taken = self
+                    .decoder
+                    .skim(&buf[at..], max_queued - queued, |op, len| {
+                        let sendable = encoder.check(true, op, len as u64).is_ok();
+                        if sendable {
+                            on_frame(op, len);
+                        }
+                        sendable
+                    });
+                if taken > 0 {
+                    run = if run.is_empty() { at } else { run.start }..at + taken;
+                    at += taken;
+                    continue;
+                }
             }
             let encoder = &to.encoder;
             let accept = |h: &FrameHeader| {

@@ -169,3 +169,73 @@ fn a_leg_that_is_closing_passes_nothing() {
     assert!(pass(&mut upstream_leg, &mut wire, &mut client_leg).is_empty());
     assert_eq!(wire.len(), 6);
 }
+
+#[test]
+fn pushed_messages_reach_the_client_byte_for_byte() {
+    let (mut server, mut upstream_leg, mut client_leg) =
+        (endpoint(Role::Server), leg(Role::Client), leg(Role::Server));
+    let long = "x".repeat(70_000);
+    server.send(&Message::text("twenty bytes of text")).unwrap();
+    server.send(&Message::binary(vec![7u8; 1024])).unwrap();
+    server.send(&Message::text(long.as_str())).unwrap();
+    server.send_frame(false, OpCode::Text, b"frag").unwrap();
+    server
+        .send_frame(true, OpCode::Continuation, b"ment")
+        .unwrap();
+    server.send(&Message::text("ünïcödé")).unwrap();
+    let mut wire = server.take_output();
+    let sent = wire.clone();
+    assert_eq!(
+        pass(&mut upstream_leg, &mut wire, &mut client_leg),
+        [
+            (OpCode::Text, 20),
+            (OpCode::Binary, 1024),
+            (OpCode::Text, 70_000),
+            (OpCode::Text, 4),
+            (OpCode::Continuation, 4),
+            (OpCode::Text, 11)
+        ]
+    );
+    assert!(wire.is_empty());
+    assert_eq!(client_leg.take_output(), sent);
+}
+
+#[test]
+fn invalid_text_among_whole_messages_is_the_legs_violation() {
+    let (mut server, mut upstream_leg, mut client_leg) =
+        (endpoint(Role::Server), leg(Role::Client), leg(Role::Server));
+    server.send_frame(true, OpCode::Text, b"fine").unwrap();
+    server
+        .send_frame(true, OpCode::Text, &[b'a', 0xC3])
+        .unwrap();
+    server.send_frame(true, OpCode::Text, b"never").unwrap();
+    let mut wire = server.take_output();
+    let mut passed = Vec::new();
+    let result = upstream_leg.pass_frames(&mut wire, &mut client_leg, usize::MAX, |op, len| {
+        passed.push((op, len))
+    });
+    assert_eq!(result, Err(ProtocolError::InvalidUtf8));
+    assert_eq!(passed, [(OpCode::Text, 4)]);
+    assert_eq!(&client_leg.take_output()[..], b"\x81\x04fine");
+}
+
+#[test]
+fn a_whole_message_over_the_limit_is_refused_on_the_lane() {
+    let (mut server, mut client_leg) = (endpoint(Role::Server), leg(Role::Server));
+    let mut upstream_leg = leg(Role::Client);
+    upstream_leg.set_limits(Limits {
+        max_message_len: 4,
+        ..Limits::DEFAULT
+    });
+    server.send(&Message::binary(&b"ab"[..])).unwrap();
+    server.send(&Message::binary(&b"abcdef"[..])).unwrap();
+    let mut wire = server.take_output();
+    let mut passed = 0;
+    let result =
+        upstream_leg.pass_frames(&mut wire, &mut client_leg, usize::MAX, |_, _| passed += 1);
+    assert!(matches!(
+        result,
+        Err(ProtocolError::MessageTooBig { size: 6, limit: 4 })
+    ));
+    assert_eq!(passed, 1);
+}
