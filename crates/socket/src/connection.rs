@@ -563,8 +563,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Reads more bytes into the read buffer. The buffer is borrowed from
     /// the thread's spares when data comes and given back when a read finds
-    /// nothing (or the end of the stream) while it is empty, so an idle connection holds none and a
-    /// busy one reads straight into the buffer its frames are taken from.
+    /// nothing (or the end of the stream) while it is empty, so an idle
+    /// connection holds none and a busy one reads straight into the buffer
+    /// its frames are taken from.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.rbuf.capacity() == 0 {
             self.rbuf = spare::take();
