@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use frameway_wire::CloseCode;
+use frameway_wire::{CloseCode, OpCode};
 use http::header::{HeaderName, HeaderValue};
 use http::{Extensions, HeaderMap, Request, StatusCode};
 
@@ -102,6 +102,28 @@ impl FrameType {
             FrameType::Ping => "ping",
             FrameType::Pong => "pong",
             FrameType::Close => "close",
+        }
+    }
+}
+
+/// The type of a frame with this opcode.
+///
+/// ```
+/// use frameway::OpCode;
+/// use frameway_gateway::plugin::FrameType;
+///
+/// assert_eq!(FrameType::from(OpCode::Continuation), FrameType::Continuation);
+/// assert_eq!(FrameType::from(OpCode::Close).as_str(), "close");
+/// ```
+impl From<OpCode> for FrameType {
+    fn from(opcode: OpCode) -> Self {
+        match opcode {
+            OpCode::Text => FrameType::Text,
+            OpCode::Binary => FrameType::Binary,
+            OpCode::Continuation => FrameType::Continuation,
+            OpCode::Ping => FrameType::Ping,
+            OpCode::Pong => FrameType::Pong,
+            OpCode::Close => FrameType::Close,
         }
     }
 }

@@ -50,11 +50,19 @@ const FLUSH_AT: usize = 64 * 1024;
 
 /// What woke the proxy loop.
 enum Event {
-    /// A unit (or the end) from one side.
-    Received(Direction, Option<frameway::Result<Unit>>),
+    /// A unit from one side.
+    Received(Direction, Unit),
     /// Data frames went from one leg's read buffer straight to the other
     /// leg's queue (a route without frame phases), already counted.
     Passed,
+    /// The connection is ending.
+    End(End),
+}
+
+/// Why the connection is ending: anything but traffic.
+enum End {
+    /// One side's stream ended, or failed with this error.
+    LegEnded(Direction, Option<Error>),
     /// Writing to one side failed: it is gone.
     WriteFailed(Direction),
     /// No traffic for the idle timeout.
@@ -150,14 +158,14 @@ async fn proxy<C, U>(
         })
         .await;
         if let (Some(limit), Some(idle)) = (idle_timeout, idle.as_mut()) {
-            if matches!(event, Event::Received(..) | Event::Passed) {
+            if !matches!(event, Event::End(_)) {
                 idle.as_mut().reset(Instant::now() + limit);
             }
         }
         let (from, unit) = match event {
-            Event::Received(from, Some(Ok(unit))) => (from, unit),
+            Event::Received(from, unit) => (from, unit),
             Event::Passed => continue,
-            other => return Box::pin(wind_down(relay, other, client, upstream)).await,
+            Event::End(why) => return Box::pin(wind_down(relay, why, client, upstream)).await,
         };
         let decision = match relay.receive(from, unit) {
             Step::Decided(decision) => decision,
@@ -176,20 +184,19 @@ async fn proxy<C, U>(
     }
 }
 
-/// The connection ends on `event`, anything but a frame received: a
-/// violation, a leg that ended or cannot be written, the idle timeout, a
-/// drain.
+/// The connection ends for `why`: a violation, a leg that ended or cannot
+/// be written, the idle timeout, a drain.
 async fn wind_down<C, U>(
     relay: &mut Relay,
-    event: Event,
+    why: End,
     client: &mut WebSocket<C>,
     upstream: &mut WebSocket<U>,
 ) where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    match event {
-        Event::Received(from, Some(Err(Error::Protocol(err)))) => {
+    match why {
+        End::LegEnded(from, Some(Error::Protocol(err))) => {
             tracing::info!(
                 connection = relay.conn().id,
                 side = from.as_str(),
@@ -201,8 +208,8 @@ async fn wind_down<C, U>(
                 Direction::Upstream => fail_leg(relay, from, upstream, client, &owed).await,
             }
         }
-        Event::Received(from, ended) => {
-            if let Some(Err(err)) = &ended {
+        End::LegEnded(from, failed) => {
+            if let Some(err) = &failed {
                 tracing::debug!(
                     connection = relay.conn().id,
                     side = from.as_str(),
@@ -211,7 +218,7 @@ async fn wind_down<C, U>(
             }
             leg_gone(relay, from, client, upstream).await
         }
-        Event::WriteFailed(gone) => {
+        End::WriteFailed(gone) => {
             tracing::debug!(
                 connection = relay.conn().id,
                 side = gone.as_str(),
@@ -219,9 +226,8 @@ async fn wind_down<C, U>(
             );
             leg_gone(relay, gone, client, upstream).await
         }
-        Event::Passed => unreachable!("the proxy loop goes on after frames passed"),
-        Event::Idle | Event::GoingAway => {
-            let reason = if matches!(event, Event::Idle) {
+        End::Idle | End::GoingAway => {
+            let reason = if matches!(why, End::Idle) {
                 "idle timeout"
             } else {
                 "going away"
@@ -491,7 +497,7 @@ where
     // reading its peer) is written first; if that write cannot finish, its
     // waker is registered and the skipped read is polled once it has.
     if let Some(failed) = flush_from(cx, client, upstream, FLUSH_AT) {
-        return Poll::Ready(Event::WriteFailed(failed));
+        return Poll::Ready(Event::End(End::WriteFailed(failed)));
     }
     let order = if client_first {
         [Direction::Client, Direction::Upstream]
@@ -515,18 +521,22 @@ where
             _ => continue,
         };
         if let Poll::Ready(received) = polled {
-            return Poll::Ready(Event::Received(side, received));
+            return Poll::Ready(match received {
+                Some(Ok(unit)) => Event::Received(side, unit),
+                Some(Err(err)) => Event::End(End::LegEnded(side, Some(err))),
+                None => Event::End(End::LegEnded(side, None)),
+            });
         }
     }
     // Nothing more to read for now: write out everything queued.
     if let Some(failed) = flush_from(cx, client, upstream, 1) {
-        return Poll::Ready(Event::WriteFailed(failed));
+        return Poll::Ready(Event::End(End::WriteFailed(failed)));
     }
     if idle.is_some_and(|idle| idle.poll(cx).is_ready()) {
-        return Poll::Ready(Event::Idle);
+        return Poll::Ready(Event::End(End::Idle));
     }
     if going_away.poll(cx).is_ready() {
-        return Poll::Ready(Event::GoingAway);
+        return Poll::Ready(Event::End(End::GoingAway));
     }
     Poll::Pending
 }

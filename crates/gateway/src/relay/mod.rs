@@ -312,12 +312,7 @@ impl Relay {
     /// the other leg (`WebSocket::pass_frames`): on a route without frame
     /// phases nothing else happens to it.
     pub(crate) fn passed(&mut self, from: Direction, opcode: OpCode, len: usize) {
-        let kind = match opcode {
-            OpCode::Text => FrameType::Text,
-            OpCode::Binary => FrameType::Binary,
-            _ => FrameType::Continuation,
-        };
-        self.tally(from, kind, len);
+        self.tally(from, opcode.into(), len);
     }
 
     fn tally(&mut self, from: Direction, kind: FrameType, len: usize) {

@@ -41,29 +41,22 @@ impl Unit {
     }
 
     pub(crate) fn from_frame(frame: Frame) -> Unit {
-        let kind = match frame.opcode {
-            OpCode::Text => FrameType::Text,
-            OpCode::Binary => FrameType::Binary,
-            OpCode::Continuation => FrameType::Continuation,
-            OpCode::Ping => FrameType::Ping,
-            OpCode::Pong => FrameType::Pong,
-            OpCode::Close => {
-                // The decoder validated the close payload.
-                let (status, data) = match CloseFrame::parse(&frame.payload) {
-                    Ok(Some(c)) => (Some(c.code.as_u16()), c.reason.into_bytes()),
-                    _ => (None, Bytes::new()),
-                };
-                return Unit {
-                    kind: FrameType::Close,
-                    fin: true,
-                    data,
-                    status,
-                    compressed: false,
-                };
-            }
-        };
+        if frame.opcode == OpCode::Close {
+            // The decoder validated the close payload.
+            let (status, data) = match CloseFrame::parse(&frame.payload) {
+                Ok(Some(c)) => (Some(c.code.as_u16()), c.reason.into_bytes()),
+                _ => (None, Bytes::new()),
+            };
+            return Unit {
+                kind: FrameType::Close,
+                fin: true,
+                data,
+                status,
+                compressed: false,
+            };
+        }
         Unit {
-            kind,
+            kind: frame.opcode.into(),
             fin: frame.fin,
             data: frame.payload,
             status: None,
