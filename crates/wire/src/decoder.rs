@@ -687,4 +687,81 @@ mod tests {
         assert!(at < start || at >= end, "a small payload is copied out");
         assert_eq!(&f.payload[..], &[7; COPY_BELOW - 1][..]);
     }
+
+    /// `skim` reads a frame's first bytes a second time, for speed: every
+    /// frame it takes must be one `decode_whole` takes alike, leaving the
+    /// decoder as it was, and it must take every such frame it can judge
+    /// (whole, unmasked, FIN, text or binary, a shortest-form length under
+    /// 64 KiB). Every first two bytes, several length fields, valid and
+    /// invalid text, and decoders that differ in role, limits and state.
+    #[test]
+    fn skim_takes_exactly_the_frames_decode_whole_takes_whole() {
+        let client = || FrameDecoder::new(Config::new(Role::Client));
+        let mut small = Config::new(Role::Client);
+        small.limits = Limits {
+            max_message_len: 1000,
+            ..Limits::DEFAULT
+        };
+        let mut mid_message = client();
+        let opening = frame(false, OpCode::Text, None, b"a");
+        mid_message
+            .decode_whole(&mut opening.clone(), |_| true)
+            .unwrap()
+            .unwrap();
+        let decoders = [client(), server(), FrameDecoder::new(small), mid_message];
+        for decoder in &decoders {
+            for first in 0..=255u8 {
+                for second in 0..=255u8 {
+                    let lengths: &[Option<u16>] = match second & 0x7f {
+                        126 => &[Some(5), Some(126), Some(1000), Some(1001)],
+                        127 => &[Some(0)],
+                        _ => &[None],
+                    };
+                    for &length in lengths {
+                        for fill in [b'a', 0xff] {
+                            let mut bytes = vec![first, second];
+                            let mut len = usize::from(second & 0x7f);
+                            if let Some(length) = length {
+                                if second & 0x7f == 127 {
+                                    bytes.extend_from_slice(&3u64.to_be_bytes());
+                                    len = 3;
+                                } else {
+                                    bytes.extend_from_slice(&length.to_be_bytes());
+                                    len = usize::from(length);
+                                }
+                            }
+                            if second & 0x80 != 0 {
+                                bytes.extend_from_slice(&[1, 2, 3, 4]);
+                            }
+                            bytes.resize(bytes.len() + len, fill);
+                            let taken = decoder.skim(&bytes, usize::MAX, |_, _| true);
+                            let mut after = decoder.clone();
+                            let decoded = after.decode_whole(&mut bytes.clone(), |_| true);
+                            let judged = match &decoded {
+                                Ok(Some((head, _))) => {
+                                    head.fin
+                                        && !head.rsv1
+                                        && matches!(head.opcode, OpCode::Text | OpCode::Binary)
+                                        && second & 0x80 == 0
+                                        && second != 127
+                                        && length.is_none_or(|l| l >= 126)
+                                }
+                                _ => false,
+                            };
+                            let context = format!("{bytes:02x?} on {decoder:?}");
+                            if judged {
+                                let Ok(Some((head, header_len))) = decoded else {
+                                    unreachable!()
+                                };
+                                assert_eq!(taken, header_len + head.len, "{context}");
+                                assert_eq!(format!("{after:?}"), format!("{decoder:?}"));
+                            } else {
+                                assert_eq!(taken, 0, "{context}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
