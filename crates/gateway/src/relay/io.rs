@@ -55,12 +55,12 @@ enum Event {
     /// Data frames went from one leg's read buffer straight to the other
     /// leg's queue (a route without frame phases), already counted.
     Passed,
-    /// The connection is ending.
-    End(End),
+    /// The connection stops.
+    Stop(Stop),
 }
 
-/// Why the connection is ending: anything but traffic.
-enum End {
+/// Why the connection stops: anything but traffic.
+enum Stop {
     /// One side's stream ended, or failed with this error.
     LegEnded(Direction, Option<Error>),
     /// Writing to one side failed: it is gone.
@@ -158,14 +158,14 @@ async fn proxy<C, U>(
         })
         .await;
         if let (Some(limit), Some(idle)) = (idle_timeout, idle.as_mut()) {
-            if !matches!(event, Event::End(_)) {
+            if !matches!(event, Event::Stop(_)) {
                 idle.as_mut().reset(Instant::now() + limit);
             }
         }
         let (from, unit) = match event {
             Event::Received(from, unit) => (from, unit),
             Event::Passed => continue,
-            Event::End(why) => return Box::pin(wind_down(relay, why, client, upstream)).await,
+            Event::Stop(why) => return Box::pin(wind_down(relay, why, client, upstream)).await,
         };
         let decision = match relay.receive(from, unit) {
             Step::Decided(decision) => decision,
@@ -188,7 +188,7 @@ async fn proxy<C, U>(
 /// be written, the idle timeout, a drain.
 async fn wind_down<C, U>(
     relay: &mut Relay,
-    why: End,
+    why: Stop,
     client: &mut WebSocket<C>,
     upstream: &mut WebSocket<U>,
 ) where
@@ -196,7 +196,7 @@ async fn wind_down<C, U>(
     U: AsyncRead + AsyncWrite + Unpin,
 {
     match why {
-        End::LegEnded(from, Some(Error::Protocol(err))) => {
+        Stop::LegEnded(from, Some(Error::Protocol(err))) => {
             tracing::info!(
                 connection = relay.conn().id,
                 side = from.as_str(),
@@ -208,7 +208,7 @@ async fn wind_down<C, U>(
                 Direction::Upstream => fail_leg(relay, from, upstream, client, &owed).await,
             }
         }
-        End::LegEnded(from, failed) => {
+        Stop::LegEnded(from, failed) => {
             if let Some(err) = &failed {
                 tracing::debug!(
                     connection = relay.conn().id,
@@ -218,7 +218,7 @@ async fn wind_down<C, U>(
             }
             leg_gone(relay, from, client, upstream).await
         }
-        End::WriteFailed(gone) => {
+        Stop::WriteFailed(gone) => {
             tracing::debug!(
                 connection = relay.conn().id,
                 side = gone.as_str(),
@@ -226,8 +226,8 @@ async fn wind_down<C, U>(
             );
             leg_gone(relay, gone, client, upstream).await
         }
-        End::Idle | End::GoingAway => {
-            let reason = if matches!(why, End::Idle) {
+        Stop::Idle | Stop::GoingAway => {
+            let reason = if matches!(why, Stop::Idle) {
                 "idle timeout"
             } else {
                 "going away"
@@ -497,7 +497,7 @@ where
     // reading its peer) is written first; if that write cannot finish, its
     // waker is registered and the skipped read is polled once it has.
     if let Some(failed) = flush_from(cx, client, upstream, FLUSH_AT) {
-        return Poll::Ready(Event::End(End::WriteFailed(failed)));
+        return Poll::Ready(Event::Stop(Stop::WriteFailed(failed)));
     }
     let order = if client_first {
         [Direction::Client, Direction::Upstream]
@@ -523,20 +523,20 @@ where
         if let Poll::Ready(received) = polled {
             return Poll::Ready(match received {
                 Some(Ok(unit)) => Event::Received(side, unit),
-                Some(Err(err)) => Event::End(End::LegEnded(side, Some(err))),
-                None => Event::End(End::LegEnded(side, None)),
+                Some(Err(err)) => Event::Stop(Stop::LegEnded(side, Some(err))),
+                None => Event::Stop(Stop::LegEnded(side, None)),
             });
         }
     }
     // Nothing more to read for now: write out everything queued.
     if let Some(failed) = flush_from(cx, client, upstream, 1) {
-        return Poll::Ready(Event::End(End::WriteFailed(failed)));
+        return Poll::Ready(Event::Stop(Stop::WriteFailed(failed)));
     }
     if idle.is_some_and(|idle| idle.poll(cx).is_ready()) {
-        return Poll::Ready(Event::End(End::Idle));
+        return Poll::Ready(Event::Stop(Stop::Idle));
     }
     if going_away.poll(cx).is_ready() {
-        return Poll::Ready(Event::End(End::GoingAway));
+        return Poll::Ready(Event::Stop(Stop::GoingAway));
     }
     Poll::Pending
 }
