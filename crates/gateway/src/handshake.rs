@@ -422,46 +422,61 @@ fn forwarded_headers(
     client_addr: SocketAddr,
     tls: bool,
 ) -> HeaderMap {
+    let from = request.headers();
     // Headers the client named in Connection are hop-by-hop too.
-    let per_hop: Vec<String> = request
-        .headers()
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|token| token.trim().to_ascii_lowercase())
-        .collect();
-    let mut headers = HeaderMap::new();
-    for (name, value) in request.headers() {
+    let per_hop = |name: &str| {
+        from.get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case(name))
+    };
+    let mut headers = HeaderMap::with_capacity(from.len() + 3);
+    for (name, value) in from {
         let name_str = name.as_str();
-        if !NOT_FORWARDED.contains(&name_str) && !per_hop.iter().any(|h| h == name_str) {
+        if !NOT_FORWARDED.contains(&name_str) && !per_hop(name_str) {
             headers.append(name.clone(), value.clone());
         }
     }
-    let ip = client_addr.ip().to_string();
-    let xff = match request
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(previous) => format!("{previous}, {ip}"),
-        None => ip,
-    };
-    let set = |headers: &mut HeaderMap, name: &'static str, value: &str| {
-        if let Ok(value) = HeaderValue::from_str(value) {
-            headers.insert(HeaderName::from_static(name), value);
-        }
-    };
-    set(&mut headers, "x-forwarded-for", &xff);
-    set(
-        &mut headers,
-        "x-forwarded-proto",
-        if tls { "https" } else { "http" },
-    );
-    if let Some(host) = host {
-        set(&mut headers, "x-forwarded-host", host);
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let previous = from.get(&xff).filter(|v| v.to_str().is_ok());
+    if let Some(value) = forwarded_for(previous.map(HeaderValue::as_bytes), client_addr) {
+        headers.insert(xff, value);
+    }
+    let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
+    headers.insert(HeaderName::from_static("x-forwarded-proto"), proto);
+    // The Host header's own value when that is where the host came from
+    // (shared, not copied).
+    let forwarded_host = host.and_then(|host| {
+        from.get(header::HOST)
+            .filter(|v| v.as_bytes() == host.as_bytes())
+            .cloned()
+            .or_else(|| HeaderValue::from_str(host).ok())
+    });
+    if let Some(value) = forwarded_host {
+        headers.insert(HeaderName::from_static("x-forwarded-host"), value);
     }
     headers
+}
+
+/// `X-Forwarded-For`: the addresses before this hop's, and the client's.
+fn forwarded_for(previous: Option<&[u8]>, client_addr: SocketAddr) -> Option<HeaderValue> {
+    use std::io::Write;
+    // An IPv6 address is at most 45 characters: written on the stack, the
+    // value is the one allocation.
+    let mut ip = [0u8; 48];
+    let mut cursor = &mut ip[..];
+    write!(cursor, "{}", client_addr.ip()).ok()?;
+    let written = 48 - cursor.len();
+    let ip = &ip[..written];
+    let Some(previous) = previous else {
+        return HeaderValue::from_bytes(ip).ok();
+    };
+    let mut value = Vec::with_capacity(previous.len() + 2 + ip.len());
+    value.extend_from_slice(previous);
+    value.extend_from_slice(b", ");
+    value.extend_from_slice(ip);
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(value)).ok()
 }
 
 /// Reads the request head. `Err(None)`: the client left; `Err(Some(e))`:

@@ -86,10 +86,14 @@ impl Metrics {
     /// Connections open now, over every worker and route.
     pub fn open_connections(&self) -> i64 {
         let workers = lock(&self.workers);
-        let open = workers
-            .iter()
-            .flat_map(|w| lock(&w.routes).values().cloned().collect::<Vec<_>>());
-        open.map(|r| r.open.load(Relaxed)).sum()
+        let open = workers.iter().flat_map(|w| {
+            lock(&w.routes)
+                .values()
+                .flatten()
+                .cloned()
+                .collect::<Vec<_>>()
+        });
+        open.map(|(_, r)| r.open.load(Relaxed)).sum()
     }
 
     /// The Prometheus text exposition (format 0.0.4) of every counter,
@@ -103,15 +107,19 @@ impl Metrics {
         let mut accept_failures = 0;
         let mut connect: HashMap<String, HistogramTotals> = HashMap::new();
         for worker in &workers {
-            for (key, route) in lock(&worker.routes).iter() {
-                let at = match routes.iter().position(|(k, _)| k == key) {
-                    Some(at) => at,
-                    None => {
-                        routes.push((key.clone(), RouteTotals::default()));
-                        routes.len() - 1
-                    }
-                };
-                routes[at].1.add(route);
+            for (route_name, services) in lock(&worker.routes).iter() {
+                for (service, route) in services {
+                    let key = (route_name, service);
+                    let at = match routes.iter().position(|((r, s), _)| (r, s) == key) {
+                        Some(at) => at,
+                        None => {
+                            let key = (route_name.clone(), service.clone());
+                            routes.push((key, RouteTotals::default()));
+                            routes.len() - 1
+                        }
+                    };
+                    routes[at].1.add(route);
+                }
             }
             for (status, n) in lock(&worker.handshakes).iter() {
                 *handshakes.entry(*status).or_default() += n;
@@ -360,20 +368,41 @@ pub(crate) fn escape(value: &str) -> String {
 }
 
 /// The close code label: standard codes as they are, application codes by
-/// range, so that a peer choosing codes cannot grow the series without bound.
-fn code_label(status: Option<u16>) -> String {
-    match status {
-        None => "none".to_owned(),
-        Some(3000..=3999) => "3xxx".to_owned(),
-        Some(4000..=4999) => "4xxx".to_owned(),
-        Some(code) => code.to_string(),
+/// range, so that a peer choosing codes cannot grow the series without
+/// bound. Kept as a number, written only when the metrics are rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct CodeLabel(Option<u16>);
+
+impl CodeLabel {
+    fn of(status: Option<u16>) -> CodeLabel {
+        CodeLabel(match status {
+            Some(3000..=3999) => Some(3000),
+            Some(4000..=4999) => Some(4000),
+            other => other,
+        })
     }
 }
+
+impl std::fmt::Display for CodeLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            None => f.write_str("none"),
+            Some(3000) => f.write_str("3xxx"),
+            Some(4000) => f.write_str("4xxx"),
+            Some(code) => write!(f, "{code}"),
+        }
+    }
+}
+
+/// One route's counters by service name (more than one when plugins
+/// reroute). Routes are found by name and then services by a scan, so
+/// that a connection looks its counters up by `&str`, building no key.
+type RouteServices = Vec<(String, Arc<RouteMetrics>)>;
 
 /// One worker's counters.
 #[derive(Default)]
 pub(crate) struct WorkerMetrics {
-    routes: Mutex<HashMap<(String, String), Arc<RouteMetrics>>>,
+    routes: Mutex<HashMap<String, RouteServices>>,
     handshakes: Mutex<HashMap<u16, u64>>,
     plugin_errors: Mutex<HashMap<String, u64>>,
     lua_limits: Mutex<HashMap<(String, LuaLimit), u64>>,
@@ -385,10 +414,19 @@ impl WorkerMetrics {
     /// The counters of `route` of `service` on this worker: looked up once
     /// per connection, then written without a lock.
     pub(crate) fn route(&self, route: &str, service: &str) -> Arc<RouteMetrics> {
-        lock(&self.routes)
-            .entry((route.to_owned(), service.to_owned()))
+        let mut routes = lock(&self.routes);
+        let known = routes
+            .get(route)
+            .and_then(|services| services.iter().find(|(s, _)| s == service));
+        if let Some((_, metrics)) = known {
+            return metrics.clone();
+        }
+        let metrics = Arc::new(RouteMetrics::default());
+        routes
+            .entry(route.to_owned())
             .or_default()
-            .clone()
+            .push((service.to_owned(), metrics.clone()));
+        metrics
     }
 
     /// A handshake was answered with `status`.
@@ -415,10 +453,15 @@ impl WorkerMetrics {
 
     /// An upstream connection of `service` took `elapsed` to open.
     pub(crate) fn connected(&self, service: &str, elapsed: Duration) {
-        lock(&self.connect)
-            .entry(service.to_owned())
-            .or_insert_with(|| Histogram::new(&CONNECT_BUCKETS))
-            .observe(elapsed);
+        let mut connect = lock(&self.connect);
+        match connect.get_mut(service) {
+            Some(histogram) => histogram.observe(elapsed),
+            None => {
+                let mut histogram = Histogram::new(&CONNECT_BUCKETS);
+                histogram.observe(elapsed);
+                connect.insert(service.to_owned(), histogram);
+            }
+        }
     }
 }
 
@@ -429,7 +472,7 @@ pub(crate) struct RouteMetrics {
     messages: [[AtomicU64; 6]; 2],
     bytes: [[AtomicU64; 6]; 2],
     dropped: [AtomicU64; 2],
-    closes: Mutex<HashMap<(&'static str, String), u64>>,
+    closes: Mutex<HashMap<(&'static str, CodeLabel), u64>>,
     duration: Mutex<Histogram>,
 }
 
@@ -471,9 +514,9 @@ impl RouteMetrics {
     pub(crate) fn closed(&self, duration: Duration, client: Option<u16>, upstream: Option<u16>) {
         self.open.fetch_sub(1, Relaxed);
         let mut closes = lock(&self.closes);
-        *closes.entry(("client", code_label(client))).or_default() += 1;
+        *closes.entry(("client", CodeLabel::of(client))).or_default() += 1;
         *closes
-            .entry(("upstream", code_label(upstream)))
+            .entry(("upstream", CodeLabel::of(upstream)))
             .or_default() += 1;
         drop(closes);
         lock(&self.duration).observe(duration);
@@ -519,7 +562,7 @@ struct RouteTotals {
     messages: [[u64; 6]; 2],
     bytes: [[u64; 6]; 2],
     dropped: [u64; 2],
-    closes: HashMap<(&'static str, String), u64>,
+    closes: HashMap<(&'static str, CodeLabel), u64>,
     duration: HistogramTotals,
 }
 
@@ -535,7 +578,7 @@ impl RouteTotals {
             self.dropped[s] += route.dropped[s].load(Relaxed);
         }
         for (key, n) in lock(&route.closes).iter() {
-            *self.closes.entry(key.clone()).or_default() += n;
+            *self.closes.entry(*key).or_default() += n;
         }
         if self.duration.bounds.is_empty() {
             self.duration = HistogramTotals::new(&SESSION_BUCKETS);

@@ -132,25 +132,32 @@ fn encoded_separator(path: &str) -> Option<char> {
 /// RFC 3986 §5.2.4 on an absolute path: `.` segments go, `..` removes the
 /// segment before it, and nothing climbs above the root.
 fn remove_dot_segments(path: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
+    // Each kept segment is written as `/segment`; `..` cuts the last one.
+    let mut out = String::with_capacity(path.len());
     let mut segments = path[1..].split('/').peekable();
     while let Some(segment) = segments.next() {
         let last = segments.peek().is_none();
         match segment {
             "." | ".." => {
                 if segment == ".." {
-                    out.pop();
+                    out.truncate(out.rfind('/').unwrap_or(0));
                 }
                 // A path ending in a dot-segment names a directory: keep the
                 // trailing slash, as the RFC's output buffer does.
                 if last {
-                    out.push("");
+                    out.push('/');
                 }
             }
-            _ => out.push(segment),
+            _ => {
+                out.push('/');
+                out.push_str(segment);
+            }
         }
     }
-    format!("/{}", out.join("/"))
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
 }
 
 #[cfg(test)]

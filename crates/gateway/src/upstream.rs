@@ -315,23 +315,26 @@ impl Service {
         target: Option<&Target>,
         connect_timeout: Duration,
     ) -> frameway::Result<UpstreamConn> {
+        let mut headers = req.headers;
+        for name in HANDSHAKE_HEADERS {
+            headers.remove(name);
+        }
+        // The client library has its own options for these two, and refuses
+        // them as plain headers.
+        let origin = headers.remove(http::header::ORIGIN);
+        let host = headers.remove(http::header::HOST);
         let mut options = ConnectOptions::default()
             .protocols(req.protocols)
             .connect_timeout(connect_timeout)
             .handshake_timeout(self.read_timeout)
             .ssl_verify(self.tls_verify)
-            .websocket(req.websocket);
-        for (name, value) in &req.headers {
-            let Ok(value) = value.to_str() else { continue };
-            options = match name.as_str() {
-                // The client library has its own options for these two, and
-                // refuses them as plain headers.
-                "origin" => options.origin(value),
-                "host" => options.host(value),
-                // Negotiated per leg by the handshake itself.
-                n if HANDSHAKE_HEADERS.contains(&n) => continue,
-                _ => options.header(name.as_str(), value),
-            };
+            .websocket(req.websocket)
+            .headers(headers);
+        if let Some(origin) = origin.as_ref().and_then(|v| v.to_str().ok()) {
+            options = options.origin(origin);
+        }
+        if let Some(host) = host.as_ref().and_then(|v| v.to_str().ok()) {
+            options = options.host(host);
         }
         if let Some(ca) = &self.ca_file {
             options = options.ca_file(ca);
@@ -344,24 +347,23 @@ impl Service {
         }
         match &self.upstream {
             Upstream::Url { url, .. } => {
-                let authority = match target {
+                let url = match target {
                     Some(target) => {
-                        if !req.headers.contains_key(http::header::HOST) {
+                        if host.is_none() {
                             options = options.host(&target.spec.name);
                         }
-                        target.addr.to_string()
+                        url.clone().with_addr(target.addr)
                     }
-                    None => url.authority(),
+                    None => url.clone(),
                 };
-                let url = format!("{}://{}{}", url.scheme(), authority, req.target);
-                let (ws, response) = connect_with(&url, options).await?;
+                let (ws, response) = connect_with(url.with_target(req.target)?, options).await?;
                 Ok(UpstreamConn::Net(ws, response))
             }
             Upstream::Echo => {
                 let (near, far) = tokio::io::duplex(64 * 1024);
                 tokio::spawn(crate::echo::serve_echo(far));
-                let url = format!("ws://internal{}", req.target);
-                let (ws, response) = client_handshake(near, &url, options).await?;
+                let url = WsUrl::parse("ws://internal/")?.with_target(req.target)?;
+                let (ws, response) = client_handshake(near, url, options).await?;
                 Ok(UpstreamConn::Memory(ws, response))
             }
         }

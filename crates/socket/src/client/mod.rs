@@ -47,7 +47,7 @@ use tokio::time::Instant;
 pub use handshake::ConnectResponse;
 pub use options::{ConnectOptions, Roots};
 pub use stream::ClientStream;
-pub use url::WsUrl;
+pub use url::{IntoWsUrl, WsUrl};
 
 /// The rustls client configuration and TLS server name that
 /// [`connect_with`] uses for a `wss://` URL whose host is `host`, for
@@ -97,7 +97,8 @@ pub async fn connect(url: &str) -> Result<(WebSocket<ClientStream>, ConnectRespo
     connect_with(url, ConnectOptions::default()).await
 }
 
-/// Connects to `url` with `options`.
+/// Connects to `url` (text, or a [`WsUrl`] already parsed) with
+/// `options`.
 ///
 /// In order: the URL and options are checked; the pool is consulted (a
 /// live idle connection is returned as is, with
@@ -130,11 +131,11 @@ pub async fn connect(url: &str) -> Result<(WebSocket<ClientStream>, ConnectRespo
 /// # Ok(()) }
 /// ```
 pub async fn connect_with(
-    url: &str,
+    url: impl IntoWsUrl,
     options: ConnectOptions,
 ) -> Result<(WebSocket<ClientStream>, ConnectResponse)> {
     options.check()?;
-    let target = WsUrl::parse(url)?;
+    let target = url.into_ws_url()?;
     let proxy = options.proxy.as_deref().map(Proxy::parse).transpose()?;
     // Everything that can fail without the network fails before it.
     let tls = if target.is_tls() {
@@ -212,14 +213,14 @@ pub async fn connect_with(
 /// ```
 pub async fn client_handshake<S>(
     mut io: S,
-    url: &str,
+    url: impl IntoWsUrl,
     options: ConnectOptions,
 ) -> Result<(WebSocket<S>, ConnectResponse)>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     options.check()?;
-    let target = WsUrl::parse(url)?;
+    let target = url.into_ws_url()?;
     let limit = options.handshake_timeout;
     let (response, rest) = within(
         Instant::now() + limit,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use frameway_wire::handshake::{is_valid_key, HandshakeLimits};
-use http::{HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::WebSocketConfig;
 use crate::error::{Error, Result};
@@ -96,7 +96,7 @@ pub(crate) struct ClientCert {
 pub struct ConnectOptions {
     pub(crate) protocols: Vec<String>,
     pub(crate) origin: Option<String>,
-    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) headers: HeaderMap,
     pub(crate) host: Option<String>,
     pub(crate) server_name: Option<String>,
     pub(crate) ssl_verify: bool,
@@ -123,7 +123,7 @@ impl Default for ConnectOptions {
         ConnectOptions {
             protocols: Vec::new(),
             origin: None,
-            headers: Vec::new(),
+            headers: HeaderMap::new(),
             host: None,
             server_name: None,
             ssl_verify: true,
@@ -173,10 +173,17 @@ impl ConnectOptions {
         self.invalid.get_or_insert(problem);
     }
 
-    fn header_value(&mut self, what: &str, value: &str) {
-        if HeaderValue::from_str(value).is_err() {
+    /// Whether `value` can be sent as a header value; if not, the problem
+    /// is kept to be reported.
+    fn header_value(&mut self, what: &str, value: &str) -> bool {
+        // The octets `http::HeaderValue` accepts, checked without copying.
+        let valid = value
+            .bytes()
+            .all(|b| (b >= 0x20 && b != 0x7f) || b == b'\t');
+        if !valid {
             self.invalid(format!("{what} {value:?} is not a valid header value"));
         }
+        valid
     }
 
     /// The problem with a value given, if any.
@@ -224,18 +231,55 @@ impl ConnectOptions {
     /// `Sec-WebSocket-*`, …) are refused: they have their own options.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         let (name, value) = (name.into(), value.into());
-        match HeaderName::from_bytes(name.as_bytes()) {
-            Err(_) => self.invalid(format!("{name:?} is not a valid header name")),
-            Ok(parsed) => {
-                if let Some((_, hint)) = RESERVED.iter().find(|(n, _)| *n == parsed.as_str()) {
-                    self.invalid(format!(
-                        "header {name:?} cannot be set with header(): {hint}"
-                    ));
+        let Ok(parsed) = HeaderName::from_bytes(name.as_bytes()) else {
+            self.invalid(format!("{name:?} is not a valid header name"));
+            return self;
+        };
+        if !self.header_value(&name, &value) {
+            return self;
+        }
+        // From the `String` itself: its buffer becomes the value's.
+        match HeaderValue::try_from(value) {
+            Ok(value) => self.headers(HeaderMap::from_iter([(parsed, value)])),
+            Err(_) => self,
+        }
+    }
+
+    /// Adds these request headers, as [`header`](ConnectOptions::header)
+    /// would one by one, without parsing them again: for a caller that
+    /// already holds them as a map (a proxy forwarding its client's
+    /// headers, say).
+    ///
+    /// ```
+    /// use frameway::client::ConnectOptions;
+    /// use http::{HeaderMap, HeaderValue};
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("x-request-id", HeaderValue::from_static("7f3a"));
+    /// let options = ConnectOptions::default().headers(headers);
+    /// # let _ = options;
+    /// ```
+    pub fn headers(mut self, headers: HeaderMap) -> Self {
+        for name in headers.keys() {
+            if let Some((_, hint)) = RESERVED.iter().find(|(n, _)| *n == name.as_str()) {
+                self.invalid(format!(
+                    "header {name:?} cannot be set with header(): {hint}"
+                ));
+            }
+        }
+        if self.headers.is_empty() {
+            self.headers = headers;
+        } else {
+            // `extend` would replace a name already set; a header option
+            // adds, as `header` does.
+            let mut name = None;
+            for (next, value) in headers {
+                name = next.or(name);
+                if let Some(name) = &name {
+                    self.headers.append(name.clone(), value);
                 }
             }
         }
-        self.header_value(&name, &value);
-        self.headers.push((name, value));
         self
     }
 
@@ -476,6 +520,24 @@ mod tests {
             .header("X-Trace", "1");
         assert!(ok.check().is_ok());
         assert_eq!(ok.protocols, ["chat", "superchat"]);
+    }
+
+    #[test]
+    fn a_header_map_adds_to_the_headers_set_before_and_is_held_to_the_same_rules() {
+        let mut map = HeaderMap::new();
+        map.append("x-a", HeaderValue::from_static("2"));
+        map.append("x-a", HeaderValue::from_static("3"));
+        map.append("x-b", HeaderValue::from_static("4"));
+        let o = ConnectOptions::default().header("X-A", "1").headers(map);
+        assert!(o.check().is_ok());
+        let a: Vec<_> = o.headers.get_all("x-a").iter().collect();
+        assert_eq!(a, ["1", "2", "3"]);
+        assert_eq!(o.headers["x-b"], "4");
+
+        let mut reserved = HeaderMap::new();
+        reserved.insert("sec-websocket-protocol", HeaderValue::from_static("chat"));
+        let o = ConnectOptions::default().headers(reserved);
+        assert!(problem(o).contains("ConnectOptions::protocols"));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 
 use super::options::{invalid_input, ConnectOptions};
 use super::stream::ClientStream;
-use super::url::WsUrl;
+use super::url::{Authority, WsUrl};
 use crate::connection::WebSocket;
 use crate::error::{Error, Result, TimeoutKind};
 use crate::sync::lock;
@@ -62,7 +62,14 @@ pub(crate) fn pool_name(
     }
     // A WebSocket connection is upgraded for one resource: the path is
     // part of the name (lua-resty-websocket leaves it out).
-    let mut name = format!("{}://{}{}", url.scheme(), url.authority(), url.target());
+    let mut name = String::with_capacity(80);
+    let _ = write!(
+        name,
+        "{}://{}{}",
+        url.scheme(),
+        Authority(url),
+        url.target()
+    );
     if let Some(host) = &options.host {
         let _ = write!(name, " host={host}");
     }

@@ -1,6 +1,9 @@
 //! Parsing `ws://` and `wss://` URLs (RFC 6455 §3) into what the client
 //! needs: where to connect, whether to speak TLS, and what to ask for.
 
+use std::fmt;
+use std::net::SocketAddr;
+
 use http::Uri;
 
 use crate::error::{Error, Result};
@@ -116,6 +119,50 @@ impl WsUrl {
         &self.path
     }
 
+    /// This URL asking for another request target (path and query): the
+    /// one a proxy forwards, say, without parsing and formatting a whole URL
+    /// for each connection. The target is checked as the request line needs
+    /// it: starting with `/`, with no spaces, control characters or
+    /// fragment.
+    ///
+    /// ```
+    /// use frameway::client::WsUrl;
+    /// let url = WsUrl::parse("ws://example.com/base")?.with_target("/base/chat?room=1")?;
+    /// assert_eq!(url.target(), "/base/chat?room=1");
+    /// assert!(WsUrl::parse("ws://example.com/")?.with_target("/a b").is_err());
+    /// # Ok::<(), frameway::Error>(())
+    /// ```
+    pub fn with_target(mut self, target: impl Into<String>) -> Result<WsUrl> {
+        let target = target.into();
+        // What `Uri` accepts in a path and query, less `#`, which RFC 6455
+        // §3 forbids: printable ASCII, and bytes above it (UTF-8).
+        let sendable =
+            target.starts_with('/') && target.bytes().all(|b| b > b' ' && b != 0x7f && b != b'#');
+        if !sendable {
+            return Err(Error::InvalidUrl {
+                url: format!("{}://{}{target}", self.scheme(), Authority(&self)),
+                reason: "the request target must be a path, without spaces or a fragment",
+            });
+        }
+        self.path = target;
+        Ok(self)
+    }
+
+    /// This URL at the address `addr` instead of its host and port: one
+    /// target of a balanced service, say.
+    ///
+    /// ```
+    /// use frameway::client::WsUrl;
+    /// let url = WsUrl::parse("wss://backend/chat")?.with_addr("[::1]:8443".parse().unwrap());
+    /// assert_eq!(url.to_string(), "wss://[::1]:8443/chat");
+    /// # Ok::<(), frameway::Error>(())
+    /// ```
+    pub fn with_addr(mut self, addr: SocketAddr) -> WsUrl {
+        self.host = addr.ip().to_string();
+        self.port = addr.port();
+        self
+    }
+
     fn default_port(&self) -> u16 {
         if self.tls {
             443
@@ -124,25 +171,16 @@ impl WsUrl {
         }
     }
 
-    /// The host as it appears in a URL: IPv6 literals in brackets.
-    fn url_host(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        }
-    }
-
     /// `host:port`, as a CONNECT request and pool names want it.
     pub fn authority(&self) -> String {
-        format!("{}:{}", self.url_host(), self.port)
+        Authority(self).to_string()
     }
 
     /// The `Host` header: the port is left out when it is the scheme's
     /// default, as browsers do.
     pub fn host_header(&self) -> String {
         if self.port == self.default_port() {
-            self.url_host()
+            Host(self).to_string()
         } else {
             self.authority()
         }
@@ -167,9 +205,81 @@ impl std::str::FromStr for WsUrl {
 }
 
 /// The URL with every part written out: `scheme://host:port/target`.
-impl std::fmt::Display for WsUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}://{}{}", self.scheme(), self.authority(), self.path)
+impl fmt::Display for WsUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}{}", self.scheme(), Authority(self), self.path)
+    }
+}
+
+/// A URL's host as it appears in a URL: IPv6 literals in brackets.
+pub(crate) struct Host<'a>(pub(crate) &'a WsUrl);
+
+impl fmt::Display for Host<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.host.contains(':') {
+            write!(f, "[{}]", self.0.host)
+        } else {
+            f.write_str(&self.0.host)
+        }
+    }
+}
+
+/// A URL's `host:port`, written where it is needed rather than built.
+pub(crate) struct Authority<'a>(pub(crate) &'a WsUrl);
+
+impl fmt::Display for Authority<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", Host(self.0), self.0.port)
+    }
+}
+
+/// What [`connect_with`](super::connect_with) and
+/// [`client_handshake`](super::client_handshake) take as the URL: text,
+/// parsed there, or a [`WsUrl`] already parsed (a proxy building one per
+/// connection with [`WsUrl::with_target`] needs no text in between).
+///
+/// ```
+/// # async fn demo() -> frameway::Result<()> {
+/// use frameway::client::{connect_with, ConnectOptions, WsUrl};
+/// let base = WsUrl::parse("ws://127.0.0.1:9001/")?;
+/// let url = base.clone().with_target("/rooms/7")?;
+/// let (_ws, _response) = connect_with(url, ConnectOptions::default()).await?;
+/// # Ok(()) }
+/// ```
+pub trait IntoWsUrl: sealed::Sealed {
+    /// The parsed URL, or why the text is not one.
+    fn into_ws_url(self) -> Result<WsUrl>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for &str {}
+    impl Sealed for &String {}
+    impl Sealed for String {}
+    impl Sealed for super::WsUrl {}
+}
+
+impl IntoWsUrl for &str {
+    fn into_ws_url(self) -> Result<WsUrl> {
+        WsUrl::parse(self)
+    }
+}
+
+impl IntoWsUrl for &String {
+    fn into_ws_url(self) -> Result<WsUrl> {
+        WsUrl::parse(self)
+    }
+}
+
+impl IntoWsUrl for String {
+    fn into_ws_url(self) -> Result<WsUrl> {
+        WsUrl::parse(&self)
+    }
+}
+
+impl IntoWsUrl for WsUrl {
+    fn into_ws_url(self) -> Result<WsUrl> {
+        Ok(self)
     }
 }
 
@@ -224,6 +334,40 @@ mod tests {
         assert_eq!(url.host_header(), "[::1]:9001");
         assert_eq!(url.authority(), "[::1]:9001");
         assert_eq!(WsUrl::parse("wss://[::1]").unwrap().host_header(), "[::1]");
+    }
+
+    #[test]
+    fn a_new_target_must_be_sendable_in_a_request_line() {
+        let base = WsUrl::parse("ws://h:9000/base").unwrap();
+        let url = base.clone().with_target("/base/x?y=%20").unwrap();
+        assert_eq!(url.to_string(), "ws://h:9000/base/x?y=%20");
+        for bad in ["", "x", "/a b", "/a\r\nHost: evil", "/a#top", "/\x7f"] {
+            match base.clone().with_target(bad) {
+                Err(Error::InvalidUrl { reason, .. }) => {
+                    assert!(reason.contains("path"), "{bad:?}")
+                }
+                other => panic!("{bad:?}: expected InvalidUrl, got {other:?}"),
+            }
+        }
+        assert_eq!(base.with_target("/é").unwrap().target(), "/é");
+    }
+
+    #[test]
+    fn another_address_replaces_host_and_port_only() {
+        let url = WsUrl::parse("wss://backend/chat?x=1").unwrap();
+        let v4 = url.clone().with_addr("10.0.0.7:8443".parse().unwrap());
+        assert_eq!(v4.to_string(), "wss://10.0.0.7:8443/chat?x=1");
+        let v6 = url.with_addr("[::1]:443".parse().unwrap());
+        assert_eq!((v6.host(), v6.host_header()), ("::1", "[::1]".to_owned()));
+    }
+
+    #[test]
+    fn text_and_parsed_urls_are_both_urls() {
+        let parsed = WsUrl::parse("ws://h/x").unwrap();
+        assert_eq!("ws://h/x".into_ws_url().unwrap(), parsed);
+        assert_eq!(String::from("ws://h/x").into_ws_url().unwrap(), parsed);
+        assert_eq!(parsed.clone().into_ws_url().unwrap(), parsed);
+        assert!("http://h/".into_ws_url().is_err());
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! The client side of the opening handshake.
 
+use std::sync::LazyLock;
+
+use bytes::Bytes;
 use http::header;
-use http::{Response, StatusCode, Version};
+use http::{HeaderMap, Response, StatusCode, Version};
 
 use super::headers::{has_token, parse_extensions, split_tokens, ExtensionOffer};
 use super::key::accept_key;
@@ -9,7 +12,7 @@ use super::server::copy_headers;
 use super::{header_slots, HandshakeLimits, STACK_HEADERS, VERSION};
 
 /// What goes into a client's opening request.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ClientRequest<'a> {
     /// The `Host` header value (`host` or `host:port`).
     pub host: &'a str,
@@ -23,8 +26,24 @@ pub struct ClientRequest<'a> {
     pub origin: Option<&'a str>,
     /// The `Sec-WebSocket-Extensions` offer, if any.
     pub extensions: Option<&'a str>,
-    /// More headers, sent as given.
-    pub headers: &'a [(String, String)],
+    /// More headers, sent as given (names as the map keeps them: lower
+    /// case, which HTTP/1.1 treats as the same names).
+    pub headers: &'a HeaderMap,
+}
+
+impl Default for ClientRequest<'_> {
+    fn default() -> Self {
+        static NO_HEADERS: LazyLock<HeaderMap> = LazyLock::new(HeaderMap::new);
+        ClientRequest {
+            host: "",
+            path: "",
+            key: "",
+            protocols: &[],
+            origin: None,
+            extensions: None,
+            headers: &NO_HEADERS,
+        }
+    }
 }
 
 /// Serialises the opening request onto `out`.
@@ -40,29 +59,34 @@ pub struct ClientRequest<'a> {
 /// ```
 pub fn write_request(req: &ClientRequest<'_>, out: &mut Vec<u8>) {
     let path = if req.path.is_empty() { "/" } else { req.path };
-    out.extend_from_slice(format!("GET {path} HTTP/1.1\r\n").as_bytes());
-    let mut line = |name: &str, value: &str| {
+    out.extend_from_slice(b"GET ");
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut line = |name: &str, value: &[u8]| {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     };
-    line("Host", req.host);
-    line("Upgrade", "websocket");
-    line("Connection", "Upgrade");
-    line("Sec-WebSocket-Key", req.key);
-    line("Sec-WebSocket-Version", VERSION);
+    line("Host", req.host.as_bytes());
+    line("Upgrade", b"websocket");
+    line("Connection", b"Upgrade");
+    line("Sec-WebSocket-Key", req.key.as_bytes());
+    line("Sec-WebSocket-Version", VERSION.as_bytes());
     if !req.protocols.is_empty() {
-        line("Sec-WebSocket-Protocol", &req.protocols.join(", "));
+        line(
+            "Sec-WebSocket-Protocol",
+            req.protocols.join(", ").as_bytes(),
+        );
     }
     if let Some(origin) = req.origin {
-        line("Origin", origin);
+        line("Origin", origin.as_bytes());
     }
     if let Some(extensions) = req.extensions {
-        line("Sec-WebSocket-Extensions", extensions);
+        line("Sec-WebSocket-Extensions", extensions.as_bytes());
     }
     for (name, value) in req.headers {
-        line(name, value);
+        line(name.as_str(), value.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -127,7 +151,8 @@ pub fn parse_response(
             Version::HTTP_10
         });
     if let Some(map) = builder.headers_mut() {
-        copy_headers(res.headers, map)
+        let head = Bytes::copy_from_slice(&buf[..len]);
+        copy_headers(buf, &head, res.headers, map)
             .map_err(|_| ResponseError::Malformed("invalid header".into()))?;
     }
     let response = builder

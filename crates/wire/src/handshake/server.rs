@@ -1,7 +1,8 @@
 //! The server side of the opening handshake.
 
+use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
-use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 
 use super::headers::{has_token, is_tchar, parse_extensions, split_tokens, ExtensionOffer};
 use super::key::{accept_key, is_valid_key};
@@ -121,12 +122,15 @@ pub fn parse_request(
         Err(e) => return Err(RequestError::Malformed(e.to_string())),
     };
     let malformed = |what: &str| RequestError::Malformed(what.to_owned());
+    let head = Bytes::copy_from_slice(&buf[..len]);
+    let uri = Uri::from_maybe_shared(shared(buf, &head, req.path.unwrap_or_default().as_bytes()))
+        .map_err(|_| malformed("invalid request target"))?;
     let mut builder = Request::builder()
         .method(
             Method::from_bytes(req.method.unwrap_or_default().as_bytes())
                 .map_err(|_| malformed("invalid method"))?,
         )
-        .uri(req.path.unwrap_or_default())
+        .uri(uri)
         .version(if req.version == Some(1) {
             Version::HTTP_11
         } else {
@@ -135,22 +139,40 @@ pub fn parse_request(
     let map = builder
         .headers_mut()
         .ok_or_else(|| malformed("invalid request target"))?;
-    copy_headers(req.headers, map).map_err(|_| malformed("invalid header"))?;
+    copy_headers(buf, &head, req.headers, map).map_err(|_| malformed("invalid header"))?;
     let request = builder
         .body(())
         .map_err(|e| RequestError::Malformed(e.to_string()))?;
     Ok(Some((request, len)))
 }
 
-/// Copies parsed headers into a map.
-pub(super) fn copy_headers(from: &[httparse::Header<'_>], to: &mut HeaderMap) -> Result<(), ()> {
+/// Copies headers parsed from `buf` into a map, their values sharing
+/// `head`, the one copy of the head that outlives `buf`, rather than each
+/// allocated on its own.
+pub(super) fn copy_headers(
+    buf: &[u8],
+    head: &Bytes,
+    from: &[httparse::Header<'_>],
+    to: &mut HeaderMap,
+) -> Result<(), ()> {
     to.reserve(from.len());
     for h in from {
         let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| ())?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| ())?;
+        let value = HeaderValue::from_maybe_shared(shared(buf, head, h.value)).map_err(|_| ())?;
         to.append(name, value);
     }
     Ok(())
+}
+
+/// The bytes of `head` that `part`, a slice of `buf`, was: `head` is a copy
+/// of `buf`'s start, so `part` sits at the same offset in it.
+pub(super) fn shared(buf: &[u8], head: &Bytes, part: &[u8]) -> Bytes {
+    let start = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+    match head.get(start..start.wrapping_add(part.len())) {
+        Some(_) => head.slice(start..start + part.len()),
+        // Not a slice of `buf`: httparse's empty default for a missing part.
+        None => Bytes::copy_from_slice(part),
+    }
 }
 
 /// Checks that a request is a valid WebSocket opening handshake (RFC 6455
@@ -218,8 +240,9 @@ pub fn accept_response(
 ) -> Result<Response<()>, http::Error> {
     let mut response = Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(header::UPGRADE, "websocket")
-        .header(header::CONNECTION, "Upgrade")
+        // Static values and the key's own `String`: no copies.
+        .header(header::UPGRADE, HeaderValue::from_static("websocket"))
+        .header(header::CONNECTION, HeaderValue::from_static("Upgrade"))
         .header(
             header::SEC_WEBSOCKET_ACCEPT,
             accept_key(offer.key.as_bytes()),
@@ -291,6 +314,19 @@ mod tests {
         let (req, _) =
             parse_request(raw.as_bytes(), HandshakeLimits::default())?.expect("complete");
         validate_request(&req)
+    }
+
+    #[test]
+    fn headers_and_target_keep_their_bytes_whatever_the_buffer_held_after_the_head() {
+        let raw = "GET /a/b?c=d HTTP/1.1\r\nHost: h\r\nX-Empty:\r\nX-Bytes: café\r\n\r\nFRAMES";
+        let (req, len) = parse_request(raw.as_bytes(), HandshakeLimits::default())
+            .unwrap()
+            .expect("complete");
+        assert_eq!(&raw[len..], "FRAMES");
+        assert_eq!(req.uri(), "/a/b?c=d");
+        assert_eq!(req.headers()["host"], "h");
+        assert_eq!(req.headers()["x-empty"], "");
+        assert_eq!(req.headers()["x-bytes"].as_bytes(), "café".as_bytes());
     }
 
     #[test]
