@@ -351,7 +351,8 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 
 /// A listening socket on `addr` with `SO_REUSEPORT` (and `SO_REUSEADDR`) set,
 /// on the calling tokio runtime: several workers, or an old and a new
-/// process, can each have one on the same address.
+/// process, can each have one on the same address. `TCP_NODELAY` is set
+/// on it, and the connections it accepts inherit it.
 pub fn reuseport_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = match addr {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
@@ -359,6 +360,10 @@ pub fn reuseport_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     };
     socket.set_reuseaddr(true)?;
     socket.set_reuseport(true)?;
+    // Frames are written whole and flushed; Nagle's algorithm would only
+    // hold small ones back for an ACK. Set once here rather than with one
+    // system call per accepted connection (a reconnect storm's thousands).
+    socket.set_nodelay(true)?;
     socket.bind(addr)?;
     // A reconnect storm (every client of a deploy at once) overflows a
     // short accept queue, and a dropped SYN costs its client a one-second
@@ -390,7 +395,6 @@ async fn accept_loop(
                 continue;
             }
         };
-        let _ = tcp.set_nodelay(true);
         let config = configs.current();
         let drain = drain.clone();
         match &tls {
@@ -553,5 +557,17 @@ mod tests {
         assert_eq!(pauses[9], Duration::from_secs(1));
         failures.recovered();
         assert_eq!(failures.failed(&err), Duration::from_millis(10));
+    }
+
+    // The accept loop relies on this instead of setting TCP_NODELAY on each
+    // connection: if a kernel stopped passing it on, small frames would
+    // wait for ACKs.
+    #[tokio::test]
+    async fn accepted_connections_inherit_nodelay_from_the_listener() {
+        let listener = super::reuseport_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(accepted.nodelay().unwrap());
     }
 }
