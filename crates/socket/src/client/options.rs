@@ -263,7 +263,7 @@ impl ConnectOptions {
         for name in headers.keys() {
             if let Some((_, hint)) = RESERVED.iter().find(|(n, _)| *n == name.as_str()) {
                 self.invalid(format!(
-                    "header {name:?} cannot be set with header(): {hint}"
+                    "header {name:?} cannot be set as a plain header: {hint}"
                 ));
             }
         }

@@ -134,8 +134,9 @@ impl WsUrl {
     /// ```
     pub fn with_target(mut self, target: impl Into<String>) -> Result<WsUrl> {
         let target = target.into();
-        // What `Uri` accepts in a path and query, less `#`, which RFC 6455
-        // §3 forbids: printable ASCII, and bytes above it (UTF-8).
+        // What a request line can carry: no space or control character
+        // (either would end or break the line), no `#` (RFC 6455 §3 forbids
+        // fragments); bytes above ASCII pass, as `Uri` lets UTF-8 through.
         let sendable =
             target.starts_with('/') && target.bytes().all(|b| b > b' ' && b != 0x7f && b != b'#');
         if !sendable {
