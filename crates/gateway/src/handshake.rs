@@ -467,8 +467,8 @@ fn forwarded_for(previous: Option<&[u8]>, client_addr: SocketAddr) -> Option<Hea
     let mut ip = [0u8; 48];
     let mut cursor = &mut ip[..];
     write!(cursor, "{}", client_addr.ip()).ok()?;
-    let written = 48 - cursor.len();
-    let ip = &ip[..written];
+    let unwritten = cursor.len();
+    let ip = &ip[..ip.len() - unwritten];
     let Some(previous) = previous else {
         return HeaderValue::from_bytes(ip).ok();
     };

@@ -157,7 +157,8 @@ async fn forwarded_headers_and_no_hop_by_hop_headers() {
         let extra = "Connection: X-Hop\r\nX-Hop: secret\r\nKeep-Alive: timeout=5\r\n\
                      TE: trailers\r\nProxy-Authorization: Basic eDp5\r\n\
                      X-Forwarded-For: 10.0.0.1\r\nX-Custom: yes\r\nCookie: a=b\r\n\
-                     Origin: https://app.test\r\nUser-Agent: proxy-test\r\n";
+                     Origin: https://app.test\r\nUser-Agent: proxy-test\r\n\
+                     X-Name: café\r\n";
         let (mut client, _) = raw_ws_client(gw, &upgrade_request("/", extra), b"").await;
         let conn = next_upstream(&mut conns).await;
         let h = conn.request.headers();
@@ -168,6 +169,8 @@ async fn forwarded_headers_and_no_hop_by_hop_headers() {
         assert_eq!(h["cookie"], "a=b");
         assert_eq!(h["origin"], "https://app.test");
         assert_eq!(h["user-agent"], "proxy-test");
+        // Bytes beyond ASCII (obs-text) go up as they came.
+        assert_eq!(h["x-name"].as_bytes(), "café".as_bytes());
         assert_eq!(h["host"], up.to_string());
         for hop in ["x-hop", "keep-alive", "te", "proxy-authorization"] {
             assert!(h.get(hop).is_none(), "{hop} was forwarded: {h:?}");
