@@ -13,6 +13,10 @@ use crate::spare;
 /// when they need no masking: below it, a copy costs less than one more
 /// slice in a vectored write.
 const SHARE_MIN: usize = 4096;
+/// A buffer is taken over by the queue ([`Output::take_front`]) only when
+/// the bytes it must hand on to a spare are at most this fraction of those
+/// it saves copying.
+const ADOPT_REST_RATIO: usize = 4;
 
 /// Queued output: small frames copied into one buffer, large unmasked
 /// payloads kept as the caller's [`Bytes`]. Write it with one vectored
@@ -82,6 +86,36 @@ impl Output {
         if !bytes.is_empty() {
             self.reserve(bytes.len());
             self.tail.put_slice(bytes);
+        }
+    }
+
+    /// Queues the first `len` bytes of `buf`, already framed as they must go
+    /// out, and removes them from `buf`.
+    ///
+    /// A large front queued behind nothing takes `buf`'s memory over, and
+    /// `buf` is left the bytes after it in a spare buffer: a read's worth of
+    /// pushed frames goes out without being copied, only the frame the read
+    /// ended inside of. Anything else is copied, as a swap would cost more
+    /// than the copy, or the queue's order needs the copy.
+    pub(crate) fn take_front(&mut self, buf: &mut BytesMut, len: usize) {
+        let rest = buf.len() - len;
+        if self.is_empty() && len >= SHARE_MIN && rest <= len / ADOPT_REST_RATIO {
+            let mut front = std::mem::take(buf);
+            // An empty queue may still hold its buffer: it serves the rest.
+            self.release();
+            if rest > 0 {
+                *buf = spare::take();
+                buf.extend_from_slice(&front[len..]);
+                front.truncate(len);
+            }
+            self.tail = front;
+            return;
+        }
+        self.push_bytes(&buf[..len]);
+        if rest == 0 {
+            buf.clear();
+        } else {
+            buf.advance(len);
         }
     }
 
@@ -205,6 +239,36 @@ mod tests {
         assert_eq!(&expected[..5], b"\x82\x03abc");
         assert_eq!(&expected[expected.len() - 3..], b"\x82\x01z");
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_large_front_queued_behind_nothing_takes_the_buffer_over() {
+        let mut out = Output::default();
+        let mut buf = BytesMut::from(&[7u8; SHARE_MIN + 10][..]);
+        buf[SHARE_MIN..].copy_from_slice(b"0123456789");
+        let memory = buf.as_ptr();
+        out.take_front(&mut buf, SHARE_MIN);
+        assert_eq!(out.chunk().as_ptr(), memory, "the front was copied");
+        assert_eq!(out.len(), SHARE_MIN);
+        assert_eq!(&buf[..], b"0123456789");
+        assert_ne!(buf.as_ptr(), memory);
+    }
+
+    #[test]
+    fn a_front_behind_queued_bytes_or_before_a_large_rest_is_copied() {
+        let mut out = Output::default();
+        out.push_bytes(b"queued");
+        let mut buf = BytesMut::from(&[1u8; SHARE_MIN][..]);
+        let memory = buf.as_ptr();
+        out.take_front(&mut buf, SHARE_MIN);
+        assert_eq!(out.take_all().len(), 6 + SHARE_MIN);
+        assert_eq!((buf.len(), buf.as_ptr()), (0, memory));
+
+        let mut buf = BytesMut::from(&[2u8; 2 * SHARE_MIN][..]);
+        let memory = buf.as_ptr();
+        out.take_front(&mut buf, SHARE_MIN);
+        assert_ne!(out.chunk().as_ptr(), memory);
+        assert_eq!((out.len(), buf.len()), (SHARE_MIN, SHARE_MIN));
     }
 
     #[test]

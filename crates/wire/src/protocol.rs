@@ -505,11 +505,17 @@ impl Protocol {
             at = payload.end;
             on_frame(head.opcode, head.len);
         };
-        to.out.push_bytes(&buf[run]);
-        if at == buf.len() {
-            buf.clear();
+        // A pass that is one run from the buffer's start (server push) may
+        // hand the read buffer itself to the output.
+        if run.start == 0 {
+            to.out.take_front(buf, at);
         } else {
-            buf.advance(at);
+            to.out.push_bytes(&buf[run]);
+            if at == buf.len() {
+                buf.clear();
+            } else {
+                buf.advance(at);
+            }
         }
         if let Err(err) = &result {
             self.fail(err);

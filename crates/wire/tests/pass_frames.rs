@@ -3,7 +3,7 @@
 //! as `read_frame` checks them, and what the lane does not take is left for
 //! `read_frame`.
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use frameway_wire::{
     Config, Frame, Limits, Message, Mode, OpCode, Protocol, ProtocolError, Role, State,
 };
@@ -197,6 +197,27 @@ fn pushed_messages_reach_the_client_byte_for_byte() {
         ]
     );
     assert!(wire.is_empty());
+    assert_eq!(client_leg.take_output(), sent);
+}
+
+#[test]
+fn a_read_of_pushed_frames_goes_out_in_the_memory_it_was_read_into() {
+    let (mut server, mut upstream_leg, mut client_leg) =
+        (endpoint(Role::Server), leg(Role::Client), leg(Role::Server));
+    for _ in 0..8 {
+        server.send(&Message::binary(vec![7u8; 1024])).unwrap();
+    }
+    server
+        .send(&Message::text("the read ends inside this one"))
+        .unwrap();
+    let sent = server.take_output();
+    let mut wire = BytesMut::from(&sent[..sent.len() - 3]);
+    let memory = wire.as_ptr();
+    assert_eq!(pass(&mut upstream_leg, &mut wire, &mut client_leg).len(), 8);
+    assert_eq!(client_leg.output().chunk().as_ptr(), memory);
+    assert_eq!(&wire[..], &sent[8 * 1028..sent.len() - 3]);
+    wire.extend_from_slice(&sent[sent.len() - 3..]);
+    assert_eq!(pass(&mut upstream_leg, &mut wire, &mut client_leg).len(), 1);
     assert_eq!(client_leg.take_output(), sent);
 }
 
