@@ -497,11 +497,12 @@ impl RouteMetrics {
         self.total.fetch_add(1, Relaxed);
     }
 
-    /// A unit of `len` payload bytes came from `side`: the message path.
-    pub(crate) fn received(&self, side: Direction, kind: FrameType, len: usize) {
+    /// `messages` units of `kind` with `bytes` payload bytes in all came
+    /// from `side`: the message path.
+    pub(crate) fn received(&self, side: Direction, kind: FrameType, messages: u64, bytes: u64) {
         let (s, k) = (side.index(), kind.index());
-        self.messages[s][k].fetch_add(1, Relaxed);
-        self.bytes[s][k].fetch_add(len as u64, Relaxed);
+        self.messages[s][k].fetch_add(messages, Relaxed);
+        self.bytes[s][k].fetch_add(bytes, Relaxed);
     }
 
     /// A plugin dropped a frame from `side`.
@@ -638,7 +639,7 @@ mod tests {
         for worker in [&a, &b] {
             let route = worker.route("chat", "backend");
             route.opened();
-            route.received(Direction::Client, FrameType::Text, 5);
+            route.received(Direction::Client, FrameType::Text, 1, 5);
             worker.handshake(101);
         }
         a.route("chat", "backend")

@@ -26,7 +26,7 @@ use frameway::{CloseCode, CloseFrame, Error, Message, OpCode, Utf8Bytes, WebSock
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep, Instant, Sleep};
 
-use super::{planned, Decision, Ending, Held, Relay, Step, Unit};
+use super::{planned, Decision, Ending, Held, Passed, Relay, Step, Unit};
 use crate::drain::DrainSignal;
 use crate::plugin::FrameWaiting;
 use crate::plugin::{Direction, FrameType, InFlight, PlannedClose};
@@ -552,12 +552,10 @@ fn pass<F, T>(
 where
     F: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut moved = false;
-    from.pass_frames(to, FLUSH_AT, |opcode, len| {
-        relay.passed(side, opcode, len);
-        moved = true;
-    });
-    moved
+    let mut passed = Passed::default();
+    from.pass_frames(to, FLUSH_AT, |opcode, len| passed.add(opcode, len));
+    relay.passed(side, &passed);
+    !passed.is_empty()
 }
 
 /// Writes out each leg with at least `at_least` bytes queued; the leg whose
