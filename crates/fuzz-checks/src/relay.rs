@@ -4,7 +4,9 @@
 //! Asserts: the lane changes nothing a relay can see. The same frames are
 //! relayed in the same order, the same error ends the stream, and the
 //! other leg queues the same bytes, whatever the reads and wherever the
-//! lane's queue bound stops it.
+//! lane's queue bound stops it, and whether the other leg's output was
+//! written out between reads (an empty queue lets the lane hand it a read
+//! buffer whole: `Output::take_front`).
 
 use bytes::BytesMut;
 use frameway_wire::{OpCode, Protocol, ProtocolError};
@@ -30,6 +32,7 @@ pub fn check(data: &[u8]) {
     let flags = input.byte();
     let role = endpoint::role(flags);
     let any_mask = flags & 2 != 0;
+    let written_between_reads = flags & 4 != 0;
     let bound = input.pick(&[0, 1, 30, 200, 4096, usize::MAX]);
     let limits = limits::limits(&mut input);
     let splits = input.splits();
@@ -39,7 +42,7 @@ pub fn check(data: &[u8]) {
     let run = |lane: Option<usize>| {
         let mut from = endpoint::relay_leg(role, limits, any_mask);
         let mut to = endpoint::relay_leg(endpoint::peer(role), limits, false);
-        relay(&mut from, &mut to, &chunks, lane)
+        relay(&mut from, &mut to, &chunks, lane, written_between_reads)
     };
     let per_frame = run(None);
     let with_lane = run(Some(bound));
@@ -50,8 +53,15 @@ pub fn check(data: &[u8]) {
 }
 
 /// Relays `chunks` received on `from` to `to`, one frame at a time, after
-/// the fast lane has taken what it takes when `lane` gives its bound.
-fn relay(from: &mut Protocol, to: &mut Protocol, chunks: &[&[u8]], lane: Option<usize>) -> Relayed {
+/// the fast lane has taken what it takes when `lane` gives its bound; takes
+/// what `to` queued after each read if `written_between_reads`.
+fn relay(
+    from: &mut Protocol,
+    to: &mut Protocol,
+    chunks: &[&[u8]],
+    lane: Option<usize>,
+    written_between_reads: bool,
+) -> Relayed {
     let mut relayed = Relayed {
         frames: Vec::new(),
         error: None,
@@ -86,7 +96,10 @@ fn relay(from: &mut Protocol, to: &mut Protocol, chunks: &[&[u8]], lane: Option<
             }
             relayed.frames.push((frame.opcode, frame.payload.len()));
         }
+        if written_between_reads {
+            relayed.out.extend_from_slice(&endpoint::take_output(to));
+        }
     }
-    relayed.out = endpoint::take_output(to);
+    relayed.out.extend_from_slice(&endpoint::take_output(to));
     relayed
 }
