@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use frameway::client::{client_handshake, connect_with, ConnectOptions, ConnectResponse, WsUrl};
@@ -121,6 +121,12 @@ pub struct Service {
     pub retries: u32,
     /// permessage-deflate offered to the upstream (`None`: never).
     pub deflate: Option<DeflateOffer>,
+    /// The rustls configuration of a `wss` upstream, built on the first
+    /// connect from the settings above and shared by every connection after
+    /// it (and by the copies a handshake plugin reroutes): per connection,
+    /// the CA file would be read again each time and no TLS session would
+    /// be resumed.
+    pub(crate) tls: Arc<OnceLock<Arc<rustls::ClientConfig>>>,
 }
 
 /// A certificate chain and private key a service presents to its upstream
@@ -227,6 +233,27 @@ fn tries(tried: &[(SocketAddr, frameway::Error)]) -> String {
 }
 
 impl Service {
+    /// The rustls configuration for this service's `wss` upstream: see
+    /// [`Service::tls`]. A failed build (an unreadable CA file) is not kept,
+    /// and the next connect tries again.
+    fn tls_config(&self) -> frameway::Result<Arc<rustls::ClientConfig>> {
+        if let Some(config) = self.tls.get() {
+            return Ok(config.clone());
+        }
+        let mut options = ConnectOptions::default().ssl_verify(self.tls_verify);
+        if let Some(ca) = &self.ca_file {
+            options = options.ca_file(ca);
+        }
+        for ca in &self.ca_certificates {
+            options = options.ca_pem(ca.clone());
+        }
+        if let Some(cert) = &self.client_certificate {
+            options = options.client_cert(cert.chain.clone(), cert.key.clone());
+        }
+        let config = options.build_tls_config()?;
+        Ok(self.tls.get_or_init(|| config).clone())
+    }
+
     /// This service sent elsewhere by a handshake plugin: to one target,
     /// with the service's scheme and path, or over an upstream's targets.
     pub(crate) fn rerouted(&self, reroute: &Reroute, pools: &[Arc<Pool>]) -> Service {
@@ -327,7 +354,6 @@ impl Service {
             .protocols(req.protocols)
             .connect_timeout(connect_timeout)
             .handshake_timeout(self.read_timeout)
-            .ssl_verify(self.tls_verify)
             .websocket(req.websocket)
             .headers(headers);
         if let Some(origin) = origin.as_ref().and_then(|v| v.to_str().ok()) {
@@ -336,17 +362,11 @@ impl Service {
         if let Some(host) = host.as_ref().and_then(|v| v.to_str().ok()) {
             options = options.host(host);
         }
-        if let Some(ca) = &self.ca_file {
-            options = options.ca_file(ca);
-        }
-        for ca in &self.ca_certificates {
-            options = options.ca_pem(ca.clone());
-        }
-        if let Some(cert) = &self.client_certificate {
-            options = options.client_cert(cert.chain.clone(), cert.key.clone());
-        }
         match &self.upstream {
             Upstream::Url { url, .. } => {
+                if url.is_tls() {
+                    options = options.tls_config(self.tls_config()?);
+                }
                 let url = match target {
                     Some(target) => {
                         if host.is_none() {

@@ -8,6 +8,43 @@ use serde_json::json;
 use support::*;
 
 #[tokio::test]
+async fn a_wss_upstream_resumes_the_tls_session_of_the_connection_before() {
+    bounded(async {
+        let pki = TestPki::new("resumed");
+        let (up, mut handshakes) = tls_echo_upstream_telling(pki.server_config(false)).await;
+        let config = format!(
+            r#"
+[gateway]
+listen = ["127.0.0.1:0"]
+
+[[services]]
+name = "secure"
+url = "wss://localhost:{port}/"
+ca_file = "{ca}"
+  [[services.routes]]
+  name = "r"
+  paths = ["/"]
+"#,
+            ca = pki.path("ca.pem"),
+            port = up.port(),
+        );
+        let addr = gateway(&config).await;
+        for _ in 0..2 {
+            let mut client = connect(addr, "/").await;
+            client.send_text("again").await.unwrap();
+            assert_eq!(recv_text(&mut client).await, "again");
+            client.close(CloseCode::NORMAL, "").await.unwrap();
+        }
+        assert_eq!(handshakes.recv().await, Some(rustls::HandshakeKind::Full));
+        assert_eq!(
+            handshakes.recv().await,
+            Some(rustls::HandshakeKind::Resumed)
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn wss_on_both_legs_with_a_test_ca() {
     bounded(async {
         let pki = TestPki::new("both-legs");

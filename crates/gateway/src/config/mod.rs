@@ -827,6 +827,7 @@ impl<'a> Loader<'a> {
             pool,
             retries: svc.retries,
             deflate,
+            tls: Default::default(),
         }))
     }
 

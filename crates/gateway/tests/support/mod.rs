@@ -396,20 +396,32 @@ pub fn refused_addr() -> SocketAddr {
 
 /// A wss echo upstream with this TLS configuration.
 pub async fn tls_echo_upstream(config: rustls::ServerConfig) -> SocketAddr {
+    tls_echo_upstream_telling(config).await.0
+}
+
+/// A wss echo upstream that tells how each TLS handshake went (full or
+/// resumed), in the order they completed.
+pub async fn tls_echo_upstream_telling(
+    config: rustls::ServerConfig,
+) -> (SocketAddr, mpsc::UnboundedReceiver<rustls::HandshakeKind>) {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
             tokio::spawn(async move {
                 if let Ok(tls) = acceptor.accept(tcp).await {
+                    if let Some(kind) = tls.get_ref().1.handshake_kind() {
+                        let _ = tx.send(kind);
+                    }
                     let _ = frameway_gateway::echo::serve_echo(tls).await;
                 }
             });
         }
     });
-    addr
+    (addr, rx)
 }
 
 // ------------------------------------------------------------- clients ---

@@ -372,6 +372,25 @@ impl ConnectOptions {
         self
     }
 
+    /// Builds the rustls configuration these options describe (`ssl_verify`,
+    /// `roots`, `ca_*`, `client_cert`; or the one given to
+    /// [`tls_config`](ConnectOptions::tls_config)), reading their files now:
+    /// what a caller that connects many times builds once and hands back
+    /// with `tls_config`, so that its connections resume TLS sessions and
+    /// no file is read per connect.
+    ///
+    /// ```
+    /// use frameway::client::ConnectOptions;
+    /// let options = ConnectOptions::default().ssl_verify(false);
+    /// let config = options.build_tls_config()?;
+    /// let shared = options.tls_config(config);
+    /// # let _ = shared;
+    /// # Ok::<(), frameway::Error>(())
+    /// ```
+    pub fn build_tls_config(&self) -> Result<Arc<rustls::ClientConfig>> {
+        super::tls::client_config(self)
+    }
+
     /// Sends this `Sec-WebSocket-Key` instead of a random one. It must be
     /// the base64 encoding of 16 bytes. Only for tests: RFC 6455 asks for a
     /// fresh random key per connection.
