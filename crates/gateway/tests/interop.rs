@@ -7,16 +7,11 @@ use frameway::{CloseCode, CloseFrame, Message};
 use serde_json::json;
 use support::*;
 
-#[tokio::test]
-async fn a_wss_upstream_resumes_the_tls_session_of_the_connection_before() {
-    bounded(async {
-        let pki = TestPki::new("resumed");
-        let (up, mut handshakes) = tls_echo_upstream_telling(pki.server_config(false)).await;
-        let config = format!(
-            r#"
-[gateway]
-listen = ["127.0.0.1:0"]
-
+/// A service on a wss upstream at `port`, trusted through the test CA,
+/// routed from `/`.
+fn wss_service(port: u16, pki: &TestPki) -> String {
+    format!(
+        r#"
 [[services]]
 name = "secure"
 url = "wss://localhost:{port}/"
@@ -25,8 +20,18 @@ ca_file = "{ca}"
   name = "r"
   paths = ["/"]
 "#,
-            ca = pki.path("ca.pem"),
-            port = up.port(),
+        ca = pki.path("ca.pem"),
+    )
+}
+
+#[tokio::test]
+async fn a_wss_upstream_resumes_the_tls_session_of_the_connection_before() {
+    bounded(async {
+        let pki = TestPki::new("resumed");
+        let (up, mut handshakes) = tls_echo_upstream_telling(pki.server_config(false)).await;
+        let config = format!(
+            "[gateway]\nlisten = [\"127.0.0.1:0\"]\n{}",
+            wss_service(up.port(), &pki)
         );
         let addr = gateway(&config).await;
         for _ in 0..2 {
@@ -56,19 +61,10 @@ listen = ["127.0.0.1:0"]
 tls_listen = ["127.0.0.1:0"]
 tls_cert = "{cert}"
 tls_key = "{key}"
-
-[[services]]
-name = "secure"
-url = "wss://localhost:{port}/"
-ca_file = "{ca}"
-  [[services.routes]]
-  name = "r"
-  paths = ["/"]
-"#,
+{service}"#,
             cert = pki.path("server.pem"),
             key = pki.path("server.key"),
-            ca = pki.path("ca.pem"),
-            port = up.port(),
+            service = wss_service(up.port(), &pki),
         );
         let addrs = gateway_addrs(
             &config,
