@@ -431,17 +431,12 @@ fn forwarded_headers(
             .flat_map(|v| v.split(','))
             .any(|token| token.trim().eq_ignore_ascii_case(name))
     };
-    let forwarded = |name: &HeaderName| {
-        let name = name.as_str();
-        !NOT_FORWARDED.contains(&name) && !per_hop(name)
-    };
-    // Sized for what is forwarded, not for the whole request: a map's
-    // entries are about 100 bytes each, and a block over 1 KiB misses
-    // glibc's thread cache.
-    let count = from.iter().filter(|(name, _)| forwarded(name)).count();
-    let mut headers = HeaderMap::with_capacity(count + 3);
-    for (name, value) in from.iter().filter(|(name, _)| forwarded(name)) {
-        headers.append(name.clone(), value.clone());
+    let mut headers = HeaderMap::with_capacity(from.len() + 3);
+    for (name, value) in from {
+        let name_str = name.as_str();
+        if !NOT_FORWARDED.contains(&name_str) && !per_hop(name_str) {
+            headers.append(name.clone(), value.clone());
+        }
     }
     let xff = HeaderName::from_static("x-forwarded-for");
     let previous = from.get(&xff).filter(|v| v.to_str().is_ok());
