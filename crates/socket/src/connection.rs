@@ -23,6 +23,7 @@ use tokio::time::{sleep_until, Instant, Sleep};
 
 use crate::config::WebSocketConfig;
 use crate::error::{Error, Result, TimeoutKind};
+use crate::read::poll_read_spare;
 
 /// Queued output above which writers wait for the socket (backpressure).
 const WRITE_HIGH_WATER: usize = 128 * 1024;
@@ -561,35 +562,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
-    /// Reads more bytes into the read buffer. The buffer is borrowed from
-    /// the thread's spares when data comes and given back when a read finds
-    /// nothing (or the end of the stream) while it is empty, so an idle
+    /// Reads more bytes into the read buffer, borrowed from the thread's
+    /// spares while it holds bytes ([`poll_read_spare`]), so an idle
     /// connection holds none and a busy one reads straight into the buffer
     /// its frames are taken from.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.rbuf.capacity() == 0 {
-            self.rbuf = spare::take();
-        }
-        if self.rbuf.capacity() - self.rbuf.len() < MIN_READ_BUF {
+        let room = self.rbuf.capacity() - self.rbuf.len();
+        if self.rbuf.capacity() != 0 && room < MIN_READ_BUF {
             // Grow towards the frame being received, but in steps: a header
             // alone must not make us commit its whole (limit-sized) payload.
             let wanted = self.proto.bytes_wanted(self.rbuf.len());
             self.rbuf.reserve(wanted.clamp(MIN_READ_BUF, MAX_READ_STEP));
         }
-        let spare = self.rbuf.spare_capacity_mut();
-        let mut buf = ReadBuf::uninit(spare);
-        let polled = Pin::new(&mut self.io).poll_read(cx, &mut buf);
-        let n = buf.filled().len();
-        // Also at the end of the stream: a connection that ended with a
-        // buffer in hand would cost its thread a spare, and a reconnect
-        // storm a 64 KiB `malloc` and `free` per connection.
-        if n == 0 && self.rbuf.is_empty() {
-            spare::give(std::mem::take(&mut self.rbuf));
-        }
-        ready!(polled)?;
-        // SAFETY: `poll_read` initialised the first `n` spare bytes.
-        unsafe { self.rbuf.set_len(self.rbuf.len() + n) };
-        Poll::Ready(Ok(n))
+        poll_read_spare(&mut self.io, cx, &mut self.rbuf)
     }
 
     // ----- writing -----

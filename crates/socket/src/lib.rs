@@ -36,6 +36,7 @@ mod connection;
 mod error;
 mod json;
 mod random;
+mod read;
 pub mod server;
 mod split;
 pub mod sync;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use frameway_wire::deflate::Deflate;
 use frameway_wire::handshake::{
     accept_response, parse_request, rejection_response, validate_request, write_response,
@@ -12,11 +12,12 @@ use frameway_wire::handshake::{
 };
 use frameway_wire::{spare, Role};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::config::WebSocketConfig;
 use crate::connection::{with_timeout, WebSocket};
 use crate::error::{Error, Result, TimeoutKind};
+use crate::read::read_spare;
 
 /// How an application answers an opening request: accept (choosing a
 /// subprotocol, adding headers) or refuse with a status and body.
@@ -235,12 +236,13 @@ pub async fn read_request<S: AsyncRead + Unpin>(
     io: &mut S,
     limits: HandshakeLimits,
 ) -> std::io::Result<std::result::Result<(Request<()>, Bytes), RequestError>> {
-    // A spare read buffer, not a new one: a reconnect storm reads
-    // thousands of heads a second. What came after the head is copied out.
-    let mut buf = spare::take();
+    // A spare read buffer, held only while bytes of the head are in it: in
+    // a reconnect storm thousands of clients are waited for at once. What
+    // came after the head is copied out.
+    let mut buf = BytesMut::new();
     let read = async {
         loop {
-            if io.read_buf(&mut buf).await? == 0 {
+            if read_spare(io, &mut buf).await? == 0 {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
             match parse_request(&buf, limits) {

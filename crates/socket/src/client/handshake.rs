@@ -19,6 +19,7 @@ use super::options::ConnectOptions;
 use super::tls::tls_io_error;
 use super::url::WsUrl;
 use crate::error::{Error, RefusedUpgrade, Result};
+use crate::read::read_spare;
 
 /// The most body kept from a refused upgrade.
 const MAX_BODY: usize = 64 * 1024;
@@ -190,11 +191,12 @@ async fn read_head<S: AsyncRead + Unpin>(
     io: &mut S,
     limits: HandshakeLimits,
 ) -> Result<(Response<()>, BytesMut)> {
-    // A spare read buffer, as the server side reads its request head.
-    let mut buf = spare::take();
+    // A spare read buffer, held only while bytes of the head are in it, as
+    // the server side reads its request head.
+    let mut buf = BytesMut::new();
     let read = async {
         loop {
-            if io.read_buf(&mut buf).await.map_err(tls_io_error)? == 0 {
+            if read_spare(io, &mut buf).await.map_err(tls_io_error)? == 0 {
                 return Err(Error::Io(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     "the server closed the connection before answering the upgrade",
