@@ -42,6 +42,7 @@ pub mod plugins;
 mod relay;
 pub mod router;
 pub mod target;
+mod tls;
 pub mod upstream;
 
 pub use listener::{reuseport_listener, Gateway, Reloader, Sibling, StartError};

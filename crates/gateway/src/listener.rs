@@ -5,15 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
-use crate::config::{Config, TlsFiles};
+use crate::config::Config;
 use crate::drain::{Drain, DrainSignal};
 use crate::metrics::{Metrics, WorkerMetrics};
 
@@ -75,9 +70,6 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
-    /// The TLS certificate or key could not be used.
-    #[error("TLS: {0}")]
-    Tls(String),
 }
 
 /// A gateway bound to its listeners, ready to serve.
@@ -89,7 +81,7 @@ pub enum StartError {
 pub struct Gateway {
     config: Configs,
     plain: Vec<TcpListener>,
-    tls: Vec<(TcpListener, TlsAcceptor)>,
+    tls: Vec<TcpListener>,
     metrics: Arc<Metrics>,
     worker: Arc<WorkerMetrics>,
 }
@@ -102,7 +94,6 @@ pub struct Sibling {
     config: Configs,
     plain: Vec<SocketAddr>,
     tls: Vec<SocketAddr>,
-    acceptor: Option<TlsAcceptor>,
     metrics: Arc<Metrics>,
 }
 
@@ -114,10 +105,8 @@ impl Sibling {
             plain.push(bind(addr)?);
         }
         let mut tls = Vec::new();
-        if let Some(acceptor) = &self.acceptor {
-            for &addr in &self.tls {
-                tls.push((bind(addr)?, acceptor.clone()));
-            }
+        for &addr in &self.tls {
+            tls.push(bind(addr)?);
         }
         Ok(Gateway {
             config: self.config,
@@ -141,12 +130,10 @@ impl Gateway {
     /// # Ok(()) }
     /// ```
     pub async fn bind(config: Config) -> Result<Gateway, StartError> {
-        let acceptor = acceptor(&config)?;
         Sibling {
             plain: config.listen.clone(),
             tls: config.tls_listen.clone(),
             config: Configs::new(config),
-            acceptor,
             metrics: Metrics::new(),
         }
         .bind()
@@ -177,8 +164,7 @@ impl Gateway {
         Sibling {
             config: self.config.clone(),
             plain: addrs(&mut self.plain.iter()),
-            tls: addrs(&mut self.tls.iter().map(|(l, _)| l)),
-            acceptor: self.tls.first().map(|(_, a)| a.clone()),
+            tls: addrs(&mut self.tls.iter()),
             metrics: self.metrics.clone(),
         }
     }
@@ -201,7 +187,7 @@ impl Gateway {
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.plain
             .iter()
-            .chain(self.tls.iter().map(|(l, _)| l))
+            .chain(&self.tls)
             .filter_map(|l| l.local_addr().ok())
             .collect()
     }
@@ -223,7 +209,6 @@ impl Gateway {
         let mut listening = Listening {
             accepting: tokio::task::JoinSet::new(),
             loops: Vec::new(),
-            acceptor: self.tls.first().map(|(_, a)| a.clone()),
             configs: self.config.clone(),
             signal,
             worker: self.worker.clone(),
@@ -233,7 +218,7 @@ impl Gateway {
         for (&addr, listener) in running.listen.iter().zip(self.plain) {
             listening.start(addr, false, listener);
         }
-        for (&addr, (listener, _)) in running.tls_listen.iter().zip(self.tls) {
+        for (&addr, listener) in running.tls_listen.iter().zip(self.tls) {
             listening.start(addr, true, listener);
         }
         // A reload before this point is followed at once: `follow` only
@@ -287,7 +272,6 @@ struct Listening {
     accepting: tokio::task::JoinSet<()>,
     /// The configured address, whether it is TLS, and its accept loop.
     loops: Vec<(SocketAddr, bool, tokio::task::AbortHandle)>,
-    acceptor: Option<TlsAcceptor>,
     configs: Configs,
     signal: DrainSignal,
     worker: Arc<WorkerMetrics>,
@@ -295,10 +279,9 @@ struct Listening {
 
 impl Listening {
     fn start(&mut self, addr: SocketAddr, tls: bool, listener: TcpListener) {
-        let acceptor = if tls { self.acceptor.clone() } else { None };
         let handle = self.accepting.spawn(accept_loop(
             listener,
-            acceptor,
+            tls,
             self.configs.clone(),
             self.signal.clone(),
             self.worker.clone(),
@@ -308,7 +291,6 @@ impl Listening {
 
     /// Listens where a reloaded `config` says: addresses it no longer has
     /// stop accepting (their open connections go on), new ones are bound.
-    /// A new TLS address needs the certificate the gateway started with.
     fn follow(&mut self, config: &Config) {
         let wanted = |addr: &SocketAddr, tls: bool| match tls {
             false => config.listen.contains(addr),
@@ -330,10 +312,6 @@ impl Listening {
             .filter(|&(a, tls)| !self.loops.iter().any(|&(b, t, _)| a == b && t == tls))
             .collect();
         for (addr, tls) in new {
-            if tls && self.acceptor.is_none() {
-                tracing::error!(%addr, "reload: a TLS listener needs the certificate at start; restart to add one");
-                continue;
-            }
             match reuseport_listener(addr) {
                 Ok(listener) => {
                     tracing::info!(%addr, "reload: listening");
@@ -377,7 +355,7 @@ const LISTEN_BACKLOG: u32 = 4096;
 
 async fn accept_loop(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: bool,
     configs: Configs,
     drain: DrainSignal,
     worker: Arc<WorkerMetrics>,
@@ -397,7 +375,11 @@ async fn accept_loop(
         };
         let config = configs.current();
         let drain = drain.clone();
-        match &tls {
+        // The certificates too are those of the configuration current now.
+        match config.tls_acceptor.clone().filter(|_| tls) {
+            None if tls => {
+                tracing::error!(%peer, "a TLS listener without a certificate: connection dropped");
+            }
             None => {
                 tokio::spawn(crate::handshake::serve(
                     tcp,
@@ -409,7 +391,6 @@ async fn accept_loop(
                 ));
             }
             Some(acceptor) => {
-                let acceptor = acceptor.clone();
                 let worker = worker.clone();
                 tokio::spawn(async move {
                     let handshake =
@@ -460,84 +441,6 @@ impl AcceptFailures {
             );
             self.count = 0;
         }
-    }
-}
-
-/// The TLS listeners' acceptor: `tls_cert`/`tls_key` and the SNI
-/// certificates, if the configuration has any.
-fn acceptor(config: &Config) -> Result<Option<TlsAcceptor>, StartError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let from_files = config
-        .tls
-        .as_ref()
-        .map(|files| certified_key(files, &provider))
-        .transpose()?;
-    let Some(default) = from_files.or_else(|| config.certificates.first().map(|c| c.key.clone()))
-    else {
-        return Ok(None);
-    };
-    let resolver = BySni {
-        default,
-        named: config
-            .certificates
-            .iter()
-            .flat_map(|c| c.names.iter().map(|name| (name.clone(), c.key.clone())))
-            .collect(),
-    };
-    let server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| StartError::Tls(e.to_string()))?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
-    Ok(Some(TlsAcceptor::from(Arc::new(server))))
-}
-
-fn certified_key(
-    files: &TlsFiles,
-    provider: &rustls::crypto::CryptoProvider,
-) -> Result<Arc<CertifiedKey>, StartError> {
-    let certs = CertificateDer::pem_file_iter(&files.cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| StartError::Tls(format!("{}: {e}", files.cert.display())))?;
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| StartError::Tls(format!("{}: {e}", files.key.display())))?;
-    let key = provider
-        .key_provider
-        .load_private_key(key)
-        .map_err(|e| StartError::Tls(format!("{}: {e}", files.key.display())))?;
-    let certified = CertifiedKey::new(certs, key);
-    certified
-        .keys_match()
-        .map_err(|e| StartError::Tls(format!("{}: {e}", files.key.display())))?;
-    Ok(Arc::new(certified))
-}
-
-/// Picks the certificate for the server name a client asks for: an exact
-/// name, else a `*.` wildcard one label deep, else the default (also for
-/// clients that send no name).
-#[derive(Debug)]
-struct BySni {
-    default: Arc<CertifiedKey>,
-    named: Vec<(String, Arc<CertifiedKey>)>,
-}
-
-impl ResolvesServerCert for BySni {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let Some(name) = hello.server_name().map(str::to_ascii_lowercase) else {
-            return Some(self.default.clone());
-        };
-        let exact = self.named.iter().find(|(n, _)| *n == name);
-        let wildcard = || {
-            let (_, parent) = name.split_once('.')?;
-            self.named
-                .iter()
-                .find(|(n, _)| n.strip_prefix("*.") == Some(parent))
-        };
-        Some(
-            exact
-                .or_else(wildcard)
-                .map_or_else(|| self.default.clone(), |(_, key)| key.clone()),
-        )
     }
 }
 

@@ -105,13 +105,17 @@ impl std::fmt::Display for ConfigErrors {
     }
 }
 
-/// TLS material for `tls_listen`.
+/// TLS material for `tls_listen`: `tls_cert` and `tls_key`, read and
+/// checked when the configuration loads (a reload reads them again, so a
+/// renewed certificate is served from then on).
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
     /// PEM certificate chain.
     pub cert: PathBuf,
     /// PEM private key.
     pub key: PathBuf,
+    /// The chain and its signing key, as read from the two files.
+    pub certified: Arc<rustls::sign::CertifiedKey>,
 }
 
 /// A certificate the TLS listeners choose by the server name a client asks
@@ -161,6 +165,9 @@ pub struct Config {
     pub client_deflate: Option<DeflateConfig>,
     /// Consumers and their credentials.
     pub consumers: Arc<Consumers>,
+    /// What the TLS listeners accept with: `tls` and `certificates`, chosen
+    /// by SNI (`None` without either).
+    pub(crate) tls_acceptor: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Config {
@@ -313,10 +320,7 @@ impl<'a> Loader<'a> {
                 .pop()
         });
         let tls = match (&g.tls_cert, &g.tls_key) {
-            (Some(cert), Some(key)) => Some(TlsFiles {
-                cert: self.existing_file(cert, "tls_cert"),
-                key: self.existing_file(key, "tls_key"),
-            }),
+            (Some(cert), Some(key)) => self.tls_files(cert, key),
             (None, None) => None,
             (Some(s), None) | (None, Some(s)) => {
                 self.error(Some(s.span()), "tls_cert and tls_key go together");
@@ -324,7 +328,16 @@ impl<'a> Loader<'a> {
             }
         };
         let certificates = self.certificates(&file.certificates);
-        if !tls_listen.is_empty() && tls.is_none() && certificates.is_empty() {
+        let default_certificate = tls
+            .as_ref()
+            .map(|files| files.certified.clone())
+            .or_else(|| certificates.first().map(|c| c.key.clone()));
+        let tls_acceptor = default_certificate.and_then(|default| {
+            crate::tls::acceptor(default, &certificates)
+                .map_err(|e| self.error(None, format!("TLS: {e}")))
+                .ok()
+        });
+        if !tls_listen.is_empty() && g.tls_cert.is_none() && file.certificates.is_empty() {
             self.error(
                 Some(g.tls_listen[0].span()),
                 "tls_listen needs tls_cert and tls_key (or certificates in its declarative_config)",
@@ -502,6 +515,7 @@ impl<'a> Loader<'a> {
             },
             client_deflate,
             consumers: Arc::new(consumers),
+            tls_acceptor,
         })
     }
 
@@ -633,25 +647,10 @@ impl<'a> Loader<'a> {
                 })
             }
             (None, None, None) => return None,
-            (None, Some(cert), Some(key)) => {
-                let read = |this: &mut Self, path: &toml::Spanned<String>, field: &str| {
-                    let full = this.base.join(path.get_ref());
-                    match std::fs::read_to_string(&full) {
-                        Ok(text) => Some(toml::Spanned::new(path.span(), text)),
-                        Err(e) => {
-                            this.error(
-                                Some(path.span()),
-                                format!("{field}: cannot read {}: {e}", full.display()),
-                            );
-                            None
-                        }
-                    }
-                };
-                (
-                    read(self, cert, "client_cert")?,
-                    read(self, key, "client_key")?,
-                )
-            }
+            (None, Some(cert), Some(key)) => (
+                self.read_file(cert, "client_cert")?,
+                self.read_file(key, "client_key")?,
+            ),
             (None, Some(one), None) | (None, None, Some(one)) => {
                 self.error(
                     Some(one.span()),
@@ -764,6 +763,45 @@ impl<'a> Loader<'a> {
                 }
             })
             .collect()
+    }
+
+    /// The text of the file at `path` (relative to the configuration's
+    /// directory), spanned where `key` names it, so that what is wrong in
+    /// it is reported there.
+    fn read_file(
+        &mut self,
+        path: &toml::Spanned<String>,
+        key: &str,
+    ) -> Option<toml::Spanned<String>> {
+        let full = self.base.join(path.get_ref());
+        match std::fs::read_to_string(&full) {
+            Ok(text) => Some(toml::Spanned::new(path.span(), text)),
+            Err(e) => {
+                self.error(
+                    Some(path.span()),
+                    format!("{key}: cannot read {}: {e}", full.display()),
+                );
+                None
+            }
+        }
+    }
+
+    /// `tls_cert` and `tls_key`, read and checked.
+    fn tls_files(
+        &mut self,
+        cert: &toml::Spanned<String>,
+        key: &toml::Spanned<String>,
+    ) -> Option<TlsFiles> {
+        let (chain, key_pem) = (
+            self.read_file(cert, "tls_cert"),
+            self.read_file(key, "tls_key"),
+        );
+        let certified = self.certified_key(&chain?, &key_pem?, "tls_cert/tls_key")?;
+        Some(TlsFiles {
+            cert: self.base.join(cert.get_ref()),
+            key: self.base.join(key.get_ref()),
+            certified: Arc::new(certified),
+        })
     }
 
     fn existing_file(&mut self, path: &toml::Spanned<String>, key: &str) -> PathBuf {
