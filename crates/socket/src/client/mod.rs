@@ -42,7 +42,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use frameway_wire::Role;
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::time::error::Elapsed;
+use tokio::time::{timeout_at, Instant};
 
 pub use handshake::ConnectResponse;
 pub use options::{ConnectOptions, Roots};
@@ -130,70 +131,82 @@ pub async fn connect(url: &str) -> Result<(WebSocket<ClientStream>, ConnectRespo
 /// assert_eq!(ws.protocol(), response.protocol());
 /// # Ok(()) }
 /// ```
-pub async fn connect_with(
+pub fn connect_with(
     url: impl IntoWsUrl,
     options: ConnectOptions,
+) -> impl Future<Output = Result<(WebSocket<ClientStream>, ConnectResponse)>> {
+    // The future works on the options by reference: moved into an inner
+    // `async fn`, they would take their room twice in it (rustc keeps an
+    // argument's slot beside the local it is moved to), and every proxied
+    // handshake of the gateway carries this future.
+    let target = url.into_ws_url();
+    async move { connect_to(&target?, &options).await }
+}
+
+/// [`connect_with`] once the URL is parsed.
+async fn connect_to(
+    target: &WsUrl,
+    options: &ConnectOptions,
 ) -> Result<(WebSocket<ClientStream>, ConnectResponse)> {
     options.check()?;
-    let target = url.into_ws_url()?;
     let proxy = options.proxy.as_deref().map(Proxy::parse).transpose()?;
     // Everything that can fail without the network fails before it.
     let tls = if target.is_tls() {
         Some((
-            tls::client_config(&options)?,
-            tls::server_name(&options, target.host())?,
+            tls::client_config(options)?,
+            tls::server_name(options, target.host())?,
         ))
     } else {
         None
     };
-    let pool_name = pool::pool_name(&options, &target, tls.as_ref().map(|(_, name)| name));
+    let pool_name = pool::pool_name(options, target, tls.as_ref().map(|(_, name)| name));
 
-    let lease = match pool::checkout(&pool_name, options.pool_settings(), options.connect_timeout)
-        .await?
-    {
-        Checkout::Reused(mut stream) => {
-            let response = stream.response().reused_copy();
-            let protocol = response.protocol().map(str::to_owned);
-            let deflate = stream.deflate.take();
-            let mut ws =
-                WebSocket::from_raw_socket(stream, Role::Client, options.websocket, Bytes::new())
-                    .with_subprotocol(protocol);
-            if let Some(deflate) = deflate {
-                ws = ws.with_deflate(deflate);
+    let lease =
+        match pool::checkout(&pool_name, options.pool_settings(), options.connect_timeout).await? {
+            Checkout::Reused(mut stream) => {
+                let response = stream.response().reused_copy();
+                let protocol = response.protocol().map(str::to_owned);
+                let deflate = stream.deflate.take();
+                let mut ws = WebSocket::from_raw_socket(
+                    stream,
+                    Role::Client,
+                    options.websocket.clone(),
+                    Bytes::new(),
+                )
+                .with_subprotocol(protocol);
+                if let Some(deflate) = deflate {
+                    ws = ws.with_deflate(deflate);
+                }
+                return Ok((ws, response));
             }
-            return Ok((ws, response));
-        }
-        Checkout::Fresh(lease) => lease,
-    };
+            Checkout::Fresh(lease) => lease,
+        };
 
     let connect_deadline = Instant::now() + options.connect_timeout;
-    let tcp = within(
-        connect_deadline,
-        TimeoutKind::Connect,
-        options.connect_timeout,
-        open_tcp(&target, proxy.as_ref()),
-    )
-    .await??;
+    let tcp = timeout_at(connect_deadline, open_tcp(target, proxy.as_ref()))
+        .await
+        .map_err(expired(TimeoutKind::Connect, options.connect_timeout))??;
 
     let deadline = Instant::now() + options.handshake_timeout;
-    let (kind, limit) = (TimeoutKind::Handshake, options.handshake_timeout);
+    let timed_out = expired(TimeoutKind::Handshake, options.handshake_timeout);
     let mut io = match tls {
         Some((config, name)) => {
-            let tls = within(deadline, kind, limit, tls::handshake(config, name, tcp)).await??;
+            // Boxed: the TLS handshake's state is larger than the rest of
+            // a connect, and only `wss` needs it.
+            let handshake = Box::pin(tls::handshake(config, name, tcp));
+            let tls = timeout_at(deadline, handshake)
+                .await
+                .map_err(&timed_out)??;
             Transport::Tls(Box::new(tls))
         }
         None => Transport::Plain(tcp),
     };
-    let (response, rest) = within(
-        deadline,
-        kind,
-        limit,
-        handshake::upgrade(&mut io, &target, &options),
-    )
-    .await??;
+    let (response, rest) = timeout_at(deadline, handshake::upgrade(&mut io, target, options))
+        .await
+        .map_err(&timed_out)??;
 
     let stream = ClientStream::new(io, pool_name, lease, response.clone());
-    Ok((client_socket(stream, &options, &response, rest), response))
+    Ok((client_socket(stream, options, &response, rest), response))
 }
 
 /// Runs the client handshake over a stream the caller already opened (an
@@ -211,25 +224,37 @@ pub async fn connect_with(
 /// # ws.send_text("hi").await?;
 /// # Ok(()) }
 /// ```
-pub async fn client_handshake<S>(
-    mut io: S,
+pub fn client_handshake<S>(
+    io: S,
     url: impl IntoWsUrl,
     options: ConnectOptions,
+) -> impl Future<Output = Result<(WebSocket<S>, ConnectResponse)>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    // By reference in the future, as in `connect_with`.
+    let target = url.into_ws_url();
+    async move { handshake_over(io, &target?, &options).await }
+}
+
+/// [`client_handshake`] once the URL is parsed.
+async fn handshake_over<S>(
+    mut io: S,
+    target: &WsUrl,
+    options: &ConnectOptions,
 ) -> Result<(WebSocket<S>, ConnectResponse)>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     options.check()?;
-    let target = url.into_ws_url()?;
     let limit = options.handshake_timeout;
-    let (response, rest) = within(
+    let (response, rest) = timeout_at(
         Instant::now() + limit,
-        TimeoutKind::Handshake,
-        limit,
-        handshake::upgrade(&mut io, &target, &options),
+        handshake::upgrade(&mut io, target, options),
     )
-    .await??;
-    Ok((client_socket(io, &options, &response, rest), response))
+    .await
+    .map_err(expired(TimeoutKind::Handshake, limit))??;
+    Ok((client_socket(io, options, &response, rest), response))
 }
 
 /// The connection after a successful upgrade, with what the server agreed
@@ -268,14 +293,9 @@ async fn open_tcp(target: &WsUrl, proxy: Option<&Proxy>) -> Result<TcpStream> {
     Ok(tcp)
 }
 
-/// Runs `fut` until `deadline`, reporting a timeout of `kind` after `limit`.
-async fn within<T>(
-    deadline: Instant,
-    kind: TimeoutKind,
-    limit: Duration,
-    fut: impl Future<Output = T>,
-) -> Result<T> {
-    tokio::time::timeout_at(deadline, fut)
-        .await
-        .map_err(|_| Error::Timeout(kind, limit))
+/// The error of a step that ran out of its `limit` (of `kind`). Steps are
+/// awaited under `timeout_at` directly rather than through an `async fn`
+/// wrapper, which would hold each step's future twice.
+fn expired(kind: TimeoutKind, limit: Duration) -> impl Fn(Elapsed) -> Error {
+    move |_| Error::Timeout(kind, limit)
 }
