@@ -108,7 +108,8 @@ pub struct BenchArgs {
     hold: Option<usize>,
     /// Instead of load: open N connections, --open-concurrency at a time,
     /// each doing the handshake and one round trip and then closing; report
-    /// handshakes per second and the watched processes' CPU per handshake.
+    /// handshakes per second, and the watched processes' CPU per handshake
+    /// and peak resident memory (VmHWM).
     #[arg(long, value_name = "N", conflicts_with_all = ["rate", "messages", "hold"])]
     handshakes: Option<usize>,
     /// Server push: after each connection's first round trip, send the
@@ -462,6 +463,7 @@ async fn handshakes(args: BenchArgs, n: usize) -> Result<(), Box<dyn std::error:
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut opening = tokio::task::JoinSet::new();
     let (mut started, mut errors) = (0, 0u64);
+    let rss_before = proc_stat::rss_kib(&args.watch_pids)?;
     let cpu_before = proc_stat::CpuSample::take(&args.watch_pids)?;
     let clock = Instant::now();
     loop {
@@ -495,6 +497,9 @@ async fn handshakes(args: BenchArgs, n: usize) -> Result<(), Box<dyn std::error:
     }
     let secs = clock.elapsed().as_secs_f64();
     let cpu = proc_stat::CpuSample::take(&args.watch_pids)?.since(&cpu_before);
+    // The height of the burst: read at its end, VmRSS would show only what
+    // the allocator kept.
+    let rss_peak = proc_stat::peak_rss_kib(&args.watch_pids)?;
     let done = histogram.len() as f64;
     let per = |s: f64| if done > 0.0 { s * 1e6 / done } else { 0.0 };
     let q = |q: f64| histogram.value_at_quantile(q);
@@ -505,6 +510,7 @@ async fn handshakes(args: BenchArgs, n: usize) -> Result<(), Box<dyn std::error:
             "handshakes_per_s": done / secs, "p50_us": q(0.5), "p99_us": q(0.99),
             "server_cpu_us_per_handshake": per(cpu.watched_secs),
             "client_cpu_us_per_handshake": per(cpu.own_secs),
+            "rss_before_kib": rss_before, "rss_peak_kib": rss_peak,
         });
         println!("{value}");
     } else {
@@ -520,8 +526,10 @@ async fn handshakes(args: BenchArgs, n: usize) -> Result<(), Box<dyn std::error:
         );
         if !args.watch_pids.is_empty() {
             println!(
-                "watched processes: {:.1} us CPU per handshake",
-                per(cpu.watched_secs)
+                "watched processes: {:.1} us CPU per handshake; peak RSS {} KiB ({} before)",
+                per(cpu.watched_secs),
+                rss_peak,
+                rss_before
             );
         }
     }

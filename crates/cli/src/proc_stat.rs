@@ -65,15 +65,27 @@ impl CpuSample {
 
 /// The summed VmRSS of processes, KiB.
 pub fn rss_kib(pids: &[u32]) -> Result<u64, String> {
+    status_kib(pids, "VmRSS:")
+}
+
+/// The summed peak VmRSS of processes since each started (VmHWM), KiB:
+/// what a burst (a reconnect storm) needed at its height, which a reading
+/// after it misses.
+pub fn peak_rss_kib(pids: &[u32]) -> Result<u64, String> {
+    status_kib(pids, "VmHWM:")
+}
+
+/// A `/proc/PID/status` field in kB (`VmRSS:`), summed over `pids`.
+fn status_kib(pids: &[u32], field: &str) -> Result<u64, String> {
     let mut total = 0;
     for &pid in pids {
         let path = format!("/proc/{pid}/status");
         let status = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
         let kib = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .ok_or_else(|| format!("{path}: no VmRSS"))?;
+            .ok_or_else(|| format!("{path}: no {field}"))?;
         total += kib;
     }
     Ok(total)
