@@ -375,36 +375,32 @@ async fn accept_loop(
         };
         let config = configs.current();
         let drain = drain.clone();
-        // The certificates too are those of the configuration current now.
-        match config.tls_acceptor.clone().filter(|_| tls) {
-            None if tls => {
-                tracing::error!(%peer, "a TLS listener without a certificate: connection dropped");
-            }
-            None => {
-                tokio::spawn(crate::handshake::serve(
-                    tcp,
-                    peer,
-                    false,
-                    config,
-                    drain,
-                    worker.clone(),
-                ));
-            }
-            Some(acceptor) => {
-                let worker = worker.clone();
-                tokio::spawn(async move {
-                    let handshake =
-                        tokio::time::timeout(config.handshake_timeout, acceptor.accept(tcp));
-                    match handshake.await {
-                        Ok(Ok(stream)) => {
-                            crate::handshake::serve(stream, peer, true, config, drain, worker).await
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
+        if !tls {
+            let worker = worker.clone();
+            tokio::spawn(crate::handshake::serve(
+                tcp, peer, false, config, drain, worker,
+            ));
+            continue;
         }
+        // The certificates too are those of the configuration current now:
+        // a reload serves renewed ones from the next connection on.
+        let Some(acceptor) = config.tls_acceptor.clone() else {
+            // A configuration with `tls_listen` has a certificate; this is a
+            // listener a reload is removing.
+            tracing::debug!(%peer, "no TLS certificate any more: connection dropped");
+            continue;
+        };
+        let worker = worker.clone();
+        tokio::spawn(async move {
+            let handshake = tokio::time::timeout(config.handshake_timeout, acceptor.accept(tcp));
+            match handshake.await {
+                Ok(Ok(stream)) => {
+                    crate::handshake::serve(stream, peer, true, config, drain, worker).await
+                }
+                Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        });
     }
 }
 
