@@ -347,8 +347,8 @@ impl Service {
     }
 
     /// Opens the upstream connection to `target`, or to the URL's host. The
-    /// options are built here, before the future: it holds them once, in
-    /// the client library's connect.
+    /// options are built here, before the future, so that it holds neither
+    /// the request nor the headers they were built from.
     fn connect(
         &self,
         req: UpstreamRequest,
