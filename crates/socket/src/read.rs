@@ -80,4 +80,31 @@ mod tests {
             "bytes read are kept at the end of the stream"
         );
     }
+
+    #[tokio::test]
+    async fn a_full_buffer_grows_rather_than_read_nothing() {
+        let mut buf = BytesMut::with_capacity(4);
+        buf.extend_from_slice(b"full");
+        let mut wire: &[u8] = b" and more";
+        assert!(read_spare(&mut wire, &mut buf).await.unwrap() > 0);
+        while read_spare(&mut wire, &mut buf).await.unwrap() > 0 {}
+        assert_eq!(&buf[..], b"full and more");
+    }
+
+    #[tokio::test]
+    async fn a_request_head_longer_than_a_spare_buffer_is_read_whole() {
+        use frameway_wire::handshake::HandshakeLimits;
+        let long = "x".repeat(2 * spare::BUFFER_SIZE);
+        let head = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Long: {long}\r\n\r\nrest");
+        let limits = HandshakeLimits {
+            max_head_len: 1 << 20,
+            ..HandshakeLimits::default()
+        };
+        let (request, rest) = crate::server::read_request(&mut head.as_bytes(), limits)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(request.headers()["x-long"].len(), long.len());
+        assert_eq!(&rest[..], b"rest");
+    }
 }
