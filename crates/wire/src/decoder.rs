@@ -271,14 +271,16 @@ impl FrameDecoder {
     /// The checks are [`Self::check`]'s and [`Self::arrived`]'s for exactly
     /// these frames, and a whole message leaves the decoder as it found it,
     /// so the run needs no per-frame state. Stops before any other frame,
-    /// an incomplete one, one `accept` refuses, invalid text (left for
-    /// [`Self::decode`] to report), and once `budget` bytes were taken;
-    /// returns the bytes taken.
+    /// an incomplete one, one longer than `limit` (what the other leg may
+    /// send), invalid text (left for [`Self::decode`] to report), and once
+    /// `budget` bytes were taken; `on_frame` hears of each frame taken.
+    /// Returns the bytes taken.
     pub(crate) fn skim(
         &self,
         bytes: &[u8],
         budget: usize,
-        mut accept: impl FnMut(OpCode, usize) -> bool,
+        limit: u64,
+        mut on_frame: impl FnMut(OpCode, usize),
     ) -> usize {
         let limits = &self.config.limits;
         let between_messages = self.frame.is_none() && self.message.is_none();
@@ -289,7 +291,7 @@ impl FrameDecoder {
         {
             return 0;
         }
-        let max_len = limits.max_frame_len.min(limits.max_message_len);
+        let max_len = limits.max_frame_len.min(limits.max_message_len).min(limit);
         let mut at = 0;
         while at < budget {
             let Some(&[first, second]) = bytes.get(at..at + 2) else {
@@ -325,9 +327,7 @@ impl FrameDecoder {
                     break;
                 }
             }
-            if !accept(opcode, len) {
-                break;
-            }
+            on_frame(opcode, len);
             at = start + len;
         }
         at
@@ -734,7 +734,7 @@ mod tests {
                                 bytes.extend_from_slice(&[1, 2, 3, 4]);
                             }
                             bytes.resize(bytes.len() + len, fill);
-                            let taken = decoder.skim(&bytes, usize::MAX, |_, _| true);
+                            let taken = decoder.skim(&bytes, usize::MAX, u64::MAX, |_, _| {});
                             let mut after = decoder.clone();
                             let decoded = after.decode_whole(&mut bytes.clone(), |_| true);
                             let judged = match &decoded {

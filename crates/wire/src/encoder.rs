@@ -68,6 +68,13 @@ impl FrameEncoder {
         self.fragmenting
     }
 
+    /// The largest message that may be sent now as one FIN frame, or `None`
+    /// when none may (our close was sent, or a fragmented message is being
+    /// sent): [`Self::check`] for every whole message at once.
+    pub(crate) fn whole_message_limit(&self) -> Option<u64> {
+        (!self.close_sent && !self.fragmenting).then_some(self.max_send_len)
+    }
+
     /// Changes the send limit.
     pub fn set_max_send_len(&mut self, len: u64) {
         self.max_send_len = len;

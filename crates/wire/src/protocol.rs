@@ -464,17 +464,11 @@ impl Protocol {
             }
             // Whole messages judged from their header bytes: a leg that does
             // not mask writes those bytes as they are.
-            if to.keys.is_none() {
-                let encoder = &to.encoder;
-                let taken = self
-                    .decoder
-                    .skim(&buf[at..], max_queued - queued, |op, len| {
-                        let sendable = encoder.check(true, op, len as u64).is_ok();
-                        if sendable {
-                            on_frame(op, len);
-                        }
-                        sendable
-                    });
+            let whole = to.encoder.whole_message_limit();
+            if let (None, Some(limit)) = (&to.keys, whole) {
+                let taken =
+                    self.decoder
+                        .skim(&buf[at..], max_queued - queued, limit, &mut on_frame);
                 if taken > 0 {
                     run = if run.is_empty() { at } else { run.start }..at + taken;
                     at += taken;
