@@ -6,8 +6,8 @@
 use bytes::BytesMut;
 use frameway_wire::deflate::Deflate;
 use frameway_wire::{
-    CloseFrame, Config, Frame, FrameDecoder, Limits, MaskPolicy, Message, Mode, OpCode, Protocol,
-    ProtocolError, Role,
+    CloseFrame, Config, Frame, FrameDecoder, Limits, MaskPolicy, Message, Mode, OpCode, Passed,
+    Protocol, ProtocolError, Role,
 };
 
 /// Masking keys that differ from frame to frame yet repeat from run to
@@ -62,15 +62,15 @@ pub fn read_frame(
 }
 
 /// Passes the data frames at the front of `buf` from one leg to the other
-/// (the relay's fast lane), reporting each frame's opcode and length.
+/// (the relay's fast lane), counting them in `passed`.
 pub fn pass_frames(
     from: &mut Protocol,
     buf: &mut BytesMut,
     to: &mut Protocol,
     max_queued: usize,
-    on_frame: impl FnMut(OpCode, usize),
+    passed: &mut Passed,
 ) -> Result<(), ProtocolError> {
-    from.pass_frames(buf, to, max_queued, on_frame)
+    from.pass_frames(buf, to, max_queued, passed)
 }
 
 /// Turns permessage-deflate on, as a handshake that negotiated it would.

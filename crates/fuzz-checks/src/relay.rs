@@ -1,23 +1,26 @@
 //! `relay`: a proxy's two legs moving arbitrary bytes from one to the
 //! other, with the fast lane (`Protocol::pass_frames`) and without it.
 //!
-//! Asserts: the lane changes nothing a relay can see. The same frames are
-//! relayed in the same order, the same error ends the stream, and the
-//! other leg queues the same bytes, whatever the reads and wherever the
+//! Asserts: the lane changes nothing a relay can see. As many frames of
+//! each opcode, with as many payload bytes, are relayed, the same error
+//! ends the stream, and the other leg queues the same bytes (so the frames
+//! went in the same order), whatever the reads and wherever the
 //! lane's queue bound stops it, and whether the other leg's output was
 //! written out between reads (an empty queue lets the lane hand it a read
 //! buffer whole: `Output::take_front`).
 
+use std::collections::HashMap;
+
 use bytes::BytesMut;
-use frameway_wire::{OpCode, Protocol, ProtocolError};
+use frameway_wire::{OpCode, Passed, Protocol, ProtocolError};
 
 use crate::{endpoint, limits, Input};
 
 /// What a relay did with a stream.
 #[derive(Debug, PartialEq)]
 struct Relayed {
-    /// Each frame relayed: opcode and payload length.
-    frames: Vec<(OpCode, usize)>,
+    /// Frames relayed and their payload bytes, by opcode.
+    frames: HashMap<OpCode, (u64, u64)>,
     /// The receiving leg's violation, if one ended the stream.
     error: Option<ProtocolError>,
     /// The first frame the other leg refused to send, if any.
@@ -63,7 +66,7 @@ fn relay(
     written_between_reads: bool,
 ) -> Relayed {
     let mut relayed = Relayed {
-        frames: Vec::new(),
+        frames: HashMap::new(),
         error: None,
         refused: None,
         out: BytesMut::new(),
@@ -73,11 +76,16 @@ fn relay(
         buf.extend_from_slice(chunk);
         loop {
             if let Some(bound) = lane {
-                let frames = &mut relayed.frames;
-                let passed = endpoint::pass_frames(from, &mut buf, to, bound, |op, len| {
-                    frames.push((op, len));
-                });
-                if let Err(err) = passed {
+                let mut passed = Passed::default();
+                let result = endpoint::pass_frames(from, &mut buf, to, bound, &mut passed);
+                for opcode in [OpCode::Text, OpCode::Binary, OpCode::Continuation] {
+                    if passed.frames(opcode) > 0 {
+                        let (frames, bytes) = relayed.frames.entry(opcode).or_default();
+                        *frames += passed.frames(opcode);
+                        *bytes += passed.bytes(opcode);
+                    }
+                }
+                if let Err(err) = result {
                     relayed.error = Some(err);
                     break 'reads;
                 }
@@ -94,7 +102,9 @@ fn relay(
                 relayed.refused = Some(err);
                 break 'reads;
             }
-            relayed.frames.push((frame.opcode, frame.payload.len()));
+            let (frames, bytes) = relayed.frames.entry(frame.opcode).or_default();
+            *frames += 1;
+            *bytes += frame.payload.len() as u64;
         }
         if written_between_reads {
             relayed.out.extend_from_slice(&endpoint::take_output(to));

@@ -14,7 +14,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use frameway_wire::deflate::{Deflate, DeflateParams};
 use frameway_wire::{
     spare, CloseCode, CloseFrame, Expired, Failure, Frame, Heartbeat, Message, Mode, OpCode,
-    Protocol, ProtocolError, Role, State, Utf8Bytes,
+    Passed, Protocol, ProtocolError, Role, State, Utf8Bytes,
 };
 use futures_core::Stream;
 use futures_sink::Sink;
@@ -671,8 +671,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// violation in what was read is reported by the next
     /// `poll_recv_frame`, as if it had found it.
     ///
-    /// `on_frame` hears of each frame passed, with its opcode and payload
-    /// length. Both connections should be [`Mode::Relay`] legs.
+    /// Each frame passed is counted in `passed`. Both connections should be
+    /// [`Mode::Relay`] legs.
     ///
     /// ```
     /// # async fn demo(
@@ -681,8 +681,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// # ) -> frameway::Result<()> {
     /// // The upstream pushed: what its last read brought goes to the client
     /// // in one pass, and out in one write.
-    /// let mut bytes = 0;
-    /// upstream_leg.pass_frames(&mut client_leg, 64 * 1024, |_, len| bytes += len);
+    /// let mut passed = frameway::Passed::default();
+    /// upstream_leg.pass_frames(&mut client_leg, 64 * 1024, &mut passed);
     /// client_leg.flush().await?;
     /// # Ok(()) }
     /// ```
@@ -690,7 +690,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         &mut self,
         to: &mut WebSocket<P>,
         max_queued: usize,
-        on_frame: impl FnMut(OpCode, usize),
+        passed: &mut Passed,
     ) {
         if self.teardown != Teardown::None
             || to.teardown != Teardown::None
@@ -700,7 +700,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
         if let Err(e) = self
             .proto
-            .pass_frames(&mut self.rbuf, &mut to.proto, max_queued, on_frame)
+            .pass_frames(&mut self.rbuf, &mut to.proto, max_queued, passed)
         {
             self.extras().failure = Some(Error::Protocol(e));
         }

@@ -47,7 +47,7 @@ pub use connection::WebSocket;
 pub use error::{Error, RefusedUpgrade, Result, TimeoutKind};
 pub use frameway_wire::deflate::{DeflateConfig, DeflateParams};
 pub use frameway_wire::{
-    CloseCode, CloseFrame, Failure, Frame, Limits, MaskPolicy, Message, Mode, OpCode,
+    CloseCode, CloseFrame, Failure, Frame, Limits, MaskPolicy, Message, Mode, OpCode, Passed,
     ProtocolError, Role, State, Utf8Bytes,
 };
 pub use server::accept;

@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use frameway_wire::{
     apply_mask, Config, FrameDecoder, FrameEncoder, FrameHeader, Message, MessageAssembler, Mode,
-    OpCode, Protocol, Role, Utf8Validator,
+    OpCode, Passed, Protocol, Role, Utf8Validator,
 };
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
@@ -310,7 +310,12 @@ fn pass(c: &mut Criterion) {
                 || BytesMut::from(&wire[..]),
                 |mut buf| {
                     upstream_leg
-                        .pass_frames(&mut buf, &mut client_leg, usize::MAX, |_, _| {})
+                        .pass_frames(
+                            &mut buf,
+                            &mut client_leg,
+                            usize::MAX,
+                            &mut Passed::default(),
+                        )
                         .expect("valid frames");
                     let n = client_leg.output().len();
                     client_leg.consume_output(n);

@@ -9,6 +9,7 @@ use crate::error::ProtocolError;
 use crate::header::FrameHeader;
 use crate::mask::apply_mask;
 use crate::opcode::OpCode;
+use crate::passed::Passed;
 use crate::utf8::Utf8Validator;
 
 /// Payloads smaller than this are copied out of the read buffer rather
@@ -273,14 +274,14 @@ impl FrameDecoder {
     /// so the run needs no per-frame state. Stops before any other frame,
     /// an incomplete one, one longer than `limit` (what the other leg may
     /// send), invalid text (left for [`Self::decode`] to report), and once
-    /// `budget` bytes were taken; `on_frame` hears of each frame taken.
+    /// `budget` bytes were taken; counts the frames taken in `passed`.
     /// Returns the bytes taken.
     pub(crate) fn skim(
         &self,
         bytes: &[u8],
         budget: usize,
         limit: u64,
-        mut on_frame: impl FnMut(OpCode, usize),
+        passed: &mut Passed,
     ) -> usize {
         let limits = &self.config.limits;
         let between_messages = self.frame.is_none() && self.message.is_none();
@@ -292,6 +293,8 @@ impl FrameDecoder {
             return 0;
         }
         let max_len = limits.max_frame_len.min(limits.max_message_len).min(limit);
+        // Counted here, in registers, and added to `passed` once.
+        let (mut texts, mut text_bytes, mut binaries, mut binary_bytes) = (0, 0, 0, 0);
         let mut at = 0;
         while at < budget {
             let Some(&[first, second]) = bytes.get(at..at + 2) else {
@@ -326,10 +329,16 @@ impl FrameDecoder {
                 if text.feed(payload).and_then(|()| text.finish()).is_err() {
                     break;
                 }
+                texts += 1;
+                text_bytes += len as u64;
+            } else {
+                binaries += 1;
+                binary_bytes += len as u64;
             }
-            on_frame(opcode, len);
             at = start + len;
         }
+        passed.add(OpCode::Text, texts, text_bytes);
+        passed.add(OpCode::Binary, binaries, binary_bytes);
         at
     }
 
@@ -734,7 +743,8 @@ mod tests {
                                 bytes.extend_from_slice(&[1, 2, 3, 4]);
                             }
                             bytes.resize(bytes.len() + len, fill);
-                            let taken = decoder.skim(&bytes, usize::MAX, u64::MAX, |_, _| {});
+                            let taken =
+                                decoder.skim(&bytes, usize::MAX, u64::MAX, &mut Passed::default());
                             let mut after = decoder.clone();
                             let decoded = after.decode_whole(&mut bytes.clone(), |_| true);
                             let judged = match &decoded {

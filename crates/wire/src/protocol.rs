@@ -15,6 +15,7 @@ use crate::lifecycle::{Failure, Mode, State};
 use crate::message::{Message, MessageAssembler, RawMessage};
 use crate::opcode::OpCode;
 use crate::output::Output;
+use crate::passed::Passed;
 use crate::timers::{Due, Expired, Heartbeat, Timers, HEARTBEAT_PAYLOAD};
 use crate::utf8::{Utf8Bytes, Utf8Validator};
 use std::time::{Duration, Instant};
@@ -405,8 +406,7 @@ impl Protocol {
     /// `buf` (bytes this leg received) to `to`'s output, each checked as
     /// [`Self::read_frame`] checks it and framed for `to` as
     /// [`Self::send_frame`] frames it (masked if `to` is a client), without
-    /// a [`Frame`] per message. `on_frame` hears of each, with its opcode
-    /// and payload length, for the caller's counts.
+    /// a [`Frame`] per message. Each frame passed is counted in `passed`.
     ///
     /// It stops, leaving the rest for [`Self::read_frame`], before a control
     /// frame (a relay answers pings and closes with what the other side
@@ -416,7 +416,7 @@ impl Protocol {
     /// error is this leg's violation, as [`Self::read_frame`] reports it.
     ///
     /// ```
-    /// use frameway_wire::{Config, Mode, OpCode, Protocol, Role};
+    /// use frameway_wire::{Config, Mode, OpCode, Passed, Protocol, Role};
     ///
     /// let leg = |role| {
     ///     let mut p = Protocol::new(Config::new(role), |b| b.fill(3));
@@ -430,11 +430,11 @@ impl Protocol {
     /// }
     /// server.send_frame(true, OpCode::Ping, b"").unwrap();
     /// let mut received = server.take_output();
-    /// let mut lengths = Vec::new();
+    /// let mut passed = Passed::default();
     /// upstream
-    ///     .pass_frames(&mut received, &mut client, 64 * 1024, |_, len| lengths.push(len))
+    ///     .pass_frames(&mut received, &mut client, 64 * 1024, &mut passed)
     ///     .unwrap();
-    /// assert_eq!(lengths, [1, 2, 3]);
+    /// assert_eq!((passed.frames(OpCode::Text), passed.bytes(OpCode::Text)), (3, 6));
     /// // The ping waits for the caller; the three messages are queued.
     /// assert_eq!(&received[..], b"\x89\x00");
     /// assert_eq!(&client.take_output()[..], b"\x81\x01a\x81\x02bb\x81\x03ccc");
@@ -444,7 +444,7 @@ impl Protocol {
         buf: &mut BytesMut,
         to: &mut Protocol,
         max_queued: usize,
-        mut on_frame: impl FnMut(OpCode, usize),
+        passed: &mut Passed,
     ) -> Result<(), ProtocolError> {
         let passable =
             |p: &Protocol| p.deflate.is_none() && p.failure.is_none() && p.state() == State::Open;
@@ -466,9 +466,9 @@ impl Protocol {
             // not mask writes those bytes as they are.
             let whole = to.encoder.whole_message_limit();
             if let (None, Some(limit)) = (&to.keys, whole) {
-                let taken =
-                    self.decoder
-                        .skim(&buf[at..], max_queued - queued, limit, &mut on_frame);
+                let taken = self
+                    .decoder
+                    .skim(&buf[at..], max_queued - queued, limit, passed);
                 if taken > 0 {
                     run = if run.is_empty() { at } else { run.start }..at + taken;
                     at += taken;
@@ -497,7 +497,7 @@ impl Protocol {
                 to.out.push_frame(&header, &buf[payload.clone()]);
             }
             at = payload.end;
-            on_frame(head.opcode, head.len);
+            passed.add(head.opcode, 1, len);
         };
         // A pass that is one run from the buffer's start (server push) may
         // hand the read buffer itself to the output.

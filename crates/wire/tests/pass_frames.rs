@@ -5,7 +5,7 @@
 
 use bytes::{Buf, BytesMut};
 use frameway_wire::{
-    Config, Frame, Limits, Message, Mode, OpCode, Protocol, ProtocolError, Role, State,
+    Config, Frame, Limits, Message, Mode, OpCode, Passed, Protocol, ProtocolError, Role, State,
 };
 
 /// A relay leg: a client toward the upstream, a server toward the client.
@@ -19,13 +19,20 @@ fn endpoint(role: Role) -> Protocol {
     Protocol::new(Config::new(role), |b| b.fill(0x33))
 }
 
-/// Passes everything the lane takes from `wire`, returning (opcode, length)
-/// of each frame passed.
-fn pass(from: &mut Protocol, wire: &mut BytesMut, to: &mut Protocol) -> Vec<(OpCode, usize)> {
-    let mut passed = Vec::new();
-    from.pass_frames(wire, to, usize::MAX, |op, len| passed.push((op, len)))
-        .unwrap();
-    passed
+/// Passes everything the lane takes from `wire`, returning what it passed.
+fn pass(from: &mut Protocol, wire: &mut BytesMut, to: &mut Protocol) -> Vec<(OpCode, u64, u64)> {
+    let mut passed = Passed::default();
+    from.pass_frames(wire, to, usize::MAX, &mut passed).unwrap();
+    tally(&passed)
+}
+
+/// (opcode, frames, payload bytes) for each opcode with frames passed.
+fn tally(passed: &Passed) -> Vec<(OpCode, u64, u64)> {
+    [OpCode::Text, OpCode::Binary, OpCode::Continuation]
+        .into_iter()
+        .filter(|&op| passed.frames(op) > 0)
+        .map(|op| (op, passed.frames(op), passed.bytes(op)))
+        .collect()
 }
 
 fn read_all(endpoint: &mut Protocol, wire: &mut BytesMut) -> Vec<Message> {
@@ -46,9 +53,9 @@ fn a_clients_masked_frames_reach_the_upstream_masked_again_and_whole() {
     assert_eq!(
         passed,
         [
-            (OpCode::Text, 6),
-            (OpCode::Binary, 2),
-            (OpCode::Continuation, 2)
+            (OpCode::Text, 1, 6),
+            (OpCode::Binary, 1, 2),
+            (OpCode::Continuation, 1, 2)
         ]
     );
     assert!(wire.is_empty());
@@ -71,7 +78,7 @@ fn control_frames_and_a_partial_frame_are_left_for_read_frame() {
     let last = wire.split_off(wire.len() - 1);
     assert_eq!(
         pass(&mut upstream_leg, &mut wire, &mut client_leg),
-        [(OpCode::Binary, 3)]
+        [(OpCode::Binary, 1, 3)]
     );
     let ping = upstream_leg.read_frame(&mut wire).unwrap().unwrap();
     assert_eq!((ping.opcode, &ping.payload[..]), (OpCode::Ping, &b"p"[..]));
@@ -79,7 +86,7 @@ fn control_frames_and_a_partial_frame_are_left_for_read_frame() {
     wire.unsplit(last);
     assert_eq!(
         pass(&mut upstream_leg, &mut wire, &mut client_leg),
-        [(OpCode::Binary, 3)]
+        [(OpCode::Binary, 1, 3)]
     );
 }
 
@@ -98,11 +105,14 @@ fn text_split_across_frames_must_still_be_utf8() {
         .send_frame(true, OpCode::Continuation, &[0xC3])
         .unwrap();
     let mut wire = server.take_output();
-    let mut passed = 0;
-    let result =
-        upstream_leg.pass_frames(&mut wire, &mut client_leg, usize::MAX, |_, _| passed += 1);
+    let mut passed = Passed::default();
+    let result = upstream_leg.pass_frames(&mut wire, &mut client_leg, usize::MAX, &mut passed);
     assert_eq!(result, Err(ProtocolError::InvalidUtf8));
-    assert_eq!(passed, 2, "the frames before the bad one went");
+    assert_eq!(
+        tally(&passed),
+        [(OpCode::Text, 1, 2), (OpCode::Continuation, 1, 1)],
+        "the frames before the bad one went"
+    );
     assert!(matches!(upstream_leg.state(), State::Failed(_)));
 }
 
@@ -119,7 +129,12 @@ fn the_receive_limits_hold_on_the_lane() {
         .send_frame(true, OpCode::Continuation, b"de")
         .unwrap();
     let mut wire = server.take_output();
-    let result = upstream_leg.pass_frames(&mut wire, &mut client_leg, usize::MAX, |_, _| {});
+    let result = upstream_leg.pass_frames(
+        &mut wire,
+        &mut client_leg,
+        usize::MAX,
+        &mut Passed::default(),
+    );
     assert!(matches!(
         result,
         Err(ProtocolError::MessageTooBig { size: 5, limit: 4 })
@@ -136,7 +151,7 @@ fn a_frame_the_other_leg_may_not_send_is_left_for_the_caller() {
     let mut wire = server.take_output();
     assert_eq!(
         pass(&mut upstream_leg, &mut wire, &mut client_leg),
-        [(OpCode::Binary, 2)]
+        [(OpCode::Binary, 1, 2)]
     );
     let Frame { payload, .. } = upstream_leg.read_frame(&mut wire).unwrap().unwrap();
     assert_eq!(&payload[..], b"too long");
@@ -150,12 +165,12 @@ fn the_lane_stops_at_the_queue_bound() {
         server.send(&Message::binary(vec![1u8; 100])).unwrap();
     }
     let mut wire = server.take_output();
-    let mut passed = 0;
+    let mut passed = Passed::default();
     upstream_leg
-        .pass_frames(&mut wire, &mut client_leg, 250, |_, _| passed += 1)
+        .pass_frames(&mut wire, &mut client_leg, 250, &mut passed)
         .unwrap();
     // 102 bytes a frame: the third reaches the bound.
-    assert_eq!(passed, 3);
+    assert_eq!(passed.frames(OpCode::Binary), 3);
     assert_eq!(wire.len(), 7 * 102);
 }
 
@@ -188,12 +203,9 @@ fn pushed_messages_reach_the_client_byte_for_byte() {
     assert_eq!(
         pass(&mut upstream_leg, &mut wire, &mut client_leg),
         [
-            (OpCode::Text, 20),
-            (OpCode::Binary, 1024),
-            (OpCode::Text, 70_000),
-            (OpCode::Text, 4),
-            (OpCode::Continuation, 4),
-            (OpCode::Text, 11)
+            (OpCode::Text, 4, 20 + 70_000 + 4 + 11),
+            (OpCode::Binary, 1, 1024),
+            (OpCode::Continuation, 1, 4)
         ]
     );
     assert!(wire.is_empty());
@@ -213,11 +225,17 @@ fn a_read_of_pushed_frames_goes_out_in_the_memory_it_was_read_into() {
     let sent = server.take_output();
     let mut wire = BytesMut::from(&sent[..sent.len() - 3]);
     let memory = wire.as_ptr();
-    assert_eq!(pass(&mut upstream_leg, &mut wire, &mut client_leg).len(), 8);
+    assert_eq!(
+        pass(&mut upstream_leg, &mut wire, &mut client_leg),
+        [(OpCode::Binary, 8, 8 * 1024)]
+    );
     assert_eq!(client_leg.output().chunk().as_ptr(), memory);
     assert_eq!(&wire[..], &sent[8 * 1028..sent.len() - 3]);
     wire.extend_from_slice(&sent[sent.len() - 3..]);
-    assert_eq!(pass(&mut upstream_leg, &mut wire, &mut client_leg).len(), 1);
+    assert_eq!(
+        pass(&mut upstream_leg, &mut wire, &mut client_leg),
+        [(OpCode::Text, 1, 29)]
+    );
     assert_eq!(client_leg.take_output(), sent);
 }
 
@@ -231,12 +249,10 @@ fn invalid_text_among_whole_messages_is_the_legs_violation() {
         .unwrap();
     server.send_frame(true, OpCode::Text, b"never").unwrap();
     let mut wire = server.take_output();
-    let mut passed = Vec::new();
-    let result = upstream_leg.pass_frames(&mut wire, &mut client_leg, usize::MAX, |op, len| {
-        passed.push((op, len))
-    });
+    let mut passed = Passed::default();
+    let result = upstream_leg.pass_frames(&mut wire, &mut client_leg, usize::MAX, &mut passed);
     assert_eq!(result, Err(ProtocolError::InvalidUtf8));
-    assert_eq!(passed, [(OpCode::Text, 4)]);
+    assert_eq!(tally(&passed), [(OpCode::Text, 1, 4)]);
     assert_eq!(&client_leg.take_output()[..], b"\x81\x04fine");
 }
 
@@ -251,12 +267,11 @@ fn a_whole_message_over_the_limit_is_refused_on_the_lane() {
     server.send(&Message::binary(&b"ab"[..])).unwrap();
     server.send(&Message::binary(&b"abcdef"[..])).unwrap();
     let mut wire = server.take_output();
-    let mut passed = 0;
-    let result =
-        upstream_leg.pass_frames(&mut wire, &mut client_leg, usize::MAX, |_, _| passed += 1);
+    let mut passed = Passed::default();
+    let result = upstream_leg.pass_frames(&mut wire, &mut client_leg, usize::MAX, &mut passed);
     assert!(matches!(
         result,
         Err(ProtocolError::MessageTooBig { size: 6, limit: 4 })
     ));
-    assert_eq!(passed, 1);
+    assert_eq!(tally(&passed), [(OpCode::Binary, 1, 2)]);
 }

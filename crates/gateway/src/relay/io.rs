@@ -22,11 +22,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use frameway::{CloseCode, CloseFrame, Error, Message, OpCode, Utf8Bytes, WebSocket};
+use frameway::{CloseCode, CloseFrame, Error, Message, OpCode, Passed, Utf8Bytes, WebSocket};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep, Instant, Sleep};
 
-use super::{planned, Decision, Ending, Held, Passed, Relay, Step, Unit};
+use super::{planned, Decision, Ending, Held, Relay, Step, Unit};
 use crate::drain::DrainSignal;
 use crate::plugin::FrameWaiting;
 use crate::plugin::{Direction, FrameType, InFlight, PlannedClose};
@@ -553,7 +553,7 @@ where
     F: AsyncRead + AsyncWrite + Unpin,
 {
     let mut passed = Passed::default();
-    from.pass_frames(to, FLUSH_AT, |opcode, len| passed.add(opcode, len));
+    from.pass_frames(to, FLUSH_AT, &mut passed);
     relay.passed(side, &passed);
     !passed.is_empty()
 }
