@@ -554,8 +554,11 @@ where
 {
     let mut passed = Passed::default();
     from.pass_frames(to, FLUSH_AT, &mut passed);
+    if passed.is_empty() {
+        return false;
+    }
     relay.passed(side, &passed);
-    !passed.is_empty()
+    true
 }
 
 /// Writes out each leg with at least `at_least` bytes queued; the leg whose
