@@ -64,6 +64,8 @@ fn metrics_status_readiness_and_reload_on_the_admin_listener() {
         r#"frameway_connections_open{route="echo",service="echo"} 1"#,
         r#"frameway_handshakes_total{status="101"} 1"#,
         r#"frameway_messages_total{route="echo",service="echo",direction="client",type="text"} 1"#,
+        // The echo came back through the fast lane, which counts per pass.
+        r#"frameway_messages_total{route="echo",service="echo",direction="upstream",type="text"} 1"#,
         "frameway_workers 2",
     ] {
         assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");

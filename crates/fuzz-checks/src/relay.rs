@@ -78,12 +78,10 @@ fn relay(
             if let Some(bound) = lane {
                 let mut passed = Passed::default();
                 let result = endpoint::pass_frames(from, &mut buf, to, bound, &mut passed);
-                for opcode in [OpCode::Text, OpCode::Binary, OpCode::Continuation] {
-                    if passed.frames(opcode) > 0 {
-                        let (frames, bytes) = relayed.frames.entry(opcode).or_default();
-                        *frames += passed.frames(opcode);
-                        *bytes += passed.bytes(opcode);
-                    }
+                for (opcode, frames, bytes) in passed.iter() {
+                    let tally = relayed.frames.entry(opcode).or_default();
+                    tally.0 += frames;
+                    tally.1 += bytes;
                 }
                 if let Err(err) = result {
                     relayed.error = Some(err);

@@ -227,6 +227,29 @@ mod tests {
     use crate::{Config, FrameDecoder, Role};
 
     #[test]
+    fn the_whole_message_limit_answers_as_check_does_for_every_whole_message() {
+        let fresh = FrameEncoder::new(10);
+        let mut fragmenting = FrameEncoder::new(10);
+        fragmenting
+            .header(false, OpCode::Text, false, 3, None)
+            .unwrap();
+        let mut closed = FrameEncoder::new(10);
+        closed.header(true, OpCode::Close, false, 0, None).unwrap();
+        for encoder in [&fresh, &fragmenting, &closed] {
+            for op in [OpCode::Text, OpCode::Binary] {
+                for len in [0, 9, 10, 11] {
+                    let limit = encoder.whole_message_limit();
+                    assert_eq!(
+                        encoder.check(true, op, len).is_ok(),
+                        limit.is_some_and(|max| len <= max),
+                        "{encoder:?} {op:?} {len}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn client_frames_decode_on_a_server() {
         let mut e = FrameEncoder::new(u64::MAX);
         let mut out = BytesMut::new();

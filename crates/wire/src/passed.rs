@@ -19,6 +19,7 @@ use crate::OpCode;
 /// let passed = Passed::default();
 /// assert!(passed.is_empty());
 /// assert_eq!((passed.frames(OpCode::Text), passed.bytes(OpCode::Text)), (0, 0));
+/// assert_eq!(passed.iter().count(), 0);
 /// ```
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Passed {
@@ -40,6 +41,17 @@ impl Passed {
     #[inline]
     pub fn bytes(&self, opcode: OpCode) -> u64 {
         Self::slot(opcode).map_or(0, |i| self.counts[i].1)
+    }
+
+    /// Each opcode with frames passed: (opcode, frames, payload bytes), in
+    /// the order text, binary, continuation.
+    #[inline]
+    pub fn iter(&self) -> impl Iterator<Item = (OpCode, u64, u64)> + '_ {
+        [OpCode::Text, OpCode::Binary, OpCode::Continuation]
+            .into_iter()
+            .zip(&self.counts)
+            .filter(|(_, &(frames, _))| frames > 0)
+            .map(|(opcode, &(frames, bytes))| (opcode, frames, bytes))
     }
 
     /// Whether no frame was passed.
@@ -89,5 +101,7 @@ mod tests {
         );
         assert_eq!(passed.frames(OpCode::Continuation), 0);
         assert_eq!(passed.frames(OpCode::Ping), 0);
+        let all: Vec<_> = passed.iter().collect();
+        assert_eq!(all, [(OpCode::Text, 3, 8), (OpCode::Binary, 1, 7)]);
     }
 }

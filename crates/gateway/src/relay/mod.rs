@@ -24,7 +24,7 @@ use crate::plugin::{
     Chain, ChainError, ConnectionInfo, Direction, FrameResume, FrameType, FrameWaiting, InFlight,
     PlannedClose, PluginError, ProxyFailure, State, Traffic, Verdict,
 };
-use frameway::{CloseCode, OpCode, Passed};
+use frameway::{CloseCode, Passed};
 pub(crate) use io::run;
 pub(crate) use unit::Unit;
 
@@ -315,11 +315,8 @@ impl Relay {
     /// per read, and two atomic additions a frame would cost more than the
     /// lane's own work on a 20 B frame.
     pub(crate) fn passed(&mut self, from: Direction, passed: &Passed) {
-        for opcode in [OpCode::Text, OpCode::Binary, OpCode::Continuation] {
-            let frames = passed.frames(opcode);
-            if frames > 0 {
-                self.tally(from, FrameType::from(opcode), frames, passed.bytes(opcode));
-            }
+        for (opcode, frames, bytes) in passed.iter() {
+            self.tally(from, FrameType::from(opcode), frames, bytes);
         }
     }
 
