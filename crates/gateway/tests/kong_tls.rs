@@ -6,45 +6,10 @@
 
 mod support;
 
-use std::sync::Arc;
-
 use frameway_gateway::config::Config;
 use frameway_gateway::plugin::Registry;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use support::tls::{der, served};
 use support::{bounded, connect, recv, self_signed_pem, serve, tls_echo_upstream, TestPki};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-/// Connects with TLS asking for `name`; returns the certificate served and
-/// the first line of the answer to an upgrade.
-async fn served(addr: std::net::SocketAddr, name: &str, roots: &[&str]) -> (Vec<u8>, String) {
-    let mut store = rustls::RootCertStore::empty();
-    for pem in roots {
-        store
-            .add(CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
-            .unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(store)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let server_name = ServerName::try_from(name.to_owned()).unwrap();
-    let mut tls = connector.connect(server_name, tcp).await.unwrap();
-    let cert = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
-    let request = format!(
-        "GET / HTTP/1.1\r\nHost: {name}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    tls.write_all(request.as_bytes()).await.unwrap();
-    let mut head = vec![0; 12];
-    tls.read_exact(&mut head).await.unwrap();
-    (cert, String::from_utf8(head).unwrap())
-}
 
 #[tokio::test]
 async fn tls_listeners_serve_the_certificate_of_the_name_asked_for() {
@@ -93,11 +58,6 @@ snis:
             Config::load(&toml, &Registry::with_builtins()).unwrap_or_else(|e| panic!("{e}"));
         std::fs::remove_dir_all(&dir).unwrap();
         let addr = *serve(config).await.last().unwrap();
-        let der = |pem: &str| {
-            CertificateDer::from_pem_slice(pem.as_bytes())
-                .unwrap()
-                .to_vec()
-        };
         let roots = [a_cert.as_str(), b_cert.as_str()];
         for (name, want) in [
             ("a.test", &a_cert),

@@ -1,7 +1,8 @@
-//! The TLS listeners' certificate follows a reload: `tls_cert` and
-//! `tls_key` are read when a configuration loads, so a renewed certificate
-//! written over the old files is served once the gateway reloads, and a
-//! file that is not a certificate is refused where it is named.
+//! The TLS listeners' certificates follow a reload: `tls_cert` and
+//! `tls_key`, and Kong's `certificates` by name (SNI), are read when a
+//! configuration loads, so a renewed certificate written over the old
+//! files is served once the gateway reloads, and a file that is not a
+//! certificate is refused where it is named.
 
 mod support;
 
@@ -11,7 +12,8 @@ use frameway::client::{connect_with, ConnectOptions};
 use frameway_gateway::config::Config;
 use frameway_gateway::plugin::Registry;
 use frameway_gateway::Gateway;
-use support::{bounded, connect_opts, recv_text, TestPki};
+use support::tls::{der, served};
+use support::{bounded, connect_opts, recv_text, self_signed_pem, TestPki};
 
 /// A gateway config with a TLS listener whose certificate and key are
 /// `dir`'s `cert.pem` and `key.pem`, in front of the built-in echo.
@@ -73,6 +75,63 @@ async fn a_reload_serves_the_certificate_the_files_hold_now() {
         // The connection opened before the reload goes on.
         first.send_text("still").await.unwrap();
         assert_eq!(recv_text(&mut first).await, "still");
+    })
+    .await;
+}
+
+/// A declarative configuration whose `certificates` serve each `(cert,
+/// key, snis)`, in front of a refusing upstream.
+fn kong_with(certificates: &[(&str, &str, &str)]) -> String {
+    let indent = |pem: &str| pem.trim_end().replace('\n', "\n    ");
+    let mut kong = String::from(
+        "_format_version: \"3.0\"\nservices:\n- name: echo\n  url: ws://127.0.0.1:1\n  \
+         routes: [{ name: echo, paths: [/] }]\ncertificates:\n",
+    );
+    for (cert, key, snis) in certificates {
+        kong += &format!(
+            "- cert: |\n    {}\n  key: |\n    {}\n  snis: [{snis}]\n",
+            indent(cert),
+            indent(key)
+        );
+    }
+    kong
+}
+
+#[tokio::test]
+async fn a_reload_serves_each_names_certificate_as_the_declarative_file_has_it_now() {
+    bounded(async {
+        let (old_cert, old_key) = self_signed_pem(&["a.test"]);
+        let (new_cert, new_key) = self_signed_pem(&["a.test"]);
+        let (b_cert, b_key) = self_signed_pem(&["b.test"]);
+        let dir = std::env::temp_dir().join(format!("frameway-sni-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let toml = dir.join("gateway.toml");
+        std::fs::write(
+            &toml,
+            "[gateway]\nlisten = []\ntls_listen = [\"127.0.0.1:0\"]\ndeclarative_config = \"kong.yml\"\n",
+        )
+        .unwrap();
+        let kong = dir.join("kong.yml");
+        std::fs::write(&kong, kong_with(&[(&old_cert, &old_key, "a.test")])).unwrap();
+        let load = || Config::load(&toml, &Registry::with_builtins()).unwrap_or_else(|e| panic!("{e}"));
+        let gateway = Gateway::bind(load()).await.unwrap();
+        let addr = gateway.local_addrs()[0];
+        let reloader = gateway.reloader();
+        tokio::spawn(gateway.serve());
+        let roots = [old_cert.as_str(), new_cert.as_str(), b_cert.as_str()];
+        // The upstream (port 1) refuses: the request was routed.
+        assert_eq!(served(addr, "a.test", &roots).await, (der(&old_cert), "HTTP/1.1 502".into()));
+
+        // The renewal: a.test's certificate replaced, b.test's added.
+        let renewed = [(&*new_cert, &*new_key, "a.test"), (&*b_cert, &*b_key, "b.test")];
+        std::fs::write(&kong, kong_with(&renewed)).unwrap();
+        reloader.reload(load());
+        std::fs::remove_dir_all(&dir).unwrap();
+        for (name, want) in [("a.test", &new_cert), ("b.test", &b_cert)] {
+            let (cert, head) = served(addr, name, &roots).await;
+            assert_eq!(cert, der(want), "{name} after the reload");
+            assert_eq!(head, "HTTP/1.1 502", "{name}");
+        }
     })
     .await;
 }

@@ -9,6 +9,7 @@
 pub use frameway_test_support::*;
 
 pub mod lua;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
