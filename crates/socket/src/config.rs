@@ -44,9 +44,12 @@ pub struct WebSocketConfig {
     /// What to require of incoming frames' masking (`force_masking`);
     /// `None` follows the RFC for the role.
     pub incoming_mask: Option<MaskPolicy>,
-    /// Timeout for each read (`recv`, `recv_frame`).
+    /// Timeout for each read (`recv`, `recv_frame`), counted from when it
+    /// first has to wait: a read that finds its message already buffered
+    /// arms no timer.
     pub read_timeout: Option<Duration>,
-    /// Timeout for each write.
+    /// Timeout for each write, counted from when it first has to wait: a
+    /// write the socket takes at once arms no timer.
     pub write_timeout: Option<Duration>,
     /// Send a ping this often while the connection is being read (the
     /// protocol core's [`Heartbeat`](frameway_wire::Heartbeat): the pongs
