@@ -31,8 +31,9 @@ use crate::drain::DrainSignal;
 use crate::plugin::FrameWaiting;
 use crate::plugin::{Direction, FrameType, InFlight, PlannedClose};
 
-/// How long to wait for the other side's close frame once the connection is
-/// ending.
+/// How long the other side may take, once the connection is ending, to
+/// send its close frame while we deliver what it still sends, or to take
+/// ours.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Bytes queued toward one leg above which the other leg is not read: the
@@ -655,30 +656,39 @@ fn close_status(payload: &[u8]) -> Option<u16> {
 }
 
 /// Sends `close` (if given and none was sent yet) and drains the leg until
-/// its close handshake completes or the grace period ends; returns the
-/// status of the close frame the leg answered with.
+/// its close handshake completes; returns the status of the close frame
+/// the leg answered with.
+///
+/// Two bounds, each armed only when needed: the grace period for a close
+/// the peer is too slow to take (tokio arms a timeout's timer only once
+/// what it wraps has to wait, and a close frame almost always goes out at
+/// once), and for the peer's answer the leg's own close timer, which its
+/// protocol core counts from our close (`close_timeout`). A second timer
+/// over the whole of it cost every ending connection a registration with
+/// the timer wheel.
 async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocket<S>,
     close: Option<&PlannedClose>,
 ) -> Option<u16> {
-    let mut status = None;
-    let drain = async {
+    let sending = async {
         match close {
             Some(close) if !ws.close_sent() => {
                 let frame = CloseFrame::new(close.status, close.message.as_str()).ok();
-                let _ = ws.send_close(frame).await;
+                ws.send_close(frame).await
             }
             // Whatever was queued (a forwarded close) goes out first.
-            _ => {
-                let _ = ws.flush().await;
-            }
-        }
-        while let Some(Ok(frame)) = ws.recv_frame().await {
-            if frame.opcode == OpCode::Close {
-                status = close_status(&frame.payload);
-            }
+            _ => ws.flush().await,
         }
     };
-    let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
+    // A failed send still reads on: the peer's close may be buffered.
+    if tokio::time::timeout(CLOSE_GRACE, sending).await.is_err() {
+        return None;
+    }
+    let mut status = None;
+    while let Some(Ok(frame)) = ws.recv_frame().await {
+        if frame.opcode == OpCode::Close {
+            status = close_status(&frame.payload);
+        }
+    }
     status
 }
