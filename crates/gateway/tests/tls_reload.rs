@@ -106,24 +106,29 @@ async fn a_reload_serves_each_names_certificate_as_the_declarative_file_has_it_n
         let dir = std::env::temp_dir().join(format!("frameway-sni-reload-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let toml = dir.join("gateway.toml");
-        std::fs::write(
-            &toml,
-            "[gateway]\nlisten = []\ntls_listen = [\"127.0.0.1:0\"]\ndeclarative_config = \"kong.yml\"\n",
-        )
-        .unwrap();
+        let gateway_toml = "[gateway]\nlisten = []\ntls_listen = [\"127.0.0.1:0\"]\n\
+                            declarative_config = \"kong.yml\"\n";
+        std::fs::write(&toml, gateway_toml).unwrap();
         let kong = dir.join("kong.yml");
         std::fs::write(&kong, kong_with(&[(&old_cert, &old_key, "a.test")])).unwrap();
-        let load = || Config::load(&toml, &Registry::with_builtins()).unwrap_or_else(|e| panic!("{e}"));
+        let load =
+            || Config::load(&toml, &Registry::with_builtins()).unwrap_or_else(|e| panic!("{e}"));
         let gateway = Gateway::bind(load()).await.unwrap();
         let addr = gateway.local_addrs()[0];
         let reloader = gateway.reloader();
         tokio::spawn(gateway.serve());
         let roots = [old_cert.as_str(), new_cert.as_str(), b_cert.as_str()];
         // The upstream (port 1) refuses: the request was routed.
-        assert_eq!(served(addr, "a.test", &roots).await, (der(&old_cert), "HTTP/1.1 502".into()));
+        assert_eq!(
+            served(addr, "a.test", &roots).await,
+            (der(&old_cert), "HTTP/1.1 502".into())
+        );
 
         // The renewal: a.test's certificate replaced, b.test's added.
-        let renewed = [(&*new_cert, &*new_key, "a.test"), (&*b_cert, &*b_key, "b.test")];
+        let renewed = [
+            (&*new_cert, &*new_key, "a.test"),
+            (&*b_cert, &*b_key, "b.test"),
+        ];
         std::fs::write(&kong, kong_with(&renewed)).unwrap();
         reloader.reload(load());
         std::fs::remove_dir_all(&dir).unwrap();
