@@ -847,15 +847,19 @@ pub(crate) async fn with_timeout<T>(
         return Ok(fut.await);
     };
     let mut fut = std::pin::pin!(fut);
-    if let Poll::Ready(out) = poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
-        return Ok(out);
-    }
     // Boxed: a timer is a few hundred bytes, and inline it would make
     // every future that reads or writes (and so every idle connection's
     // task) that much larger, timeout or not.
-    Box::pin(tokio::time::timeout(limit, fut))
-        .await
-        .map_err(|_| Error::Timeout(kind, limit))
+    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        ready!(timer.as_mut().poll(cx));
+        Poll::Ready(Err(Error::Timeout(kind, limit)))
+    })
+    .await
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
