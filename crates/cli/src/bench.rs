@@ -35,11 +35,12 @@ use std::task::{Context, Poll};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc::Receiver;
 use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use crate::proc_stat;
+use crate::{pacer, proc_stat};
 
 /// The longest run allowed, so that no load loop is unbounded.
 const MAX_DURATION: f64 = 3600.0;
@@ -67,8 +68,9 @@ pub struct BenchArgs {
     /// Seconds of load before measuring starts.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
-    /// Open loop: send this many messages per second in total, whatever the
-    /// replies; latency is measured from each message's scheduled time.
+    /// Open loop: send this many messages per second in total, evenly spaced
+    /// and round robin over the connections, whatever the replies; latency
+    /// is measured from each message's scheduled time.
     #[arg(long)]
     rate: Option<f64>,
     /// Stop after this many measured round trips in total.
@@ -209,9 +211,6 @@ async fn bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         measured: AtomicU64::new(0),
         limit: args.messages.unwrap_or(u64::MAX),
     });
-    let interval = args
-        .rate
-        .map(|rate| Duration::from_secs_f64(args.connections as f64 / rate));
     let message = Arc::new(MessageSpec::from_args(&args));
     let mut tasks = tokio::task::JoinSet::new();
     let rss_before = proc_stat::rss_kib(&args.watch_pids)?;
@@ -220,11 +219,21 @@ async fn bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         sent: conns[0].frame.len(),
         echoed: conns[0].echo_len,
     };
+    let (pacer, schedules) = match args.rate {
+        Some(rate) => {
+            let (pacer, schedules) = pacer::start(rate, conns.len())?;
+            (Some(pacer), schedules)
+        }
+        None => (None, Vec::new()),
+    };
+    // Open loop: one schedule per connection; closed loop: none.
+    let mut schedules = schedules.into_iter();
     for conn in conns {
         let shared = shared.clone();
+        let schedule = schedules.next();
         tasks.spawn(async move {
-            match interval {
-                Some(interval) => conn.open_loop(&shared, interval).await,
+            match schedule {
+                Some(schedule) => conn.open_loop(&shared, schedule).await,
                 None => conn.closed_loop(&shared).await,
             }
         });
@@ -255,6 +264,7 @@ async fn bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         after_kib: proc_stat::rss_kib(&args.watch_pids)?,
     };
     shared.stop.store(true, Ordering::Relaxed);
+    drop(pacer);
     let mut errors = 0u64;
     while let Some(done) = tasks.join_next().await {
         match done? {
@@ -887,29 +897,30 @@ impl Connection {
     async fn open_loop(
         self,
         shared: &Shared,
-        interval: Duration,
+        schedule: Receiver<Instant>,
     ) -> Result<Histogram<u64>, String> {
         match self.tcp {
             Stream::Plain(tcp) => {
                 let (reader, writer) = tcp.into_split();
-                open_loop(reader, writer, self.frame, self.echo_len, shared, interval).await
+                open_loop(reader, writer, self.frame, self.echo_len, shared, schedule).await
             }
             Stream::Tls(tls) => {
                 let (reader, writer) = tokio::io::split(tls);
-                open_loop(reader, writer, self.frame, self.echo_len, shared, interval).await
+                open_loop(reader, writer, self.frame, self.echo_len, shared, schedule).await
             }
         }
     }
 }
 
-/// Sends on `writer` at a fixed rate and times the echoes read on `reader`.
+/// Sends on `writer` as the pacer releases each message, and times the
+/// echoes read on `reader` from the message's scheduled time.
 async fn open_loop<R, W>(
     mut reader: R,
     mut writer: W,
     frame: Vec<u8>,
     echo_len: usize,
     shared: &Shared,
-    interval: Duration,
+    mut schedule: Receiver<Instant>,
 ) -> Result<Histogram<u64>, String>
 where
     R: AsyncRead + Unpin,
@@ -920,16 +931,20 @@ where
         // stalled server cannot make the generator grow without limit.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Instant>(1 << 16);
         let send = async move {
-            let mut next = Instant::now();
-            while !shared.stop.load(Ordering::Relaxed) {
-                tokio::time::sleep_until(next).await;
-                if tx.send(next).await.is_err() {
+            while let Some(scheduled) = schedule.recv().await {
+                if tx.send(scheduled).await.is_err() {
                     break;
                 }
                 writer.write_all(&frame).await.map_err(|e| e.to_string())?;
-                next += interval;
             }
-            Ok::<(), String>(())
+            if shared.stop.load(Ordering::Relaxed) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "fell more than {} messages behind the schedule (the server stalled?)",
+                    pacer::MAX_BEHIND
+                ))
+            }
         };
         let receive = async move {
             let mut histogram =

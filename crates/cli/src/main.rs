@@ -5,6 +5,7 @@ mod bench;
 mod client;
 mod echo;
 mod gateway;
+mod pacer;
 mod proc_stat;
 mod soak;
 

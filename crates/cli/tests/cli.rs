@@ -512,6 +512,24 @@ fn bench_json_is_one_object() {
     assert!(p999 <= field("max_us"), "{json}");
 }
 
+/// `--rate`: the open loop sends at the rate asked for, whatever the echoes
+/// do, and reports the round trips of its window. The bounds are loose: a
+/// loaded machine may deliver late, but not twice the schedule.
+#[test]
+fn bench_open_loop_sends_at_the_rate_asked_for() {
+    let (_server, port) = echo_server(&[]);
+    let stdout = short_bench(port, &["--rate", "400", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(json["mode"], "open loop", "{json}");
+    assert_eq!(json["errors"], 0, "{json}");
+    let messages = json["messages"].as_f64().unwrap();
+    let secs = json["duration_s"].as_f64().unwrap();
+    assert!(
+        (0.5 * 400.0 * secs..=1.1 * 400.0 * secs).contains(&messages),
+        "{json}"
+    );
+}
+
 /// Nothing listening: bench exits non-zero with one line naming the cause.
 #[test]
 fn bench_against_a_closed_port_is_one_line_error() {
