@@ -11,6 +11,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -55,19 +56,66 @@ impl Drain {
 }
 
 impl DrainSignal {
-    /// Resolves when connection `id` should close: once the drain says so,
-    /// after this connection's own share of the spread. Boxed: a pending
-    /// `watch` wait is larger than what an idle connection otherwise holds
-    /// inline.
-    pub(crate) fn going_away(self, id: u64) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    /// What tells connection `id` to close: once the drain says so, after
+    /// this connection's own share of the spread.
+    pub(crate) fn going_away(self, id: u64) -> GoingAway {
         let DrainSignal { mut rx, spread } = self;
-        Box::pin(async move {
-            if rx.wait_for(|away| *away).await.is_err() {
-                // The worker is gone without draining: nothing will come.
-                std::future::pending::<()>().await;
-            }
-            tokio::time::sleep(spread.mul_f64(jitter(id))).await;
-        })
+        let mut wait = rx.clone();
+        if *rx.borrow() {
+            // Already told: the wait goes straight on to its own timer,
+            // which only polling it can see fire.
+            rx.mark_changed();
+        }
+        GoingAway {
+            drain: rx,
+            wait: Box::pin(async move {
+                if wait.wait_for(|away| *away).await.is_err() {
+                    // The worker is gone without draining: nothing will come.
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(spread.mul_f64(jitter(id))).await;
+            }),
+            registered: None,
+        }
+    }
+}
+
+/// A connection's wait for the drain, polled each time its relay has
+/// nothing else to do.
+///
+/// Polling the `watch` wait takes the channel's lock to check the waker it
+/// holds, a few hundred instructions on every proxied message. Until the
+/// drain is sent, the wait has nothing new to say and holds the waker it
+/// was last polled with, so it is polled again only once the channel
+/// changed (from then on, every time: its spread timer follows) or with
+/// another waker.
+pub(crate) struct GoingAway {
+    /// The channel's version, read without its lock.
+    drain: watch::Receiver<bool>,
+    /// Boxed: a pending `watch` wait is larger than what an idle connection
+    /// otherwise holds inline.
+    wait: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// The waker `wait` was last polled with.
+    registered: Option<Waker>,
+}
+
+/// Ready once this connection should close.
+impl Future for GoingAway {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let changed = this.drain.has_changed().unwrap_or(true);
+        if !changed
+            && this
+                .registered
+                .as_ref()
+                .is_some_and(|waker| waker.will_wake(cx.waker()))
+        {
+            return Poll::Pending;
+        }
+        this.registered = Some(cx.waker().clone());
+        this.wait.as_mut().poll(cx)
     }
 }
 
@@ -103,6 +151,25 @@ mod tests {
         let (drain, signal) = Drain::new(Duration::ZERO);
         drain.go_away();
         signal.clone().going_away(7).await;
+        drop(signal);
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_starts_after_the_signal_waits_out_its_share_of_the_spread() {
+        let (drain, signal) = Drain::new(Duration::from_millis(50));
+        drain.go_away();
+        // A signal that has seen the drain already, as one taken after it
+        // would have.
+        let mut seen = signal.clone();
+        seen.rx.mark_unchanged();
+        // Spawned, as a connection is: polled with one waker throughout.
+        // The spread's timer fires after the first poll, and a wait skipped
+        // from then on would never see it.
+        let going = tokio::spawn(seen.going_away(7));
+        tokio::time::timeout(Duration::from_secs(10), going)
+            .await
+            .expect("the connection goes away within its spread")
+            .unwrap();
         drop(signal);
     }
 

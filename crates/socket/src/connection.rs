@@ -42,10 +42,43 @@ fn entropy(buf: &mut [u8]) {
     crate::random::fill(buf).expect("the operating system's random generator failed");
 }
 
+/// What a read is for.
+pub(crate) enum Reading<'a> {
+    /// Whole messages, fragments assembled.
+    Messages,
+    /// Frames as they arrived.
+    Frames,
+    /// Frames for a relay: those the fast lane takes go to the other leg as
+    /// they are read, the others come back as frames.
+    Relay(Lane<'a>),
+}
+
+/// The other leg of a relay, as the fast lane sees it.
+pub(crate) struct Lane<'a> {
+    to: &'a mut Protocol,
+    to_open: bool,
+    max_queued: usize,
+    passed: &'a mut Passed,
+}
+
 /// What a read produced.
 pub(crate) enum Incoming {
     Frame(Frame),
     Message(Message),
+    /// Data frames went to the other leg of a relay.
+    Passed,
+}
+
+/// What [`WebSocket::poll_relay`] produced.
+#[derive(Debug)]
+pub enum Relayed {
+    /// Data frames went to the other leg's queue, counted in the `Passed`
+    /// given.
+    Passed,
+    /// A frame the fast lane leaves to its caller: a control frame, a
+    /// fragment, or a frame of a compressed or closing connection. A frame
+    /// that breaks the protocol comes back as the error it is.
+    Frame(Frame),
 }
 
 impl Incoming {
@@ -53,20 +86,29 @@ impl Incoming {
         match self {
             Incoming::Frame(f) => f.opcode == OpCode::Close,
             Incoming::Message(m) => m.is_close(),
+            Incoming::Passed => false,
         }
     }
 
     pub(crate) fn into_message(self) -> Message {
         match self {
             Incoming::Message(m) => m,
-            Incoming::Frame(_) => unreachable!("message mode yields messages"),
+            Incoming::Frame(_) | Incoming::Passed => unreachable!("message mode yields messages"),
         }
     }
 
     pub(crate) fn into_frame(self) -> Frame {
         match self {
             Incoming::Frame(f) => f,
-            Incoming::Message(_) => unreachable!("frame mode yields frames"),
+            Incoming::Message(_) | Incoming::Passed => unreachable!("frame mode yields frames"),
+        }
+    }
+
+    fn into_relayed(self) -> Relayed {
+        match self {
+            Incoming::Frame(f) => Relayed::Frame(f),
+            Incoming::Passed => Relayed::Passed,
+            Incoming::Message(_) => unreachable!("a relay reads frames"),
         }
     }
 }
@@ -297,7 +339,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let timeout = self.config.read_timeout;
         let next = poll_fn(|cx| {
             let waker = cx.waker();
-            self.poll_incoming(cx, waker, false)
+            self.poll_incoming(cx, waker, Reading::Messages)
         });
         match with_timeout(timeout, TimeoutKind::Read, next).await {
             Ok(item) => item.map(|r| r.map(Incoming::into_message)),
@@ -313,7 +355,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let timeout = self.config.read_timeout;
         let next = poll_fn(|cx| {
             let waker = cx.waker();
-            self.poll_incoming(cx, waker, true)
+            self.poll_incoming(cx, waker, Reading::Frames)
         });
         match with_timeout(timeout, TimeoutKind::Read, next).await {
             Ok(item) => item.map(|r| r.map(Incoming::into_frame)),
@@ -328,7 +370,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         &mut self,
         cx: &mut Context<'_>,
         write_waker: &Waker,
-        frames: bool,
+        mut reading: Reading<'_>,
     ) -> Poll<Option<Result<Incoming>>> {
         loop {
             if self.teardown == Teardown::Done {
@@ -356,7 +398,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     return self.end_with(e.into());
                 }
             }
-            match self.decode(frames) {
+            if let Reading::Relay(lane) = &mut reading {
+                if self.pass_to(lane.to, lane.to_open, lane.max_queued, lane.passed) {
+                    return Poll::Ready(Some(Ok(Incoming::Passed)));
+                }
+                if matches!(self.proto.state(), State::Failed(_)) {
+                    // The lane found a violation: failing is the loop's.
+                    continue;
+                }
+            }
+            match self.decode(!matches!(reading, Reading::Messages)) {
                 Ok(Some(item)) if item.is_close() && self.proto.has_output() => {
                     // The close reply goes out before the caller sees the
                     // close, so dropping the connection then cannot lose it.
@@ -692,18 +743,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         max_queued: usize,
         passed: &mut Passed,
     ) {
-        if self.teardown != Teardown::None
-            || to.teardown != Teardown::None
+        let to_open = to.teardown == Teardown::None;
+        self.pass_to(&mut to.proto, to_open, max_queued, passed);
+    }
+
+    /// The fast lane from this connection's read buffer to another leg's
+    /// protocol core: whether any frame passed.
+    fn pass_to(
+        &mut self,
+        to: &mut Protocol,
+        to_open: bool,
+        max_queued: usize,
+        passed: &mut Passed,
+    ) -> bool {
+        if self.rbuf.is_empty()
+            || !to_open
+            || self.teardown != Teardown::None
             || self.extras.as_ref().is_some_and(|x| x.pending.is_some())
         {
-            return;
+            return false;
         }
+        let before = *passed;
         if let Err(e) = self
             .proto
-            .pass_frames(&mut self.rbuf, &mut to.proto, max_queued, passed)
+            .pass_frames(&mut self.rbuf, to, max_queued, passed)
         {
             self.extras().failure = Some(Error::Protocol(e));
         }
+        *passed != before
     }
 
     /// Bytes queued and not yet written to the socket.
@@ -721,15 +788,61 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// [`WebSocket::recv`] as a poll function (without the read timeout).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
         let waker = cx.waker();
-        self.poll_incoming(cx, waker, false)
+        self.poll_incoming(cx, waker, Reading::Messages)
             .map(|item| item.map(|r| r.map(Incoming::into_message)))
     }
 
     /// [`WebSocket::recv_frame`] as a poll function (without the read timeout).
     pub fn poll_recv_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame>>> {
         let waker = cx.waker();
-        self.poll_incoming(cx, waker, true)
+        self.poll_incoming(cx, waker, Reading::Frames)
             .map(|item| item.map(|r| r.map(Incoming::into_frame)))
+    }
+
+    /// [`WebSocket::poll_recv_frame`] for a relay leg, with the fast lane
+    /// ([`WebSocket::pass_frames`]) taken as bytes arrive: the data frames
+    /// it can take go to `to`'s queue (up to `max_queued` bytes queued),
+    /// counted in `passed`, and [`Relayed::Passed`] says that some did;
+    /// every other frame comes back as [`Relayed::Frame`]. A relay that
+    /// read each frame with `poll_recv_frame` and passed only what was left
+    /// in the buffer would take the lane only when a read brought several
+    /// frames; in request and response traffic a read brings one.
+    ///
+    /// ```
+    /// # async fn demo(
+    /// #     mut client_leg: frameway::WebSocket<tokio::net::TcpStream>,
+    /// #     mut upstream_leg: frameway::WebSocket<tokio::net::TcpStream>,
+    /// # ) -> frameway::Result<()> {
+    /// use frameway::Relayed;
+    /// let mut passed = frameway::Passed::default();
+    /// let relayed = std::future::poll_fn(|cx| {
+    ///     client_leg.poll_relay(cx, &mut upstream_leg, 64 * 1024, &mut passed)
+    /// })
+    /// .await;
+    /// match relayed {
+    ///     Some(Ok(Relayed::Passed)) => upstream_leg.flush().await?,
+    ///     Some(Ok(Relayed::Frame(frame))) => println!("{:?} left to the caller", frame.opcode),
+    ///     Some(Err(e)) => return Err(e),
+    ///     None => {}
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn poll_relay<P>(
+        &mut self,
+        cx: &mut Context<'_>,
+        to: &mut WebSocket<P>,
+        max_queued: usize,
+        passed: &mut Passed,
+    ) -> Poll<Option<Result<Relayed>>> {
+        let waker = cx.waker();
+        let lane = Lane {
+            to_open: to.teardown == Teardown::None,
+            to: &mut to.proto,
+            max_queued,
+            passed,
+        };
+        self.poll_incoming(cx, waker, Reading::Relay(lane))
+            .map(|item| item.map(|r| r.map(Incoming::into_relayed)))
     }
 
     pub(crate) fn poll_close_inner(&mut self, waker: &Waker) -> Poll<Result<()>> {

@@ -43,7 +43,7 @@ pub mod sync;
 
 pub use client::connect;
 pub use config::WebSocketConfig;
-pub use connection::WebSocket;
+pub use connection::{Relayed, WebSocket};
 pub use error::{Error, RefusedUpgrade, Result, TimeoutKind};
 pub use frameway_wire::deflate::{DeflateConfig, DeflateParams};
 pub use frameway_wire::{

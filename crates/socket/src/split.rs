@@ -15,7 +15,7 @@ use futures_core::Stream;
 use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::connection::{Incoming, WebSocket};
+use crate::connection::{Incoming, Reading, WebSocket};
 use crate::error::{Error, Result};
 use crate::sync::lock;
 
@@ -71,21 +71,25 @@ pub struct WriteHalf<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> ReadHalf<S> {
-    fn poll_read(&self, cx: &mut Context<'_>, frames: bool) -> Poll<Option<Result<Incoming>>> {
+    fn poll_read(
+        &self,
+        cx: &mut Context<'_>,
+        reading: Reading<'_>,
+    ) -> Poll<Option<Result<Incoming>>> {
         *lock(&self.shared.wakers.reader) = Some(cx.waker().clone());
-        lock(&self.shared.ws).poll_incoming(cx, &self.shared.waker, frames)
+        lock(&self.shared.ws).poll_incoming(cx, &self.shared.waker, reading)
     }
 
     /// Receives the next message; `None` after a clean close.
     pub async fn recv(&mut self) -> Option<Result<Message>> {
-        std::future::poll_fn(|cx| self.poll_read(cx, false))
+        std::future::poll_fn(|cx| self.poll_read(cx, Reading::Messages))
             .await
             .map(|r| r.map(Incoming::into_message))
     }
 
     /// Receives the next frame as it arrived.
     pub async fn recv_frame(&mut self) -> Option<Result<Frame>> {
-        std::future::poll_fn(|cx| self.poll_read(cx, true))
+        std::future::poll_fn(|cx| self.poll_read(cx, Reading::Frames))
             .await
             .map(|r| r.map(Incoming::into_frame))
     }
@@ -114,7 +118,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for ReadHalf<S> {
     type Item = Result<Message>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.poll_read(cx, false)
+        self.poll_read(cx, Reading::Messages)
             .map(|o| o.map(|r| r.map(Incoming::into_message)))
     }
 }

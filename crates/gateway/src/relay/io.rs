@@ -19,15 +19,17 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use frameway::{CloseCode, CloseFrame, Error, Message, OpCode, Passed, Utf8Bytes, WebSocket};
+use frameway::{
+    CloseCode, CloseFrame, Error, Message, OpCode, Passed, Relayed, Utf8Bytes, WebSocket,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep, Instant, Sleep};
 
 use super::{planned, Decision, Ending, Held, Relay, Step, Unit};
-use crate::drain::DrainSignal;
+use crate::drain::{DrainSignal, GoingAway};
 use crate::plugin::FrameWaiting;
 use crate::plugin::{Direction, FrameType, InFlight, PlannedClose};
 
@@ -131,7 +133,7 @@ async fn proxy<C, U>(
     client: &mut WebSocket<C>,
     upstream: &mut WebSocket<U>,
     idle_timeout: Option<Duration>,
-    mut going_away: Pin<Box<dyn Future<Output = ()> + Send>>,
+    mut going_away: GoingAway,
 ) where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
@@ -154,7 +156,7 @@ async fn proxy<C, U>(
                 aggregate,
                 client_first,
                 idle,
-                going_away.as_mut(),
+                &mut going_away,
             )
         })
         .await;
@@ -476,7 +478,7 @@ fn poll_next<S: AsyncRead + AsyncWrite + Unpin>(
 /// Reads whichever side has something while the other side's queue has
 /// room, and once neither has (or a queue reached [`FLUSH_AT`]), moves the
 /// queued bytes out on both legs. Without aggregation, the data frames a
-/// read brought in go to the other leg in one pass (`pass_frames`): one
+/// read brought in go to the other leg in one pass (`poll_relay`): one
 /// frame per event would cost more than the frames' own bytes when a
 /// pushing upstream sends thousands per read.
 #[expect(clippy::too_many_arguments, reason = "the loop's state, borrowed")]
@@ -488,7 +490,7 @@ fn poll_event<C, U>(
     aggregate: bool,
     client_first: bool,
     idle: Option<Pin<&mut Sleep>>,
-    going_away: Pin<&mut (dyn Future<Output = ()> + Send)>,
+    going_away: &mut GoingAway,
 ) -> Poll<Event>
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -508,25 +510,15 @@ where
     for side in order {
         let polled = match side {
             Direction::Client if upstream.queued_len() < HIGH_WATER => {
-                if !aggregate && pass(relay, side, client, upstream) {
-                    return Poll::Ready(Event::Passed);
-                }
-                poll_next(client, cx, aggregate)
+                poll_leg(relay, side, client, upstream, cx, aggregate)
             }
             Direction::Upstream if client.queued_len() < HIGH_WATER => {
-                if !aggregate && pass(relay, side, upstream, client) {
-                    return Poll::Ready(Event::Passed);
-                }
-                poll_next(upstream, cx, aggregate)
+                poll_leg(relay, side, upstream, client, cx, aggregate)
             }
             _ => continue,
         };
-        if let Poll::Ready(received) = polled {
-            return Poll::Ready(match received {
-                Some(Ok(unit)) => Event::Received(side, unit),
-                Some(Err(err)) => Event::Stop(Stop::LegEnded(side, Some(err))),
-                None => Event::Stop(Stop::LegEnded(side, None)),
-            });
+        if polled.is_ready() {
+            return polled;
         }
     }
     // Nothing more to read for now: write out everything queued.
@@ -536,30 +528,47 @@ where
     if idle.is_some_and(|idle| idle.poll(cx).is_ready()) {
         return Poll::Ready(Event::Stop(Stop::Idle));
     }
-    if going_away.poll(cx).is_ready() {
+    if Pin::new(going_away).poll(cx).is_ready() {
         return Poll::Ready(Event::Stop(Stop::GoingAway));
     }
     Poll::Pending
 }
 
-/// Moves the data frames `from` has read to `to`'s queue (up to
-/// [`FLUSH_AT`] queued), counting each; whether any moved.
-fn pass<F, T>(
+/// Reads the next unit from leg `from` (the `side`). Without aggregation,
+/// the data frames the fast lane takes go to `to`'s queue (up to
+/// [`FLUSH_AT`] queued) as they are read, each counted, and only what it
+/// leaves comes back as a unit.
+fn poll_leg<F, T>(
     relay: &mut Relay,
     side: Direction,
     from: &mut WebSocket<F>,
     to: &mut WebSocket<T>,
-) -> bool
+    cx: &mut Context<'_>,
+    aggregate: bool,
+) -> Poll<Event>
 where
     F: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut passed = Passed::default();
-    from.pass_frames(to, FLUSH_AT, &mut passed);
-    if passed.is_empty() {
-        return false;
-    }
-    relay.passed(side, &passed);
-    true
+    let received = if aggregate {
+        ready!(poll_next(from, cx, aggregate))
+    } else {
+        let mut passed = Passed::default();
+        let relayed = from.poll_relay(cx, to, FLUSH_AT, &mut passed);
+        if !passed.is_empty() {
+            relay.passed(side, &passed);
+        }
+        match ready!(relayed) {
+            Some(Ok(Relayed::Passed)) => return Poll::Ready(Event::Passed),
+            Some(Ok(Relayed::Frame(frame))) => Some(Ok(Unit::from_frame(frame))),
+            Some(Err(err)) => Some(Err(err)),
+            None => None,
+        }
+    };
+    Poll::Ready(match received {
+        Some(Ok(unit)) => Event::Received(side, unit),
+        Some(Err(err)) => Event::Stop(Stop::LegEnded(side, Some(err))),
+        None => Event::Stop(Stop::LegEnded(side, None)),
+    })
 }
 
 /// Writes out each leg with at least `at_least` bytes queued; the leg whose

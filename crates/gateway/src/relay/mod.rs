@@ -309,7 +309,7 @@ impl Relay {
     }
 
     /// Counts the data frames the IO driver passed from `from` straight to
-    /// the other leg (`WebSocket::pass_frames`): on a route without frame
+    /// the other leg (`WebSocket::poll_relay`): on a route without frame
     /// phases nothing else happens to them. Added to the route's shared
     /// counters once per pass: a pushing upstream sends thousands of frames
     /// per read, and two atomic additions a frame would cost more than the
