@@ -4,6 +4,7 @@
 //! read again, whether SIGHUP or `POST /reload` asks.
 
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -14,6 +15,7 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use sha1::{Digest, Sha1};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ConfigErrors};
@@ -157,7 +159,11 @@ impl ConfigSource {
 
 fn file_hash(path: &std::path::Path) -> Option<String> {
     let bytes = std::fs::read(path).ok()?;
-    Some(sha1_smol::Sha1::from(bytes).digest().to_string())
+    let mut hex = String::with_capacity(40);
+    for byte in Sha1::digest(bytes) {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    Some(hex)
 }
 
 /// Serves the admin endpoints on `listener` until the process ends.

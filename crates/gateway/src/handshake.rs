@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use frameway::server::accept_offer;
+use frameway::server::write_upgrade;
 use frameway::DeflateParams;
 use frameway::{Error, Role, WebSocket, WebSocketConfig};
-use frameway_wire::handshake::{rejection_response, validate_request, write_response};
+use frameway_wire::handshake::{has_token, rejection_response, validate_request, write_response};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -30,22 +30,27 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus
 /// the WebSocket handshake's own, which the gateway negotiates per leg.
-const NOT_FORWARDED: [&str; 14] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "sec-websocket-key",
-    "sec-websocket-version",
-    "sec-websocket-extensions",
-    "sec-websocket-protocol",
+static NOT_FORWARDED: [HeaderName; 14] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::HOST,
+    header::SEC_WEBSOCKET_KEY,
+    header::SEC_WEBSOCKET_VERSION,
+    header::SEC_WEBSOCKET_EXTENSIONS,
+    header::SEC_WEBSOCKET_PROTOCOL,
 ];
+
+// Checked once here rather than by `from_static` on every handshake.
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Serves one client connection from its first byte to its close.
 ///
@@ -330,16 +335,20 @@ where
         config.client_heartbeat,
         config.client_deflate,
     );
-    let mut upgrade = accept_offer(&offer, protocol.as_deref(), &client_config);
-    upgrade.response.headers_mut().extend(response_headers);
     let mut out = Vec::with_capacity(256);
-    write_response(&upgrade.response, b"", &mut out);
+    let deflate = write_upgrade(
+        &offer,
+        protocol.as_deref(),
+        &client_config,
+        &response_headers,
+        &mut out,
+    );
     if io.write_all(&out).await.is_err() || io.flush().await.is_err() {
         return Err(None);
     }
-    let client_params = upgrade.deflate.as_ref().map(|d| *d.params());
+    let client_params = deflate.as_ref().map(|d| *d.params());
     let mut client = WebSocket::from_raw_socket(io, Role::Server, client_config, rest);
-    if let Some(deflate) = upgrade.deflate {
+    if let Some(deflate) = deflate {
         client = client.with_deflate(deflate);
     }
     let mut upstream = upstream;
@@ -424,27 +433,19 @@ fn forwarded_headers(
 ) -> HeaderMap {
     let from = request.headers();
     // Headers the client named in Connection are hop-by-hop too.
-    let per_hop = |name: &str| {
-        from.get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|token| token.trim().eq_ignore_ascii_case(name))
-    };
+    let per_hop = |name: &HeaderName| has_token(from.get_all(header::CONNECTION), name.as_str());
     let mut headers = HeaderMap::with_capacity(from.len() + 3);
     for (name, value) in from {
-        let name_str = name.as_str();
-        if !NOT_FORWARDED.contains(&name_str) && !per_hop(name_str) {
+        if !NOT_FORWARDED.contains(name) && !per_hop(name) {
             headers.append(name.clone(), value.clone());
         }
     }
-    let xff = HeaderName::from_static("x-forwarded-for");
-    let previous = from.get(&xff).filter(|v| v.to_str().is_ok());
+    let previous = from.get(&X_FORWARDED_FOR).filter(|v| v.to_str().is_ok());
     if let Some(value) = forwarded_for(previous.map(HeaderValue::as_bytes), client_addr) {
-        headers.insert(xff, value);
+        headers.insert(X_FORWARDED_FOR.clone(), value);
     }
     let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
-    headers.insert(HeaderName::from_static("x-forwarded-proto"), proto);
+    headers.insert(X_FORWARDED_PROTO.clone(), proto);
     // The Host header's own value when that is where the host came from
     // (shared, not copied).
     let forwarded_host = host.and_then(|host| {
@@ -454,7 +455,7 @@ fn forwarded_headers(
             .or_else(|| HeaderValue::from_str(host).ok())
     });
     if let Some(value) = forwarded_host {
-        headers.insert(HeaderName::from_static("x-forwarded-host"), value);
+        headers.insert(X_FORWARDED_HOST.clone(), value);
     }
     headers
 }
@@ -479,8 +480,8 @@ fn forwarded_for(previous: Option<&[u8]>, client_addr: SocketAddr) -> Option<Hea
     HeaderValue::from_maybe_shared(bytes::Bytes::from(value)).ok()
 }
 
-/// Reads the request head. `Err(None)`: the client left; `Err(Some(e))`:
-/// a bad request to answer.
+/// Answers a request the opening handshake's rules refuse, with the status
+/// and the one-line reason of `err`; returns the status.
 async fn respond_rejection<C: AsyncWrite + Unpin>(
     io: &mut C,
     err: &frameway_wire::handshake::RequestError,
@@ -545,7 +546,7 @@ async fn respond_upstream_failure<C: AsyncWrite + Unpin>(
             let mut response = Response::new(());
             *response.status_mut() = refused.status;
             for (name, value) in &refused.headers {
-                let hop = NOT_FORWARDED.contains(&name.as_str()) || name == header::CONTENT_LENGTH;
+                let hop = NOT_FORWARDED.contains(name) || name == header::CONTENT_LENGTH;
                 if !hop {
                     response.headers_mut().append(name.clone(), value.clone());
                 }

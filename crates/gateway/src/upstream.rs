@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use frameway::client::{client_handshake, connect_with, ConnectOptions, ConnectResponse, WsUrl};
 use frameway::WebSocket;
+use http::header::{self, HeaderName};
 use http::HeaderMap;
 
 use crate::balancer::{Lease, Pool, Target};
@@ -17,13 +18,13 @@ use crate::plugin::Reroute;
 
 /// Request headers the upstream handshake writes itself: never copied from
 /// the client or a plugin.
-const HANDSHAKE_HEADERS: [&str; 6] = [
-    "upgrade",
-    "connection",
-    "sec-websocket-key",
-    "sec-websocket-version",
-    "sec-websocket-extensions",
-    "sec-websocket-protocol",
+static HANDSHAKE_HEADERS: [HeaderName; 6] = [
+    header::UPGRADE,
+    header::CONNECTION,
+    header::SEC_WEBSOCKET_KEY,
+    header::SEC_WEBSOCKET_VERSION,
+    header::SEC_WEBSOCKET_EXTENSIONS,
+    header::SEC_WEBSOCKET_PROTOCOL,
 ];
 
 /// Where a service lives.
@@ -379,13 +380,13 @@ impl Service {
         connect_timeout: Duration,
     ) -> frameway::Result<(WsUrl, ConnectOptions)> {
         let mut headers = req.headers;
-        for name in HANDSHAKE_HEADERS {
+        for name in &HANDSHAKE_HEADERS {
             headers.remove(name);
         }
         // The client library has its own options for these two, and refuses
         // them as plain headers.
-        let origin = headers.remove(http::header::ORIGIN);
-        let host = headers.remove(http::header::HOST);
+        let origin = headers.remove(header::ORIGIN);
+        let host = headers.remove(header::HOST);
         let mut options = ConnectOptions::default()
             .protocols(req.protocols)
             .connect_timeout(connect_timeout)

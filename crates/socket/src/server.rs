@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use frameway_wire::deflate::Deflate;
+use frameway_wire::deflate::{Deflate, DeflateConfig, DeflateParams};
 use frameway_wire::handshake::{
-    accept_response, parse_request, rejection_response, validate_request, write_response,
-    ClientOffer, HandshakeLimits, RequestError,
+    accept_response, parse_request, rejection_response, validate_request, write_accept,
+    write_response, ClientOffer, HandshakeLimits, RequestError,
 };
 use frameway_wire::{spare, Role};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
@@ -179,13 +179,14 @@ where
     match decide(&request, &offer) {
         Decision::Accept { protocol, headers } => {
             let protocol = protocol.filter(|p| offer.protocols.contains(p));
-            let Upgrade {
-                mut response,
-                deflate,
-            } = accept_offer(&offer, protocol.as_deref(), &config.websocket);
-            response.headers_mut().extend(headers);
             let mut out = Vec::with_capacity(256);
-            write_response(&response, b"", &mut out);
+            let deflate = write_upgrade(
+                &offer,
+                protocol.as_deref(),
+                &config.websocket,
+                &headers,
+                &mut out,
+            );
             io.write_all(&out).await?;
             io.flush().await?;
             let mut ws = WebSocket::from_raw_socket(io, Role::Server, config.websocket, rest)
@@ -375,9 +376,7 @@ pub fn accept_offer(
     protocol: Option<&str>,
     config: &WebSocketConfig,
 ) -> Upgrade {
-    let agreed = config
-        .deflate
-        .and_then(|ours| Some((ours.accept(&offer.extensions)?, ours)));
+    let agreed = agree_deflate(offer, config);
     let extensions = agreed.map(|(params, _)| params.to_string());
     let response = accept_response(offer, protocol, extensions.as_deref())
         .expect("handshake headers are valid");
@@ -385,4 +384,56 @@ pub fn accept_offer(
         response,
         deflate: agreed.map(|(params, ours)| Deflate::new(Role::Server, params, &ours)),
     }
+}
+
+/// Writes the `101` answer to a valid `offer` onto `out`: [`accept_offer`]'s
+/// response with `headers` added (replacing its own of the same names), as
+/// bytes, without building the response. Returns the permessage-deflate
+/// codec agreed in it, if any.
+///
+/// ```
+/// use frameway::server::write_upgrade;
+/// use frameway::wire::deflate::DeflateConfig;
+/// use frameway::wire::handshake::validate_request;
+/// use frameway::WebSocketConfig;
+///
+/// let request = http::Request::get("/")
+///     .header("host", "example.com")
+///     .header("upgrade", "websocket")
+///     .header("connection", "Upgrade")
+///     .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+///     .header("sec-websocket-version", "13")
+///     .header("sec-websocket-extensions", "permessage-deflate")
+///     .body(())
+///     .unwrap();
+/// let offer = validate_request(&request).unwrap();
+/// let config = WebSocketConfig::default().deflate(DeflateConfig::default());
+/// let mut out = Vec::new();
+/// let deflate = write_upgrade(&offer, None, &config, &http::HeaderMap::new(), &mut out);
+/// assert!(out.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+/// assert!(deflate.is_some());
+/// ```
+pub fn write_upgrade(
+    offer: &ClientOffer,
+    protocol: Option<&str>,
+    config: &WebSocketConfig,
+    headers: &HeaderMap,
+    out: &mut Vec<u8>,
+) -> Option<Deflate> {
+    let agreed = agree_deflate(offer, config);
+    let extensions = agreed.map(|(params, _)| params.to_string());
+    write_accept(offer, protocol, extensions.as_deref(), headers, out);
+    agreed.map(|(params, ours)| Deflate::new(Role::Server, params, &ours))
+}
+
+/// The permessage-deflate parameters agreed with `offer`, and our own
+/// settings, when `config` has deflate and the client offered terms it
+/// can honour.
+fn agree_deflate(
+    offer: &ClientOffer,
+    config: &WebSocketConfig,
+) -> Option<(DeflateParams, DeflateConfig)> {
+    config
+        .deflate
+        .and_then(|ours| Some((ours.accept(&offer.extensions)?, ours)))
 }

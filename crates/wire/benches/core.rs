@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the protocol core: masking, header parsing, UTF-8
-//! validation, frame decoding and encoding, message assembly, and the whole
-//! protocol work of one echoed message.
+//! validation, frame decoding and encoding, message assembly, the whole
+//! protocol work of one echoed message, and the opening handshake's key.
 //!
 //! `cargo bench -p frameway-wire --bench core` (numbers in BENCHMARKS.md,
 //! "Protocol core"). Pass a filter to run a part: `… --bench core -- mask`.
@@ -328,6 +328,16 @@ fn pass(c: &mut Criterion) {
     group.finish();
 }
 
+/// `Sec-WebSocket-Accept` from a client's key: a SHA-1 and a base64
+/// encoding, twice per handshake the gateway proxies.
+fn handshake_key(c: &mut Criterion) {
+    let mut group = c.benchmark_group("handshake");
+    group.bench_function("accept_key", |b| {
+        b.iter(|| frameway_wire::handshake::accept_key(black_box(b"dGhlIHNhbXBsZSBub25jZQ==")))
+    });
+    group.finish();
+}
+
 fn config() -> Criterion {
     // Short runs: the whole suite takes about a minute and a half.
     Criterion::default()
@@ -339,6 +349,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = core;
     config = config();
-    targets = masking, header, utf8, decode, encode, assembly, echo, pass
+    targets = masking, header, utf8, decode, encode, assembly, echo, pass, handshake_key
 }
 criterion_main!(core);

@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use mlua::{Lua, Table, Value, Variadic};
+use sha1::{Digest, Sha1};
 
 use super::pdk::log_at;
 use super::shared_dict::SharedDict;
@@ -84,7 +85,7 @@ pub(crate) fn install(lua: &Lua, dicts: &[(String, Arc<SharedDict>)]) -> mlua::R
     ngx.set(
         "sha1_bin",
         lua.create_function(|lua, data: mlua::String| {
-            lua.create_string(sha1_smol::Sha1::from(data.as_bytes()).digest().bytes())
+            lua.create_string(Sha1::digest(data.as_bytes()))
         })?,
     )?;
     ngx.set(
@@ -189,16 +190,16 @@ fn hmac_sha1(key: &[u8], data: &[u8]) -> [u8; 20] {
     const BLOCK: usize = 64;
     let mut block = [0u8; BLOCK];
     if key.len() > BLOCK {
-        block[..20].copy_from_slice(&sha1_smol::Sha1::from(key).digest().bytes());
+        block[..20].copy_from_slice(&Sha1::digest(key));
     } else {
         block[..key.len()].copy_from_slice(key);
     }
     let pad = |byte: u8| block.map(|b| b ^ byte);
-    let mut inner = sha1_smol::Sha1::from(pad(0x36));
+    let mut inner = Sha1::new_with_prefix(pad(0x36));
     inner.update(data);
-    let mut outer = sha1_smol::Sha1::from(pad(0x5c));
-    outer.update(&inner.digest().bytes());
-    outer.digest().bytes()
+    let mut outer = Sha1::new_with_prefix(pad(0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use http::header;
 use http::{HeaderMap, Response, StatusCode, Version};
 
 use super::headers::{has_token, parse_extensions, split_tokens, ExtensionOffer};
-use super::key::accept_key;
+use super::key::accept_bytes;
 use super::server::copy_headers;
 use super::{header_slots, HandshakeLimits, STACK_HEADERS, VERSION};
 
@@ -188,11 +188,11 @@ pub fn validate_response<B>(
     {
         return Err(ResponseError::NotUpgrade);
     }
-    let expected = accept_key(key.as_bytes());
+    let expected = accept_bytes(key.as_bytes());
     if headers
         .get(header::SEC_WEBSOCKET_ACCEPT)
         .map(|v| v.as_bytes())
-        != Some(expected.as_bytes())
+        != Some(&expected[..])
     {
         return Err(ResponseError::BadAccept);
     }

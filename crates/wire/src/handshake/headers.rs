@@ -23,8 +23,23 @@ pub fn split_tokens<'a>(values: GetAll<'a, HeaderValue>) -> impl Iterator<Item =
 
 /// Whether a header lists `token`, compared case-insensitively (as
 /// `Connection: keep-alive, Upgrade` lists `upgrade`).
+///
+/// ```
+/// use http::HeaderMap;
+/// let mut headers = HeaderMap::new();
+/// headers.append("connection", "keep-alive, Upgrade".parse().unwrap());
+/// assert!(frameway_wire::handshake::has_token(headers.get_all("connection"), "upgrade"));
+/// assert!(!frameway_wire::handshake::has_token(headers.get_all("connection"), "close"));
+/// ```
 pub fn has_token(values: GetAll<'_, HeaderValue>, token: &str) -> bool {
-    split_tokens(values).any(|t| t.eq_ignore_ascii_case(token))
+    // On the bytes: every handshake asks twice, and a token is ASCII, so
+    // the values need not be checked as text first.
+    values.into_iter().any(|value| {
+        value
+            .as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    })
 }
 
 /// One offered or accepted extension: a name and its parameters.

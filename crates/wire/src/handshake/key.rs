@@ -2,6 +2,7 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use sha1::{Digest, Sha1};
 
 const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -15,11 +16,24 @@ const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// );
 /// ```
 pub fn accept_key(key: &[u8]) -> String {
-    let mut sha = sha1_smol::Sha1::new();
+    let accept = accept_bytes(key);
+    String::from_utf8_lossy(&accept).into_owned()
+}
+
+/// [`accept_key`] on the stack: the handshakes compare it and write it
+/// without an allocation.
+pub(crate) fn accept_bytes(key: &[u8]) -> [u8; ACCEPT_LEN] {
+    let mut sha = Sha1::new();
     sha.update(key);
     sha.update(GUID);
-    STANDARD.encode(sha.digest().bytes())
+    let mut accept = [0u8; ACCEPT_LEN];
+    let written = STANDARD.encode_slice(sha.finalize(), &mut accept);
+    debug_assert_eq!(written, Ok(ACCEPT_LEN));
+    accept
 }
+
+/// A SHA-1 digest (20 bytes) in base64.
+const ACCEPT_LEN: usize = 28;
 
 /// A `Sec-WebSocket-Key` from 16 random bytes.
 pub fn generate_key(random: [u8; 16]) -> String {

@@ -16,8 +16,8 @@ pub use client::{
 pub use headers::{has_token, parse_extensions, split_tokens, ExtensionOffer};
 pub use key::{accept_key, generate_key, is_valid_key};
 pub use server::{
-    accept_response, parse_request, rejection_response, validate_request, write_response,
-    ClientOffer, RequestError,
+    accept_response, parse_request, rejection_response, validate_request, write_accept,
+    write_response, ClientOffer, RequestError,
 };
 
 /// Limits on the size of a handshake, so a peer cannot make us buffer an

@@ -5,7 +5,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 
 use super::headers::{has_token, is_tchar, parse_extensions, split_tokens, ExtensionOffer};
-use super::key::{accept_key, is_valid_key};
+use super::key::{accept_bytes, accept_key, is_valid_key};
 use super::{header_slots, HandshakeLimits, STACK_HEADERS, VERSION};
 
 /// Why a client's opening request was refused, and with which status.
@@ -256,6 +256,63 @@ pub fn accept_response(
     response.body(())
 }
 
+/// Writes the `101 Switching Protocols` answer to `offer` onto `out`: what
+/// [`write_response`] writes for [`accept_response`]'s answer with
+/// `headers` added (a header there replaces the answer's own of that name),
+/// without building a `Response`. A server or proxy answering thousands of
+/// handshakes a second saves the map's allocations.
+///
+/// ```
+/// use frameway_wire::handshake::{parse_request, validate_request, write_accept};
+/// let raw = b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+///     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+/// let (request, _) = parse_request(raw, Default::default()).unwrap().unwrap();
+/// let offer = validate_request(&request).unwrap();
+/// let mut out = Vec::new();
+/// write_accept(&offer, None, None, &http::HeaderMap::new(), &mut out);
+/// assert_eq!(
+///     out,
+///     b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+///       sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+/// );
+/// ```
+pub fn write_accept(
+    offer: &ClientOffer,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+    headers: &HeaderMap,
+    out: &mut Vec<u8>,
+) {
+    let accept = accept_bytes(offer.key.as_bytes());
+    let own: [(HeaderName, Option<&[u8]>); 5] = [
+        (header::UPGRADE, Some(b"websocket")),
+        (header::CONNECTION, Some(b"Upgrade")),
+        (header::SEC_WEBSOCKET_ACCEPT, Some(&accept)),
+        (header::SEC_WEBSOCKET_PROTOCOL, protocol.map(str::as_bytes)),
+        (
+            header::SEC_WEBSOCKET_EXTENSIONS,
+            extensions.map(str::as_bytes),
+        ),
+    ];
+    out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
+    for (name, value) in own {
+        if let Some(value) = value.filter(|_| !headers.contains_key(&name)) {
+            write_header(out, name.as_str().as_bytes(), value);
+        }
+    }
+    for (name, value) in headers {
+        write_header(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// The error response for a refused request: its status, a one-line body a
 /// person can act on, and `Sec-WebSocket-Version: 13` where RFC 6455 §4.4
 /// asks for it.
@@ -288,10 +345,7 @@ pub fn write_response<B>(response: &Response<B>, body: &[u8], out: &mut Vec<u8>)
     out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     out.extend_from_slice(b"\r\n");
     for (name, value) in response.headers() {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        write_header(out, name.as_str().as_bytes(), value.as_bytes());
     }
     if status != StatusCode::SWITCHING_PROTOCOLS
         && !response.headers().contains_key(header::CONTENT_LENGTH)
@@ -340,6 +394,62 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
         assert!(text.contains("sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
         assert!(text.contains("sec-websocket-protocol: chat\r\n"));
+    }
+
+    /// The answer as `write_response` writes `accept_response`'s, with
+    /// `headers` added as a caller of `accept_response` adds them.
+    fn answer_through_a_response(
+        offer: &ClientOffer,
+        protocol: Option<&str>,
+        extensions: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Vec<u8> {
+        let mut response = accept_response(offer, protocol, extensions).unwrap();
+        response.headers_mut().extend(headers.clone());
+        let mut out = Vec::new();
+        write_response(&response, b"", &mut out);
+        out
+    }
+
+    #[test]
+    fn the_written_answer_is_the_one_a_response_would_give() {
+        let offer = check(GOOD).unwrap();
+        let none = HeaderMap::new();
+        let mut out = Vec::new();
+        write_accept(
+            &offer,
+            Some("chat"),
+            Some("permessage-deflate"),
+            &none,
+            &mut out,
+        );
+        let same =
+            answer_through_a_response(&offer, Some("chat"), Some("permessage-deflate"), &none);
+        assert_eq!(out, same);
+
+        // Headers added replace the answer's own of the same name, and may
+        // come in another order: the heads parse to the same response.
+        let mut added = HeaderMap::new();
+        added.insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static("superchat"),
+        );
+        added.append("x-trace", HeaderValue::from_static("a"));
+        added.append("x-trace", HeaderValue::from_static("b"));
+        let mut out = Vec::new();
+        write_accept(&offer, Some("chat"), None, &added, &mut out);
+        let same = answer_through_a_response(&offer, Some("chat"), None, &added);
+        let parse = |head: &[u8]| {
+            let limits = HandshakeLimits::default();
+            let (response, _) = crate::handshake::parse_response(head, limits)
+                .unwrap()
+                .unwrap();
+            response
+        };
+        let (written, through) = (parse(&out), parse(&same));
+        assert_eq!(written.headers(), through.headers());
+        assert_eq!(written.headers()["sec-websocket-protocol"], "superchat");
+        assert_eq!(written.headers().get_all("x-trace").iter().count(), 2);
     }
 
     #[test]
