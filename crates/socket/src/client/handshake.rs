@@ -2,6 +2,7 @@
 //! send the upgrade request, read and check the answer, and read the body
 //! of a refusal so the caller can see why.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -123,7 +124,10 @@ where
         Some(key) => key.clone(),
         None => random_key()?,
     };
-    let host = options.host.clone().unwrap_or_else(|| url.host_header());
+    let host = match &options.host {
+        Some(host) => Cow::Borrowed(host.as_str()),
+        None => Cow::Owned(url.host_header()),
+    };
     let deflate = options.websocket.deflate;
     let offer = deflate.map(|ours| ours.offer().to_string());
     let mut request = Vec::with_capacity(256);

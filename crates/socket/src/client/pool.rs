@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 
 use super::options::{invalid_input, ConnectOptions};
 use super::stream::ClientStream;
-use super::url::{Authority, WsUrl};
+use super::url::WsUrl;
 use crate::connection::WebSocket;
 use crate::error::{Error, Result, TimeoutKind};
 use crate::sync::lock;
@@ -63,13 +63,10 @@ pub(crate) fn pool_name(
     // A WebSocket connection is upgraded for one resource: the path is
     // part of the name (lua-resty-websocket leaves it out).
     let mut name = String::with_capacity(80);
-    let _ = write!(
-        name,
-        "{}://{}{}",
-        url.scheme(),
-        Authority(url),
-        url.target()
-    );
+    name.push_str(url.scheme());
+    name.push_str("://");
+    url.push_authority(&mut name);
+    name.push_str(url.target());
     if let Some(host) = &options.host {
         let _ = write!(name, " host={host}");
     }

@@ -141,7 +141,7 @@ impl WsUrl {
             target.starts_with('/') && target.bytes().all(|b| b > b' ' && b != 0x7f && b != b'#');
         if !sendable {
             return Err(Error::InvalidUrl {
-                url: format!("{}://{}{target}", self.scheme(), Authority(&self)),
+                url: format!("{}://{}{target}", self.scheme(), self.authority()),
                 reason: "the request target must be a path, without spaces or a fragment",
             });
         }
@@ -174,16 +174,40 @@ impl WsUrl {
 
     /// `host:port`, as a CONNECT request and pool names want it.
     pub fn authority(&self) -> String {
-        Authority(self).to_string()
+        let mut authority = String::with_capacity(self.host.len() + 8);
+        self.push_authority(&mut authority);
+        authority
     }
 
     /// The `Host` header: the port is left out when it is the scheme's
     /// default, as browsers do.
     pub fn host_header(&self) -> String {
+        let mut host = String::with_capacity(self.host.len() + 8);
         if self.port == self.default_port() {
-            Host(self).to_string()
+            self.push_host(&mut host);
         } else {
-            self.authority()
+            self.push_authority(&mut host);
+        }
+        host
+    }
+
+    /// Appends `host:port` to `out`. Pushed piece by piece rather than
+    /// formatted: a proxy names a pool and a Host header with it on every
+    /// connect.
+    pub(crate) fn push_authority(&self, out: &mut String) {
+        self.push_host(out);
+        out.push(':');
+        out.push_str(itoa::Buffer::new().format(self.port));
+    }
+
+    /// Appends the host as it appears in a URL: IPv6 literals in brackets.
+    fn push_host(&self, out: &mut String) {
+        if self.host.contains(':') {
+            out.push('[');
+            out.push_str(&self.host);
+            out.push(']');
+        } else {
+            out.push_str(&self.host);
         }
     }
 
@@ -208,29 +232,7 @@ impl std::str::FromStr for WsUrl {
 /// The URL with every part written out: `scheme://host:port/target`.
 impl fmt::Display for WsUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}{}", self.scheme(), Authority(self), self.path)
-    }
-}
-
-/// A URL's host as it appears in a URL: IPv6 literals in brackets.
-pub(crate) struct Host<'a>(pub(crate) &'a WsUrl);
-
-impl fmt::Display for Host<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.host.contains(':') {
-            write!(f, "[{}]", self.0.host)
-        } else {
-            f.write_str(&self.0.host)
-        }
-    }
-}
-
-/// A URL's `host:port`, written where it is needed rather than built.
-pub(crate) struct Authority<'a>(pub(crate) &'a WsUrl);
-
-impl fmt::Display for Authority<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", Host(self.0), self.0.port)
+        write!(f, "{}://{}{}", self.scheme(), self.authority(), self.path)
     }
 }
 
