@@ -2,6 +2,7 @@
 //! (its `traditional_compatible` flavour), so that a kong.yml picks the same
 //! route here as in Kong, and a TOML file follows the same rules.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::HeaderMap;
@@ -210,7 +211,15 @@ impl Router {
     /// assert!(config.router.find(None, "/other", &headers).is_none());
     /// ```
     pub fn find(&self, host: Option<&str>, target: &str, headers: &HeaderMap) -> Option<Matched> {
-        let host = host.map(|h| strip_port(h).to_ascii_lowercase());
+        // Route hosts are lowercase; a host that already is (nearly every
+        // client's) is compared as it came, without a copy.
+        let host = host.map(|h| {
+            let h = strip_port(h);
+            match h.bytes().any(|b| b.is_ascii_uppercase()) {
+                true => Cow::Owned(h.to_ascii_lowercase()),
+                false => Cow::Borrowed(h),
+            }
+        });
         let (path, query) = match target.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (target, None),
@@ -436,6 +445,12 @@ mod tests {
         assert_eq!(route(Some("other.example.com"), "/api").unwrap().0, "wild");
         // The bare domain is not covered by the wildcard.
         assert_eq!(route(Some("example.com"), "/api").unwrap().0, "short");
+        // Host names are case-insensitive (RFC 9110 §4.2.3).
+        assert_eq!(route(Some("Chat.EXAMPLE.com"), "/api").unwrap().0, "exact");
+        assert_eq!(
+            route(Some("OTHER.example.com:80"), "/api").unwrap().0,
+            "wild"
+        );
     }
 
     #[test]

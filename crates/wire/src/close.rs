@@ -1,6 +1,6 @@
 //! Close codes and close frames (RFC 6455 §5.5.1, §7.4).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::error::ProtocolError;
 use crate::utf8::Utf8Bytes;
@@ -143,10 +143,33 @@ impl CloseFrame {
 
     /// The payload this close frame is sent with.
     pub fn encode(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(2 + self.reason.len());
-        out.put_u16(self.code.as_u16());
-        out.put_slice(self.reason.as_bytes());
-        out.freeze()
+        Bytes::copy_from_slice(ClosePayload::new(self.code, &self.reason).as_bytes())
+    }
+}
+
+/// A close frame's payload on the stack (a control frame's payload is at
+/// most 125 bytes): what the protocol core queues when it sends a close,
+/// with no allocation on a path every connection takes once.
+pub(crate) struct ClosePayload {
+    bytes: [u8; 2 + MAX_CLOSE_REASON],
+    len: usize,
+}
+
+impl ClosePayload {
+    /// `code`, then `reason` cut to what fits ([`truncate_reason`]).
+    pub(crate) fn new(code: CloseCode, reason: &str) -> Self {
+        let reason = truncate_reason(reason).as_bytes();
+        let mut bytes = [0u8; 2 + MAX_CLOSE_REASON];
+        bytes[..2].copy_from_slice(&code.as_u16().to_be_bytes());
+        bytes[2..2 + reason.len()].copy_from_slice(reason);
+        ClosePayload {
+            bytes,
+            len: 2 + reason.len(),
+        }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
@@ -179,6 +202,18 @@ mod tests {
             let expected = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
             assert_eq!(CloseCode::new(code).is_some(), expected, "code {code}");
         }
+    }
+
+    #[test]
+    fn a_close_sent_carries_its_code_and_a_reason_cut_to_fit() {
+        let short = ClosePayload::new(CloseCode::GOING_AWAY, "bye");
+        assert_eq!(short.as_bytes(), b"\x03\xe9bye");
+        // 62 two-byte characters: 124 bytes, one more than a close can carry.
+        let long = "é".repeat(62);
+        let cut = ClosePayload::new(CloseCode::NORMAL, &long);
+        assert_eq!(cut.as_bytes().len(), 2 + 122);
+        let parsed = CloseFrame::parse(cut.as_bytes()).unwrap().unwrap();
+        assert_eq!(parsed.reason.as_str(), "é".repeat(61));
     }
 
     #[test]

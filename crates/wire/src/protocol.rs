@@ -4,7 +4,7 @@ use std::num::NonZeroU32;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::close::{truncate_reason, CloseCode, CloseFrame};
+use crate::close::{CloseCode, CloseFrame, ClosePayload};
 use crate::config::Config;
 use crate::decoder::{Frame, FrameDecoder};
 use crate::deflate::Deflate;
@@ -730,10 +730,7 @@ impl Protocol {
     /// Queues our close frame, with a status or without (1005 to the peer).
     pub fn send_close(&mut self, close: Option<&CloseFrame>) -> Result<(), ProtocolError> {
         match close {
-            Some(close) => {
-                let payload = close.encode();
-                self.send_frame(true, OpCode::Close, &payload)
-            }
+            Some(close) => self.close_with(close.code, &close.reason),
             None => self.send_frame(true, OpCode::Close, &[]),
         }
     }
@@ -753,8 +750,8 @@ impl Protocol {
 
     /// Queues a close frame with `code` and a reason cut to fit.
     pub fn close_with(&mut self, code: CloseCode, reason: &str) -> Result<(), ProtocolError> {
-        let close = CloseFrame::new(code, truncate_reason(reason))?;
-        self.send_close(Some(&close))
+        let payload = ClosePayload::new(code, reason);
+        self.send_frame(true, OpCode::Close, payload.as_bytes())
     }
 
     /// The bytes queued for sending, to be written with one vectored
