@@ -713,40 +713,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Ok(())
     }
 
-    /// A proxy's fast lane: moves the complete data frames this connection
-    /// has already read to `to`'s queue, checked and re-framed, without
-    /// returning them one by one ([`Protocol::pass_frames`](frameway_wire::Protocol::pass_frames)
-    /// says what stops it). No IO: the frames leave with `to`'s next flush,
-    /// and [`WebSocket::poll_recv_frame`] still reads the socket and returns
-    /// what was not passed (control frames, a frame not yet whole). A
-    /// violation in what was read is reported by the next
-    /// `poll_recv_frame`, as if it had found it.
-    ///
-    /// Each frame passed is counted in `passed`. Both connections should be
-    /// [`Mode::Relay`] legs.
-    ///
-    /// ```
-    /// # async fn demo(
-    /// #     mut upstream_leg: frameway::WebSocket<tokio::net::TcpStream>,
-    /// #     mut client_leg: frameway::WebSocket<tokio::net::TcpStream>,
-    /// # ) -> frameway::Result<()> {
-    /// // The upstream pushed: what its last read brought goes to the client
-    /// // in one pass, and out in one write.
-    /// let mut passed = frameway::Passed::default();
-    /// upstream_leg.pass_frames(&mut client_leg, 64 * 1024, &mut passed);
-    /// client_leg.flush().await?;
-    /// # Ok(()) }
-    /// ```
-    pub fn pass_frames<P>(
-        &mut self,
-        to: &mut WebSocket<P>,
-        max_queued: usize,
-        passed: &mut Passed,
-    ) {
-        let to_open = to.teardown == Teardown::None;
-        self.pass_to(&mut to.proto, to_open, max_queued, passed);
-    }
-
     /// The fast lane from this connection's read buffer to another leg's
     /// protocol core: whether any frame passed.
     fn pass_to(
@@ -800,8 +766,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// [`WebSocket::poll_recv_frame`] for a relay leg, with the fast lane
-    /// ([`WebSocket::pass_frames`]) taken as bytes arrive: the data frames
-    /// it can take go to `to`'s queue (up to `max_queued` bytes queued),
+    /// ([`Protocol::pass_frames`](frameway_wire::Protocol::pass_frames),
+    /// which says what stops it) taken as bytes arrive: the complete data
+    /// frames it can take go to `to`'s queue, checked and re-framed (up to
+    /// `max_queued` bytes queued; they leave with `to`'s next flush),
     /// counted in `passed`, and [`Relayed::Passed`] says that some did;
     /// every other frame comes back as [`Relayed::Frame`]. A relay that
     /// read each frame with `poll_recv_frame` and passed only what was left
