@@ -217,7 +217,7 @@ where
 /// `limits`; returns the request and the bytes that came after it (the
 /// start of the WebSocket stream). The inner error is the client's bad
 /// request, to be answered with its status
-/// ([`rejection_response`](frameway_wire::handshake::rejection_response));
+/// ([`rejection_response`]);
 /// the outer one is the connection's (`UnexpectedEof` when the client left
 /// first). What [`accept_with`] and the gateway read a handshake with.
 ///

@@ -1,5 +1,5 @@
 //! Loading the declarative configuration: parse the TOML (or translate a
-//! Kong declarative file, see [`kong`]), check every value, and build the
+//! Kong declarative file, see the `kong` module), check every value, and build the
 //! routing table with each route's plugin chain. Every problem is reported
 //! with its line and column; a configuration with any error is never
 //! started.
