@@ -10,7 +10,7 @@ use crate::header::FrameHeader;
 use crate::mask::apply_mask;
 use crate::opcode::OpCode;
 use crate::passed::Passed;
-use crate::utf8::Utf8Validator;
+use crate::utf8::{is_whole_text, Utf8Validator};
 
 /// Payloads smaller than this are copied out of the read buffer rather
 /// than shared with it: an application that keeps a small message must not
@@ -325,8 +325,7 @@ impl FrameDecoder {
                 break;
             };
             if opcode == OpCode::Text {
-                let mut text = Utf8Validator::new();
-                if text.feed(payload).and_then(|()| text.finish()).is_err() {
+                if !is_whole_text(payload) {
                     break;
                 }
                 texts += 1;

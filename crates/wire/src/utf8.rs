@@ -47,7 +47,7 @@ impl Utf8Validator {
         // ASCII first: most text on the wire is (JSON feeds, chat), and for
         // short chunks `simdutf8` hands over to `std`'s validator, about a
         // hundred instructions for a 20-byte message against a dozen here.
-        if self.pending_len == 0 && chunk.is_ascii() {
+        if self.pending_len == 0 && is_ascii(chunk) {
             return Ok(());
         }
         if self.pending_len > 0 {
@@ -100,6 +100,44 @@ impl Utf8Validator {
     pub fn reset(&mut self) {
         self.pending_len = 0;
     }
+}
+
+/// Whether `text` is a whole, valid UTF-8 text: what a relay's fast lane
+/// asks of every text frame it passes, thousands per read under server
+/// push. Inlined there, with the ASCII test below, a short ASCII payload
+/// costs a few loads instead of a validator's call.
+#[inline]
+pub(crate) fn is_whole_text(text: &[u8]) -> bool {
+    is_ascii(text) || simdutf8::basic::from_utf8(text).is_ok()
+}
+
+/// Whether every byte is ASCII. Up to `SHORT` bytes: eight at a time,
+/// the last eight read again where they overlap, so that a short message
+/// needs no byte loop (`<[u8]>::is_ascii` aligns first and loops byte by
+/// byte on what is left, which for a 20-byte message is most of its work);
+/// longer ones go to `<[u8]>::is_ascii`, whose aligned loop is as fast.
+#[inline]
+fn is_ascii(bytes: &[u8]) -> bool {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const SHORT: usize = 64;
+    let word = |at: usize| {
+        let eight: [u8; 8] = bytes[at..at + 8].try_into().expect("eight bytes");
+        u64::from_ne_bytes(eight)
+    };
+    let len = bytes.len();
+    if len > SHORT {
+        return bytes.is_ascii();
+    }
+    if len < 8 {
+        return bytes.iter().fold(0, |acc, &b| acc | b) < 0x80;
+    }
+    let mut seen = word(len - 8);
+    let mut at = 0;
+    while at + 8 <= len {
+        seen |= word(at);
+        at += 8;
+    }
+    seen & HIGH == 0
 }
 
 /// Bytes that are valid UTF-8: the payload of a text message, shared without
@@ -237,6 +275,32 @@ impl PartialEq<&str> for Utf8Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ascii_test_finds_a_high_byte_at_any_place_in_any_length() {
+        for len in 0..=80 {
+            let ascii = vec![b'a'; len];
+            assert!(is_ascii(&ascii), "{len} ASCII bytes");
+            for at in 0..len {
+                for high in [0x80, 0xc3, 0xff] {
+                    let mut bytes = ascii.clone();
+                    bytes[at] = high;
+                    assert!(!is_ascii(&bytes), "{len} bytes, {high:#x} at {at}");
+                }
+            }
+        }
+        assert!(is_ascii(&(0..0x80).collect::<Vec<u8>>()));
+    }
+
+    #[test]
+    fn a_whole_text_is_valid_utf8_with_no_code_point_cut() {
+        assert!(is_whole_text(b""));
+        assert!(is_whole_text("plain ascii, twenty!".as_bytes()));
+        assert!(is_whole_text("caf\u{e9} \u{20ac} \u{1f600}".as_bytes()));
+        assert!(!is_whole_text(&"\u{20ac}".as_bytes()[..2]));
+        assert!(!is_whole_text(b"twenty bytes of text\xff"));
+        assert!(!is_whole_text(b"\xed\xa0\x80"));
+    }
 
     fn feed_split(data: &[u8], at: &[usize]) -> Result<(), InvalidUtf8> {
         let mut v = Utf8Validator::new();
