@@ -399,7 +399,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
             }
             if let Reading::Relay(lane) = &mut reading {
-                if self.pass_to(lane.to, lane.to_open, lane.max_queued, lane.passed) {
+                if self.pass_to(lane) {
                     return Poll::Ready(Some(Ok(Incoming::Passed)));
                 }
                 if matches!(self.proto.state(), State::Failed(_)) {
@@ -715,28 +715,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// The fast lane from this connection's read buffer to another leg's
     /// protocol core: whether any frame passed.
-    fn pass_to(
-        &mut self,
-        to: &mut Protocol,
-        to_open: bool,
-        max_queued: usize,
-        passed: &mut Passed,
-    ) -> bool {
+    fn pass_to(&mut self, lane: &mut Lane<'_>) -> bool {
         if self.rbuf.is_empty()
-            || !to_open
+            || !lane.to_open
             || self.teardown != Teardown::None
             || self.extras.as_ref().is_some_and(|x| x.pending.is_some())
         {
             return false;
         }
-        let before = *passed;
-        if let Err(e) = self
-            .proto
-            .pass_frames(&mut self.rbuf, to, max_queued, passed)
+        let before = *lane.passed;
+        if let Err(e) =
+            self.proto
+                .pass_frames(&mut self.rbuf, lane.to, lane.max_queued, lane.passed)
         {
             self.extras().failure = Some(Error::Protocol(e));
         }
-        *passed != before
+        *lane.passed != before
     }
 
     /// Bytes queued and not yet written to the socket.

@@ -165,7 +165,7 @@ impl Utf8Bytes {
 
     /// Wraps bytes the caller has already validated.
     pub(crate) fn from_validated(bytes: Bytes) -> Self {
-        debug_assert!(simdutf8::basic::from_utf8(&bytes).is_ok());
+        debug_assert!(is_whole_text(&bytes));
         Utf8Bytes(bytes)
     }
 
@@ -242,7 +242,9 @@ impl From<&String> for Utf8Bytes {
 impl TryFrom<Bytes> for Utf8Bytes {
     type Error = InvalidUtf8;
     fn try_from(bytes: Bytes) -> Result<Self, InvalidUtf8> {
-        simdutf8::basic::from_utf8(&bytes).map_err(|_| InvalidUtf8)?;
+        if !is_whole_text(&bytes) {
+            return Err(InvalidUtf8);
+        }
         Ok(Utf8Bytes(bytes))
     }
 }
