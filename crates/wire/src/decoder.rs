@@ -293,51 +293,56 @@ impl FrameDecoder {
             return 0;
         }
         let max_len = limits.max_frame_len.min(limits.max_message_len).min(limit);
-        // Counted here, in registers, and added to `passed` once.
-        let (mut texts, mut text_bytes, mut binaries, mut binary_bytes) = (0, 0, 0, 0);
+        // A length byte up to this is the whole length of a frame that fits
+        // (126 and 127 announce longer lengths; a set mask bit is above it):
+        // one comparison for most pushed frames.
+        let short_max = max_len.min(125) as u8;
+        // Counted in registers and added to `passed` once: the frames, those
+        // with a 16-bit length, and the text ones. The binary ones and the
+        // payload bytes follow from the span taken, so a binary frame adds
+        // nothing but its count to the loop, whose floor is the chain from
+        // one frame's length byte to the next frame's address.
+        let (mut frames, mut long_frames, mut texts, mut text_bytes) = (0, 0, 0, 0);
         let mut at = 0;
         while at < budget {
             let Some(&[first, second]) = bytes.get(at..at + 2) else {
                 break;
             };
-            let opcode = match first {
-                0x81 => OpCode::Text,
-                0x82 => OpCode::Binary,
-                _ => break,
-            };
             // A 16-bit length follows 126, in its shortest form; 127 (a
             // 64-bit length) and a mask bit end the run.
-            let (len, header_len) = match second {
-                0..=125 => (usize::from(second), 2),
-                126 => match bytes.get(at + 2..at + 4) {
-                    Some(&[hi, lo]) if u16::from_be_bytes([hi, lo]) >= 126 => {
-                        (usize::from(u16::from_be_bytes([hi, lo])), 4)
+            let (len, header_len) = if second <= short_max {
+                (usize::from(second), 2)
+            } else {
+                match bytes.get(at + 2..at + 4) {
+                    Some(&[hi, lo]) if second == 126 => {
+                        let len = u16::from_be_bytes([hi, lo]);
+                        if len < 126 || u64::from(len) > max_len {
+                            break;
+                        }
+                        (usize::from(len), 4)
                     }
                     _ => break,
-                },
-                _ => break,
+                }
             };
-            if len as u64 > max_len {
-                break;
-            }
             let start = at + header_len;
             let Some(payload) = bytes.get(start..start + len) else {
                 break;
             };
-            if opcode == OpCode::Text {
-                if !is_whole_text(payload) {
-                    break;
+            match first {
+                0x82 => {}
+                0x81 if is_whole_text(payload) => {
+                    texts += 1;
+                    text_bytes += len as u64;
                 }
-                texts += 1;
-                text_bytes += len as u64;
-            } else {
-                binaries += 1;
-                binary_bytes += len as u64;
+                _ => break,
             }
+            frames += 1;
+            long_frames += u64::from(header_len == 4);
             at = start + len;
         }
+        let payload_bytes = at as u64 - 2 * frames - 2 * long_frames;
         passed.add(OpCode::Text, texts, text_bytes);
-        passed.add(OpCode::Binary, binaries, binary_bytes);
+        passed.add(OpCode::Binary, frames - texts, payload_bytes - text_bytes);
         at
     }
 
@@ -742,8 +747,8 @@ mod tests {
                                 bytes.extend_from_slice(&[1, 2, 3, 4]);
                             }
                             bytes.resize(bytes.len() + len, fill);
-                            let taken =
-                                decoder.skim(&bytes, usize::MAX, u64::MAX, &mut Passed::default());
+                            let mut passed = Passed::default();
+                            let taken = decoder.skim(&bytes, usize::MAX, u64::MAX, &mut passed);
                             let mut after = decoder.clone();
                             let decoded = after.decode_whole(&mut bytes.clone(), |_| true);
                             let judged = match &decoded {
@@ -763,9 +768,13 @@ mod tests {
                                     unreachable!()
                                 };
                                 assert_eq!(taken, header_len + head.len, "{context}");
+                                let counted =
+                                    (passed.frames(head.opcode), passed.bytes(head.opcode));
+                                assert_eq!(counted, (1, head.len as u64), "{context}");
                                 assert_eq!(format!("{after:?}"), format!("{decoder:?}"));
                             } else {
                                 assert_eq!(taken, 0, "{context}");
+                                assert!(passed.is_empty(), "{context}");
                             }
                         }
                     }

@@ -209,6 +209,32 @@ fn pushed_messages_reach_the_client_byte_for_byte() {
 }
 
 #[test]
+fn a_run_of_pushed_frames_is_counted_by_kind_whatever_their_header_lengths() {
+    let (mut server, mut upstream_leg, mut client_leg) =
+        (endpoint(Role::Server), leg(Role::Client), leg(Role::Server));
+    let sizes = [0, 20, 125, 126, 1000, 65_535];
+    for (i, &size) in sizes.iter().enumerate() {
+        server.send(&Message::binary(vec![i as u8; size])).unwrap();
+        server.send(&Message::text("é".repeat(size / 2))).unwrap();
+    }
+    server.send(&Message::Ping("p".into())).unwrap();
+    server
+        .send(&Message::binary(&b"after the ping"[..]))
+        .unwrap();
+    let mut wire = server.take_output();
+    let text_bytes: u64 = sizes.iter().map(|&size| (size / 2 * 2) as u64).sum();
+    let binary_bytes: u64 = sizes.iter().map(|&size| size as u64).sum();
+    assert_eq!(
+        pass(&mut upstream_leg, &mut wire, &mut client_leg),
+        [
+            (OpCode::Text, 6, text_bytes),
+            (OpCode::Binary, 6, binary_bytes)
+        ]
+    );
+    assert_eq!(wire[0], 0x89, "the lane stops at the ping");
+}
+
+#[test]
 fn a_read_of_pushed_frames_goes_out_in_the_memory_it_was_read_into() {
     let (mut server, mut upstream_leg, mut client_leg) =
         (endpoint(Role::Server), leg(Role::Client), leg(Role::Server));
