@@ -235,6 +235,35 @@ fn a_run_of_pushed_frames_is_counted_by_kind_whatever_their_header_lengths() {
 }
 
 #[test]
+fn a_binary_frame_a_read_ends_inside_of_waits_whole_for_the_lane() {
+    let (mut server, mut upstream_leg, mut client_leg) =
+        (endpoint(Role::Server), leg(Role::Client), leg(Role::Server));
+    for byte in 1..=3u8 {
+        server.send(&Message::binary(vec![byte; 20])).unwrap();
+    }
+    let sent = server.take_output();
+    let mut wire = BytesMut::with_capacity(64 * 1024);
+    wire.extend_from_slice(&sent[..2 * 22 + 10]);
+    assert_eq!(
+        pass(&mut upstream_leg, &mut wire, &mut client_leg),
+        [(OpCode::Binary, 2, 40)]
+    );
+    // What the relay does when the lane leaves something: read a frame.
+    assert_eq!(upstream_leg.read_frame(&mut wire).unwrap(), None);
+    assert_eq!(
+        &wire[..],
+        &sent[2 * 22..2 * 22 + 10],
+        "the header was taken"
+    );
+    wire.extend_from_slice(&sent[2 * 22 + 10..]);
+    assert_eq!(
+        pass(&mut upstream_leg, &mut wire, &mut client_leg),
+        [(OpCode::Binary, 1, 20)]
+    );
+    assert_eq!(client_leg.take_output(), sent);
+}
+
+#[test]
 fn a_read_of_pushed_frames_goes_out_in_the_memory_it_was_read_into() {
     let (mut server, mut upstream_leg, mut client_leg) =
         (endpoint(Role::Server), leg(Role::Client), leg(Role::Server));
