@@ -10,6 +10,7 @@ use crate::header::FrameHeader;
 use crate::mask::apply_mask;
 use crate::opcode::OpCode;
 use crate::passed::Passed;
+use crate::spare;
 use crate::utf8::{is_whole_text, Utf8Validator};
 
 /// Payloads smaller than this are copied out of the read buffer rather
@@ -193,17 +194,17 @@ impl FrameDecoder {
                     return Ok(None);
                 };
                 self.check(&header)?;
-                // A binary frame that will fit in the buffer is left there
+                // A binary frame that fits a read buffer is left in `buf`
                 // until all of it has arrived: a relay's fast lane then
                 // takes it with the frames after it, where a frame begun
                 // here would go the slow way, one per read that ends inside
-                // a frame. Text is begun at once, to fail fast on invalid
-                // UTF-8 as it arrives.
+                // a frame. Its payload would wait in `buf` all the same;
+                // only a larger frame is begun, so that its length sizes
+                // the reads (`bytes_wanted`). Text is begun at once, to
+                // fail fast on invalid UTF-8 as it arrives.
                 let whole = header_len as u64 + header.payload_len;
-                if header.opcode == OpCode::Binary
-                    && whole > buf.len() as u64
-                    && whole <= buf.capacity() as u64
-                {
+                let fits = buf.capacity().max(spare::BUFFER_SIZE) as u64;
+                if header.opcode == OpCode::Binary && whole > buf.len() as u64 && whole <= fits {
                     return Ok(None);
                 }
                 buf.advance(header_len);
@@ -622,7 +623,7 @@ mod tests {
     }
 
     #[test]
-    fn a_binary_frame_that_fits_the_buffer_waits_there_whole() {
+    fn a_binary_frame_that_fits_a_read_buffer_waits_there_whole() {
         let wire = frame(true, OpCode::Binary, KEY, &[7; 100]);
         let mut d = server();
         let mut buf = BytesMut::with_capacity(4096);
@@ -631,10 +632,16 @@ mod tests {
         assert_eq!(&buf[..], &wire[..50], "nothing taken yet");
         buf.extend_from_slice(&wire[50..]);
         assert_eq!(d.decode(&mut buf).unwrap().unwrap().payload, vec![7; 100]);
-        // One larger than the buffer is taken as it comes.
+        // So does one that fits a read buffer, in a buffer without room.
         let mut buf = BytesMut::from(&wire[..50]);
         assert_eq!(d.decode(&mut buf), Ok(None));
-        assert_eq!(buf.len(), 50 - 6);
+        assert_eq!(buf.len(), 50);
+        // One larger than a read buffer is taken as it comes.
+        let wire = frame(true, OpCode::Binary, KEY, &[7; spare::BUFFER_SIZE]);
+        let mut buf = BytesMut::from(&wire[..50]);
+        assert_eq!(d.decode(&mut buf), Ok(None));
+        assert_eq!(buf.len(), 50 - 14);
+        assert_eq!(d.bytes_wanted(buf.len()), spare::BUFFER_SIZE - (50 - 14));
     }
 
     #[test]
