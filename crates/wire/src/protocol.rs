@@ -12,6 +12,7 @@ use crate::encoder::{EncodedHeader, FrameEncoder};
 use crate::error::ProtocolError;
 use crate::header::FrameHeader;
 use crate::lifecycle::{Failure, Mode, State};
+use crate::mask::apply_mask;
 use crate::message::{Message, MessageAssembler, RawMessage};
 use crate::opcode::OpCode;
 use crate::output::Output;
@@ -454,7 +455,11 @@ impl Protocol {
         // Frames are decoded where they lie and consumed together at the end.
         // A frame whose header the other leg would write byte for byte (an
         // unmasked frame going on unmasked: server push) joins a run of
-        // such frames, queued with one copy rather than framed again.
+        // such frames, queued with one copy rather than framed again; so
+        // does a masked frame going on masked (a client's, toward the
+        // upstream) whose new header is as long as its own: the header is
+        // written over the old one and the payload, unmasked by the
+        // decoder, masked again where it lies.
         let mut at = 0;
         let mut run = 0..0;
         let result = loop {
@@ -489,7 +494,17 @@ impl Protocol {
             let header = to
                 .frame_header(head.fin, head.opcode, false, len, len)
                 .expect("the encoder accepted this frame before it was decoded");
-            if header.mask.is_none() && buf[at..payload.start] == *header.as_bytes() {
+            let head_bytes = at..payload.start;
+            let in_place = match header.mask {
+                None => buf[head_bytes] == *header.as_bytes(),
+                Some(key) if head_bytes.len() == header.as_bytes().len() => {
+                    buf[head_bytes].copy_from_slice(header.as_bytes());
+                    apply_mask(&mut buf[payload.clone()], key, 0);
+                    true
+                }
+                Some(_) => false,
+            };
+            if in_place {
                 run = if run.is_empty() { at } else { run.start }..payload.end;
             } else {
                 to.out.push_bytes(&buf[run]);

@@ -63,6 +63,28 @@ fn a_clients_masked_frames_reach_the_upstream_masked_again_and_whole() {
 }
 
 #[test]
+fn a_clients_large_frames_are_masked_again_in_the_memory_they_were_read_into() {
+    let (mut client, mut upstream) = (endpoint(Role::Client), endpoint(Role::Server));
+    let (mut client_leg, mut upstream_leg) = (leg(Role::Server), leg(Role::Client));
+    let sent = [
+        Message::binary(vec![1u8; 16 * 1024]),
+        Message::text("é".repeat(8 * 1024)),
+    ];
+    for message in &sent {
+        client.send(message).unwrap();
+    }
+    let mut wire = client.take_output();
+    let memory = wire.as_ptr();
+    pass(&mut client_leg, &mut wire, &mut upstream_leg);
+    assert!(wire.is_empty());
+    assert_eq!(upstream_leg.output().chunk().as_ptr(), memory);
+    let mut toward_upstream = upstream_leg.take_output();
+    // Masked with the relay's keys (0x5a…), not the client's (0x33…).
+    assert_eq!(&toward_upstream[4..8], &[0x5a; 4]);
+    assert_eq!(read_all(&mut upstream, &mut toward_upstream), sent);
+}
+
+#[test]
 fn control_frames_and_a_partial_frame_are_left_for_read_frame() {
     let (mut server, mut upstream_leg, mut client_leg) =
         (endpoint(Role::Server), leg(Role::Client), leg(Role::Server));
