@@ -140,13 +140,16 @@ impl FrameDecoder {
     }
 
     /// Whether the decoder is between messages (no fragmented message and no
-    /// partial frame pending).
+    /// frame begun). A binary frame left whole in the caller's buffer until
+    /// it has all arrived (see [`Self::decode`]) is not begun: its bytes are
+    /// the buffer's.
     pub fn is_idle(&self) -> bool {
         self.frame.is_none() && self.message.is_none()
     }
 
-    /// The number of payload bytes the frame in progress still needs, if a
-    /// header has been read; lets the caller size its next read.
+    /// The number of payload bytes the frame in progress still needs, if one
+    /// has been begun (0 for a binary frame waiting whole in the buffer,
+    /// which fits a read buffer); lets the caller size its next read.
     pub fn bytes_wanted(&self, buffered: usize) -> usize {
         match self.frame {
             Some(f) => f.len.saturating_sub(buffered),
@@ -155,6 +158,8 @@ impl FrameDecoder {
     }
 
     /// Decodes the next frame from the front of `buf`, consuming it.
+    /// A binary frame that fits a read buffer ([`crate::spare::BUFFER_SIZE`])
+    /// is left untouched in `buf` until all of it is there.
     /// `Ok(None)` means more bytes are needed; everything decoded so far is
     /// remembered, so call again after appending to `buf`.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {

@@ -319,7 +319,8 @@ impl Protocol {
         self.decoder.is_idle() && !self.encoder.is_fragmenting()
     }
 
-    /// How many more payload bytes the frame being received needs.
+    /// How many more payload bytes the frame being received needs, once it
+    /// has been begun (see [`FrameDecoder::bytes_wanted`]).
     pub fn bytes_wanted(&self, buffered: usize) -> usize {
         self.decoder.bytes_wanted(buffered)
     }
