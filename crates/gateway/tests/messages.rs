@@ -229,3 +229,41 @@ async fn pipelined_large_messages_both_ways_do_not_stall() {
     })
     .await;
 }
+
+/// An upstream that pushes faster than its client reads: what the gateway
+/// holds back while the client's queue is full (it reads the upstream only
+/// once that queue is written out) arrives later, whole and in order.
+#[tokio::test]
+async fn pushed_messages_reach_a_slow_client_whole_and_in_order() {
+    bounded(async {
+        let (up, mut conns) = scripted_upstream().await;
+        let gw = gateway_running(up, vec![]).await;
+        let mut client = connect(gw, "/").await;
+        let mut upstream = next_upstream(&mut conns).await.ws;
+        // Several socket buffers' worth, in messages smaller than a read.
+        let n: u32 = 4000;
+        let message = |i: u32| {
+            let mut payload = vec![(i % 251) as u8; 300];
+            payload[..4].copy_from_slice(&i.to_be_bytes());
+            payload
+        };
+        let pushing = tokio::spawn(async move {
+            for i in 0..n {
+                upstream.send_binary(message(i)).await.unwrap();
+            }
+            upstream
+        });
+        // The client starts reading only once the gateway has had to hold.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        for i in 0..n {
+            match recv(&mut client).await {
+                Message::Binary(got) => assert!(got == message(i), "message {i} differs"),
+                other => panic!("expected binary message {i}, got {other:?}"),
+            }
+        }
+        let mut upstream = pushing.await.unwrap();
+        let (closed, _) = tokio::join!(client.close(CloseCode::NORMAL, ""), upstream.recv());
+        closed.unwrap();
+    })
+    .await;
+}

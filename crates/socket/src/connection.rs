@@ -67,6 +67,8 @@ pub(crate) enum Incoming {
     Message(Message),
     /// Data frames went to the other leg of a relay.
     Passed,
+    /// A relay leg was not read: the other leg still has bytes queued.
+    Held,
 }
 
 /// What [`WebSocket::poll_relay`] produced.
@@ -79,6 +81,13 @@ pub enum Relayed {
     /// fragment, or a frame of a compressed or closing connection. A frame
     /// that breaks the protocol comes back as the error it is.
     Frame(Frame),
+    /// Nothing was read: everything buffered has been relayed and `to`
+    /// still has bytes queued. Read now, what comes in would be copied
+    /// behind them; read once they are written, it goes out from the
+    /// memory it was read into, as through a byte relay. Write `to` out,
+    /// then poll again: no waker was registered for this leg's reads or
+    /// its timers.
+    Held,
 }
 
 impl Incoming {
@@ -86,21 +95,25 @@ impl Incoming {
         match self {
             Incoming::Frame(f) => f.opcode == OpCode::Close,
             Incoming::Message(m) => m.is_close(),
-            Incoming::Passed => false,
+            Incoming::Passed | Incoming::Held => false,
         }
     }
 
     pub(crate) fn into_message(self) -> Message {
         match self {
             Incoming::Message(m) => m,
-            Incoming::Frame(_) | Incoming::Passed => unreachable!("message mode yields messages"),
+            Incoming::Frame(_) | Incoming::Passed | Incoming::Held => {
+                unreachable!("message mode yields messages")
+            }
         }
     }
 
     pub(crate) fn into_frame(self) -> Frame {
         match self {
             Incoming::Frame(f) => f,
-            Incoming::Message(_) | Incoming::Passed => unreachable!("frame mode yields frames"),
+            Incoming::Message(_) | Incoming::Passed | Incoming::Held => {
+                unreachable!("frame mode yields frames")
+            }
         }
     }
 
@@ -108,6 +121,7 @@ impl Incoming {
         match self {
             Incoming::Frame(f) => Relayed::Frame(f),
             Incoming::Passed => Relayed::Passed,
+            Incoming::Held => Relayed::Held,
             Incoming::Message(_) => unreachable!("a relay reads frames"),
         }
     }
@@ -428,6 +442,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Err(e) => {
                     self.extras().failure = Some(Error::Protocol(e));
                     continue;
+                }
+            }
+            // Held before the timers as well: the pong a timer waits for
+            // may be among the bytes not read yet.
+            if let Reading::Relay(lane) = &reading {
+                if lane.to.has_output() {
+                    return Poll::Ready(Some(Ok(Incoming::Held)));
                 }
             }
             if let Poll::Ready(expired) = self.poll_deadlines(cx) {
@@ -765,10 +786,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// frames it can take go to `to`'s queue, checked and re-framed (up to
     /// `max_queued` bytes queued; they leave with `to`'s next flush),
     /// counted in `passed`, and [`Relayed::Passed`] says that some did;
-    /// every other frame comes back as [`Relayed::Frame`]. A relay that
-    /// read each frame with `poll_recv_frame` and passed only what was left
-    /// in the buffer would take the lane only when a read brought several
-    /// frames; in request and response traffic a read brings one.
+    /// every other frame comes back as [`Relayed::Frame`]. The socket is
+    /// read only while `to` has nothing queued ([`Relayed::Held`]
+    /// otherwise). A relay that read each frame with `poll_recv_frame` and
+    /// passed only what was left in the buffer would take the lane only
+    /// when a read brought several frames; in request and response traffic
+    /// a read brings one.
     ///
     /// ```
     /// # async fn demo(
@@ -782,7 +805,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// })
     /// .await;
     /// match relayed {
-    ///     Some(Ok(Relayed::Passed)) => upstream_leg.flush().await?,
+    ///     Some(Ok(Relayed::Passed | Relayed::Held)) => upstream_leg.flush().await?,
     ///     Some(Ok(Relayed::Frame(frame))) => println!("{:?} left to the caller", frame.opcode),
     ///     Some(Err(e)) => return Err(e),
     ///     None => {}

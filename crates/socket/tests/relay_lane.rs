@@ -96,3 +96,31 @@ async fn a_violation_the_lane_finds_is_reported_by_the_same_poll() {
     );
     assert!(passed.is_empty());
 }
+
+#[tokio::test]
+async fn a_leg_is_not_read_while_the_other_leg_has_bytes_queued() {
+    let (mut from, mut client, mut to, mut reader) = legs();
+    client.write_all(&masked(0x2, b"one")).await.unwrap();
+    let mut passed = Passed::default();
+    let relayed = relay(&mut from, &mut to, &mut passed).await;
+    assert!(matches!(relayed, Some(Ok(Relayed::Passed))), "{relayed:?}");
+
+    // More has arrived, but the first frame is still queued: the read that
+    // would copy the second behind it waits until the queue is written.
+    client.write_all(&masked(0x2, b"two")).await.unwrap();
+    let mut cx = Context::from_waker(Waker::noop());
+    let relayed = from.poll_relay(&mut cx, &mut to, 1 << 16, &mut passed);
+    assert!(
+        matches!(relayed, Poll::Ready(Some(Ok(Relayed::Held)))),
+        "{relayed:?}"
+    );
+    assert_eq!(passed.frames(OpCode::Binary), 1, "the second was not read");
+
+    to.flush().await.unwrap();
+    let relayed = relay(&mut from, &mut to, &mut passed).await;
+    assert!(matches!(relayed, Some(Ok(Relayed::Passed))), "{relayed:?}");
+    to.flush().await.unwrap();
+    let mut out = [0u8; 10];
+    reader.read_exact(&mut out).await.unwrap();
+    assert_eq!(&out, b"\x82\x03one\x82\x03two", "both, in order");
+}

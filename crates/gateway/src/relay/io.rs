@@ -8,9 +8,10 @@
 //!
 //! Both directions move at once in one task: frames are queued on the
 //! receiving leg and written as its socket allows, and a side is read only
-//! while the other leg's queue is below [`HIGH_WATER`]. Waiting for one write
-//! to finish before reading again would deadlock two peers that each write
-//! before they read.
+//! while the other leg's queue is below [`HIGH_WATER`] (through the fast
+//! lane, only once that queue is written out). Waiting for one write to
+//! finish before reading the *other* side would deadlock two peers that each
+//! write before they read.
 //!
 //! Everything a read brought in is relayed before anything is written
 //! (up to [`FLUSH_AT`] queued), so that a burst of frames (a pushing
@@ -19,7 +20,7 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use frameway::{
@@ -480,7 +481,11 @@ fn poll_next<S: AsyncRead + AsyncWrite + Unpin>(
 /// queued bytes out on both legs. Without aggregation, the data frames a
 /// read brought in go to the other leg in one pass (`poll_relay`): one
 /// frame per event would cost more than the frames' own bytes when a
-/// pushing upstream sends thousands per read.
+/// pushing upstream sends thousands per read. Such a leg's socket is read
+/// only once the other leg's queue is written out, so that a read goes out
+/// from the memory it was read into rather than copied behind the queue;
+/// when a write empties the queue that held a read back, the legs are
+/// polled again (nothing else would wake the task for that read).
 #[expect(clippy::too_many_arguments, reason = "the loop's state, borrowed")]
 fn poll_event<C, U>(
     cx: &mut Context<'_>,
@@ -489,49 +494,73 @@ fn poll_event<C, U>(
     upstream: &mut WebSocket<U>,
     aggregate: bool,
     client_first: bool,
-    idle: Option<Pin<&mut Sleep>>,
+    mut idle: Option<Pin<&mut Sleep>>,
     going_away: &mut GoingAway,
 ) -> Poll<Event>
 where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    // A leg whose queue reached FLUSH_AT (or HIGH_WATER, which stops
-    // reading its peer) is written first; if that write cannot finish, its
-    // waker is registered and the skipped read is polled once it has.
-    if let Some(failed) = flush_from(cx, client, upstream, FLUSH_AT) {
-        return Poll::Ready(Event::Stop(Stop::WriteFailed(failed)));
-    }
     let order = if client_first {
         [Direction::Client, Direction::Upstream]
     } else {
         [Direction::Upstream, Direction::Client]
     };
-    for side in order {
-        let polled = match side {
-            Direction::Client if upstream.queued_len() < HIGH_WATER => {
-                poll_leg(relay, side, client, upstream, cx, aggregate)
+    loop {
+        // A leg whose queue reached FLUSH_AT (or HIGH_WATER, which stops
+        // reading its peer) is written first; if that write cannot finish,
+        // its waker is registered and the skipped read is polled once it has.
+        if let Some(failed) = flush_from(cx, client, upstream, FLUSH_AT) {
+            return Poll::Ready(Event::Stop(Stop::WriteFailed(failed)));
+        }
+        // Whether a read was held back until the other leg's queue empties.
+        let (mut client_held, mut upstream_held) = (false, false);
+        for side in order {
+            let polled = match side {
+                Direction::Client if upstream.queued_len() < HIGH_WATER => {
+                    poll_leg(relay, side, client, upstream, cx, aggregate)
+                }
+                Direction::Upstream if client.queued_len() < HIGH_WATER => {
+                    poll_leg(relay, side, upstream, client, cx, aggregate)
+                }
+                _ => continue,
+            };
+            match (polled, side) {
+                (Leg::Event(event), _) => return Poll::Ready(event),
+                (Leg::Held, Direction::Client) => client_held = true,
+                (Leg::Held, Direction::Upstream) => upstream_held = true,
+                (Leg::Pending, _) => {}
             }
-            Direction::Upstream if client.queued_len() < HIGH_WATER => {
-                poll_leg(relay, side, upstream, client, cx, aggregate)
-            }
-            _ => continue,
-        };
-        if polled.is_ready() {
-            return polled;
+        }
+        // Nothing more to read for now: write out everything queued.
+        if let Some(failed) = flush_from(cx, client, upstream, 1) {
+            return Poll::Ready(Event::Stop(Stop::WriteFailed(failed)));
+        }
+        let freed = (client_held && upstream.queued_len() == 0)
+            || (upstream_held && client.queued_len() == 0);
+        if !freed {
+            break;
         }
     }
-    // Nothing more to read for now: write out everything queued.
-    if let Some(failed) = flush_from(cx, client, upstream, 1) {
-        return Poll::Ready(Event::Stop(Stop::WriteFailed(failed)));
-    }
-    if idle.is_some_and(|idle| idle.poll(cx).is_ready()) {
+    if idle
+        .as_mut()
+        .is_some_and(|idle| idle.as_mut().poll(cx).is_ready())
+    {
         return Poll::Ready(Event::Stop(Stop::Idle));
     }
     if Pin::new(going_away).poll(cx).is_ready() {
         return Poll::Ready(Event::Stop(Stop::GoingAway));
     }
     Poll::Pending
+}
+
+/// What polling one leg gave.
+enum Leg {
+    Event(Event),
+    /// Its socket was not read: the other leg's queue is to be written out
+    /// first (`Relayed::Held`).
+    Held,
+    Pending,
 }
 
 /// Reads the next unit from leg `from` (the `side`). Without aggregation,
@@ -545,26 +574,31 @@ fn poll_leg<F, T>(
     to: &mut WebSocket<T>,
     cx: &mut Context<'_>,
     aggregate: bool,
-) -> Poll<Event>
+) -> Leg
 where
     F: AsyncRead + AsyncWrite + Unpin,
 {
     let received = if aggregate {
-        ready!(poll_next(from, cx, aggregate))
+        match poll_next(from, cx, aggregate) {
+            Poll::Ready(received) => received,
+            Poll::Pending => return Leg::Pending,
+        }
     } else {
         let mut passed = Passed::default();
         let relayed = from.poll_relay(cx, to, FLUSH_AT, &mut passed);
         if !passed.is_empty() {
             relay.passed(side, &passed);
         }
-        match ready!(relayed) {
-            Some(Ok(Relayed::Passed)) => return Poll::Ready(Event::Passed),
-            Some(Ok(Relayed::Frame(frame))) => Some(Ok(Unit::from_frame(frame))),
-            Some(Err(err)) => Some(Err(err)),
-            None => None,
+        match relayed {
+            Poll::Pending => return Leg::Pending,
+            Poll::Ready(Some(Ok(Relayed::Held))) => return Leg::Held,
+            Poll::Ready(Some(Ok(Relayed::Passed))) => return Leg::Event(Event::Passed),
+            Poll::Ready(Some(Ok(Relayed::Frame(frame)))) => Some(Ok(Unit::from_frame(frame))),
+            Poll::Ready(Some(Err(err))) => Some(Err(err)),
+            Poll::Ready(None) => None,
         }
     };
-    Poll::Ready(match received {
+    Leg::Event(match received {
         Some(Ok(unit)) => Event::Received(side, unit),
         Some(Err(err)) => Event::Stop(Stop::LegEnded(side, Some(err))),
         None => Event::Stop(Stop::LegEnded(side, None)),
