@@ -501,21 +501,21 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    let order = if client_first {
-        [Direction::Client, Direction::Upstream]
+    let mut sides: &[Direction] = if client_first {
+        &[Direction::Client, Direction::Upstream]
     } else {
-        [Direction::Upstream, Direction::Client]
+        &[Direction::Upstream, Direction::Client]
     };
+    // A leg whose queue reached FLUSH_AT (or HIGH_WATER, which stops
+    // reading its peer) is written first; if that write cannot finish, its
+    // waker is registered and the skipped read is polled once it has.
+    if let Some(failed) = flush_from(cx, client, upstream, FLUSH_AT) {
+        return Poll::Ready(Event::Stop(Stop::WriteFailed(failed)));
+    }
     loop {
-        // A leg whose queue reached FLUSH_AT (or HIGH_WATER, which stops
-        // reading its peer) is written first; if that write cannot finish,
-        // its waker is registered and the skipped read is polled once it has.
-        if let Some(failed) = flush_from(cx, client, upstream, FLUSH_AT) {
-            return Poll::Ready(Event::Stop(Stop::WriteFailed(failed)));
-        }
         // Whether a read was held back until the other leg's queue empties.
         let (mut client_held, mut upstream_held) = (false, false);
-        for side in order {
+        for &side in sides {
             let polled = match side {
                 Direction::Client if upstream.queued_len() < HIGH_WATER => {
                     poll_leg(relay, side, client, upstream, cx, aggregate)
@@ -536,11 +536,18 @@ where
         if let Some(failed) = flush_from(cx, client, upstream, 1) {
             return Poll::Ready(Event::Stop(Stop::WriteFailed(failed)));
         }
-        let freed = (client_held && upstream.queued_len() == 0)
-            || (upstream_held && client.queued_len() == 0);
-        if !freed {
-            break;
-        }
+        // Only a held leg whose queue is now written out is polled again
+        // (each poll of a leg costs): nothing else would wake the task for
+        // its read.
+        sides = match (
+            client_held && upstream.queued_len() == 0,
+            upstream_held && client.queued_len() == 0,
+        ) {
+            (false, false) => break,
+            (true, false) => &[Direction::Client],
+            (false, true) => &[Direction::Upstream],
+            (true, true) => &[Direction::Client, Direction::Upstream],
+        };
     }
     if idle
         .as_mut()
