@@ -484,8 +484,8 @@ fn poll_next<S: AsyncRead + AsyncWrite + Unpin>(
 /// pushing upstream sends thousands per read. Such a leg's socket is read
 /// only once the other leg's queue is written out, so that a read goes out
 /// from the memory it was read into rather than copied behind the queue;
-/// when a write empties the queue that held a read back, the legs are
-/// polled again (nothing else would wake the task for that read).
+/// when a write empties the queue that held a read back, that leg is
+/// polled again (nothing else would wake the task for its read).
 #[expect(clippy::too_many_arguments, reason = "the loop's state, borrowed")]
 fn poll_event<C, U>(
     cx: &mut Context<'_>,
@@ -494,7 +494,7 @@ fn poll_event<C, U>(
     upstream: &mut WebSocket<U>,
     aggregate: bool,
     client_first: bool,
-    mut idle: Option<Pin<&mut Sleep>>,
+    idle: Option<Pin<&mut Sleep>>,
     going_away: &mut GoingAway,
 ) -> Poll<Event>
 where
@@ -549,10 +549,7 @@ where
             (true, true) => &[Direction::Client, Direction::Upstream],
         };
     }
-    if idle
-        .as_mut()
-        .is_some_and(|idle| idle.as_mut().poll(cx).is_ready())
-    {
+    if idle.is_some_and(|idle| idle.poll(cx).is_ready()) {
         return Poll::Ready(Event::Stop(Stop::Idle));
     }
     if Pin::new(going_away).poll(cx).is_ready() {
