@@ -35,6 +35,13 @@ const MIN_READ_BUF: usize = 8 * 1024;
 const MAX_WRITE_SLICES: usize = 16;
 /// The most the read buffer grows by in one step.
 const MAX_READ_STEP: usize = 256 * 1024;
+/// Bytes queued on a relay's other leg from which its socket is not read
+/// until they are written ([`Relayed::Held`]). Below it the queue is a few
+/// small frames (request and response traffic) that the next flush takes
+/// at once: holding a read behind them cost more polls and a longer tail
+/// of latency for a copy of a few bytes. At it, the queue is a burst a
+/// pushing peer sent, and a read behind it would be copied.
+const HOLD_AT: usize = 4096;
 
 fn entropy(buf: &mut [u8]) {
     // The OS generator only fails if the kernel has none to give; masking
@@ -82,11 +89,11 @@ pub enum Relayed {
     /// that breaks the protocol comes back as the error it is.
     Frame(Frame),
     /// Nothing was read: everything buffered has been relayed and `to`
-    /// still has bytes queued. Read now, what comes in would be copied
-    /// behind them; read once they are written, it goes out from the
-    /// memory it was read into, as through a byte relay. Write `to` out,
-    /// then poll again: no waker was registered for this leg's reads or
-    /// its timers.
+    /// still has a read's worth of bytes queued (at least 4 KiB, a burst a
+    /// pushing peer sent). Read now, what comes in would be copied behind
+    /// them; read once they are written, it goes out from the memory it was
+    /// read into, as through a byte relay. Write `to` out, then poll again:
+    /// no waker was registered for this leg's reads or its timers.
     Held,
 }
 
@@ -447,7 +454,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             // Held before the timers as well: the pong a timer waits for
             // may be among the bytes not read yet.
             if let Reading::Relay(lane) = &reading {
-                if lane.to.has_output() {
+                if lane.to.output().len() >= HOLD_AT {
                     return Poll::Ready(Some(Ok(Incoming::Held)));
                 }
             }
@@ -787,8 +794,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// `max_queued` bytes queued; they leave with `to`'s next flush),
     /// counted in `passed`, and [`Relayed::Passed`] says that some did;
     /// every other frame comes back as [`Relayed::Frame`]. The socket is
-    /// read only while `to` has nothing queued ([`Relayed::Held`]
-    /// otherwise). A relay that read each frame with `poll_recv_frame` and
+    /// not read while `to` has a read's worth queued ([`Relayed::Held`]). A relay that read each frame with `poll_recv_frame` and
     /// passed only what was left in the buffer would take the lane only
     /// when a read brought several frames; in request and response traffic
     /// a read brings one.

@@ -97,16 +97,30 @@ async fn a_violation_the_lane_finds_is_reported_by_the_same_poll() {
     assert!(passed.is_empty());
 }
 
+/// A client's frame of `len` bytes of `byte`, with a 16-bit length.
+fn masked_long(byte: u8, len: usize) -> Vec<u8> {
+    let key = [1, 2, 3, 4];
+    let mut frame = vec![0x82, 0x80 | 126];
+    frame.extend_from_slice(&(len as u16).to_be_bytes());
+    frame.extend_from_slice(&key);
+    frame.extend((0..len).map(|i| byte ^ key[i % 4]));
+    frame
+}
+
 #[tokio::test]
-async fn a_leg_is_not_read_while_the_other_leg_has_bytes_queued() {
+async fn a_leg_is_not_read_while_the_other_leg_has_a_reads_worth_queued() {
     let (mut from, mut client, mut to, mut reader) = legs();
-    client.write_all(&masked(0x2, b"one")).await.unwrap();
     let mut passed = Passed::default();
+    // A few small frames queued do not hold the next read.
+    client.write_all(&masked(0x2, b"one")).await.unwrap();
+    let relayed = relay(&mut from, &mut to, &mut passed).await;
+    assert!(matches!(relayed, Some(Ok(Relayed::Passed))), "{relayed:?}");
+    client.write_all(&masked_long(7, 5000)).await.unwrap();
     let relayed = relay(&mut from, &mut to, &mut passed).await;
     assert!(matches!(relayed, Some(Ok(Relayed::Passed))), "{relayed:?}");
 
-    // More has arrived, but the first frame is still queued: the read that
-    // would copy the second behind it waits until the queue is written.
+    // Over 4 KiB queued do: the read that would copy the next frame behind
+    // them waits until they are written.
     client.write_all(&masked(0x2, b"two")).await.unwrap();
     let mut cx = Context::from_waker(Waker::noop());
     let relayed = from.poll_relay(&mut cx, &mut to, 1 << 16, &mut passed);
@@ -114,13 +128,16 @@ async fn a_leg_is_not_read_while_the_other_leg_has_bytes_queued() {
         matches!(relayed, Poll::Ready(Some(Ok(Relayed::Held)))),
         "{relayed:?}"
     );
-    assert_eq!(passed.frames(OpCode::Binary), 1, "the second was not read");
+    assert_eq!(passed.frames(OpCode::Binary), 2, "the third was not read");
 
     to.flush().await.unwrap();
     let relayed = relay(&mut from, &mut to, &mut passed).await;
     assert!(matches!(relayed, Some(Ok(Relayed::Passed))), "{relayed:?}");
     to.flush().await.unwrap();
-    let mut out = [0u8; 10];
+    let mut out = vec![0u8; 5 + 4 + 5000 + 5];
     reader.read_exact(&mut out).await.unwrap();
-    assert_eq!(&out, b"\x82\x03one\x82\x03two", "both, in order");
+    assert_eq!(&out[..5], b"\x82\x03one");
+    assert_eq!(&out[5..9], b"\x82\x7e\x13\x88");
+    assert!(out[9..5009].iter().all(|&b| b == 7));
+    assert_eq!(&out[5009..], b"\x82\x03two", "all, in order");
 }

@@ -9,7 +9,7 @@
 //! Both directions move at once in one task: frames are queued on the
 //! receiving leg and written as its socket allows, and a side is read only
 //! while the other leg's queue is below [`HIGH_WATER`] (through the fast
-//! lane, only once that queue is written out). Waiting for one write to
+//! lane, not while that queue holds a read's worth). Waiting for one write to
 //! finish before reading the *other* side would deadlock two peers that each
 //! write before they read.
 //!
@@ -481,11 +481,12 @@ fn poll_next<S: AsyncRead + AsyncWrite + Unpin>(
 /// queued bytes out on both legs. Without aggregation, the data frames a
 /// read brought in go to the other leg in one pass (`poll_relay`): one
 /// frame per event would cost more than the frames' own bytes when a
-/// pushing upstream sends thousands per read. Such a leg's socket is read
-/// only once the other leg's queue is written out, so that a read goes out
-/// from the memory it was read into rather than copied behind the queue;
-/// when a write empties the queue that held a read back, that leg is
-/// polled again (nothing else would wake the task for its read).
+/// pushing upstream sends thousands per read. Such a leg's socket is not
+/// read while the other leg's queue holds a read's worth (`Relayed::Held`),
+/// so that a pushed read goes out from the memory it was read into rather
+/// than copied behind the one before; when a write empties the queue that
+/// held a read back, that leg is polled again (nothing else would wake the
+/// task for its read).
 #[expect(clippy::too_many_arguments, reason = "the loop's state, borrowed")]
 fn poll_event<C, U>(
     cx: &mut Context<'_>,
@@ -561,8 +562,8 @@ where
 /// What polling one leg gave.
 enum Leg {
     Event(Event),
-    /// Its socket was not read: the other leg's queue is to be written out
-    /// first (`Relayed::Held`).
+    /// Its socket was not read: the other leg's queue, a read's worth, is
+    /// to be written out first (`Relayed::Held`).
     Held,
     Pending,
 }
