@@ -74,7 +74,7 @@ pub(crate) enum Incoming {
     Message(Message),
     /// Data frames went to the other leg of a relay.
     Passed,
-    /// A relay leg was not read: the other leg still has bytes queued.
+    /// A relay leg was not read: the other leg has a read's worth queued.
     Held,
 }
 
@@ -794,10 +794,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// `max_queued` bytes queued; they leave with `to`'s next flush),
     /// counted in `passed`, and [`Relayed::Passed`] says that some did;
     /// every other frame comes back as [`Relayed::Frame`]. The socket is
-    /// not read while `to` has a read's worth queued ([`Relayed::Held`]). A relay that read each frame with `poll_recv_frame` and
-    /// passed only what was left in the buffer would take the lane only
-    /// when a read brought several frames; in request and response traffic
-    /// a read brings one.
+    /// not read while `to` has a read's worth queued ([`Relayed::Held`]).
+    /// A relay that read each frame with `poll_recv_frame` and passed only
+    /// what was left in the buffer would take the lane only when a read
+    /// brought several frames; in request and response traffic a read
+    /// brings one.
     ///
     /// ```
     /// # async fn demo(
