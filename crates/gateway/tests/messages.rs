@@ -231,8 +231,9 @@ async fn pipelined_large_messages_both_ways_do_not_stall() {
 }
 
 /// An upstream that pushes faster than its client reads: what the gateway
-/// holds back while the client's queue is full (it reads the upstream only
-/// once that queue is written out) arrives later, whole and in order.
+/// holds back while a read's worth is queued toward the client (it reads
+/// the upstream again once that queue is written out, and would stall here
+/// if it did not) arrives later, whole and in order.
 #[tokio::test]
 async fn pushed_messages_reach_a_slow_client_whole_and_in_order() {
     bounded(async {
