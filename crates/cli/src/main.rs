@@ -13,6 +13,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// jemalloc rather than glibc's malloc: see the `tikv-jemallocator`
+// dependency in Cargo.toml for what it buys and costs.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Frameway: a WebSocket stack and gateway.
 #[derive(Parser)]
 #[command(name = "frameway", version, about)]
