@@ -66,6 +66,34 @@ async fn vanishing_client_means_1001_for_the_upstream() {
     .await;
 }
 
+/// The gateway closes a client's socket once the client is gone, while it
+/// still waits for the upstream to answer its 1001: a storm of clients that
+/// leave costs one socket per pair in that wait, not two.
+#[tokio::test]
+async fn a_gone_clients_socket_is_closed_before_the_upstream_answers() {
+    bounded(async {
+        let (up, mut conns) = scripted_upstream().await;
+        let gw = gateway(&one_route(up, "")).await;
+        let (mut client, _) = raw_ws_client(gw, &upgrade_request("/", ""), b"").await;
+        let mut upstream = next_upstream(&mut conns).await.ws;
+        // The client's FIN: the gateway reads the end of its stream.
+        tokio::io::AsyncWriteExt::shutdown(client.get_mut())
+            .await
+            .unwrap();
+        // The upstream is not read, so it cannot answer; the gateway's wait
+        // for it lasts its close grace period (5 s).
+        let mut rest = Vec::new();
+        let end = tokio::time::timeout(
+            Duration::from_secs(3),
+            tokio::io::AsyncReadExt::read_to_end(client.get_mut(), &mut rest),
+        )
+        .await;
+        assert!(matches!(end, Ok(Ok(0))), "{end:?}");
+        assert_eq!(expect_close(&mut upstream).await.0, 1001);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn idle_timeout_closes_both_sides_with_1001() {
     bounded(async {

@@ -24,7 +24,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use frameway::{
-    CloseCode, CloseFrame, Error, Message, OpCode, Passed, Relayed, Utf8Bytes, WebSocket,
+    CloseCode, CloseFrame, Error, Message, OpCode, Passed, ProtocolError, Relayed, Utf8Bytes,
+    WebSocket,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep, Instant, Sleep};
@@ -59,16 +60,24 @@ enum Event {
     /// Data frames went from one leg's read buffer straight to the other
     /// leg's queue (a route without frame phases), already counted.
     Passed,
-    /// The connection stops.
+    /// One side is gone: the other is told, and the connection ends.
+    Gone(Direction, Gone),
+    /// The gateway closes both sides.
     Stop(Stop),
 }
 
-/// Why the connection stops: anything but traffic.
+/// How a side went.
+enum Gone {
+    /// Its stream ended, or failed with this error (not a violation).
+    Ended(Option<Error>),
+    /// Writing to it failed.
+    Unwritable,
+}
+
+/// Why the gateway closes both sides.
 enum Stop {
-    /// One side's stream ended, or failed with this error.
-    LegEnded(Direction, Option<Error>),
-    /// Writing to one side failed: it is gone.
-    WriteFailed(Direction),
+    /// This side broke the protocol.
+    Violation(Direction, ProtocolError),
     /// No traffic for the idle timeout.
     Idle,
     /// The process is draining and this connection's turn to close came.
@@ -114,7 +123,7 @@ where
     let (mut relay, mut client, mut upstream) = (relay, client, upstream);
     let going_away = drain.going_away(relay.conn().id);
     async move {
-        proxy(
+        let gone = proxy(
             &mut relay,
             &mut client,
             &mut upstream,
@@ -122,20 +131,37 @@ where
             going_away,
         )
         .await;
+        // A leg that is gone is closed before the other leg's close
+        // handshake, not after it: in a reconnect storm, pairs whose client
+        // left would otherwise hold two sockets each while their upstreams
+        // answer, and run the gateway out of descriptors sooner.
+        match gone {
+            Some(Direction::Client) => {
+                drop(client);
+                Box::pin(leg_gone(&mut relay, Direction::Client, &mut upstream)).await
+            }
+            Some(Direction::Upstream) => {
+                drop(upstream);
+                Box::pin(leg_gone(&mut relay, Direction::Upstream, &mut client)).await
+            }
+            None => {}
+        }
         relay.finish();
     }
 }
 
 /// The proxy loop: one event at a time, each handed to the relay; the
 /// connection's end is boxed (its futures are large, and inline they would
-/// make every idle connection's task larger).
+/// make every idle connection's task larger). Returns the leg that is gone
+/// when the connection ends because one is (the other still to be told).
 async fn proxy<C, U>(
     relay: &mut Relay,
     client: &mut WebSocket<C>,
     upstream: &mut WebSocket<U>,
     idle_timeout: Option<Duration>,
     mut going_away: GoingAway,
-) where
+) -> Option<Direction>
+where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
@@ -162,14 +188,37 @@ async fn proxy<C, U>(
         })
         .await;
         if let (Some(limit), Some(idle)) = (idle_timeout, idle.as_mut()) {
-            if !matches!(event, Event::Stop(_)) {
+            if !matches!(event, Event::Stop(_) | Event::Gone(..)) {
                 idle.as_mut().reset(Instant::now() + limit);
             }
         }
         let (from, unit) = match event {
             Event::Received(from, unit) => (from, unit),
             Event::Passed => continue,
-            Event::Stop(why) => return Box::pin(wind_down(relay, why, client, upstream)).await,
+            Event::Gone(side, how) => {
+                match how {
+                    Gone::Ended(Some(err)) => {
+                        tracing::debug!(
+                            connection = relay.conn().id,
+                            side = side.as_str(),
+                            "leg ended: {err}"
+                        );
+                    }
+                    Gone::Ended(None) => {}
+                    Gone::Unwritable => {
+                        tracing::debug!(
+                            connection = relay.conn().id,
+                            side = side.as_str(),
+                            "write failed: side gone"
+                        );
+                    }
+                }
+                return Some(side);
+            }
+            Event::Stop(why) => {
+                Box::pin(wind_down(relay, why, client, upstream)).await;
+                return None;
+            }
         };
         let decision = match relay.receive(from, unit) {
             Step::Decided(decision) => decision,
@@ -180,16 +229,17 @@ async fn proxy<C, U>(
             Direction::Upstream => apply(relay, decision, client),
         };
         if let Some(ending) = ending {
-            return match from {
+            match from {
                 Direction::Client => Box::pin(end(relay, from, ending, client, upstream)).await,
                 Direction::Upstream => Box::pin(end(relay, from, ending, upstream, client)).await,
-            };
+            }
+            return None;
         }
     }
 }
 
-/// The connection ends for `why`: a violation, a leg that ended or cannot
-/// be written, the idle timeout, a drain.
+/// The gateway closes both sides for `why`: a violation, the idle
+/// timeout, a drain.
 async fn wind_down<C, U>(
     relay: &mut Relay,
     why: Stop,
@@ -200,7 +250,7 @@ async fn wind_down<C, U>(
     U: AsyncRead + AsyncWrite + Unpin,
 {
     match why {
-        Stop::LegEnded(from, Some(Error::Protocol(err))) => {
+        Stop::Violation(from, err) => {
             tracing::info!(
                 connection = relay.conn().id,
                 side = from.as_str(),
@@ -211,24 +261,6 @@ async fn wind_down<C, U>(
                 Direction::Client => fail_leg(relay, from, client, upstream, &owed).await,
                 Direction::Upstream => fail_leg(relay, from, upstream, client, &owed).await,
             }
-        }
-        Stop::LegEnded(from, failed) => {
-            if let Some(err) = &failed {
-                tracing::debug!(
-                    connection = relay.conn().id,
-                    side = from.as_str(),
-                    "leg ended: {err}"
-                );
-            }
-            leg_gone(relay, from, client, upstream).await
-        }
-        Stop::WriteFailed(gone) => {
-            tracing::debug!(
-                connection = relay.conn().id,
-                side = gone.as_str(),
-                "write failed: side gone"
-            );
-            leg_gone(relay, gone, client, upstream).await
         }
         Stop::Idle | Stop::GoingAway => {
             let reason = if matches!(why, Stop::Idle) {
@@ -286,21 +318,14 @@ where
     }
 }
 
-/// The leg `gone` ended (or cannot be written): the other side goes away.
-async fn leg_gone<C, U>(
-    relay: &mut Relay,
-    gone: Direction,
-    client: &mut WebSocket<C>,
-    upstream: &mut WebSocket<U>,
-) where
-    C: AsyncRead + AsyncWrite + Unpin,
-    U: AsyncRead + AsyncWrite + Unpin,
+/// The leg `gone` ended (or cannot be written): `other`, the other side,
+/// goes away.
+async fn leg_gone<S>(relay: &mut Relay, gone: Direction, other: &mut WebSocket<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
 {
     let away = planned(CloseCode::GOING_AWAY, "peer went away");
-    let reply = match gone {
-        Direction::Client => finish(upstream, Some(&away)).await,
-        Direction::Upstream => finish(client, Some(&away)).await,
-    };
+    let reply = finish(other, Some(&away)).await;
     relay.replied(gone.opposite(), reply);
 }
 
@@ -511,7 +536,7 @@ where
     // reading its peer) is written first; if that write cannot finish, its
     // waker is registered and the skipped read is polled once it has.
     if let Some(failed) = flush_from(cx, client, upstream, FLUSH_AT) {
-        return Poll::Ready(Event::Stop(Stop::WriteFailed(failed)));
+        return Poll::Ready(Event::Gone(failed, Gone::Unwritable));
     }
     loop {
         // Whether a read was held back until the other leg's queue empties.
@@ -535,7 +560,7 @@ where
         }
         // Nothing more to read for now: write out everything queued.
         if let Some(failed) = flush_from(cx, client, upstream, 1) {
-            return Poll::Ready(Event::Stop(Stop::WriteFailed(failed)));
+            return Poll::Ready(Event::Gone(failed, Gone::Unwritable));
         }
         // Only a held leg whose queue is now written out is polled again
         // (each poll of a leg costs): nothing else would wake the task for
@@ -605,8 +630,9 @@ where
     };
     Leg::Event(match received {
         Some(Ok(unit)) => Event::Received(side, unit),
-        Some(Err(err)) => Event::Stop(Stop::LegEnded(side, Some(err))),
-        None => Event::Stop(Stop::LegEnded(side, None)),
+        Some(Err(Error::Protocol(err))) => Event::Stop(Stop::Violation(side, err)),
+        Some(Err(err)) => Event::Gone(side, Gone::Ended(Some(err))),
+        None => Event::Gone(side, Gone::Ended(None)),
     })
 }
 
