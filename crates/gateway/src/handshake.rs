@@ -24,7 +24,7 @@ use crate::metrics::WorkerMetrics;
 use crate::plugin::{ConnectionInfo, HandshakeScope, HandshakeStep, LimitOverrides, ProxyFailure};
 use crate::relay::{Relay, RelayMetrics};
 use crate::target::RequestTarget;
-use crate::upstream::{OpenError, Opened, UpstreamConn, UpstreamRequest};
+use crate::upstream::{OpenError, Opened, Service, UpstreamConn, UpstreamRequest};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -264,14 +264,6 @@ where
     }
     conn.consumer = authenticated;
 
-    let client_limit = limits
-        .client
-        .unwrap_or(config.client_max_payload)
-        .min(MAX_PAYLOAD_CEILING);
-    let upstream_limit = limits
-        .upstream
-        .unwrap_or(config.upstream_max_payload)
-        .min(MAX_PAYLOAD_CEILING);
     let service = match &reroute {
         Some(reroute) => Arc::new(route.service.rerouted(reroute, &config.upstreams)),
         None => route.service.clone(),
@@ -290,6 +282,7 @@ where
     let client_compresses = config
         .client_deflate
         .is_some_and(|ours| ours.accept(&offer.extensions).is_some());
+    let legs = service.legs.get_or_init(|| Legs::new(&config, &service));
     let connecting = Instant::now();
     let opened = service
         .open(
@@ -297,12 +290,10 @@ where
                 target: upstream_target,
                 headers: upstream_headers,
                 protocols: offer.protocols.clone(),
-                websocket: leg_config(
-                    upstream_limit,
-                    service.write_timeout,
-                    service.heartbeat,
-                    service.deflate.and_then(|d| d.offer(client_compresses)),
-                ),
+                websocket: match limits.upstream {
+                    None => legs.upstream[usize::from(client_compresses)].clone(),
+                    Some(limit) => Arc::new(upstream_leg(&service, limit, client_compresses)),
+                },
             },
             key,
         )
@@ -329,12 +320,10 @@ where
     // is answered with the gateway's parameters, whatever the upstream
     // agreed to, and frames are inflated on one leg and deflated on the
     // other as each leg agreed.
-    let client_config = leg_config(
-        client_limit,
-        service.write_timeout,
-        config.client_heartbeat,
-        config.client_deflate,
-    );
+    let client_config = match limits.client {
+        None => legs.client.clone(),
+        Some(limit) => Arc::new(client_leg(&config, &service, limit)),
+    };
     let mut out = Vec::with_capacity(256);
     let deflate = write_upgrade(
         &offer,
@@ -399,7 +388,57 @@ fn compressed_passes(client: &DeflateParams, upstream: &DeflateParams) -> (bool,
     (up, down)
 }
 
-/// Settings of one leg: its receive limit; pings and pongs are forwarded,
+/// The settings of a service's two legs when no plugin set their limits:
+/// the client's, and the upstream's without and with permessage-deflate
+/// offered for a client that compresses. Built on a service's first
+/// handshake and kept in the service: a service belongs to one loaded
+/// configuration, so they never go stale.
+#[derive(Debug)]
+pub(crate) struct Legs {
+    client: Arc<WebSocketConfig>,
+    /// Indexed by whether the client compresses.
+    upstream: [Arc<WebSocketConfig>; 2],
+}
+
+impl Legs {
+    fn new(config: &Config, service: &Service) -> Legs {
+        let upstream = |compresses| {
+            Arc::new(upstream_leg(
+                service,
+                config.upstream_max_payload,
+                compresses,
+            ))
+        };
+        Legs {
+            client: Arc::new(client_leg(config, service, config.client_max_payload)),
+            upstream: [upstream(false), upstream(true)],
+        }
+    }
+}
+
+/// The client leg's settings, with this receive limit.
+fn client_leg(config: &Config, service: &Service, limit: u64) -> WebSocketConfig {
+    leg_config(
+        limit,
+        service.write_timeout,
+        config.client_heartbeat,
+        config.client_deflate,
+    )
+}
+
+/// The upstream leg's settings, with this receive limit, for a client that
+/// compresses or not (a service offers permessage-deflate upstream only to
+/// a compressing client, unless it says `always`).
+fn upstream_leg(service: &Service, limit: u64, client_compresses: bool) -> WebSocketConfig {
+    leg_config(
+        limit,
+        service.write_timeout,
+        service.heartbeat,
+        service.deflate.and_then(|d| d.offer(client_compresses)),
+    )
+}
+
+/// Settings of one leg: its receive limit (at most the ceiling); pings and pongs are forwarded,
 /// not answered, so automatic pongs are off. The gateway's own keep-alive
 /// pings (`heartbeat`) are the protocol core's: their pongs are consumed
 /// there, never forwarded nor shown to plugins.
@@ -410,7 +449,7 @@ fn leg_config(
     deflate: Option<frameway::DeflateConfig>,
 ) -> WebSocketConfig {
     let mut config = WebSocketConfig::default()
-        .max_message_len(max_recv)
+        .max_message_len(max_recv.min(MAX_PAYLOAD_CEILING))
         .max_send_len(MAX_PAYLOAD_CEILING);
     config.deflate = deflate;
     // Pings, closes and violations are answered by the relay with what the

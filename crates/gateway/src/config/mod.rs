@@ -866,6 +866,7 @@ impl<'a> Loader<'a> {
             retries: svc.retries,
             deflate,
             tls: Default::default(),
+            legs: Default::default(),
         }))
     }
 

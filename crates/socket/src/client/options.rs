@@ -109,13 +109,20 @@ pub struct ConnectOptions {
     pub(crate) connect_timeout: Duration,
     pub(crate) handshake_timeout: Duration,
     pub(crate) limits: HandshakeLimits,
-    pub(crate) websocket: WebSocketConfig,
+    pub(crate) websocket: Arc<WebSocketConfig>,
     pub(crate) pool: Option<String>,
     pub(crate) pool_size: Option<usize>,
     pub(crate) backlog: Option<usize>,
     /// The first unusable value given, reported when connecting (the
     /// builder stays infallible, as `http::request::Builder` does).
     invalid: Option<String>,
+}
+
+/// The default settings, one `Arc` for every [`ConnectOptions::default`]
+/// (built per connect, it would allocate a copy each time).
+fn default_websocket() -> Arc<WebSocketConfig> {
+    static DEFAULT: std::sync::OnceLock<Arc<WebSocketConfig>> = std::sync::OnceLock::new();
+    DEFAULT.get_or_init(Default::default).clone()
 }
 
 impl Default for ConnectOptions {
@@ -136,7 +143,7 @@ impl Default for ConnectOptions {
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             limits: HandshakeLimits::default(),
-            websocket: WebSocketConfig::default(),
+            websocket: default_websocket(),
             pool: None,
             pool_size: None,
             backlog: None,
@@ -434,9 +441,11 @@ impl ConnectOptions {
     }
 
     /// The connection's settings: message limits, read and write timeouts,
-    /// keep-alive pings.
-    pub fn websocket(mut self, config: WebSocketConfig) -> Self {
-        self.websocket = config;
+    /// keep-alive pings. An `Arc` is shared with the connection as it is:
+    /// a program opening many connections with the same settings holds
+    /// them once, not once per connection.
+    pub fn websocket(mut self, config: impl Into<Arc<WebSocketConfig>>) -> Self {
+        self.websocket = config.into();
         self
     }
 
