@@ -121,119 +121,156 @@ where
     U: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut relay, mut client, mut upstream) = (relay, client, upstream);
-    let going_away = drain.going_away(relay.conn().id);
+    let mut going_away = drain.going_away(relay.conn().id);
     async move {
-        let gone = proxy(
+        let exit = proxy(
             &mut relay,
             &mut client,
             &mut upstream,
             idle_timeout,
-            going_away,
+            &mut going_away,
         )
         .await;
-        // A leg that is gone is closed before the other leg's close
-        // handshake, not after it: in a reconnect storm, pairs whose client
-        // left would otherwise hold two sockets each while their upstreams
-        // answer, and run the gateway out of descriptors sooner.
-        match gone {
-            Some(Direction::Client) => {
+        // Each way to end is boxed: its futures are large, and inline they
+        // would make every idle connection's task larger.
+        match exit {
+            // A leg that is gone is closed before the other leg's close
+            // handshake, not after it: in a reconnect storm, pairs whose
+            // client left would otherwise hold two sockets each while their
+            // upstreams answer, and run the gateway out of descriptors.
+            Exit::Gone(Direction::Client) => {
                 drop(client);
                 Box::pin(leg_gone(&mut relay, Direction::Client, &mut upstream)).await
             }
-            Some(Direction::Upstream) => {
+            Exit::Gone(Direction::Upstream) => {
                 drop(upstream);
                 Box::pin(leg_gone(&mut relay, Direction::Upstream, &mut client)).await
             }
-            None => {}
+            Exit::Stop(why) => {
+                Box::pin(wind_down(&mut relay, why, &mut client, &mut upstream)).await
+            }
+            Exit::End(from @ Direction::Client, ending) => {
+                Box::pin(end(&mut relay, from, ending, &mut client, &mut upstream)).await
+            }
+            Exit::End(from @ Direction::Upstream, ending) => {
+                Box::pin(end(&mut relay, from, ending, &mut upstream, &mut client)).await
+            }
         }
         relay.finish();
     }
 }
 
-/// The proxy loop: one event at a time, each handed to the relay; the
-/// connection's end is boxed (its futures are large, and inline they would
-/// make every idle connection's task larger). Returns the leg that is gone
-/// when the connection ends because one is (the other still to be told).
-async fn proxy<C, U>(
-    relay: &mut Relay,
-    client: &mut WebSocket<C>,
-    upstream: &mut WebSocket<U>,
+/// How the proxy loop ended: what is left to do is the connection's end.
+enum Exit {
+    /// This leg is gone; the other is still to be told.
+    Gone(Direction),
+    /// The gateway closes both sides.
+    Stop(Stop),
+    /// The relay ended the connection on a unit from this side.
+    End(Direction, Ending),
+}
+
+/// The proxy loop: one event at a time, each handed to the relay, until
+/// the connection ends.
+///
+/// Its future is what an idle connection's task holds besides the relay
+/// and the two legs, so nothing large lives across its `await`s: a plain
+/// function (an `async fn` would keep its arguments twice), the drain wait
+/// borrowed, a plugin's wait boxed, and the connection's end left to the
+/// caller.
+#[allow(clippy::manual_async_fn)]
+fn proxy<'a, C, U>(
+    relay: &'a mut Relay,
+    client: &'a mut WebSocket<C>,
+    upstream: &'a mut WebSocket<U>,
     idle_timeout: Option<Duration>,
-    mut going_away: GoingAway,
-) -> Option<Direction>
+    going_away: &'a mut GoingAway,
+) -> impl Future<Output = Exit> + 'a
 where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    let aggregate = relay.aggregates();
-    // Boxed, and only with an idle timeout: a timer is larger than
-    // anything else an idle connection's task holds.
-    let mut idle = idle_timeout.map(|limit| Box::pin(sleep(limit)));
-    let mut client_first = true;
-    loop {
-        let event = poll_fn(|cx| {
-            // Alternate which side is read first, so neither starves.
-            client_first = !client_first;
-            let idle = idle.as_mut().map(Pin::as_mut);
-            poll_event(
-                cx,
-                relay,
-                client,
-                upstream,
-                aggregate,
-                client_first,
-                idle,
-                &mut going_away,
-            )
-        })
-        .await;
-        if let (Some(limit), Some(idle)) = (idle_timeout, idle.as_mut()) {
-            if !matches!(event, Event::Stop(_) | Event::Gone(..)) {
-                idle.as_mut().reset(Instant::now() + limit);
+    async move {
+        let aggregate = relay.aggregates();
+        // Boxed, and only with an idle timeout: a timer is larger than
+        // anything else an idle connection's task holds.
+        let mut idle = idle_timeout.map(|limit| Box::pin(sleep(limit)));
+        let mut client_first = true;
+        // A frame a plugin holds, boxed (it is rare, and inline it would
+        // stay in every connection's future), and what the plugin awaits.
+        let mut waiting: Option<(Box<Held>, FrameWaiting)> = None;
+        loop {
+            let (from, step) = match waiting.take() {
+                Some((held, until)) => {
+                    let resumed = until.await;
+                    (held.from, relay.resume(*held, resumed))
+                }
+                None => {
+                    let event = poll_fn(|cx| {
+                        // Alternate which side is read first, so neither starves.
+                        client_first = !client_first;
+                        let idle = idle.as_mut().map(Pin::as_mut);
+                        poll_event(
+                            cx,
+                            relay,
+                            client,
+                            upstream,
+                            aggregate,
+                            client_first,
+                            idle,
+                            going_away,
+                        )
+                    })
+                    .await;
+                    if let (Some(limit), Some(idle)) = (idle_timeout, idle.as_mut()) {
+                        if !matches!(event, Event::Stop(_) | Event::Gone(..)) {
+                            idle.as_mut().reset(Instant::now() + limit);
+                        }
+                    }
+                    let (from, unit) = match event {
+                        Event::Received(from, unit) => (from, unit),
+                        Event::Passed => continue,
+                        Event::Gone(side, how) => {
+                            gone(relay, side, &how);
+                            return Exit::Gone(side);
+                        }
+                        Event::Stop(why) => return Exit::Stop(why),
+                    };
+                    (from, relay.receive(from, unit))
+                }
+            };
+            let decision = match step {
+                Step::Decided(decision) => decision,
+                Step::Wait { held, until } => {
+                    waiting = Some((Box::new(held), until));
+                    continue;
+                }
+            };
+            let ending = match from {
+                Direction::Client => apply(relay, decision, upstream),
+                Direction::Upstream => apply(relay, decision, client),
+            };
+            if let Some(ending) = ending {
+                return Exit::End(from, ending);
             }
         }
-        let (from, unit) = match event {
-            Event::Received(from, unit) => (from, unit),
-            Event::Passed => continue,
-            Event::Gone(side, how) => {
-                match how {
-                    Gone::Ended(Some(err)) => {
-                        tracing::debug!(
-                            connection = relay.conn().id,
-                            side = side.as_str(),
-                            "leg ended: {err}"
-                        );
-                    }
-                    Gone::Ended(None) => {}
-                    Gone::Unwritable => {
-                        tracing::debug!(
-                            connection = relay.conn().id,
-                            side = side.as_str(),
-                            "write failed: side gone"
-                        );
-                    }
-                }
-                return Some(side);
-            }
-            Event::Stop(why) => {
-                Box::pin(wind_down(relay, why, client, upstream)).await;
-                return None;
-            }
-        };
-        let decision = match relay.receive(from, unit) {
-            Step::Decided(decision) => decision,
-            Step::Wait { held, until } => Box::pin(settle(relay, held, until)).await,
-        };
-        let ending = match from {
-            Direction::Client => apply(relay, decision, upstream),
-            Direction::Upstream => apply(relay, decision, client),
-        };
-        if let Some(ending) = ending {
-            match from {
-                Direction::Client => Box::pin(end(relay, from, ending, client, upstream)).await,
-                Direction::Upstream => Box::pin(end(relay, from, ending, upstream, client)).await,
-            }
-            return None;
+    }
+}
+
+/// Logs how a leg went, when that says more than that it ended.
+fn gone(relay: &Relay, side: Direction, how: &Gone) {
+    let id = relay.conn().id;
+    match how {
+        Gone::Ended(Some(err)) => {
+            tracing::debug!(connection = id, side = side.as_str(), "leg ended: {err}");
+        }
+        Gone::Ended(None) => {}
+        Gone::Unwritable => {
+            tracing::debug!(
+                connection = id,
+                side = side.as_str(),
+                "write failed: side gone"
+            );
         }
     }
 }
@@ -280,7 +317,7 @@ async fn wind_down<C, U>(
 
 /// Awaits what a plugin holding a frame waits for, and anything the
 /// plugins after it wait for in turn: the relay's decision on the frame.
-/// Boxed by its callers: an idle connection's task never holds it.
+/// Boxed by its callers, which are a closing connection's.
 async fn settle(relay: &mut Relay, mut held: Held, mut until: FrameWaiting) -> Decision {
     loop {
         match relay.resume(held, until.await) {
