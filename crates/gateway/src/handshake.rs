@@ -438,10 +438,10 @@ fn upstream_leg(service: &Service, limit: u64, client_compresses: bool) -> WebSo
     )
 }
 
-/// Settings of one leg: its receive limit (at most the ceiling); pings and pongs are forwarded,
-/// not answered, so automatic pongs are off. The gateway's own keep-alive
-/// pings (`heartbeat`) are the protocol core's: their pongs are consumed
-/// there, never forwarded nor shown to plugins.
+/// Settings of one leg: its receive limit (at most the ceiling); pings
+/// and pongs are forwarded, not answered, so automatic pongs are off. The
+/// gateway's own keep-alive pings (`heartbeat`) are the protocol core's:
+/// their pongs are consumed there, never forwarded nor shown to plugins.
 fn leg_config(
     max_recv: u64,
     write_timeout: std::time::Duration,
