@@ -319,8 +319,7 @@ impl FrameDecoder {
         // Counted in registers and added to `passed` once: the frames, those
         // with a 16-bit length, and the text ones. The binary ones and the
         // payload bytes follow from the span taken, so a binary frame adds
-        // nothing but its count to the loop, whose floor is the chain from
-        // one frame's length byte to the next frame's address.
+        // nothing but its count to the loop.
         let (mut frames, mut long_frames, mut texts, mut text_bytes) = (0, 0, 0, 0);
         let mut at = 0;
         while at < budget {
@@ -358,6 +357,19 @@ impl FrameDecoder {
             frames += 1;
             long_frames += u64::from(header_len == 4);
             at = start + len;
+            // A feed's messages are often alike in length: a frame followed
+            // by one of the same length byte may start a run of them.
+            if bytes.get(at + 1) == Some(&second) {
+                let stride = header_len + len;
+                let alike = alike_frames(bytes, at, stride, header_len, budget, first == 0x81);
+                frames += alike;
+                long_frames += alike * u64::from(header_len == 4);
+                if first == 0x81 {
+                    texts += alike;
+                    text_bytes += alike * len as u64;
+                }
+                at += alike as usize * stride;
+            }
         }
         let payload_bytes = at as u64 - 2 * frames - 2 * long_frames;
         passed.add(OpCode::Text, texts, text_bytes);
@@ -480,6 +492,40 @@ impl FrameDecoder {
         }
         Ok(())
     }
+}
+
+/// The frames from `from` on that are alike the one of `stride` bytes
+/// before it (the same `header_len` header bytes; valid text if `text`),
+/// counted four at a time while they start before `until`. Their headers are
+/// read four at a time, loads that do not wait on one another, where a walk
+/// waits for each length byte to find the next frame: on the benchmarks'
+/// machine, 0.8 ns a 20 B frame against the walk's 1.75.
+#[inline]
+fn alike_frames(
+    bytes: &[u8],
+    from: usize,
+    stride: usize,
+    header_len: usize,
+    until: usize,
+    text: bool,
+) -> u64 {
+    // A word holds the header and, after a short one, payload bytes.
+    let header_bits = if header_len == 2 { 0xffff } else { u32::MAX };
+    let word = |at: usize| {
+        u32::from_le_bytes(bytes[at..at + 4].try_into().expect("four bytes")) & header_bits
+    };
+    let header = word(from - stride);
+    let mut at = from;
+    // Four frames, and a word read at the fourth.
+    while at + 3 * stride < until && at + 4 * stride + 2 <= bytes.len() {
+        let differ = (0..4).fold(0, |differ, i| differ | (word(at + i * stride) ^ header));
+        let payload = |i: usize| &bytes[at + i * stride + header_len..at + (i + 1) * stride];
+        if differ != 0 || text && !(0..4).all(|i| is_whole_text(payload(i))) {
+            break;
+        }
+        at += 4 * stride;
+    }
+    ((at - from) / stride) as u64
 }
 
 #[cfg(test)]
@@ -743,6 +789,69 @@ mod tests {
         let at = f.payload.as_ptr() as usize;
         assert!(at < start || at >= end, "a small payload is copied out");
         assert_eq!(&f.payload[..], &[7; COPY_BELOW - 1][..]);
+    }
+
+    /// `skim` takes runs of alike frames four at a time: whatever a run
+    /// holds (a frame of another length or kind, invalid text, a cut frame)
+    /// and wherever the budget ends, it must take exactly the frames a
+    /// frame-by-frame skim takes, and count them alike.
+    #[test]
+    fn skim_takes_a_run_of_alike_frames_as_it_takes_them_one_by_one() {
+        let decoder = FrameDecoder::new(Config::new(Role::Client));
+        let alike = |first: u8, len: usize| {
+            let mut bytes = vec![first];
+            match len {
+                0..=125 => bytes.push(len as u8),
+                _ => bytes.extend_from_slice(&[126, (len >> 8) as u8, len as u8]),
+            }
+            bytes.resize(bytes.len() + len, b'a');
+            bytes
+        };
+        // The last one is cut: the bytes end with it.
+        let odd_ones: [&dyn Fn(u8, usize) -> Vec<u8>; 5] = [
+            &|first, len| alike(first, len + 1),
+            &|first, len| alike(first ^ 0x03, len),
+            &|_, len| alike(0x02, len),
+            &|first, len| {
+                let mut bytes = alike(first, len);
+                *bytes.last_mut().unwrap() = 0xff;
+                bytes
+            },
+            &|first, len| alike(first, len)[..len / 2 + 1].to_vec(),
+        ];
+        for first in [0x81, 0x82] {
+            for len in [0, 3, 20, 125, 126, 300] {
+                let one = alike(first, len);
+                for (kind, odd_one) in odd_ones.iter().enumerate() {
+                    for odd_at in [0, 1, 3, 4, 5, 8, 9, 12] {
+                        let mut frames = vec![one.clone(); 13];
+                        frames[odd_at] = odd_one(first, len);
+                        if kind == odd_ones.len() - 1 {
+                            frames.truncate(odd_at + 1);
+                        }
+                        let bytes = frames.concat();
+                        for budget in [1, one.len() * 4, one.len() * 4 + 1, usize::MAX] {
+                            let (mut expected, mut counted) = (0, Passed::default());
+                            for frame in &frames {
+                                if expected >= budget {
+                                    break;
+                                }
+                                let taken = decoder.skim(frame, usize::MAX, u64::MAX, &mut counted);
+                                expected += taken;
+                                if taken < frame.len() {
+                                    break;
+                                }
+                            }
+                            let mut passed = Passed::default();
+                            let taken = decoder.skim(&bytes, budget, u64::MAX, &mut passed);
+                            let context = format!("{first:#x} x {len}, odd at {odd_at}, {budget}");
+                            assert_eq!(taken, expected, "{context}");
+                            assert_eq!(passed, counted, "{context}");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// `skim` reads a frame's first bytes a second time, for speed: every
