@@ -498,8 +498,8 @@ impl FrameDecoder {
 /// before it (the same `header_len` header bytes; valid text if `text`),
 /// counted four at a time while they start before `until`. Their headers are
 /// read four at a time, loads that do not wait on one another, where a walk
-/// waits for each length byte to find the next frame: on the benchmarks'
-/// machine, 0.8 ns a 20 B frame against the walk's 1.75.
+/// waits for each length byte to find the next frame: 0.8 ns a 20 B frame
+/// against the walk's 1.75 (BENCHMARKS.md, "runs of alike frames").
 #[inline]
 fn alike_frames(
     bytes: &[u8],
