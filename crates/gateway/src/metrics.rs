@@ -122,7 +122,7 @@ impl Metrics {
                 }
             }
             for (status, n) in lock(&worker.handshakes).iter() {
-                *handshakes.entry(*status).or_default() += n;
+                *handshakes.entry(status).or_default() += n;
             }
             for (plugin, n) in lock(&worker.plugin_errors).iter() {
                 *plugin_errors.entry(plugin.clone()).or_default() += n;
@@ -403,7 +403,7 @@ type RouteServices = Vec<(String, Arc<RouteMetrics>)>;
 #[derive(Default)]
 pub(crate) struct WorkerMetrics {
     routes: Mutex<HashMap<String, RouteServices>>,
-    handshakes: Mutex<HashMap<u16, u64>>,
+    handshakes: Mutex<Tally<u16>>,
     plugin_errors: Mutex<HashMap<String, u64>>,
     lua_limits: Mutex<HashMap<(String, LuaLimit), u64>>,
     connect: Mutex<HashMap<String, Histogram>>,
@@ -431,7 +431,7 @@ impl WorkerMetrics {
 
     /// A handshake was answered with `status`.
     pub(crate) fn handshake(&self, status: u16) {
-        *lock(&self.handshakes).entry(status).or_default() += 1;
+        lock(&self.handshakes).count(status);
     }
 
     /// A plugin failed with `error`.
@@ -472,7 +472,7 @@ pub(crate) struct RouteMetrics {
     messages: [[AtomicU64; 6]; 2],
     bytes: [[AtomicU64; 6]; 2],
     dropped: [AtomicU64; 2],
-    closes: Mutex<HashMap<(&'static str, CodeLabel), u64>>,
+    closes: Mutex<Tally<(&'static str, CodeLabel)>>,
     duration: Mutex<Histogram>,
 }
 
@@ -484,7 +484,7 @@ impl Default for RouteMetrics {
             messages: Default::default(),
             bytes: Default::default(),
             dropped: Default::default(),
-            closes: Mutex::new(HashMap::new()),
+            closes: Mutex::default(),
             duration: Mutex::new(Histogram::new(&SESSION_BUCKETS)),
         }
     }
@@ -515,12 +515,33 @@ impl RouteMetrics {
     pub(crate) fn closed(&self, duration: Duration, client: Option<u16>, upstream: Option<u16>) {
         self.open.fetch_sub(1, Relaxed);
         let mut closes = lock(&self.closes);
-        *closes.entry(("client", CodeLabel::of(client))).or_default() += 1;
-        *closes
-            .entry(("upstream", CodeLabel::of(upstream)))
-            .or_default() += 1;
+        closes.count(("client", CodeLabel::of(client)));
+        closes.count(("upstream", CodeLabel::of(upstream)));
         drop(closes);
         lock(&self.duration).observe(duration);
+    }
+}
+
+/// Counts by a key of which there are few (statuses, close codes): a scan
+/// of a short list, where a map hashed the key on every connection.
+struct Tally<K>(Vec<(K, u64)>);
+
+impl<K> Default for Tally<K> {
+    fn default() -> Self {
+        Tally(Vec::new())
+    }
+}
+
+impl<K: Copy + PartialEq> Tally<K> {
+    fn count(&mut self, key: K) {
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => self.0.push((key, 1)),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (K, u64)> + '_ {
+        self.0.iter().copied()
     }
 }
 
@@ -579,7 +600,7 @@ impl RouteTotals {
             self.dropped[s] += route.dropped[s].load(Relaxed);
         }
         for (key, n) in lock(&route.closes).iter() {
-            *self.closes.entry(*key).or_default() += n;
+            *self.closes.entry(key).or_default() += n;
         }
         if self.duration.bounds.is_empty() {
             self.duration = HistogramTotals::new(&SESSION_BUCKETS);

@@ -186,16 +186,20 @@ pub fn validate_request<B>(req: &Request<B>) -> Result<ClientOffer, RequestError
         return Err(RequestError::HttpVersion);
     }
     let headers = req.headers();
-    for once in [
-        header::HOST,
-        header::SEC_WEBSOCKET_KEY,
-        header::SEC_WEBSOCKET_VERSION,
-    ] {
-        if headers.get_all(&once).iter().nth(1).is_some() {
-            return Err(RequestError::DuplicateHeader(once));
+    // A header that may appear once, looked up once for its value and
+    // whether another follows.
+    let once = |name: header::HeaderName| {
+        let mut values = headers.get_all(&name).into_iter();
+        let first = values.next();
+        match values.next() {
+            Some(_) => Err(RequestError::DuplicateHeader(name)),
+            None => Ok(first),
         }
-    }
-    if !headers.contains_key(header::HOST) && req.uri().authority().is_none() {
+    };
+    let host = once(header::HOST)?;
+    let key = once(header::SEC_WEBSOCKET_KEY)?;
+    let version = once(header::SEC_WEBSOCKET_VERSION)?;
+    if host.is_none() && req.uri().authority().is_none() {
         return Err(RequestError::MissingHost);
     }
     if !has_token(headers.get_all(header::UPGRADE), "websocket")
@@ -203,15 +207,12 @@ pub fn validate_request<B>(req: &Request<B>) -> Result<ClientOffer, RequestError
     {
         return Err(RequestError::NotUpgrade);
     }
-    let version = headers.get(header::SEC_WEBSOCKET_VERSION);
     if version.map(HeaderValue::as_bytes) != Some(VERSION.as_bytes()) {
         return Err(RequestError::UnsupportedVersion(
             version.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
         ));
     }
-    let key = headers
-        .get(header::SEC_WEBSOCKET_KEY)
-        .ok_or(RequestError::MissingKey)?;
+    let key = key.ok_or(RequestError::MissingKey)?;
     if !is_valid_key(key.as_bytes()) {
         return Err(RequestError::InvalidKey);
     }
