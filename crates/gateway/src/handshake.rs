@@ -72,7 +72,7 @@ where
     // The handshake's state (the request, the upstream connect with its
     // options and TLS) is large and short-lived; boxed, it is freed once
     // the connection is proxying.
-    let handshake = Box::pin(handshake(io, client_addr, tls, config, worker));
+    let handshake = boxed!(handshake(io, client_addr, tls, config, worker));
     async move {
         let Some((relay, client, upstream, idle)) = handshake.await else {
             return;
@@ -80,9 +80,9 @@ where
         // Chosen in a statement of its own, so that nothing of the
         // handshake's result stays in the task while the connection lives.
         let run: Pin<Box<dyn Future<Output = ()> + Send>> = match upstream {
-            UpstreamConn::Net(ws, _) => Box::pin(crate::relay::run(relay, client, ws, idle, drain)),
+            UpstreamConn::Net(ws, _) => boxed!(crate::relay::run(relay, client, ws, idle, drain)),
             UpstreamConn::Memory(ws, _) => {
-                Box::pin(crate::relay::run(relay, client, ws, idle, drain))
+                boxed!(crate::relay::run(relay, client, ws, idle, drain))
             }
         };
         run.await

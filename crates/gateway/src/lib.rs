@@ -24,6 +24,22 @@
 
 #![deny(missing_docs)]
 
+/// Boxes a future built straight into its allocation: `Box::pin(future)`
+/// builds the future on the stack and copies all of it into the box,
+/// though a future not yet polled holds only its arguments. A handshake's
+/// future is about 5 KiB, copied once per connection (callgrind: 520
+/// instructions a storm handshake in `memcpy`). Allocated first, the box
+/// is where the optimiser writes the arguments.
+macro_rules! boxed {
+    ($future:expr) => {{
+        let mut boxed = Box::new_uninit();
+        boxed.write($future);
+        // SAFETY: written on the line above. (`Box::write` says the same
+        // without `unsafe`, from Rust 1.87 on; the MSRV is 1.85.)
+        Box::into_pin(unsafe { boxed.assume_init() })
+    }};
+}
+
 pub mod admin;
 pub mod balancer;
 pub mod cidr;

@@ -385,8 +385,12 @@ impl Service {
         connect_timeout: Duration,
     ) -> frameway::Result<(WsUrl, ConnectOptions)> {
         let mut headers = req.headers;
-        for name in &HANDSHAKE_HEADERS {
-            headers.remove(name);
+        // Only a plugin puts these here: a scan of the few headers, not a
+        // lookup of each name, in the common case that none did.
+        if headers.keys().any(|name| HANDSHAKE_HEADERS.contains(name)) {
+            for name in &HANDSHAKE_HEADERS {
+                headers.remove(name);
+            }
         }
         // The client library has its own options for these two, and refuses
         // them as plain headers.

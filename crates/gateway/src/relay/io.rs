@@ -140,20 +140,18 @@ where
             // upstreams answer, and run the gateway out of descriptors.
             Exit::Gone(Direction::Client) => {
                 drop(client);
-                Box::pin(leg_gone(&mut relay, Direction::Client, &mut upstream)).await
+                boxed!(leg_gone(&mut relay, Direction::Client, &mut upstream)).await
             }
             Exit::Gone(Direction::Upstream) => {
                 drop(upstream);
-                Box::pin(leg_gone(&mut relay, Direction::Upstream, &mut client)).await
+                boxed!(leg_gone(&mut relay, Direction::Upstream, &mut client)).await
             }
-            Exit::Stop(why) => {
-                Box::pin(wind_down(&mut relay, why, &mut client, &mut upstream)).await
-            }
+            Exit::Stop(why) => boxed!(wind_down(&mut relay, why, &mut client, &mut upstream)).await,
             Exit::End(from @ Direction::Client, ending) => {
-                Box::pin(end(&mut relay, from, ending, &mut client, &mut upstream)).await
+                boxed!(end(&mut relay, from, ending, &mut client, &mut upstream)).await
             }
             Exit::End(from @ Direction::Upstream, ending) => {
-                Box::pin(end(&mut relay, from, ending, &mut upstream, &mut client)).await
+                boxed!(end(&mut relay, from, ending, &mut upstream, &mut client)).await
             }
         }
         relay.finish();
