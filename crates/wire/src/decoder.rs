@@ -318,8 +318,8 @@ impl FrameDecoder {
         let short_max = max_len.min(125) as u8;
         // Frames are taken one by one until one is followed by another of
         // the same length byte; from there runs of alike frames are taken
-        // four at a time. The two loops are functions of their own, so that
-        // each keeps its counts in registers.
+        // four at a time. With the call for a run outside the walk's loop,
+        // each loop keeps its counts in registers.
         let mut counts = Skimmed::default();
         let mut at = 0;
         loop {
@@ -496,7 +496,9 @@ struct Run {
 /// until one it cannot take or `budget`, or until a frame is followed by
 /// one with the same length byte: then it returns that run's stride.
 /// Returns where it stopped, having added what it took to `counts`.
-#[inline(never)]
+// Inlined: a read of one frame (a proxied round trip) would pay a call's
+// 50 instructions, 0.9% of its user time (callgrind).
+#[inline(always)]
 fn walk(
     bytes: &[u8],
     mut at: usize,
