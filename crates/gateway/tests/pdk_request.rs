@@ -1,5 +1,7 @@
 //! What a native plugin reads of the handshake request is what a Lua
-//! plugin reads: one query decoder and one header lookup for both.
+//! plugin reads: one query decoder and one header lookup for both. What it
+//! sets on the upstream's request goes up, except the handshake's own
+//! headers, which the gateway negotiates per leg.
 
 mod support;
 
@@ -63,6 +65,35 @@ async fn a_handshake_plugin_that_waits_finishes_before_the_plugins_after_it_run(
         let conn = next_upstream(&mut conns).await;
         assert_eq!(conn.request.headers()["x-answer"], "42");
         assert_eq!(events.all(), ["answered", "after"]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn handshake_headers_a_plugin_sets_for_the_upstream_are_the_gateways_own_instead() {
+    bounded(async {
+        let meddling = TestPlugin::new("meddling").on_handshake(|ctx| {
+            ctx.set_upstream_header("sec-websocket-key", "AAAAAAAAAAAAAAAAAAAAAA==")?;
+            ctx.set_upstream_header("upgrade", "h2c")?;
+            ctx.set_upstream_header("sec-websocket-protocol", "forged")?;
+            ctx.set_upstream_header("x-kept", "yes")?;
+            Ok(())
+        });
+        let (upstream, mut conns) = scripted_upstream().await;
+        let gw = gateway_running(upstream, vec![meddling]).await;
+        let mut client = connect(gw, "/").await;
+        let conn = next_upstream(&mut conns).await;
+        let h = conn.request.headers();
+        // The upstream's leg is the gateway's to negotiate: one key, its
+        // own, and no subprotocol the client did not offer.
+        assert_eq!(h.get_all("sec-websocket-key").iter().count(), 1);
+        assert_ne!(h["sec-websocket-key"], "AAAAAAAAAAAAAAAAAAAAAA==");
+        assert_eq!(h["upgrade"], "websocket");
+        assert!(h.get("sec-websocket-protocol").is_none(), "{h:?}");
+        assert_eq!(h["x-kept"], "yes");
+        client.send_text("hi").await.unwrap();
+        let mut up_ws = conn.ws;
+        assert_eq!(recv_text(&mut up_ws).await, "hi");
     })
     .await;
 }
